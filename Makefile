@@ -1,0 +1,43 @@
+# droplab: `make run` trains and evaluates the quick preset; `make test` runs the test suite.
+# Both create .venv if missing. torch==2.13.0 (a CPU build) is installed first where no torch is present.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+OUT ?= runs/quick
+
+.PHONY: setup setup-dev run test test-slow lint bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.droplab-installed: pyproject.toml | $(PY)
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.droplab-dev: $(VENV)/.droplab-installed
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+setup: $(VENV)/.droplab-installed
+
+setup-dev: $(VENV)/.droplab-dev
+
+run: setup
+	$(VENV)/bin/droplab train --preset quick --out $(OUT) --no-progress
+	$(VENV)/bin/droplab evaluate $(OUT)/best.safetensors
+
+test: setup-dev
+	$(PY) -m pytest
+
+test-slow: setup-dev
+	$(PY) -m pytest -m slow
+
+lint: setup-dev
+	$(VENV)/bin/ruff check src tests benchmarks
+
+bench: setup
+	$(PY) benchmarks/train_throughput.py
+
+clean:
+	rm -rf runs .pytest_cache

@@ -1,0 +1,75 @@
+"""Checkpoints: one safetensors file holding tensors (model, optimizer, random generators) and, in its
+metadata, the JSON that describes them. One file per checkpoint, written to a temporary name and renamed
+into place (``os.replace`` is atomic on POSIX), so an interrupted write never leaves a half checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+__all__ = ["FORMAT", "atomic_write_text", "load_checkpoint_file", "save_checkpoint_file"]
+
+FORMAT = "droplab-checkpoint/1"
+
+
+def _atomic_target(path: Path) -> tuple[int, Path]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    return fd, Path(tmp)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write text to ``path`` atomically: a temporary file in the same folder, fsync, rename."""
+    path = Path(path)
+    fd, tmp = _atomic_target(path)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def save_checkpoint_file(path: str | os.PathLike[str], tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
+    """Save tensors with ``meta`` (JSON-serializable) as one safetensors file, atomically."""
+    path = Path(path)
+    fd, tmp = _atomic_target(path)
+    os.close(fd)
+    try:
+        flat = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+        save_file(flat, str(tmp), metadata={"format": FORMAT, "droplab": json.dumps(meta)})
+        with tmp.open("rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load_checkpoint_file(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """Read a checkpoint written by ``save_checkpoint_file``: (tensors on CPU, meta)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"no checkpoint at {path}; expected a .safetensors file written by droplab train")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as fh:
+            metadata = fh.metadata() or {}
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise ValueError(f"{path} is not a readable safetensors checkpoint ({exc})") from None
+    if metadata.get("format") != FORMAT or "droplab" not in metadata:
+        raise ValueError(f"{path} is a safetensors file but not a droplab checkpoint (format "
+                         f"{metadata.get('format')!r}, expected {FORMAT!r})")
+    return tensors, json.loads(metadata["droplab"])
+

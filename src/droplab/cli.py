@@ -1,0 +1,219 @@
+"""The ``droplab`` command: ``train`` and ``evaluate``.
+
+Settings come from, in increasing priority: a preset (``--preset``), a TOML file (``--config``), flags.
+Any bad input ends with one line on stderr, ``droplab: error: ...``, and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, NoReturn
+
+from . import data as data_mod
+from .presets import PRESETS, preset
+from .train import TrainConfig, build_model, evaluate, fit, load_model, resolve_device
+
+MODEL_KEYS = ("sizes", "transfer", "output", "c", "lam", "keep", "gate", "connection_keep", "connection_kind",
+              "mask_sharing", "scaling", "backward")
+DATA_KEYS = ("dataset", "data_dir", "validation", "limit", "normalize", "download")
+TOP_KEYS = ("preset", "out", "device", "model", "train", "data")
+
+
+class UsageError(Exception):
+    """A problem with what the user asked for; reported in one line with exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def _floats(text: str) -> float | list[float]:
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or comma-separated numbers, got {text!r}") from None
+    return values[0] if len(values) == 1 else values
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 784,800,10, got {text!r}") from None
+
+
+def _backward(text: str) -> str | float:
+    if text == "derivative":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'derivative' or a probability, got {text!r}") from None
+
+
+def _add_data_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", choices=data_mod.DATASETS, help="dataset (default: the preset's)")
+    p.add_argument("--data-dir", help="folder holding the IDX files (else $DROPLAB_DATA, the cache, /usr/share/datasets)")
+    p.add_argument("--no-download", dest="download", action="store_false", default=None,
+                   help="fail instead of downloading missing files")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or auto (default: cpu)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="droplab", description="The dropout learning algorithm (Baldi & Sadowski, 2014).")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    t = sub.add_parser("train", help="train a DropoutMLP", description="Train a DropoutMLP and save checkpoints.")
+    t.add_argument("--preset", choices=sorted(PRESETS), default=None, help="starting configuration (default: quick)")
+    t.add_argument("--config", type=Path, help="TOML file with [model], [train], [data] tables")
+    t.add_argument("--out", type=Path, help="output folder for checkpoints and metrics (default: runs/<preset>)")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    t.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    _add_data_flags(t)
+    t.add_argument("--validation", type=float, help="validation fraction of the training part")
+    t.add_argument("--limit", type=int, help="use at most this many training examples")
+    m = t.add_argument_group("model")
+    m.add_argument("--sizes", type=_ints, help="layer sizes, e.g. 784,1200,1200,10 (first/last follow the data)")
+    m.add_argument("--transfer", choices=("logistic", "tanh", "relu", "linear"), help="hidden transfer function")
+    m.add_argument("--keep", type=_floats, help="keep rate(s): one, or one per gated layer (input, hidden...)")
+    m.add_argument("--gate", choices=("bernoulli", "gaussian", "dropin", "spiking"), help="unit gate kind")
+    m.add_argument("--connection-keep", type=_floats, help="connection dropout keep rate(s), per weight layer")
+    m.add_argument("--scaling", choices=("paper", "inverted"), help="dropout scaling convention")
+    m.add_argument("--backward", type=_backward, help="backpercolation: 'derivative' or a fixed probability")
+    tr = t.add_argument_group("training")
+    for name in TrainConfig.field_names():
+        kind = {"loss": str, "seed": int, "epochs": int, "batch_size": int, "momentum_epochs": int,
+                "patience": int}.get(name, float)
+        tr.add_argument(f"--{name.replace('_', '-')}", type=kind, dest=f"train_{name}", metavar=name.upper())
+
+    e = sub.add_parser("evaluate", help="test error of a checkpoint",
+                       description="Evaluate a checkpoint with the weight-scaled network.")
+    e.add_argument("checkpoint", type=Path, help="a .safetensors checkpoint (e.g. runs/quick/best.safetensors)")
+    _add_data_flags(e)
+    e.add_argument("--json", action="store_true", help="print the result as JSON")
+    return parser
+
+
+# ----------------------------------------------------------------------------------------------------
+def _read_toml(path: Path) -> dict[str, Any]:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    try:
+        with path.open("rb") as fh:
+            cfg = tomllib.load(fh)
+    except FileNotFoundError:
+        raise UsageError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"config file {path} is not valid TOML: {exc}") from None
+    _check_keys(cfg, TOP_KEYS, f"{path}")
+    _check_keys(cfg.get("model", {}), MODEL_KEYS, f"{path} [model]")
+    _check_keys(cfg.get("train", {}), TrainConfig.field_names(), f"{path} [train]")
+    _check_keys(cfg.get("data", {}), DATA_KEYS, f"{path} [data]")
+    return cfg
+
+
+def _check_keys(table: Any, allowed: Any, where: str) -> None:
+    if not isinstance(table, dict):
+        raise UsageError(f"{where} must be a table")
+    unknown = sorted(set(table) - set(allowed))
+    if unknown:
+        raise UsageError(f"unknown key(s) {unknown} in {where}; expected some of {sorted(allowed)}")
+
+
+def _train_settings(args: argparse.Namespace) -> dict[str, Any]:
+    cfg = _read_toml(args.config) if args.config else {}
+    name = args.preset or cfg.get("preset", "quick")
+    base = preset(name)
+    data_cfg: dict[str, Any] = {"dataset": base.dataset, "data_dir": None, "validation": 0.1, "limit": None,
+                                "normalize": "unit", "download": True, **cfg.get("data", {})}
+    for key in ("dataset", "data_dir", "validation", "limit", "download"):
+        if getattr(args, key, None) is not None:
+            data_cfg[key] = getattr(args, key)
+    model_cfg = {**base.model, **cfg.get("model", {})}
+    for key in ("sizes", "transfer", "keep", "gate", "connection_keep", "scaling", "backward"):
+        if getattr(args, key) is not None:
+            model_cfg[key] = getattr(args, key)
+    train_over = {**cfg.get("train", {}), **{k: getattr(args, f"train_{k}") for k in TrainConfig.field_names()
+                                              if getattr(args, f"train_{k}") is not None}}
+    train_cfg = replace(base.train, **train_over)
+    out = args.out or (Path(cfg["out"]) if "out" in cfg else Path("runs") / name)
+    device = args.device or cfg.get("device", "cpu")
+    return dict(preset=name, data=data_cfg, model=model_cfg, train=train_cfg, out=out, device=device)
+
+
+def _load_data(cfg: dict[str, Any], seed: int) -> data_mod.Dataset:
+    return data_mod.load(cfg["dataset"], root=cfg.get("data_dir"), download=cfg.get("download", True),
+                         validation=cfg.get("validation", 0.1), seed=seed, normalize=cfg.get("normalize", "unit"),
+                         limit=cfg.get("limit"))
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    s = _train_settings(args)
+    device = resolve_device(s["device"])
+    data = _load_data(s["data"], s["train"].seed)
+    sizes = list(s["model"]["sizes"])
+    sizes[0], sizes[-1] = data.input_size, data.output_size  # the data decides the outer layers
+    model_cfg = {**s["model"], "sizes": sizes}
+    model = build_model(model_cfg, seed=s["train"].seed)
+    print(f"droplab train: {data.summary()}; network {'-'.join(map(str, sizes))}; device {device}; out {s['out']}")
+    result = fit(model, data, s["train"], out_dir=s["out"], resume=args.resume, progress=args.progress,
+                 device=device, meta={"preset": s["preset"], "data": s["data"]})
+    print(f"best epoch {result.best_epoch}: validation error {result.best_val_error:.2f}%, test error "
+          f"{result.test_error:.2f}% (weight scaling); checkpoint {s['out'] / 'best.safetensors'}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    model, meta = load_model(args.checkpoint)
+    data_cfg = dict(meta.get("data", {}))
+    for key in ("dataset", "data_dir", "download"):
+        if getattr(args, key, None) is not None:
+            data_cfg[key] = getattr(args, key)
+    if "dataset" not in data_cfg:
+        raise UsageError(f"{args.checkpoint} does not say which dataset it was trained on; pass --dataset")
+    data = _load_data(data_cfg, meta["train"]["seed"])
+    if data.input_size != model.sizes[0]:
+        raise UsageError(f"the checkpoint's network takes {model.sizes[0]} inputs, {data.name} has "
+                         f"{data.input_size}; pass the --dataset it was trained on")
+    device = resolve_device(args.device or "cpu")
+    model.to(device)
+    data = data.to(device)
+    loss = meta["train"]["loss"]
+    result = {"checkpoint": str(args.checkpoint), "dataset": data.name, "estimator": "weight-scaled"}
+    for split in ("val", "test"):
+        split_loss, split_error = evaluate(model, getattr(data, f"x_{split}"), getattr(data, f"y_{split}"), loss=loss)
+        result[f"{split}_loss"], result[f"{split}_error"] = split_loss, split_error
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"{data.name} ({len(data.x_test)} test examples), weight scaling: test error "
+              f"{result['test_error']:.2f}%, validation error {result['val_error']:.2f}%")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        return {"train": cmd_train, "evaluate": cmd_evaluate}[args.command](args)
+    except (UsageError, ValueError, TypeError) as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"droplab: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("droplab: interrupted; the last checkpoint is intact (use --resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
+
+
+__all__ = ["build_parser", "main"]

@@ -1,0 +1,200 @@
+"""The noise of dropout, as pure functions on tensors.
+
+Notation follows Baldi & Sadowski (2014): a unit's output is ``O``; a gate multiplies (or replaces) it by a
+random variable. ``keep`` is the keep probability ``p`` of the paper (``1 - p`` is the drop rate that
+``torch.nn.Dropout`` takes). ``keep`` may be a Python float or a tensor that broadcasts against ``O``
+(one rate per unit, or one per connection).
+
+Every kind of gate is split in two steps so that the same noise can be drawn once and used twice
+(``replay``) or enumerated exactly:
+
+* ``draw(O, keep, generator)`` samples the gate's random variable (``noise``), shaped like ``O``;
+* ``apply(O, noise, keep, scaling)`` turns noise into the gated output;
+* ``mean(O, keep, scaling)`` and ``variance(O, keep, scaling)`` are the gated output's expectation and
+  variance over the noise, for fixed ``O``. ``mean`` is what weight scaling (the network W of Eq. 98) uses.
+
+| kind       | noise                  | gated value (paper scaling) | mean              | variance             |
+|------------|------------------------|-----------------------------|-------------------|----------------------|
+| bernoulli  | delta ~ B(p)           | delta O                     | p O               | p (1 - p) O^2        |
+| gaussian   | xi ~ N(p, p(1 - p))    | xi O                        | p O               | p (1 - p) O^2        |
+| dropin     | delta ~ B(p)           | delta O + (1 - delta)       | p O + 1 - p       | p (1 - p) (O - 1)^2  |
+| spiking    | Delta ~ B(O)           | r Delta  (``keep`` is r)    | r O               | r^2 O (1 - O)        |
+
+With ``scaling="inverted"`` (the convention of PyTorch and Keras) the gated value of the multiplicative
+kinds is divided by p (by r for spiking), so that the mean is O itself; the ensemble network is the same.
+Dropin is defined by the paper's form only.
+
+References:
+    P. Baldi and P. Sadowski, "The dropout learning algorithm", Artificial Intelligence 210 (2014):
+    Sections 2-5 (Bernoulli gates), 10.1 (spiking units, Eqs. 135-138), 11.6 (dropin).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "GATES",
+    "SCALINGS",
+    "GateKind",
+    "bernoulli_noise",
+    "check_keep",
+    "check_scaling",
+    "gate_kind",
+]
+
+SCALINGS = ("paper", "inverted")
+Keep = float | Tensor
+
+
+def check_keep(keep: Keep, *, where: str = "keep", allow_zero: bool = False) -> Keep:
+    """Validate a keep probability (scalar or tensor) and return it unchanged.
+
+    >>> check_keep(0.5)
+    0.5
+    """
+    low = "[0, 1]" if allow_zero else "(0, 1]"
+    if isinstance(keep, bool) or not isinstance(keep, (int, float, Tensor)):
+        raise TypeError(f"{where} must be a float or a tensor of floats in {low}, got {type(keep).__name__}")
+    if isinstance(keep, Tensor):
+        if not keep.is_floating_point():
+            raise TypeError(f"{where} must be a floating-point tensor, got dtype {keep.dtype}; use keep.float()")
+        if keep.numel() == 0:
+            raise ValueError(f"{where} must not be empty")
+        lo, hi = float(keep.min()), float(keep.max())
+    else:
+        lo = hi = float(keep)
+    if not (lo >= 0.0 and hi <= 1.0) or (not allow_zero and lo <= 0.0):
+        bad = lo if (lo < 0 or (not allow_zero and lo <= 0)) else hi
+        raise ValueError(f"{where} must be in {low}, got {bad:g}; a keep rate is the probability of keeping a unit")
+    return float(keep) if not isinstance(keep, Tensor) else keep
+
+
+def check_scaling(scaling: str) -> str:
+    if scaling not in SCALINGS:
+        raise ValueError(f"scaling must be one of {SCALINGS}, got {scaling!r}")
+    return scaling
+
+
+def bernoulli_noise(shape: torch.Size | tuple[int, ...], keep: Keep, *, generator: torch.Generator | None,
+                    dtype: torch.dtype, device: torch.device) -> Tensor:
+    """Independent B(keep) draws of the given shape, as 0.0/1.0 in ``dtype``.
+
+    >>> g = torch.Generator().manual_seed(0)
+    >>> bernoulli_noise((2, 3), 0.5, generator=g, dtype=torch.float32, device=torch.device("cpu")).shape
+    torch.Size([2, 3])
+    """
+    out = torch.empty(shape, dtype=dtype, device=device)
+    if isinstance(keep, Tensor):
+        # broadcast the per-unit (or per-connection) rates to the full shape, then one Bernoulli each
+        return torch.bernoulli(keep.to(device=device, dtype=dtype).expand(shape), generator=generator)
+    return out.bernoulli_(keep, generator=generator)
+
+
+def _scale(value: Tensor, keep: Keep, scaling: str) -> Tensor:
+    return value / keep if scaling == "inverted" else value
+
+
+# ----------------------------------------------------------------------------------------------------
+# bernoulli: delta O with delta ~ B(p)
+def _bernoulli_draw(o: Tensor, keep: Keep, generator: torch.Generator | None) -> Tensor:
+    return bernoulli_noise(o.shape, keep, generator=generator, dtype=o.dtype, device=o.device)
+
+
+def _bernoulli_apply(o: Tensor, noise: Tensor, keep: Keep, scaling: str) -> Tensor:
+    return _scale(o * noise, keep, scaling)
+
+
+def _multiplicative_mean(o: Tensor, keep: Keep, scaling: str) -> Tensor:
+    return o if scaling == "inverted" else o * keep
+
+
+def _multiplicative_variance(o: Tensor, keep: Keep, scaling: str) -> Tensor:
+    # Var(delta O) = p(1-p) O^2; divided by p^2 under inverted scaling
+    var = o.square() * (keep * (1 - keep))
+    return var / (keep * keep) if scaling == "inverted" else var
+
+
+# ----------------------------------------------------------------------------------------------------
+# gaussian: xi O with xi ~ N(p, p(1-p)), the variance matched to Bernoulli
+def _gaussian_draw(o: Tensor, keep: Keep, generator: torch.Generator | None) -> Tensor:
+    z = torch.randn(o.shape, generator=generator, dtype=o.dtype, device=o.device)
+    keep_t = keep.to(o) if isinstance(keep, Tensor) else keep
+    return keep_t + z * ((keep_t * (1 - keep_t)) ** 0.5)  # xi = p + sqrt(p(1-p)) z
+
+
+# ----------------------------------------------------------------------------------------------------
+# dropin: O if kept, 1 otherwise (Section 11.6)
+def _dropin_apply(o: Tensor, noise: Tensor, keep: Keep, scaling: str) -> Tensor:
+    if scaling != "paper":
+        raise ValueError("dropin is defined with the paper's scaling only; use scaling='paper'")
+    return o * noise + (1 - noise)  # delta O + (1 - delta)
+
+
+def _dropin_mean(o: Tensor, keep: Keep, scaling: str) -> Tensor:
+    if scaling != "paper":
+        raise ValueError("dropin is defined with the paper's scaling only; use scaling='paper'")
+    return o * keep + (1 - keep)
+
+
+def _dropin_variance(o: Tensor, keep: Keep, scaling: str) -> Tensor:
+    return (o - 1).square() * (keep * (1 - keep))
+
+
+# ----------------------------------------------------------------------------------------------------
+# spiking: a spike of size r with probability O (Section 10.1); ``keep`` plays the role of r
+def _spiking_draw(o: Tensor, keep: Keep, generator: torch.Generator | None) -> Tensor:
+    u = torch.rand(o.shape, generator=generator, dtype=o.dtype, device=o.device)
+    return (u < o.detach()).to(o.dtype)  # Delta ~ B(O)
+
+
+def _spiking_apply(o: Tensor, noise: Tensor, keep: Keep, scaling: str) -> Tensor:
+    rate = o if scaling == "inverted" else o * keep
+    spikes = noise if scaling == "inverted" else noise * keep
+    # value r Delta, gradient of r O (straight-through): the spike is not differentiable, its mean is
+    return rate + (spikes - rate).detach()
+
+
+def _spiking_variance(o: Tensor, keep: Keep, scaling: str) -> Tensor:
+    var = o * (1 - o)  # Var(Delta) = O(1-O); times r^2 under paper scaling (Eq. 135)
+    return var if scaling == "inverted" else var * (keep * keep)
+
+
+@dataclass(frozen=True)
+class GateKind:
+    """One kind of gate: how to draw its noise, apply it, and its mean and variance given O."""
+
+    name: str
+    draw: Callable[[Tensor, Keep, torch.Generator | None], Tensor]
+    apply: Callable[[Tensor, Tensor, Keep, str], Tensor]
+    mean: Callable[[Tensor, Keep, str], Tensor]
+    variance: Callable[[Tensor, Keep, str], Tensor]
+    needs_probability_input: bool = False  # spiking: O must lie in [0, 1]
+
+    def sample(self, o: Tensor, keep: Keep, *, scaling: str = "paper",
+               generator: torch.Generator | None = None) -> Tensor:
+        """Draw the noise and apply it: one sampled gated output, shaped like ``o``."""
+        return self.apply(o, self.draw(o, keep, generator), keep, scaling)
+
+
+GATES: dict[str, GateKind] = {
+    "bernoulli": GateKind("bernoulli", _bernoulli_draw, _bernoulli_apply, _multiplicative_mean,
+                          _multiplicative_variance),
+    "gaussian": GateKind("gaussian", _gaussian_draw, _bernoulli_apply, _multiplicative_mean,
+                         _multiplicative_variance),
+    "dropin": GateKind("dropin", _bernoulli_draw, _dropin_apply, _dropin_mean, _dropin_variance),
+    "spiking": GateKind("spiking", _spiking_draw, _spiking_apply, _multiplicative_mean, _spiking_variance,
+                        needs_probability_input=True),
+}
+
+
+def gate_kind(name: str) -> GateKind:
+    """Look a gate kind up by name, with an error that lists the known ones."""
+    try:
+        return GATES[name]
+    except KeyError:
+        raise ValueError(f"unknown gate kind {name!r}; expected one of {sorted(GATES)}") from None

@@ -1,0 +1,152 @@
+"""How gates behave, chosen explicitly and always restored.
+
+Four modes:
+
+* ``sample``: draw fresh noise (random masks) from an optional ``torch.Generator``;
+* ``expect``: replace every gate by its mean, i.e. the weight-scaled network W of Eq. 98;
+* ``off``: no gate at all (the plain network, no scaling);
+* ``replay``: use given noise, so that the same masks serve twice or a set of masks can be enumerated.
+
+With no mode set, a gate follows ``module.training`` as PyTorch users expect: ``sample`` in training,
+``expect`` in evaluation. Each context manager sets the mode of every droplab gate inside a model and
+restores what was there before on exit, even after an exception::
+
+    with droplab.modes.sample(model, generator=torch.Generator().manual_seed(0)):
+        y = model(x)
+    with droplab.modes.record(model, generator=g) as noise:   # sample, and keep the noise drawn
+        y1 = model(x)
+    with droplab.modes.replay(model, noise):                   # the same subnetwork again
+        y2 = model(x)                                          # y2 == y1
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["MODES", "Stochastic", "expect", "gates_of", "off", "record", "replay", "sample"]
+
+MODES = ("sample", "expect", "off", "replay")
+
+
+class Stochastic:
+    """Mixin for every droplab module that draws noise. Holds the mode state the context managers set."""
+
+    _droplab_mode: str | None = None
+    _droplab_generator: torch.Generator | None = None
+    _droplab_replay: Tensor | None = None
+    _droplab_sink: tuple[dict[str, Tensor], str] | None = None
+
+    @property
+    def gate_mode(self) -> str:
+        """The mode in force: the one set by a context manager, else ``sample``/``expect`` by ``training``."""
+        if self._droplab_mode is not None:
+            return self._droplab_mode
+        return "sample" if getattr(self, "training", True) else "expect"
+
+    def draw_noise(self, draw: Callable[[torch.Generator | None], Tensor], shape: torch.Size) -> Tensor:
+        """The noise for this call: replayed if a replay is in force, else drawn; recorded on request."""
+        if self.gate_mode == "replay":
+            noise = self._droplab_replay
+            if noise is None:
+                raise ValueError(f"replay mode has no noise for this gate ({type(self).__name__}); pass it in "
+                                 "the mapping given to droplab.modes.replay, keyed by the module's name")
+            if noise.shape != shape:
+                raise ValueError(f"replayed noise has shape {tuple(noise.shape)}, this gate needs {tuple(shape)}")
+        else:
+            noise = draw(self._droplab_generator)
+        if self._droplab_sink is not None:
+            sink, name = self._droplab_sink
+            sink[name] = noise
+        return noise
+
+
+def gates_of(model: nn.Module) -> dict[str, Stochastic]:
+    """Every droplab gate inside ``model`` (itself included), by qualified module name."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"expected a torch.nn.Module, got {type(model).__name__}")
+    return {name: m for name, m in model.named_modules() if isinstance(m, Stochastic)}
+
+
+_FIELDS = ("_droplab_mode", "_droplab_generator", "_droplab_replay", "_droplab_sink")
+
+
+@contextmanager
+def _using(model: nn.Module, values: Callable[[str], dict[str, Any]]) -> Iterator[None]:
+    gates = gates_of(model)
+    saved = {name: {f: g.__dict__.get(f, _MISSING) for f in _FIELDS} for name, g in gates.items()}
+    try:
+        for name, gate in gates.items():
+            for field, value in values(name).items():
+                setattr(gate, field, value)
+        yield
+    finally:
+        for name, gate in gates.items():
+            for field, value in saved[name].items():
+                if value is _MISSING:
+                    gate.__dict__.pop(field, None)
+                else:
+                    setattr(gate, field, value)
+
+
+_MISSING = object()
+
+
+def _check_generator(generator: torch.Generator | None) -> torch.Generator | None:
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+    return generator
+
+
+@contextmanager
+def sample(model: nn.Module, *, generator: torch.Generator | None = None) -> Iterator[None]:
+    """Gates draw fresh noise from ``generator`` (the global generator when None)."""
+    _check_generator(generator)
+    with _using(model, lambda _: {"_droplab_mode": "sample", "_droplab_generator": generator}):
+        yield
+
+
+@contextmanager
+def expect(model: nn.Module) -> Iterator[None]:
+    """Every gate replaced by its mean: the deterministic weight-scaled network (Eq. 98)."""
+    with _using(model, lambda _: {"_droplab_mode": "expect"}):
+        yield
+
+
+@contextmanager
+def off(model: nn.Module) -> Iterator[None]:
+    """No gate at all: the plain network without noise or scaling."""
+    with _using(model, lambda _: {"_droplab_mode": "off"}):
+        yield
+
+
+@contextmanager
+def record(model: nn.Module, *, generator: torch.Generator | None = None) -> Iterator[dict[str, Tensor]]:
+    """Sample, and collect the noise each gate drew (last call wins) into the yielded dict."""
+    _check_generator(generator)
+    sink: dict[str, Tensor] = {}
+    with _using(model, lambda name: {"_droplab_mode": "sample", "_droplab_generator": generator,
+                                     "_droplab_sink": (sink, name)}):
+        yield sink
+
+
+@contextmanager
+def replay(model: nn.Module, noise: Mapping[str, Tensor]) -> Iterator[None]:
+    """Gates use the given noise (keyed by module name, as ``record`` yields it) instead of drawing.
+
+    Each gate's noise must have the shape that gate draws for this input; e.g. to run K masks over B
+    inputs, repeat the inputs K times and give noise shaped (K * B, ...).
+    """
+    if not isinstance(noise, Mapping):
+        raise TypeError(f"noise must be a mapping from gate name to tensor, got {type(noise).__name__}")
+    gates = gates_of(model)
+    unknown = sorted(set(noise) - set(gates))
+    if unknown:
+        raise ValueError(f"replay noise names {unknown}, which are not gates of this model; "
+                         f"its gates are {sorted(gates)}")
+    with _using(model, lambda name: {"_droplab_mode": "replay", "_droplab_replay": noise.get(name)}):
+        yield

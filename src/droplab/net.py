@@ -1,0 +1,194 @@
+"""The paper's layered network: O^0 = I, S^h = W^h g^{h-1}(O^{h-1}) + b^h, O^h = f_h(S^h).
+
+A gate g^{h-1} sits on the outputs of every layer that feeds another (the input layer included), so a
+network with sizes (n_0, ..., n_L) has L weight layers and L unit gates (``keep`` has L entries: input,
+then each hidden layer). Connection dropout replaces weight layer h by a ``ConnectionDropoutLinear``
+(``connection_keep`` has L entries). ``forward`` returns S^L (logits for a softmax output); ``trace``
+returns every S^h and the outputs O^h the paper defines (before their gate).
+
+>>> net = DropoutMLP((4, 8, 3), keep=(0.8, 0.5))
+>>> t = net.trace(torch.zeros(2, 4))
+>>> [tuple(o.shape) for o in t.O]
+[(2, 4), (2, 8), (2, 3)]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .gates import GATES, check_keep, check_scaling
+from .nn import Activation, BackpercolatedActivation, ConnectionDropoutLinear, UnitGate
+from .nn._connection import MASK_SHARING
+from .transfer import TRANSFERS, make_transfer
+
+__all__ = ["DropoutMLP", "Trace"]
+
+KeepSpec = float | Tensor | None
+
+
+@dataclass(frozen=True)
+class Trace:
+    """Per layer h = 0..L: input sums S[h] (S[0] is None: the input layer has none) and outputs O[h]."""
+
+    S: list[Tensor | None]
+    O: list[Tensor]
+
+
+def _per_layer(value: Any, n: int, what: str) -> list[Any]:
+    if isinstance(value, (list, tuple)):
+        if len(value) != n:
+            raise ValueError(f"{what} needs {n} entries (one per layer), got {len(value)}: {list(value)!r}")
+        return list(value)
+    return [value] * n
+
+
+class DropoutMLP(nn.Module):
+    """A fully connected network with a dropout gate per layer.
+
+    Args:
+        sizes: layer sizes (n_0 = inputs, ..., n_L = outputs); at least two.
+        transfer: hidden transfer function name, or one per hidden layer: logistic, tanh, relu, linear.
+        output: output transfer: softmax (classification), linear (regression), or logistic.
+        c, lam: the logistic's c and lambda (Eq. 27); lam is the slope of the other transfers.
+        keep: keep rate per gated layer (input, hidden...): float, tensor of shape (n_h,), or one value for all.
+        gate: gate kind, or one per gated layer: bernoulli, gaussian, dropin, spiking.
+        connection_keep: None (plain weights), or per weight layer a keep rate (float or tensor shaped like
+            the weight) for connection dropout; None entries leave a layer plain.
+        connection_kind: gate kind on connections.
+        mask_sharing: for connection dropout, ``example`` or ``batch`` (see ConnectionDropoutLinear).
+        scaling: ``paper`` (train with delta O, predict with p O) or ``inverted``.
+        backward: None, ``"derivative"`` or a float: backpercolation on every hidden layer (Section 10.2).
+    """
+
+    def __init__(self, sizes: Sequence[int], *, transfer: str | Sequence[str] = "logistic",
+                 output: str = "softmax", c: float = 1.0, lam: float = 1.0,
+                 keep: KeepSpec | Sequence[KeepSpec] = 1.0, gate: str | Sequence[str] = "bernoulli",
+                 connection_keep: KeepSpec | Sequence[KeepSpec] = None, connection_kind: str = "bernoulli",
+                 mask_sharing: str = "example", scaling: str = "paper",
+                 backward: str | float | None = None) -> None:
+        super().__init__()
+        sizes = tuple(sizes)
+        if len(sizes) < 2 or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in sizes):
+            raise ValueError(f"sizes must be at least two positive integers (inputs ... outputs), got {sizes!r}")
+        n_weight = len(sizes) - 1
+        transfers = _per_layer(transfer, n_weight - 1, "transfer")
+        for name in transfers:
+            if name not in TRANSFERS or name == "softmax":
+                raise ValueError(f"hidden transfer must be one of logistic, tanh, relu, linear; got {name!r}")
+        if output not in ("softmax", "linear", "logistic"):
+            raise ValueError(f"output must be 'softmax', 'linear' or 'logistic', got {output!r}")
+        keeps = _per_layer(keep, n_weight, "keep")
+        kinds = _per_layer(gate, n_weight, "gate")
+        ckeeps = _per_layer(connection_keep, n_weight, "connection_keep")
+        check_scaling(scaling)
+        if mask_sharing not in MASK_SHARING:
+            raise ValueError(f"mask_sharing must be one of {MASK_SHARING}, got {mask_sharing!r}")
+        self.sizes, self.output_name = sizes, output
+        self._spec = dict(transfer=transfers, output=output, c=c, lam=lam, gate=kinds,
+                          connection_kind=connection_kind, mask_sharing=mask_sharing, scaling=scaling,
+                          backward=backward)
+        self._keep_spec = keeps
+        self._connection_spec = ckeeps
+        self.transfers = [make_transfer(t, c=c, lam=lam) for t in transfers] + [make_transfer(output, c=c, lam=lam)]
+        self.gates = nn.ModuleList()
+        self.linears = nn.ModuleList()
+        self.activations = nn.ModuleList()
+        for h in range(n_weight):
+            self.gates.append(self._make_gate(h, keeps[h], kinds[h], scaling))
+            self.linears.append(self._make_linear(h, ckeeps[h], connection_kind, scaling, mask_sharing))
+            hidden = h < n_weight - 1
+            if hidden and backward is not None:
+                self.activations.append(BackpercolatedActivation(self.transfers[h], keep=backward))
+            else:
+                self.activations.append(Activation(self.transfers[h]))
+
+    def _make_gate(self, h: int, keep: KeepSpec, kind: str, scaling: str) -> nn.Module:
+        if kind not in GATES:
+            raise ValueError(f"gate for layer {h} must be one of {sorted(GATES)}, got {kind!r}")
+        if keep is None or (not isinstance(keep, Tensor) and keep == 1.0 and kind != "spiking"):
+            return nn.Identity()
+        keep = check_keep(keep, where=f"keep for layer {h}")
+        if isinstance(keep, Tensor) and keep.shape != (self.sizes[h],):
+            raise ValueError(f"per-unit keep for layer {h} must have shape ({self.sizes[h]},), got {tuple(keep.shape)}")
+        if kind == "spiking" and h > 0 and self.transfers[h - 1].name != "logistic":
+            raise ValueError(f"spiking units need outputs in [0, 1]; layer {h} uses {self.transfers[h - 1].name}, "
+                             "use transfer='logistic'")
+        return UnitGate(keep, kind=kind, scaling="paper" if kind == "dropin" else scaling)
+
+    def _make_linear(self, h: int, keep: KeepSpec, kind: str, scaling: str, sharing: str) -> nn.Module:
+        n_in, n_out = self.sizes[h], self.sizes[h + 1]
+        if keep is None:
+            return nn.Linear(n_in, n_out)
+        keep = check_keep(keep, where=f"connection_keep for layer {h}")
+        return ConnectionDropoutLinear(n_in, n_out, keep, kind=kind, scaling=scaling, mask_sharing=sharing)
+
+    # ------------------------------------------------------------------------------------------------
+    def trace(self, x: Tensor) -> Trace:
+        """Run the network and keep every layer's S and O (O before its gate). x: (B, n_0)."""
+        self._check_input(x)
+        S: list[Tensor | None] = [None]
+        O: list[Tensor] = [x]
+        for gate, linear, act in zip(self.gates, self.linears, self.activations, strict=True):
+            s = linear(gate(O[-1]))
+            S.append(s)
+            O.append(act(s))
+        return Trace(S, O)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """S^L, the output layer's input sum: logits for a softmax output. x: (B, n_0) -> (B, n_L)."""
+        self._check_input(x)
+        o = x
+        last = len(self.linears) - 1
+        for h, (gate, linear, act) in enumerate(zip(self.gates, self.linears, self.activations, strict=True)):
+            s = linear(gate(o))
+            if h == last:
+                return s
+            o = act(s)
+        raise AssertionError("unreachable")
+
+    def output(self, x: Tensor) -> Tensor:
+        """O^L = f_L(S^L): class probabilities for a softmax output."""
+        return self.transfers[-1](self(x))
+
+    def _check_input(self, x: Tensor) -> None:
+        if not isinstance(x, Tensor):
+            raise TypeError(f"expected a tensor of shape (B, {self.sizes[0]}), got {type(x).__name__}")
+        if x.dim() != 2 or x.shape[1] != self.sizes[0]:
+            raise ValueError(f"expected input of shape (B, {self.sizes[0]}), got {tuple(x.shape)}; "
+                             "flatten images first, e.g. x.reshape(len(x), -1)")
+
+    # ------------------------------------------------------------------------------------------------
+    def config(self) -> dict[str, Any]:
+        """A JSON-serializable description; tensor keep rates are stored as state (buffers), not here."""
+
+        def spec(k: KeepSpec) -> Any:
+            return "tensor" if isinstance(k, Tensor) else k
+
+        return dict(sizes=list(self.sizes), keep=[spec(k) for k in self._keep_spec],
+                    connection_keep=[spec(k) for k in self._connection_spec], **self._spec)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> DropoutMLP:
+        """Rebuild from ``config()``; tensor rates get placeholders that ``load_state_dict`` overwrites."""
+        cfg = dict(config)
+        sizes = cfg.pop("sizes")
+        n = len(sizes) - 1
+        keep = [torch.ones(sizes[h]) if k == "tensor" else k
+                for h, k in enumerate(_per_layer(cfg.pop("keep", 1.0), n, "keep"))]
+        ckeep = [torch.ones(sizes[h + 1], sizes[h]) if k == "tensor" else k
+                 for h, k in enumerate(_per_layer(cfg.pop("connection_keep", None), n, "connection_keep"))]
+        return cls(sizes, keep=keep, connection_keep=ckeep, **cfg)
+
+    def max_norm_(self, max_norm: float) -> None:
+        """Constrain each unit's incoming weight vector to L2 norm at most ``max_norm`` (in place)."""
+        with torch.no_grad():
+            for linear in self.linears:
+                linear.weight.copy_(torch.renorm(linear.weight, 2, 0, max_norm))
+
+    def weights(self) -> list[Tensor]:
+        return [linear.weight for linear in self.linears]

@@ -1,0 +1,102 @@
+"""Gates on units: O_j -> gate(O_j), one draw per example and unit (elementwise, like torch.nn.Dropout)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ..gates import Keep, check_keep, check_scaling, gate_kind
+from ..modes import Stochastic
+
+__all__ = ["Dropin", "Dropout", "GaussianDropout", "SpikingUnits", "UnitGate"]
+
+
+class UnitGate(Stochastic, nn.Module):
+    """A gate of any registered kind on every unit of its input.
+
+    Args:
+        keep: keep probability p (for ``spiking``, the spike size r): a float, or a tensor that broadcasts
+            against one example (``x.shape[1:]``), e.g. shape ``(n,)`` for n units or ``(C, 1, 1)`` for
+            one rate per convolutional channel. A tensor is stored as the buffer ``keep``.
+        kind: one of ``droplab.gates.GATES``.
+        scaling: ``"inverted"`` (train with delta O / p, predict with O: torch.nn.Dropout's convention)
+            or ``"paper"`` (train with delta O, predict with p O).
+
+    Shapes: input ``(B, *)``, output the same shape and dtype.
+
+    >>> gate = UnitGate(0.5, kind="bernoulli", scaling="paper").eval()
+    >>> gate(torch.ones(2, 3))          # expect mode in eval: p O
+    tensor([[0.5000, 0.5000, 0.5000],
+            [0.5000, 0.5000, 0.5000]])
+    """
+
+    keep: Keep
+
+    def __init__(self, keep: Keep = 0.5, *, kind: str = "bernoulli", scaling: str = "inverted") -> None:
+        super().__init__()
+        self.kind = gate_kind(kind)
+        self.scaling = check_scaling(scaling)
+        if self.kind.name == "dropin" and scaling != "paper":
+            raise ValueError("dropin is defined with the paper's scaling only; use scaling='paper'")
+        keep = check_keep(keep, where="spike size r" if kind == "spiking" else "keep")
+        if isinstance(keep, Tensor):
+            self.register_buffer("keep", keep.detach().clone())
+        else:
+            self.keep = keep
+
+    def _check_shape(self, o: Tensor) -> None:
+        if isinstance(self.keep, Tensor) and o.dim() >= 1:
+            try:
+                torch.broadcast_shapes(self.keep.shape, o.shape[1:])
+            except RuntimeError:
+                raise ValueError(f"per-unit keep of shape {tuple(self.keep.shape)} does not broadcast against "
+                                 f"one example of shape {tuple(o.shape[1:])}; give one rate per unit") from None
+
+    def forward(self, o: Tensor) -> Tensor:
+        mode = self.gate_mode
+        if mode == "off" or (isinstance(self.keep, float) and self.keep == 1.0 and self.kind.name != "spiking"):
+            return o
+        self._check_shape(o)
+        if mode == "expect":
+            return self.kind.mean(o, self.keep, self.scaling)
+        noise = self.draw_noise(lambda g: self.kind.draw(o, self.keep, g), o.shape)
+        return self.kind.apply(o, noise, self.keep, self.scaling)
+
+    def extra_repr(self) -> str:
+        keep = f"tensor{tuple(self.keep.shape)}" if isinstance(self.keep, Tensor) else f"{self.keep:g}"
+        return f"kind={self.kind.name}, keep={keep}, scaling={self.scaling}"
+
+
+class Dropout(UnitGate):
+    """Bernoulli unit dropout. With a scalar ``keep`` it behaves as ``torch.nn.Dropout(1 - keep)``.
+
+    >>> nn.Sequential(nn.Linear(4, 8), Dropout(0.8), nn.Linear(8, 2))(torch.ones(3, 4)).shape
+    torch.Size([3, 2])
+    """
+
+    def __init__(self, keep: Keep = 0.5, *, scaling: str = "inverted") -> None:
+        super().__init__(keep, kind="bernoulli", scaling=scaling)
+
+
+class GaussianDropout(UnitGate):
+    """Multiplicative Gaussian noise xi ~ N(p, p(1-p)), the variance of Bernoulli dropout."""
+
+    def __init__(self, keep: Keep = 0.5, *, scaling: str = "inverted") -> None:
+        super().__init__(keep, kind="gaussian", scaling=scaling)
+
+
+class Dropin(UnitGate):
+    """Dropin (Section 11.6): a unit keeps its output with probability p, else outputs 1."""
+
+    def __init__(self, keep: Keep = 0.5) -> None:
+        super().__init__(keep, kind="dropin", scaling="paper")
+
+
+class SpikingUnits(UnitGate):
+    """Stochastic spiking units (Section 10.1, global spiking): a spike of size r with probability O.
+
+    The input must be a probability (logistic outputs). The gradient is that of r O (straight-through).
+    """
+
+    def __init__(self, r: Keep = 1.0, *, scaling: str = "paper") -> None:
+        super().__init__(r, kind="spiking", scaling=scaling)

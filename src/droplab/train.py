@@ -1,0 +1,330 @@
+"""Training: minibatch SGD with a momentum schedule, learning-rate decay, max-norm, L2 and early stopping.
+
+Every epoch appends one JSON line to ``metrics.jsonl`` (losses, train/validation/test error, learning rate,
+momentum, seconds) and writes ``last.safetensors`` (everything needed to resume: weights, momentum
+buffers, the states of both random generators, the early-stopping counters); ``best.safetensors`` holds
+the weights with the lowest validation error. ``fit(..., resume=True)`` continues an interrupted run and
+reaches the same weights as an uninterrupted one.
+
+Randomness is explicit: the shuffling generator (CPU) and the dropout generator (on the device) are both
+seeded from ``TrainConfig.seed``; weight initialisation is seeded by ``build_model``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from . import modes
+from .checkpoint import atomic_write_text, load_checkpoint_file, save_checkpoint_file
+from .data import Dataset
+from .net import DropoutMLP
+
+__all__ = ["FitResult", "TrainConfig", "build_model", "evaluate", "fit", "load_model", "resolve_device"]
+
+LOSSES = ("cross_entropy", "squared")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyperparameters of ``fit``. Momentum rises linearly from ``momentum_start`` to ``momentum_end`` over
+    ``momentum_epochs`` epochs; the learning rate is ``lr * lr_decay ** epoch``."""
+
+    epochs: int = 50
+    batch_size: int = 100
+    lr: float = 0.1
+    lr_decay: float = 1.0
+    momentum_start: float = 0.5
+    momentum_end: float = 0.99
+    momentum_epochs: int = 10
+    max_norm: float | None = None
+    l2: float = 0.0
+    patience: int | None = None
+    loss: str = "cross_entropy"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _positive_int(self.epochs, "epochs")
+        _positive_int(self.batch_size, "batch_size")
+        _positive_int(self.momentum_epochs, "momentum_epochs")
+        if not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
+        if not (isinstance(self.lr_decay, (int, float)) and 0 < self.lr_decay <= 1):
+            raise ValueError(f"lr_decay must be in (0, 1], got {self.lr_decay!r}")
+        for name in ("momentum_start", "momentum_end"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and 0 <= value < 1):
+                raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+        if self.max_norm is not None and not (isinstance(self.max_norm, (int, float)) and self.max_norm > 0):
+            raise ValueError(f"max_norm must be a positive number or None, got {self.max_norm!r}")
+        if not (isinstance(self.l2, (int, float)) and self.l2 >= 0):
+            raise ValueError(f"l2 must be a non-negative number, got {self.l2!r}")
+        if self.patience is not None:
+            _positive_int(self.patience, "patience")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise ValueError(f"seed must be an integer, got {self.seed!r}")
+
+    def momentum(self, epoch: int) -> float:
+        frac = min(1.0, epoch / self.momentum_epochs)
+        return self.momentum_start + frac * (self.momentum_end - self.momentum_start)
+
+    def learning_rate(self, epoch: int) -> float:
+        return self.lr * self.lr_decay ** epoch
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+
+def _positive_int(value: Any, name: str) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+@dataclass
+class FitResult:
+    """What ``fit`` returns: the trained model (weights of the best validation epoch) and its history."""
+
+    model: DropoutMLP
+    history: list[dict[str, Any]]
+    best_epoch: int
+    best_val_error: float
+    test_error: float
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``cpu``, ``cuda`` (or ``cuda:N``) or ``auto`` (CUDA when available)."""
+    name = str(device)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for, but CUDA is not available here; use --device cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {name!r}") from None
+
+
+def build_model(model_config: dict[str, Any], *, seed: int) -> DropoutMLP:
+    """Build a DropoutMLP with weights initialised from ``seed`` (independently of the global RNG)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return DropoutMLP.from_config(model_config)
+
+
+# ----------------------------------------------------------------------------------------------------
+def _loss(model: DropoutMLP, logits: Tensor, y: Tensor, loss: str) -> Tensor:
+    if loss == "cross_entropy":
+        if model.output_name != "softmax":
+            raise ValueError(f"loss 'cross_entropy' needs output='softmax', the model has {model.output_name!r}")
+        return F.cross_entropy(logits, y)
+    out = model.transfers[-1](logits)
+    target = F.one_hot(y, out.shape[1]).to(out.dtype) if y.dtype == torch.int64 else y
+    return 0.5 * (out - target).square().sum(1).mean()  # E = 1/2 sum_i (t_i - O_i)^2, batch mean
+
+
+def _batches(x: Tensor, y: Tensor, size: int) -> Iterator[tuple[Tensor, Tensor]]:
+    for start in range(0, len(x), size):
+        yield x[start:start + size], y[start:start + size]
+
+
+@torch.no_grad()
+def evaluate(model: DropoutMLP, x: Tensor, y: Tensor, *, loss: str = "cross_entropy",
+             chunk: int = 8192) -> tuple[float, float]:
+    """(loss, error) of the weight-scaled network (``expect`` mode). Error: % misclassified, or MSE."""
+    total_loss, wrong, n = 0.0, 0.0, len(x)
+    with modes.expect(model):
+        for xb, yb in _batches(x, y, chunk):
+            logits = model(xb)
+            total_loss += float(_loss(model, logits, yb, loss)) * len(xb)
+            if yb.dtype == torch.int64:
+                wrong += float((logits.argmax(1) != yb).sum())
+            else:
+                wrong += float((model.transfers[-1](logits) - yb).square().mean(1).sum())
+    error = 100.0 * wrong / n if y.dtype == torch.int64 else wrong / n
+    return total_loss / n, error
+
+
+# ----------------------------------------------------------------------------------------------------
+class _State:
+    """Everything that changes during training and must survive a resume."""
+
+    def __init__(self, model: DropoutMLP, config: TrainConfig, device: torch.device) -> None:
+        self.model = model
+        decay = [p for n, p in model.named_parameters() if n.endswith("weight")]
+        other = [p for n, p in model.named_parameters() if not n.endswith("weight")]
+        self.optimizer = torch.optim.SGD([{"params": decay, "weight_decay": config.l2},
+                                          {"params": other, "weight_decay": 0.0}],
+                                         lr=config.lr, momentum=config.momentum_start)
+        self.shuffle = torch.Generator().manual_seed(config.seed)
+        self.noise = torch.Generator(device=device).manual_seed(config.seed + 1)
+        self.epoch = 0  # epochs completed
+        self.best_val, self.best_epoch, self.bad_epochs = math.inf, 0, 0
+        self.best_weights: dict[str, Tensor] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    def tensors(self) -> dict[str, Tensor]:
+        out = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        out.update({f"best.{k}": v for k, v in self.best_weights.items()})
+        names = {id(p): n for n, p in self.model.named_parameters()}
+        for group in self.optimizer.param_groups:
+            for p in group["params"]:
+                buf = self.optimizer.state.get(p, {}).get("momentum_buffer")
+                if buf is not None:
+                    out[f"optim.{names[id(p)]}"] = buf
+        out["rng.shuffle"] = self.shuffle.get_state()
+        out["rng.noise"] = self.noise.get_state()
+        return out
+
+    def counters(self) -> dict[str, Any]:
+        return dict(epoch=self.epoch, best_val_error=self.best_val, best_epoch=self.best_epoch,
+                    bad_epochs=self.bad_epochs)
+
+    def restore(self, tensors: dict[str, Tensor], counters: dict[str, Any], device: torch.device) -> None:
+        self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        self.best_weights = {k[5:]: v.to(device) for k, v in tensors.items() if k.startswith("best.")}
+        params = dict(self.model.named_parameters())
+        for key, value in tensors.items():
+            if key.startswith("optim."):
+                self.optimizer.state[params[key[6:]]]["momentum_buffer"] = value.to(device)
+        self.shuffle.set_state(tensors["rng.shuffle"])
+        self.noise.set_state(tensors["rng.noise"])
+        self.epoch, self.best_val = counters["epoch"], counters["best_val_error"]
+        self.best_epoch, self.bad_epochs = counters["best_epoch"], counters["bad_epochs"]
+
+
+def _train_epoch(state: _State, data: Dataset, config: TrainConfig) -> float:
+    model, opt = state.model, state.optimizer
+    lr, momentum = config.learning_rate(state.epoch), config.momentum(state.epoch)
+    for group in opt.param_groups:
+        group["lr"], group["momentum"] = lr, momentum
+    perm = torch.randperm(len(data.x_train), generator=state.shuffle).to(data.x_train.device)
+    model.train()
+    total, count = torch.zeros((), device=data.x_train.device), 0
+    with modes.sample(model, generator=state.noise):
+        for start in range(0, len(perm), config.batch_size):
+            idx = perm[start:start + config.batch_size]
+            loss = _loss(model, model(data.x_train[idx]), data.y_train[idx], config.loss)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if config.max_norm is not None:
+                model.max_norm_(config.max_norm)
+            total += loss.detach() * len(idx)
+            count += len(idx)
+    model.eval()
+    return float(total) / count
+
+
+def fit(model: DropoutMLP, data: Dataset, config: TrainConfig, *, out_dir: str | Path | None = None,
+        resume: bool = False, progress: bool = True, device: str | torch.device = "cpu",
+        meta: dict[str, Any] | None = None,
+        on_epoch: Callable[[dict[str, Any]], None] | None = None) -> FitResult:
+    """Train ``model`` on ``data``; see the module docstring for what is written to ``out_dir``.
+
+    ``meta`` (JSON) is stored in every checkpoint, e.g. the dataset's name, so a checkpoint is self-contained.
+    """
+    if not isinstance(model, DropoutMLP):
+        raise TypeError(f"fit trains a droplab DropoutMLP, got {type(model).__name__}")
+    if model.sizes[0] != data.input_size or model.sizes[-1] != data.output_size:
+        raise ValueError(f"model sizes {model.sizes} do not fit {data.name}: it has {data.input_size} inputs and "
+                         f"{data.output_size} outputs; set the first and last layer sizes to match")
+    device = resolve_device(device)
+    model.to(device)
+    data = data.to(device)
+    state = _State(model, config, device)
+    out = Path(out_dir) if out_dir is not None else None
+    history: list[dict[str, Any]] = []
+    if resume:
+        if out is None or not (out / "last.safetensors").is_file():
+            raise ValueError(f"--resume needs an earlier run's last.safetensors in {out}; none found, drop --resume")
+        tensors, saved = load_checkpoint_file(out / "last.safetensors")
+        if saved["train"] != asdict(config) or saved["model"] != model.config():
+            raise ValueError(f"cannot resume {out}: its checkpoint was made with a different configuration; "
+                             "use the same flags/config, or a new --out")
+        state.restore(tensors, saved["counters"], device)
+        history = _read_history(out / "metrics.jsonl", state.epoch)
+    record = {"model": model.config(), "train": asdict(config), **(meta or {})}
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "config.json", json.dumps(record, indent=2) + "\n")
+        atomic_write_text(out / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history))
+    bar = _progress(config.epochs, state.epoch, progress)
+    while state.epoch < config.epochs:
+        t0 = time.perf_counter()
+        train_loss = _train_epoch(state, data, config)
+        val_loss, val_error = evaluate(model, data.x_val, data.y_val, loss=config.loss)
+        _, test_error = evaluate(model, data.x_test, data.y_test, loss=config.loss)
+        # train error of the weight-scaled net on a fixed subset, so large sets do not pay a full pass
+        _, train_error = evaluate(model, data.x_train[:10000], data.y_train[:10000], loss=config.loss)
+        row = dict(epoch=state.epoch + 1, train_loss=train_loss, val_loss=val_loss, train_error=train_error,
+                   val_error=val_error, test_error=test_error, lr=config.learning_rate(state.epoch),
+                   momentum=config.momentum(state.epoch), seconds=time.perf_counter() - t0)
+        state.epoch += 1
+        improved = val_error < state.best_val or len(data.x_val) == 0
+        if improved:
+            state.best_val, state.best_epoch, state.bad_epochs = val_error, state.epoch, 0
+            state.best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            state.bad_epochs += 1
+        history.append(row)
+        if out is not None:
+            _append_line(out / "metrics.jsonl", row)
+            ckpt_meta = {**record, "counters": state.counters()}
+            save_checkpoint_file(out / "last.safetensors", state.tensors(), ckpt_meta)
+            if improved:
+                save_checkpoint_file(out / "best.safetensors",
+                                     {f"model.{k}": v for k, v in state.best_weights.items()}, ckpt_meta)
+        if on_epoch is not None:
+            on_epoch(row)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{train_loss:.4f}", val=f"{val_error:.2f}", test=f"{test_error:.2f}")
+        if config.patience is not None and state.bad_epochs >= config.patience:
+            break
+    if bar is not None:
+        bar.close()
+    model.load_state_dict(state.best_weights)
+    _, test_error = evaluate(model, data.x_test, data.y_test, loss=config.loss)
+    return FitResult(model, history, state.best_epoch, state.best_val, test_error)
+
+
+def _progress(total: int, done: int, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=done, desc="epochs", unit="epoch", dynamic_ncols=True)
+
+
+def _append_line(path: Path, row: dict[str, Any]) -> None:
+    # append-only log; the checkpoint written right after is the source of truth on resume
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(row) + "\n")
+
+
+def _read_history(path: Path, epochs: int) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in rows if r["epoch"] <= epochs]
+
+
+def load_model(path: str | Path, *, which: str = "model") -> tuple[DropoutMLP, dict[str, Any]]:
+    """Load the model stored in a checkpoint (``best.safetensors`` or ``last.safetensors``) and its meta."""
+    tensors, meta = load_checkpoint_file(path)
+    model = DropoutMLP.from_config(meta["model"])
+    prefix = f"{which}."
+    model.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+    model.eval()
+    return model, meta

@@ -1,0 +1,180 @@
+"""Every gate kind in the registry through the same tests: shapes, determinism, unbiasedness, variance."""
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import droplab
+from droplab.gates import GATES, bernoulli_noise, check_keep, gate_kind
+from droplab.nn import UnitGate
+
+SCALINGS = {"bernoulli": ("paper", "inverted"), "gaussian": ("paper", "inverted"), "dropin": ("paper",),
+            "spiking": ("paper", "inverted")}
+CASES = [(k, s) for k in GATES for s in SCALINGS[k]]
+
+
+def _outputs(n=6, dtype=torch.float64):
+    # values in (0, 1) so spiking's B(O) is defined; distinct per unit
+    return torch.linspace(0.1, 0.9, n, dtype=dtype)
+
+
+def _keeps(n=6):
+    return [0.5, 0.8, torch.linspace(0.3, 0.95, n, dtype=torch.float64)]
+
+
+def test_registry_covers_the_design_table():
+    assert set(GATES) == {"bernoulli", "gaussian", "dropin", "spiking"}
+
+
+@pytest.mark.parametrize("kind,scaling", CASES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_shape_and_dtype_kept(kind, scaling, dtype):
+    o = torch.rand(4, 3, 5, dtype=dtype)
+    gate = UnitGate(0.7, kind=kind, scaling=scaling)
+    with droplab.sample(gate, generator=torch.Generator().manual_seed(0)):
+        y = gate(o)
+    assert y.shape == o.shape and y.dtype == dtype
+    with droplab.expect(gate):
+        assert gate(o).shape == o.shape
+
+
+@pytest.mark.parametrize("kind,scaling", CASES)
+def test_same_generator_same_noise(kind, scaling):
+    o = torch.rand(8, 5)
+    gate = UnitGate(torch.full((5,), 0.6), kind=kind, scaling=scaling)
+    outs = []
+    for _ in range(2):
+        with droplab.sample(gate, generator=torch.Generator().manual_seed(1234)):
+            outs.append(gate(o))
+    assert torch.equal(outs[0], outs[1])
+    with droplab.sample(gate, generator=torch.Generator().manual_seed(1235)):
+        assert not torch.equal(gate(o), outs[0])
+
+
+@pytest.mark.parametrize("kind,scaling", CASES)
+@pytest.mark.parametrize("keep_index", [0, 1, 2])
+def test_sample_mean_equals_expectation_within_4_standard_errors(kind, scaling, keep_index):
+    keep = _keeps()[keep_index]
+    o = _outputs()
+    n = 40_000
+    g = torch.Generator().manual_seed(7)
+    kind_ = gate_kind(kind)
+    samples = kind_.sample(o.expand(n, -1), keep, scaling=scaling, generator=g)
+    mean = kind_.mean(o, keep, scaling)
+    var = kind_.variance(o, keep, scaling)
+    se = (var / n).sqrt()
+    assert torch.all((samples.mean(0) - mean).abs() <= 4 * se + 1e-12), (samples.mean(0), mean)
+    # the variance formula too: sample variance within 10% (n = 40,000 gives a relative SE of about 1%)
+    assert torch.allclose(samples.var(0), var, rtol=0.1)
+
+
+@pytest.mark.parametrize("kind,scaling", CASES)
+def test_expect_mode_is_the_mean_and_off_mode_is_identity(kind, scaling):
+    o = _outputs().expand(3, -1)
+    keep = _keeps()[2]
+    gate = UnitGate(keep, kind=kind, scaling=scaling)
+    with droplab.expect(gate):
+        assert torch.allclose(gate(o), gate_kind(kind).mean(o, keep, scaling))
+    with droplab.off(gate):
+        assert torch.equal(gate(o), o)
+
+
+@pytest.mark.parametrize("kind,scaling", CASES)
+def test_default_mode_follows_training(kind, scaling):
+    gate = UnitGate(0.5, kind=kind, scaling=scaling)
+    assert gate.gate_mode == "sample"
+    gate.eval()
+    assert gate.gate_mode == "expect"
+    with droplab.sample(gate):
+        assert gate.gate_mode == "sample"
+    assert gate.gate_mode == "expect"
+
+
+def test_weight_scaling_expectations_closed_form():
+    o = torch.tensor([0.2, 0.7])
+    assert torch.allclose(GATES["bernoulli"].mean(o, 0.8, "paper"), 0.8 * o)
+    assert torch.allclose(GATES["bernoulli"].mean(o, 0.8, "inverted"), o)
+    assert torch.allclose(GATES["dropin"].mean(o, 0.8, "paper"), 0.8 * o + 0.2)
+    assert torch.allclose(GATES["spiking"].mean(o, 0.5, "paper"), 0.5 * o)
+
+
+@settings(max_examples=50, deadline=None)
+@given(keep=st.floats(0.05, 1.0), seed=st.integers(0, 2**31 - 1),
+       values=st.lists(st.floats(-10, 10, allow_nan=False), min_size=1, max_size=20))
+def test_bernoulli_output_is_zero_or_x_over_keep(keep, seed, values):
+    x = torch.tensor(values, dtype=torch.float64)
+    gate = droplab.nn.Dropout(keep)
+    with droplab.sample(gate, generator=torch.Generator().manual_seed(seed)):
+        y = gate(x.unsqueeze(0))[0]
+    kept = torch.isclose(y, x / keep)
+    assert torch.all(kept | (y == 0))
+
+
+@settings(max_examples=30, deadline=None)
+@given(r=st.floats(0.1, 1.0), seed=st.integers(0, 2**31 - 1))
+def test_spikes_are_zero_or_r(r, seed):
+    o = torch.rand(50, generator=torch.Generator().manual_seed(seed))
+    y = GATES["spiking"].sample(o, r, generator=torch.Generator().manual_seed(seed + 1))
+    assert torch.all((y == 0) | torch.isclose(y, torch.tensor(r)))
+
+
+def test_spiking_gradient_is_straight_through_r():
+    o = torch.full((10,), 0.3, requires_grad=True)
+    GATES["spiking"].sample(o, 0.5, generator=torch.Generator().manual_seed(0)).sum().backward()
+    assert torch.allclose(o.grad, torch.full((10,), 0.5))
+
+
+def test_dropin_values_are_o_or_one():
+    o = torch.rand(1000)
+    y = GATES["dropin"].sample(o, 0.6, generator=torch.Generator().manual_seed(0))
+    assert torch.all((y == o) | (y == 1))
+
+
+def test_bernoulli_noise_per_unit_rates():
+    keep = torch.tensor([0.1, 0.9])
+    noise = bernoulli_noise((50_000, 2), keep, generator=torch.Generator().manual_seed(0), dtype=torch.float32,
+                            device=torch.device("cpu"))
+    se = (keep * (1 - keep) / 50_000).sqrt()
+    assert torch.all((noise.mean(0) - keep).abs() < 4 * se)
+
+
+@pytest.mark.parametrize("bad,error", [
+    (1.5, "keep must be in \\(0, 1\\], got 1.5"),
+    (0.0, "got 0"),
+    (-0.2, "got -0.2"),
+    (torch.tensor([0.5, 1.2]), "got 1.2"),
+    (float("nan"), "keep must be in"),
+])
+def test_bad_keep_rates_are_value_errors(bad, error):
+    with pytest.raises(ValueError, match=error):
+        check_keep(bad)
+
+
+def test_bad_keep_types():
+    with pytest.raises(TypeError, match="float or a tensor"):
+        check_keep("0.5")
+    with pytest.raises(TypeError, match="floating-point"):
+        check_keep(torch.tensor([1, 1]))
+
+
+def test_unknown_kind_lists_known_ones():
+    with pytest.raises(ValueError, match="expected one of"):
+        gate_kind("bernouli")
+
+
+def test_dropin_rejects_inverted_scaling():
+    with pytest.raises(ValueError, match="paper's scaling"):
+        UnitGate(0.5, kind="dropin", scaling="inverted")
+
+
+def test_per_unit_keep_that_does_not_broadcast():
+    gate = UnitGate(torch.full((4,), 0.5))
+    with pytest.raises(ValueError, match="does not broadcast"):
+        gate(torch.ones(2, 5))
+
+
+def test_standard_error_helper_sanity():
+    assert math.isclose(float(GATES["bernoulli"].variance(torch.tensor(2.0), 0.5, "paper")), 1.0)
