@@ -140,6 +140,11 @@ def _train_settings(args: argparse.Namespace) -> dict[str, Any]:
     for key in ("sizes", "transfer", "keep", "gate", "connection_keep", "scaling", "backward"):
         if getattr(args, key) is not None:
             model_cfg[key] = getattr(args, key)
+    user_keep = args.keep is not None or "keep" in cfg.get("model", {})
+    n_gates = len(model_cfg["sizes"]) - 1
+    if not user_keep and isinstance(model_cfg["keep"], list) and len(model_cfg["keep"]) != n_gates:
+        # a preset's rates are (input, hidden, ...): keep that meaning when the depth changes
+        model_cfg["keep"] = [model_cfg["keep"][0]] + [model_cfg["keep"][-1]] * (n_gates - 1)
     train_over = {**cfg.get("train", {}), **{k: getattr(args, f"train_{k}") for k in TrainConfig.field_names()
                                               if getattr(args, f"train_{k}") is not None}}
     train_cfg = replace(base.train, **train_over)

@@ -42,7 +42,7 @@ def _mlp(sizes: list[int], keep_in: float, keep_hidden: float) -> dict[str, Any]
 
 PRESETS: dict[str, Preset] = {
     "quick": Preset("digits", _mlp([64, 256, 256, 10], 0.8, 0.5),
-                    TrainConfig(epochs=60, batch_size=32, lr=0.2, lr_decay=0.99, momentum_start=0.5,
+                    TrainConfig(epochs=100, batch_size=32, lr=1.0, lr_decay=0.99, momentum_start=0.5,
                                 momentum_end=0.9, momentum_epochs=20, max_norm=4.0),
                     "small logistic net on scikit-learn's digits; seconds on a CPU"),
     "hinton": Preset("mnist", _mlp([784, 800, 800, 10], 0.8, 0.5),

@@ -1,0 +1,102 @@
+"""The command line: end to end on digits, TOML configs, and a table of bad inputs (one line, exit 2)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from droplab.cli import main
+
+
+def _run(args, capsys):
+    code = main(args)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_train_then_evaluate(tmp_path, capsys):
+    out = tmp_path / "run"
+    code, stdout, _ = _run(["train", "--preset", "quick", "--epochs", "3", "--sizes", "64,32,10", "--out",
+                            str(out), "--no-progress"], capsys)
+    assert code == 0 and "best epoch" in stdout
+    code, stdout, _ = _run(["evaluate", str(out / "best.safetensors"), "--json"], capsys)
+    result = json.loads(stdout)
+    assert code == 0 and result["dataset"] == "digits" and 0 <= result["test_error"] < 90
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"]["sizes"] == [64, 32, 10] and config["train"]["epochs"] == 3
+
+
+def test_toml_config_and_flag_priority(tmp_path, capsys):
+    cfg = tmp_path / "run.toml"
+    cfg.write_text('preset = "quick"\n[model]\nsizes = [64, 16, 10]\nkeep = [0.9, 0.6]\n'
+                   '[train]\nepochs = 2\nlr = 0.3\n')
+    out = tmp_path / "run"
+    code, _, err = _run(["train", "--config", str(cfg), "--epochs", "1", "--out", str(out), "--no-progress"], capsys)
+    assert code == 0, err
+    config = json.loads((out / "config.json").read_text())
+    assert config["train"]["epochs"] == 1 and config["train"]["lr"] == 0.3
+    assert config["model"]["keep"] == [0.9, 0.6]
+
+
+def test_resume_from_the_command_line(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train", "--epochs", "2", "--sizes", "64,16,10", "--out", str(out), "--no-progress"]
+    assert _run(args, capsys)[0] == 0
+    code, stdout, _ = _run(args + ["--resume"], capsys)
+    assert code == 0 and "best epoch" in stdout
+
+
+BAD = [
+    (["train", "--keep", "1.5"], "keep for layer 0 must be in (0, 1], got 1.5"),
+    (["train", "--keep", "abc"], "expected a number or comma-separated numbers"),
+    (["train", "--keep", "0.5,0.5,0.5,0.5"], "keep needs 3 entries"),
+    (["train", "--dataset", "cifar"], "invalid choice: 'cifar'"),
+    (["train", "--epochs", "0"], "epochs must be a positive integer, got 0"),
+    (["train", "--lr", "-1"], "lr must be a positive number"),
+    (["train", "--bogus"], "unrecognized arguments: --bogus"),
+    (["train", "--preset", "huge"], "invalid choice: 'huge'"),
+    (["train", "--config", "/nonexistent.toml"], "config file /nonexistent.toml does not exist"),
+    (["train", "--device", "cuda:0"], "CUDA is not available"),
+    (["train", "--device", "tpu"], "device must be"),
+    (["train", "--dataset", "kmnist", "--data-dir", "/nonexistent", "--no-download"], "no IDX files for kmnist"),
+    (["train", "--sizes", "64,x,10"], "expected comma-separated integers"),
+    (["evaluate", "/nonexistent.safetensors"], "no checkpoint at /nonexistent.safetensors"),
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+]
+
+
+@pytest.mark.parametrize("args,message", BAD)
+def test_bad_input_gives_one_line_and_exit_2(args, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    if args[0] == "train":
+        args = args + ["--out", str(tmp_path / "out"), "--no-progress"]
+    if "cuda" in " ".join(args):
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("CUDA is available here")
+    code, _, err = _run(args, capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("droplab: error: "), err
+    assert message in lines[0]
+
+
+def test_unknown_config_key(tmp_path, capsys):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("[train]\nepoch = 3\n")
+    code, _, err = _run(["train", "--config", str(cfg)], capsys)
+    assert code == 2 and "unknown key(s) ['epoch']" in err and "expected some of" in err
+
+
+def test_a_file_that_is_not_a_checkpoint(tmp_path, capsys):
+    bogus = tmp_path / "x.safetensors"
+    bogus.write_bytes(b"not a checkpoint")
+    code, _, err = _run(["evaluate", str(bogus)], capsys)
+    assert code == 2 and "not a readable safetensors checkpoint" in err
+
+
+def test_console_script_help_exits_zero():
+    proc = subprocess.run([sys.executable, "-m", "droplab.cli", "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "train" in proc.stdout

@@ -1,0 +1,132 @@
+"""Training: learning happens, same seed same result, resume reaches the same weights, checkpoints."""
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from droplab import data, presets, train
+from droplab.checkpoint import load_checkpoint_file
+
+SMALL = train.TrainConfig(epochs=4, batch_size=64, lr=0.5, momentum_start=0.5, momentum_end=0.9,
+                          momentum_epochs=3, max_norm=3.0, l2=1e-4, seed=3)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return data.load("digits")
+
+
+def _model(seed=3):
+    cfg = {**presets.preset("quick").model, "sizes": [64, 64, 10], "keep": [0.8, 0.5]}
+    return train.build_model(cfg, seed=seed)
+
+
+def test_training_learns_digits(digits):
+    result = train.fit(_model(), digits, dataclasses.replace(SMALL, epochs=15), progress=False)
+    assert result.test_error < 10.0  # chance is 90%
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+
+
+def test_same_seed_same_result(digits):
+    a = train.fit(_model(), digits, SMALL, progress=False)
+    b = train.fit(_model(), digits, SMALL, progress=False)
+    for pa, pb in zip(a.model.parameters(), b.model.parameters(), strict=True):
+        assert torch.equal(pa, pb)
+    c = train.fit(_model(), digits, dataclasses.replace(SMALL, seed=4), progress=False)
+    assert not torch.equal(next(a.model.parameters()), next(c.model.parameters()))
+
+
+def test_resume_reaches_the_same_weights(digits, tmp_path):
+    full = train.fit(_model(), digits, SMALL, out_dir=tmp_path / "full", progress=False)
+    half = dataclasses.replace(SMALL, epochs=2)
+    train.fit(_model(), digits, half, out_dir=tmp_path / "split", progress=False)
+    # an interrupted run: rewrite its config to the full length, as `droplab train --resume` with the same flags
+    tensors, meta = load_checkpoint_file(tmp_path / "split" / "last.safetensors")
+    from droplab.checkpoint import save_checkpoint_file
+
+    meta["train"]["epochs"] = SMALL.epochs
+    save_checkpoint_file(tmp_path / "split" / "last.safetensors", tensors, meta)
+    resumed = train.fit(_model(seed=99), digits, SMALL, out_dir=tmp_path / "split", resume=True, progress=False)
+    for pa, pb in zip(full.model.parameters(), resumed.model.parameters(), strict=True):
+        assert torch.equal(pa, pb)
+    lines = (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3, 4]
+    assert full.history[-1]["val_error"] == resumed.history[-1]["val_error"]
+
+
+def test_resume_refuses_a_different_configuration(digits, tmp_path):
+    train.fit(_model(), digits, dataclasses.replace(SMALL, epochs=1), out_dir=tmp_path, progress=False)
+    with pytest.raises(ValueError, match="different configuration"):
+        train.fit(_model(), digits, dataclasses.replace(SMALL, epochs=1, lr=0.1), out_dir=tmp_path, resume=True,
+                  progress=False)
+    with pytest.raises(ValueError, match="none found"):
+        train.fit(_model(), digits, SMALL, out_dir=tmp_path / "empty", resume=True, progress=False)
+
+
+def test_checkpoint_files_and_metrics_log(digits, tmp_path):
+    result = train.fit(_model(), digits, SMALL, out_dir=tmp_path, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.safetensors", "config.json", "last.safetensors",
+                                                          "metrics.jsonl"]  # no temporary files left
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert set(rows[0]) == {"epoch", "train_loss", "val_loss", "train_error", "val_error", "test_error", "lr",
+                            "momentum", "seconds"}
+    assert rows[0]["momentum"] == 0.5 and rows[-1]["momentum"] == pytest.approx(0.9)
+    model, meta = train.load_model(tmp_path / "best.safetensors")
+    _, err = train.evaluate(model, digits.x_test, digits.y_test)
+    assert err == pytest.approx(result.test_error)
+    assert meta["counters"]["best_epoch"] == result.best_epoch
+
+
+def test_max_norm_holds_after_training(digits):
+    result = train.fit(_model(), digits, dataclasses.replace(SMALL, max_norm=0.5, lr=2.0), progress=False)
+    for w in result.model.weights():
+        assert torch.all(w.norm(dim=1) <= 0.5 + 1e-5)
+
+
+def test_early_stopping_stops(digits):
+    cfg = dataclasses.replace(SMALL, epochs=200, patience=2, lr=5.0, momentum_end=0.5)
+    result = train.fit(_model(), digits, cfg, progress=False)
+    assert len(result.history) < 200
+    assert len(result.history) - result.best_epoch == 2
+
+
+def test_squared_error_and_regression():
+    d = data.load("synthetic-linear")
+    model = train.build_model(dict(sizes=[20, 5], output="linear", keep=0.8), seed=0)
+    result = train.fit(model, d, train.TrainConfig(epochs=30, batch_size=50, lr=0.05, loss="squared"),
+                       progress=False)
+    assert result.test_error < 0.1  # MSE; the data's noise variance is 0.01 and the target variance ~1
+
+
+def test_schedules():
+    cfg = train.TrainConfig(lr=1.0, lr_decay=0.5, momentum_start=0.5, momentum_end=0.9, momentum_epochs=4)
+    assert [cfg.learning_rate(e) for e in range(3)] == [1.0, 0.5, 0.25]
+    assert [round(cfg.momentum(e), 3) for e in (0, 2, 4, 10)] == [0.5, 0.7, 0.9, 0.9]
+
+
+@pytest.mark.parametrize("kwargs,error", [
+    (dict(epochs=0), "epochs must be a positive integer, got 0"),
+    (dict(lr=-1.0), "lr must be a positive number"),
+    (dict(momentum_end=1.0), "momentum_end must be in \\[0, 1\\)"),
+    (dict(loss="hinge"), "loss must be one of"),
+    (dict(max_norm=0), "max_norm must be a positive number"),
+    (dict(lr_decay=1.5), "lr_decay must be in"),
+])
+def test_bad_training_configuration(kwargs, error):
+    with pytest.raises(ValueError, match=error):
+        train.TrainConfig(**kwargs)
+
+
+def test_model_that_does_not_fit_the_data(digits):
+    model = train.build_model(dict(sizes=[10, 5, 10]), seed=0)
+    with pytest.raises(ValueError, match="64 inputs"):
+        train.fit(model, digits, SMALL, progress=False)
+
+
+def test_cuda_requested_without_cuda():
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        train.resolve_device("cuda")
