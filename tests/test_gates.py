@@ -178,3 +178,21 @@ def test_per_unit_keep_that_does_not_broadcast():
 
 def test_standard_error_helper_sanity():
     assert math.isclose(float(GATES["bernoulli"].variance(torch.tensor(2.0), 0.5, "paper")), 1.0)
+
+
+def test_bernoulli_noise_is_exact_at_probabilities_zero_and_one():
+    prob = torch.tensor([0.0, 1.0, 0.5])
+    noise = bernoulli_noise((10_000, 3), prob, generator=torch.Generator().manual_seed(0), dtype=torch.float32,
+                            device=torch.device("cpu"))
+    assert noise[:, 0].sum() == 0 and noise[:, 1].sum() == 10_000
+    ones = bernoulli_noise((7, 3), 1.0, generator=None, dtype=torch.float64, device=torch.device("cpu"))
+    assert torch.equal(ones, torch.ones(7, 3, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 1001])
+def test_bernoulli_noise_odd_sizes_and_dtypes(n):
+    for dtype in (torch.float16, torch.float32, torch.float64):
+        noise = bernoulli_noise((n,), 0.3, generator=torch.Generator().manual_seed(n), dtype=dtype,
+                                device=torch.device("cpu"))
+        assert noise.shape == (n,) and noise.dtype == dtype
+        assert set(noise.unique().tolist()) <= {0.0, 1.0}

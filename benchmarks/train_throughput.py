@@ -1,0 +1,94 @@
+"""Training throughput of the paper network with and without dropout, measured side by side in one run.
+
+    python benchmarks/train_throughput.py [--steps 600] [--batch-size 100] [--device cpu]
+
+One epoch-equivalent of MNIST (60,000 examples = 600 steps of 100) through droplab's own training step, for
+784-1200-1200-1200-1200-10 logistic with keep 0.8 input / 0.5 hidden and for the same network without
+gates. The two are interleaved in rounds so that machine noise hits both alike. Prints examples/s, the
+achieved GFLOP/s (forward + backward = 3x the forward multiply-adds x 2) against a measured float32
+matrix-multiply peak, and the time ratio dropout / no dropout. Target: ratio <= 1.10.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from droplab import train
+from droplab.data import Dataset
+from droplab.presets import preset
+
+SIZES = [784, 1200, 1200, 1200, 1200, 10]
+
+
+def matmul_peak(device: torch.device, n: int = 2048, repeats: int = 10) -> float:
+    """Measured float32 GFLOP/s of an n x n x n matrix product (best of ``repeats``)."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    best = float("inf")
+    for _ in range(repeats + 2):
+        _sync(device)
+        t0 = time.perf_counter()
+        a @ b
+        _sync(device)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n ** 3 / best / 1e9
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def train_flops_per_example(sizes: list[int]) -> float:
+    multiply_adds = sum(a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+    return 3 * 2 * multiply_adds  # forward 2 flops per multiply-add; backward twice the forward
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=600, help="steps per configuration (600 = one epoch)")
+    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=6, help="interleaved rounds the steps are split into")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    device = train.resolve_device(args.device)
+    torch.manual_seed(0)
+    per_round = args.steps // args.rounds * args.batch_size
+    x = torch.rand(per_round, SIZES[0])
+    y = torch.randint(0, 10, (per_round,))
+    empty = torch.zeros(0, SIZES[0])
+    data = Dataset("timing", x, y, empty, y[:0], empty, y[:0], 10).to(device)
+    base = preset("paper")
+    config = train.TrainConfig(epochs=10**6, batch_size=args.batch_size, lr=0.01, momentum_start=0.9,
+                               max_norm=15.0)
+    states = {}
+    for name, keep in (("dropout", base.model["keep"]), ("no dropout", 1.0)):
+        model = train.build_model({**base.model, "sizes": SIZES, "keep": keep}, seed=0).to(device)
+        states[name] = train._State(model, config, device)
+        train._train_epoch(states[name], data, config)  # warm-up round
+    times = {name: 0.0 for name in states}
+    for _ in range(args.rounds):
+        for name, state in states.items():
+            _sync(device)
+            t0 = time.perf_counter()
+            train._train_epoch(state, data, config)
+            _sync(device)
+            times[name] += time.perf_counter() - t0
+    examples = args.rounds * per_round
+    peak = matmul_peak(device)
+    flops = train_flops_per_example(SIZES) * examples
+    print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
+          f"network {'-'.join(map(str, SIZES))} logistic, batch {args.batch_size}, {examples} examples each")
+    print(f"measured float32 matmul peak: {peak:.1f} GFLOP/s")
+    print(f"{'':12s} {'seconds':>8s} {'examples/s':>11s} {'GFLOP/s':>8s} {'% of peak':>9s}")
+    for name, seconds in times.items():
+        achieved = flops / seconds / 1e9
+        print(f"{name:12s} {seconds:8.2f} {examples / seconds:11.0f} {achieved:8.1f} {100 * achieved / peak:8.1f}%")
+    ratio = times["dropout"] / times["no dropout"]
+    print(f"ratio dropout / no dropout: {ratio:.3f} (target <= 1.10: {'met' if ratio <= 1.10 else 'NOT met'})")
+
+
+if __name__ == "__main__":
+    main()
