@@ -1,0 +1,285 @@
+"""Weighted arithmetic, geometric and normalized geometric means, with the paper's approximations and bounds.
+
+Notation (Baldi & Sadowski 2014, Section 8): numbers O_1..O_m in [0, 1] with probabilities P_1..P_m,
+
+    E = sum_i P_i O_i,   G = prod_i O_i^P_i,   G' = prod_i (1 - O_i)^P_i,   NWGM = G / (G + G'),
+    V = sum_i P_i (O_i - E)^2.
+
+Everything is computed in log space (NWGM = sigmoid(sum_i P_i logit(O_i))), so thousands of factors do not
+underflow. Extreme cases follow the paper: an O_i = 0 with P_i > 0 makes G = 0 (and NWGM = 0 when G' > 0);
+an O_i = 1 makes G' = 0 (NWGM = 1). When both occur, NWGM = 0/0 is undefined: it is returned as NaN, or
+raises with ``undefined="raise"``; it is never silently replaced by a number.
+
+Every function takes NumPy arrays or torch tensors (weights default to uniform) and returns the same kind.
+The approximations are functions of E and V only, each named after its equation.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = [
+    "bound_mean_only",
+    "bound_simple",
+    "bound_variance",
+    "cartwright_field_bounds",
+    "class_normalized_geometric_mean",
+    "complement_geometric_mean",
+    "expected_derivative_mean_field",
+    "expected_derivative_second_order",
+    "gaussian_expected_logistic",
+    "geometric_mean",
+    "logistic_nwgm",
+    "normalized_geometric_mean",
+    "nwgm_error_around_half",
+    "nwgm_error_extremes",
+    "nwgm_around_extremes",
+    "nwgm_around_half",
+    "nwgm_around_mean",
+    "relu_expectation_gaussian",
+    "relu_error_discrete",
+    "relu_error_uniform",
+    "weighted_mean",
+    "weighted_variance",
+]
+
+Array = TypeVar("Array", np.ndarray, Tensor)
+
+
+def _array_api(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Run ``fn`` on float64 torch tensors; give back NumPy if NumPy came in."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        numpy_in = any(isinstance(a, np.ndarray) for a in (*args, *kwargs.values()))
+        conv = [torch.as_tensor(a, dtype=torch.float64) if isinstance(a, (np.ndarray, float, int)) and
+                not isinstance(a, bool) else a for a in args]
+        kw = {k: torch.as_tensor(v, dtype=torch.float64) if isinstance(v, np.ndarray) else v
+              for k, v in kwargs.items()}
+        out = fn(*conv, **kw)
+        if numpy_in:
+            return tuple(o.numpy() for o in out) if isinstance(out, tuple) else out.numpy()
+        return out
+
+    return wrapper
+
+
+def _weights(o: Tensor, weights: Tensor | None, dim: int) -> Tensor:
+    if weights is None:
+        n = o.shape[dim]
+        shape = [1] * o.dim()
+        shape[dim] = n
+        return torch.full(shape, 1.0 / n, dtype=o.dtype, device=o.device)
+    weights = torch.as_tensor(weights, dtype=o.dtype, device=o.device)
+    if weights.dim() == 1 and o.dim() > 1:
+        shape = [1] * o.dim()
+        shape[dim] = -1
+        weights = weights.view(shape)
+    if torch.any(weights < 0):
+        raise ValueError("weights must be non-negative probabilities")
+    total = weights.sum(dim=dim, keepdim=True)
+    if not torch.allclose(total, torch.ones_like(total), atol=1e-6):
+        raise ValueError(f"weights must sum to 1 along dim {dim}, got sums in [{float(total.min()):g}, "
+                         f"{float(total.max()):g}]; normalize them, e.g. w / w.sum()")
+    return weights
+
+
+def _check_unit(o: Tensor, what: str = "O") -> None:
+    if torch.any((o < 0) | (o > 1)):
+        raise ValueError(f"{what} must lie in [0, 1] for geometric means, got values in "
+                         f"[{float(o.min()):g}, {float(o.max()):g}]")
+
+
+def _plogsum(p: Tensor, log_o: Tensor, dim: int) -> Tensor:
+    # sum_i P_i log O_i, with P_i = 0 terms contributing 0 even where log O_i = -inf
+    return torch.where(p > 0, p * log_o, torch.zeros_like(log_o)).sum(dim)
+
+
+@_array_api
+def weighted_mean(o: Array, weights: Array | None = None, *, dim: int = -1) -> Array:
+    """E = sum_i P_i O_i."""
+    return (_weights(o, weights, dim) * o).sum(dim)
+
+
+@_array_api
+def weighted_variance(o: Array, weights: Array | None = None, *, dim: int = -1) -> Array:
+    """V = sum_i P_i (O_i - E)^2."""
+    p = _weights(o, weights, dim)
+    e = (p * o).sum(dim, keepdim=True)
+    return (p * (o - e).square()).sum(dim)
+
+
+@_array_api
+def geometric_mean(o: Array, weights: Array | None = None, *, dim: int = -1) -> Array:
+    """G = prod_i O_i^P_i = exp(sum_i P_i log O_i); 0 if some O_i = 0 with P_i > 0."""
+    _check_unit(o)
+    p = _weights(o, weights, dim)
+    return torch.exp(_plogsum(p.expand_as(o), torch.log(o), dim))
+
+
+@_array_api
+def complement_geometric_mean(o: Array, weights: Array | None = None, *, dim: int = -1) -> Array:
+    """G' = prod_i (1 - O_i)^P_i."""
+    _check_unit(o)
+    p = _weights(o, weights, dim)
+    return torch.exp(_plogsum(p.expand_as(o), torch.log1p(-o), dim))
+
+
+@_array_api
+def normalized_geometric_mean(o: Array, weights: Array | None = None, *, dim: int = -1,
+                              undefined: str = "nan") -> Array:
+    """NWGM = G / (G + G') = sigmoid(sum_i P_i (log O_i - log(1 - O_i))), Eq. 50.
+
+    >>> float(normalized_geometric_mean(torch.tensor([0.5, 0.5])))
+    0.5
+    """
+    if undefined not in ("nan", "raise"):
+        raise ValueError(f"undefined must be 'nan' or 'raise', got {undefined!r}")
+    _check_unit(o)
+    p = _weights(o, weights, dim).expand_as(o)
+    log_g = _plogsum(p, torch.log(o), dim)
+    log_g_comp = _plogsum(p, torch.log1p(-o), dim)
+    both_zero = torch.isneginf(log_g) & torch.isneginf(log_g_comp)  # an O = 0 and an O = 1: 0/0
+    if undefined == "raise" and torch.any(both_zero):
+        raise ValueError("NWGM is 0/0 (undefined) where some O_i = 0 and some O_j = 1 with positive weight")
+    out = torch.sigmoid(log_g - log_g_comp)  # G/(G+G') = 1/(1 + exp(log G' - log G))
+    return torch.where(both_zero, torch.full_like(out, math.nan), out)
+
+
+@_array_api
+def logistic_nwgm(s: Array, weights: Array | None = None, *, dim: int = -1, c: float = 1.0,
+                  lam: float = 1.0) -> Array:
+    """NWGM of logistic outputs from their input sums: sigma(E(S)) exactly (Eqs. 34-39)."""
+    p = _weights(s, weights, dim)
+    return 1 / (1 + c * torch.exp(-lam * (p * s).sum(dim)))
+
+
+@_array_api
+def class_normalized_geometric_mean(o: Array, weights: Array | None = None, *, dim: int = 0,
+                                    class_dim: int = -1) -> Array:
+    """NWGM of normalized exponential outputs (Eq. 44): G_i / sum_l G_l over classes, G_i = prod O_i^P.
+
+    For softmax outputs this equals softmax(E(S)) (Eq. 47).
+    """
+    p = _weights(o, weights, dim)
+    log_g = (p * torch.log(o)).sum(dim)
+    cd = class_dim if class_dim < 0 else class_dim - (1 if class_dim > dim else 0)
+    return torch.softmax(log_g, dim=cd)
+
+
+# ---------------------------------------------------------------------------------------------------- bounds
+@_array_api
+def cartwright_field_bounds(o: Array, weights: Array | None = None, *, dim: int = -1) -> tuple[Array, Array]:
+    """Eq. 78: V / (2 max O) <= E - G <= V / (2 min O). Returns (lower, upper)."""
+    v = weighted_variance(o, weights, dim=dim)
+    return v / (2 * o.amax(dim)), v / (2 * o.amin(dim))
+
+
+@_array_api
+def nwgm_around_half(e: Array, v: Array) -> Array:
+    """Eq. 84, second order around 0.5: NWGM ~ (E - V) / (1 - 2V)."""
+    return (e - v) / (1 - 2 * v)
+
+
+@_array_api
+def nwgm_error_around_half(e: Array, v: Array) -> Array:
+    """Eqs. 85 and 87: |E - NWGM| ~ V |1 - 2E| / (1 - 2V)."""
+    return v * (1 - 2 * e).abs() / (1 - 2 * v)
+
+
+@_array_api
+def bound_variance(e: Array, v: Array) -> Array:
+    """Eq. 87, bound 1 (variance-dependent): |E - NWGM| <~ E(1 - E)|1 - 2E| / (1 - 2V)."""
+    return e * (1 - e) * (1 - 2 * e).abs() / (1 - 2 * v)
+
+
+@_array_api
+def bound_mean_only(e: Array) -> Array:
+    """Eq. 87, bound 2 (variance-independent, Fig. 8.1): E(1 - E)|1 - 2E| / (1 - 2E(1 - E))."""
+    return e * (1 - e) * (1 - 2 * e).abs() / (1 - 2 * e * (1 - e))
+
+
+@_array_api
+def bound_simple(e: Array) -> Array:
+    """Eq. 87, last form (Fig. 8.2): 2E(1 - E)|1 - 2E|."""
+    return 2 * e * (1 - e) * (1 - 2 * e).abs()
+
+
+@_array_api
+def nwgm_around_mean(e: Array, v: Array) -> Array:
+    """Eq. 202, second order around the mean: NWGM ~ (E - V/(2E)) / (1 - V / (2E(1 - E)))."""
+    return (e - v / (2 * e)) / (1 - v / (2 * e * (1 - e)))
+
+
+@_array_api
+def nwgm_around_extremes(e: Array, v: Array) -> Array:
+    """Eqs. 207 and 211, expansion around 1 (or 0): NWGM ~ (2E - V) / (2 - 2V)."""
+    return (2 * e - v) / (2 - 2 * v)
+
+
+@_array_api
+def nwgm_error_extremes(e: Array, v: Array) -> Array:
+    """Eq. 208: E - NWGM ~ -(E - 1/2) V / (1 - V); |.| <= 1/2 V/(1-V) <= 1/6 (Eqs. 209-210)."""
+    return -(e - 0.5) * v / (1 - v)
+
+
+# ---------------------------------------------------------------------------------------------------- E(sigma'(S))
+@_array_api
+def expected_derivative_mean_field(mean_s: Array, *, c: float = 1.0, lam: float = 1.0) -> Array:
+    """Eq. 220: E(sigma'(S)) ~ sigma'(E(S)) = lam sigma(1 - sigma) at E(S)."""
+    o = 1 / (1 + c * torch.exp(-lam * mean_s))
+    return lam * o * (1 - o)
+
+
+@_array_api
+def expected_derivative_second_order(mean_s: Array, var_s: Array, *, lam: float = 1.0) -> Array:
+    """Eq. 223 (c = 1): E(sigma'(S)) ~ 1 / (4 + lam^2 (Var(S) + E(S)^2))."""
+    return 1 / (4 + lam**2 * (var_s + mean_s.square()))
+
+
+# ---------------------------------------------------------------------------------------------------- Gaussian S
+ALPHA = 0.607  # the logistic-probit matching constant of Appendix D (alpha^2 = 0.368)
+
+
+@_array_api
+def gaussian_expected_logistic(mean_s: Array, var_s: Array, *, c: float = 1.0, lam: float = 1.0) -> Array:
+    """Eqs. 241-242: E(sigma(S)) for S ~ N(mu, s^2) ~ 1 / (1 + exp(-(lam mu - log c) / sqrt(1 + alpha^2 lam^2 s^2))).
+
+    With c = lam = 1 this is the paper's Eq. 242, 1/(1 + exp(-mu / sqrt(1 + 0.368 s^2))). (The paper's
+    derivation drops lam from the variance term; lam^2 s^2 is the variance of lam S.)
+    """
+    return torch.sigmoid((lam * mean_s - math.log(c)) / torch.sqrt(1 + ALPHA**2 * lam**2 * var_s))
+
+
+@_array_api
+def relu_expectation_gaussian(mean_s: Array, var_s: Array, *, lam: float = 1.0) -> Array:
+    """Eq. 72: E(RL(S)) = lam mu Phi(mu/s) + lam s / sqrt(2 pi) exp(-mu^2 / 2s^2), for S ~ N(mu, s^2), t = 0."""
+    std = var_s.clamp_min(0).sqrt()
+    safe = torch.where(std > 0, std, torch.ones_like(std))
+    z = mean_s / safe
+    phi = 0.5 * (1 + torch.erf(z / math.sqrt(2)))
+    value = lam * mean_s * phi + lam * std / math.sqrt(2 * math.pi) * torch.exp(-0.5 * z.square())
+    return torch.where(std > 0, value, lam * mean_s.clamp_min(0))
+
+
+@_array_api
+def relu_error_uniform(a: Array, *, lam: float = 1.0) -> Array:
+    """Eq. 190: |RL(E(S)) - E(RL(S))| = lam a / 4 for S uniform on [-a, a]."""
+    return lam * a / 4
+
+
+@_array_api
+def relu_error_discrete(s: Array, weights: Array | None = None, *, dim: int = -1, lam: float = 1.0) -> Array:
+    """Eq. 193: |RL(E(S)) - E(RL(S))| for values S_i with probabilities P_i (Eq. 194: uniform P_i)."""
+    p = _weights(s, weights, dim)
+    mean = (p * s).sum(dim)
+    positive = (p * s * (s > 0)).sum(dim)
+    nonpositive = (p * s.abs() * (s <= 0)).sum(dim)
+    return lam * torch.where(mean <= 0, positive, nonpositive)
