@@ -1,0 +1,43 @@
+"""Estimators of the dropout ensemble. Every one returns ``EnsembleStatistics``, so they compare line by line.
+
+| estimator              | how                                                        | exact for                |
+|------------------------|------------------------------------------------------------|--------------------------|
+| weight_scaled          | one pass with every gate at its mean: W (Eq. 98)           | linear networks (means)  |
+| monte_carlo            | K sampled subnetworks, batched, statistics streamed        | K -> infinity            |
+| exact                  | every gate configuration with its probability              | small networks           |
+| linear_moments         | Section 3 recursions for means, variances, covariances     | linear networks          |
+| gaussian_moments       | Gaussian S propagated layer by layer, Eq. 242 / quadrature | (an approximation)       |
+| dropconnect_inference  | Wan et al. (2013): Gaussian S per layer, sampled           | (an approximation)       |
+"""
+
+from ._moments import dropconnect_inference, gaussian_moments, linear_moments
+from ._predict import mutual_information, pair_approximations, predict, predictive_entropy, variance_approximations
+from ._sampling import exact, monte_carlo, weight_scaled
+from ._stats import EnsembleStatistics, LayerStatistics, Pair
+
+ESTIMATORS = {
+    "weight_scaled": weight_scaled,
+    "monte_carlo": monte_carlo,
+    "exact": exact,
+    "linear_moments": linear_moments,
+    "gaussian_moments": gaussian_moments,
+    "dropconnect_inference": dropconnect_inference,
+}
+
+__all__ = [
+    "ESTIMATORS",
+    "EnsembleStatistics",
+    "LayerStatistics",
+    "Pair",
+    "dropconnect_inference",
+    "exact",
+    "gaussian_moments",
+    "linear_moments",
+    "monte_carlo",
+    "mutual_information",
+    "pair_approximations",
+    "predict",
+    "predictive_entropy",
+    "variance_approximations",
+    "weight_scaled",
+]

@@ -1,0 +1,166 @@
+"""The statistics every estimator returns, and the streaming accumulator that computes them.
+
+For each layer h and unit i, over the dropout ensemble and for each input b (shapes (B, n_h)):
+
+    E = E(O), Var = Var(O), NWGM, WGM = G (only where O lies in [0, 1]), E_S = E(S), Var_S = Var(S),
+    E_derivative = E(f'(S)), se_E = the standard error of E (Monte Carlo only).
+
+Sums are shifted by the weight-scaled values (W for O, U for S) before they are squared, so that
+Var = E((O - W)^2) - E(O - W)^2 does not lose its digits to cancellation, and accumulated in float64.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from ..net import DropoutMLP, Trace
+
+__all__ = ["EnsembleStatistics", "LayerStatistics", "Pair"]
+
+Pair = tuple[int, int, int, int]  # (layer h, unit i, layer l, unit j): E(O^h_i O^l_j)
+
+
+@dataclass
+class LayerStatistics:
+    """Per-unit statistics of one layer; every tensor is (B, n_h). None where not defined or not computed."""
+
+    E: Tensor
+    Var: Tensor | None = None
+    NWGM: Tensor | None = None
+    WGM: Tensor | None = None
+    E_S: Tensor | None = None
+    Var_S: Tensor | None = None
+    E_derivative: Tensor | None = None
+    se_E: Tensor | None = None
+
+
+@dataclass
+class EnsembleStatistics:
+    """What every estimator returns: one ``LayerStatistics`` per layer (0 = input) and extras.
+
+    ``pairs`` maps each requested (h, i, l, j) to E(O^h_i O^l_j), shape (B,). ``expected_entropy`` is
+    E(H(O^L)) of a softmax output over the ensemble (for mutual information). ``samples`` is K for Monte
+    Carlo, the number of configurations for exact enumeration, None for deterministic estimators.
+    """
+
+    estimator: str
+    layers: list[LayerStatistics]
+    pairs: dict[Pair, Tensor] = field(default_factory=dict)
+    expected_entropy: Tensor | None = None
+    histograms: dict[tuple[int, int], Tensor] = field(default_factory=dict)
+    histogram_edges: Tensor | None = None
+    samples: int | None = None
+
+    @property
+    def output(self) -> LayerStatistics:
+        return self.layers[-1]
+
+    def summary(self) -> str:
+        rows = [f"{self.estimator}" + (f" ({self.samples} samples)" if self.samples else "")]
+        for h, layer in enumerate(self.layers[1:], start=1):
+            parts = [f"layer {h}: mean E {float(layer.E.mean()):.4f}"]
+            if layer.NWGM is not None:
+                parts.append(f"mean |E - NWGM| {float((layer.E - layer.NWGM).abs().mean()):.2e}")
+            if layer.Var is not None:
+                parts.append(f"mean Var {float(layer.Var.mean()):.2e}")
+            rows.append(", ".join(parts))
+        return "\n".join(rows)
+
+
+def _unit_interval(net: DropoutMLP, h: int) -> bool:
+    return h > 0 and net.transfers[h - 1].output_in_unit_interval
+
+
+class Accumulator:
+    """Streams chunks of K_c ensemble members (each with a weight) into weighted sums, then finalizes.
+
+    ``add(trace, weights)``: trace tensors are (K_c * B, n) laid out member-major (row k * B + b);
+    ``weights`` (K_c,) are the members' probabilities (1/K for Monte Carlo). Memory: O(B * sum n_h).
+    """
+
+    def __init__(self, net: DropoutMLP, reference: Trace, *, pairs: Sequence[Pair] = (),
+                 histogram_units: Sequence[tuple[int, int]] = (), bins: int = 50) -> None:
+        self.net, self.ref = net, reference
+        self.batch = reference.O[0].shape[0]
+        self.pairs = list(pairs)
+        self.total = 0.0
+        self.sums: dict[str, list[Tensor | None]] = {}
+        self.pair_sum = torch.zeros(self.batch, len(self.pairs), dtype=torch.float64, device=reference.O[0].device)
+        self.entropy_sum = torch.zeros(self.batch, dtype=torch.float64, device=reference.O[0].device)
+        self.hist_units = list(histogram_units)
+        self.edges = torch.linspace(0, 1, bins + 1, device=reference.O[0].device)
+        self.hists = {u: torch.zeros(self.batch, bins, dtype=torch.float64, device=self.edges.device)
+                      for u in self.hist_units}
+
+    def _acc(self, key: str, h: int, value: Tensor) -> None:
+        slots = self.sums.setdefault(key, [None] * len(self.ref.O))
+        value = value.to(torch.float64)
+        slots[h] = value if slots[h] is None else slots[h] + value
+
+    def add(self, trace: Trace, weights: Tensor) -> None:
+        k = weights.shape[0]
+        w = weights.to(trace.O[0].dtype).view(k, 1, 1)
+        self.total += float(weights.sum(dtype=torch.float64))
+        for h in range(1, len(trace.O)):
+            o = trace.O[h].view(k, self.batch, -1)
+            s = trace.S[h].view(k, self.batch, -1)
+            d = o - self.ref.O[h]  # shifted by W
+            self._acc("o", h, (w * d).sum(0))
+            self._acc("o2", h, (w * d.square()).sum(0))
+            ds = s - self.ref.S[h]  # shifted by U
+            self._acc("s", h, (w * ds).sum(0))
+            self._acc("s2", h, (w * ds.square()).sum(0))
+            transfer = self.net.transfers[h - 1]
+            if transfer.name != "softmax":
+                self._acc("deriv", h, (w * transfer.derivative(s)).sum(0))
+            if transfer.name == "logistic":
+                # log O = -softplus(-(lam S - log c)): the weighted geometric mean without log(0)
+                log_o = -torch.nn.functional.softplus(-(transfer.lam * s - torch.log(torch.tensor(transfer.c))))
+                self._acc("logo", h, (w * log_o).sum(0))
+            if transfer.name == "softmax":
+                log_o = torch.log_softmax(transfer.lam * s, dim=-1)
+                self._acc("logo", h, (w * log_o).sum(0))
+                entropy = -(o * log_o).sum(-1)  # H(O) per member and input
+                self.entropy_sum += (w[:, :, 0] * entropy).sum(0).to(torch.float64)
+        if self.pairs:
+            prods = torch.stack([trace.O[h].view(k, self.batch, -1)[:, :, i] *
+                                 trace.O[l].view(k, self.batch, -1)[:, :, j] for h, i, l, j in self.pairs], -1)
+            self.pair_sum += (w * prods).sum(0).to(torch.float64)
+        for (h, i), hist in self.hists.items():
+            values = trace.O[h].view(k, self.batch, -1)[:, :, i]  # (k, B)
+            idx = torch.bucketize(values.clamp(0, 1), self.edges[1:-1])
+            hist.scatter_add_(1, idx.T.contiguous(), w[:, :, 0].expand(k, self.batch).T.to(torch.float64).contiguous())
+
+    def finalize(self, estimator: str, *, samples: int | None, standard_errors: bool,
+                 dtype: torch.dtype) -> EnsembleStatistics:
+        t = self.total
+        layers = [LayerStatistics(E=self.ref.O[0], Var=torch.zeros_like(self.ref.O[0]))]
+        for h in range(1, len(self.ref.O)):
+            mean_d, mean_ds = self.sums["o"][h] / t, self.sums["s"][h] / t
+            e = self.ref.O[h].to(torch.float64) + mean_d
+            var = (self.sums["o2"][h] / t - mean_d.square()).clamp_min(0)
+            e_s = self.ref.S[h].to(torch.float64) + mean_ds
+            var_s = (self.sums["s2"][h] / t - mean_ds.square()).clamp_min(0)
+            transfer = self.net.transfers[h - 1]
+            nwgm = wgm = None
+            if "logo" in self.sums and self.sums["logo"][h] is not None:
+                mean_log = self.sums["logo"][h] / t
+                wgm = torch.exp(mean_log)
+                if transfer.name == "logistic":  # NWGM = sigma(E(S)) exactly (Eq. 39)
+                    nwgm = 1 / (1 + transfer.c * torch.exp(-transfer.lam * e_s))
+                else:  # normalized exponential: NWGM_i = G_i / sum_l G_l = softmax(E(S)) (Eqs. 44-47)
+                    nwgm = torch.softmax(mean_log, dim=-1)
+            deriv = self.sums["deriv"][h] / t if "deriv" in self.sums and self.sums["deriv"][h] is not None else None
+            se = (var / samples).sqrt() if standard_errors and samples else None
+            cast = (lambda x: None if x is None else x.to(dtype))  # noqa: E731
+            layers.append(LayerStatistics(E=cast(e), Var=cast(var), NWGM=cast(nwgm), WGM=cast(wgm), E_S=cast(e_s),
+                                          Var_S=cast(var_s), E_derivative=cast(deriv), se_E=cast(se)))
+        pairs = {p: (self.pair_sum[:, n] / t).to(dtype) for n, p in enumerate(self.pairs)}
+        entropy = (self.entropy_sum / t).to(dtype) if self.net.transfers[-1].name == "softmax" else None
+        hists = {u: (hist / t).to(dtype) for u, hist in self.hists.items()}
+        return EnsembleStatistics(estimator, layers, pairs, entropy, hists,
+                                  self.edges if self.hists else None, samples)
