@@ -78,9 +78,15 @@ def pair_approximations(net: DropoutMLP, x: Tensor, pairs: Sequence[Pair]) -> di
         transfer = net.transfers[up - 1]
         w = net.linears[up - 1].weight[u, d]
         contribution = w * _gate_mean_factor(net, low, t.O[low])[d] * t.O[low][:, d]  # w_ij p_j W_j
-        u_i = t.S[up][:, u]
-        w_removed = transfer(u_i - contribution)  # Eq. 121: propagate with unit j removed
-        taylor = t.O[up][:, u] - transfer.derivative(u_i) * contribution  # Eq. 122
+        s_removed = t.S[up].clone()
+        s_removed[:, u] -= contribution  # Eq. 121: propagate with unit j removed
+        if transfer.name == "softmax":  # O_i depends on the whole vector; dO_i/dS_i = lam O_i (1 - O_i)
+            w_removed = transfer(s_removed)[:, u]
+            slope = transfer.lam * t.O[up][:, u] * (1 - t.O[up][:, u])
+        else:
+            w_removed = transfer(s_removed[:, u])
+            slope = transfer.derivative(t.S[up][:, u])
+        taylor = t.O[up][:, u] - slope * contribution  # Eq. 122
         out["W_ij W_j"][pair] = w_removed * t.O[low][:, d]
         out["taylor"][pair] = taylor * t.O[low][:, d]
     return out

@@ -1,0 +1,244 @@
+"""Estimators against independent references: configurations replayed one by one here, closed forms, NumPy."""
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import droplab
+from droplab import DropoutMLP, ensemble, means
+from droplab.nn import Dropout
+
+F64 = torch.float64
+
+
+def _net(sizes, seed=0, scale=2.0, **kwargs):
+    torch.manual_seed(seed)
+    net = DropoutMLP(sizes, **kwargs).double().eval()
+    with torch.no_grad():
+        for lin in net.linears:
+            lin.weight.mul_(scale)
+    return net
+
+
+def _enumerate_by_hand(net, x):
+    """Independent reference: every unit-mask configuration replayed one at a time -> (probabilities, traces)."""
+    gates = {f"gates.{h}": torch.as_tensor(g.keep, dtype=F64).expand(net.sizes[h])
+             for h, g in enumerate(net.gates) if hasattr(g, "keep")}
+    sizes = [k.numel() for k in gates.values()]
+    probs, traces = [], []
+    for bits in itertools.product([0.0, 1.0], repeat=sum(sizes)):
+        bits = torch.tensor(bits, dtype=F64)
+        noise, prob, offset = {}, 1.0, 0
+        for (name, keep), n in zip(gates.items(), sizes, strict=True):
+            b = bits[offset:offset + n]
+            offset += n
+            prob *= float(torch.prod(keep**b * (1 - keep) ** (1 - b)))
+            noise[name] = b.expand(x.shape[0], n)
+        with droplab.replay(net, noise), torch.no_grad():
+            traces.append(net.trace(x))
+        probs.append(prob)
+    return np.array(probs), traces
+
+
+def test_exact_matches_configurations_replayed_one_by_one():
+    net = _net((3, 4, 2), keep=(torch.tensor([0.9, 0.5, 0.7], dtype=F64), 0.6), gate="bernoulli")
+    x = torch.rand(2, 3, dtype=F64)
+    p, traces = _enumerate_by_hand(net, x)
+    stats = ensemble.exact(net, x, pairs=[(1, 0, 1, 3), (2, 1, 1, 2)])
+    assert stats.samples == 2**7 and abs(p.sum() - 1) < 1e-12
+    for h in (1, 2):
+        o = np.stack([t.O[h].numpy() for t in traces])  # (configs, B, n)
+        assert np.allclose(stats.layers[h].E.numpy(), np.einsum("c,cbn->bn", p, o))
+        assert np.allclose(stats.layers[h].Var.numpy(), means.weighted_variance(np.moveaxis(o, 0, -1), p))
+        nwgm = means.normalized_geometric_mean(np.moveaxis(o, 0, -1), p)
+        assert np.allclose(stats.layers[h].NWGM.numpy(), nwgm, atol=1e-12)
+        assert np.allclose(stats.layers[h].WGM.numpy(), means.geometric_mean(np.moveaxis(o, 0, -1), p), atol=1e-12)
+        s = np.stack([t.S[h].numpy() for t in traces])
+        assert np.allclose(stats.layers[h].Var_S.numpy(), means.weighted_variance(np.moveaxis(s, 0, -1), p))
+    o1, o2 = np.stack([t.O[1].numpy() for t in traces]), np.stack([t.O[2].numpy() for t in traces])
+    assert np.allclose(stats.pairs[(1, 0, 1, 3)].numpy(), np.einsum("c,cb->b", p, o1[:, :, 0] * o1[:, :, 3]))
+    assert np.allclose(stats.pairs[(2, 1, 1, 2)].numpy(), np.einsum("c,cb->b", p, o2[:, :, 1] * o1[:, :, 2]))
+
+
+def test_first_layer_weight_scaling_is_exactly_the_nwgm():
+    # Eqs. 34-39: W = sigma(E(S)) = NWGM(O) exactly for logistic units, any per-unit rates
+    net = _net((5, 6, 3), keep=(torch.tensor([0.9, 0.2, 0.5, 0.7, 0.3], dtype=F64), 0.5), c=1.5, lam=2.0)
+    x = torch.rand(3, 5, dtype=F64)
+    ex, ws = ensemble.exact(net, x), ensemble.weight_scaled(net, x)
+    assert torch.allclose(ws.layers[1].E, ex.layers[1].NWGM, atol=1e-12)
+    assert torch.allclose(ws.layers[1].E_S, ex.layers[1].E_S, atol=1e-12)  # E(S) is linear in the masks
+
+
+@pytest.mark.parametrize("kind,scaling", [("bernoulli", "paper"), ("bernoulli", "inverted"), ("dropin", "paper")])
+@pytest.mark.parametrize("connections", [False, True])
+def test_linear_networks_weight_scaling_and_linear_moments_are_exact(kind, scaling, connections):
+    keep = (torch.tensor([0.9, 0.4, 0.7], dtype=F64), torch.tensor([0.5, 0.8, 0.6, 0.3], dtype=F64))
+    ckeep = (None, torch.full((2, 4), 0.6, dtype=F64)) if connections else None
+    net = _net((3, 4, 2), transfer="linear", output="linear", keep=keep, gate=kind, scaling=scaling,
+               connection_keep=ckeep, connection_kind="bernoulli" if kind != "dropin" else "dropin")
+    x = torch.randn(2, 3, dtype=F64)
+    ex = ensemble.exact(net, x, pairs=[(1, i, 1, j) for i in range(4) for j in range(4)] +
+                        [(2, 0, 2, 1), (2, 0, 2, 0)])
+    lm = ensemble.linear_moments(net, x)
+    for h in (1, 2):
+        assert torch.allclose(lm.layers[h].E, ex.layers[h].E, atol=1e-10)
+        assert torch.allclose(lm.layers[h].Var, ex.layers[h].Var, atol=1e-10)
+    cov1 = torch.stack([ex.pairs[(1, i, 1, j)] for i in range(4) for j in range(4)], -1).view(2, 4, 4)
+    cov1 = cov1 - ex.layers[1].E[:, :, None] * ex.layers[1].E[:, None, :]
+    assert torch.allclose(lm.covariances[1], cov1, atol=1e-10)
+    cov_out = ex.pairs[(2, 0, 2, 1)] - ex.layers[2].E[:, 0] * ex.layers[2].E[:, 1]
+    assert torch.allclose(lm.covariances[2][:, 0, 1], cov_out, atol=1e-10)
+    if kind != "dropin" or not connections:  # weight scaling is the exact mean of a linear network (Eq. 24)
+        assert torch.allclose(ensemble.weight_scaled(net, x).output.E, ex.output.E, atol=1e-10)
+
+
+def test_linear_moments_for_gaussian_noise_match_monte_carlo():
+    net = _net((3, 4, 2), transfer="linear", output="linear", keep=(0.8, 0.5), gate="gaussian")
+    x = torch.randn(2, 3, dtype=F64)
+    lm = ensemble.linear_moments(net, x)
+    mc = ensemble.monte_carlo(net, x, samples=200_000, generator=torch.Generator().manual_seed(0))
+    for h in (1, 2):
+        assert torch.all((mc.layers[h].E - lm.layers[h].E).abs() <= 4 * mc.layers[h].se_E)
+        assert torch.allclose(mc.layers[h].Var, lm.layers[h].Var, rtol=0.03)
+
+
+CASES = [("logistic", "bernoulli", None), ("tanh", "bernoulli", None), ("relu", "dropin", None),
+         ("linear", "bernoulli", None), ("logistic", "bernoulli", 0.7), ("relu", "bernoulli", 0.6)]
+
+
+@pytest.mark.parametrize("transfer,gate,connection", CASES)
+def test_monte_carlo_agrees_with_exact_within_4_standard_errors(transfer, gate, connection):
+    ckeep = (None, connection) if connection else None
+    sizes = (3, 4, 3) if not connection else (3, 3, 2)
+    net = _net(sizes, keep=(0.8, 0.5), transfer=transfer, gate=gate, connection_keep=ckeep)
+    x = torch.rand(3, 3, dtype=F64)
+    ex = ensemble.exact(net, x)
+    mc = ensemble.monte_carlo(net, x, samples=20_000, generator=torch.Generator().manual_seed(1))
+    for h in (1, 2):
+        se = mc.layers[h].se_E
+        ok = (mc.layers[h].E - ex.layers[h].E).abs() <= 4 * se + 1e-12
+        assert torch.all(ok), (h, mc.layers[h].E, ex.layers[h].E, se)
+        assert torch.allclose(mc.layers[h].Var, ex.layers[h].Var, rtol=0.1, atol=1e-6)
+
+
+def test_monte_carlo_same_seed_same_result_and_chunking():
+    net = _net((4, 6, 3), keep=(0.8, 0.5))
+    x = torch.rand(2, 4, dtype=F64)
+    a = ensemble.monte_carlo(net, x, samples=500, generator=torch.Generator().manual_seed(5))
+    b = ensemble.monte_carlo(net, x, samples=500, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(a.layers[2].E, b.layers[2].E)
+    c = ensemble.monte_carlo(net, x, samples=500, generator=torch.Generator().manual_seed(5), memory=1)  # K_c = 1
+    assert torch.all((c.layers[2].E - a.layers[2].E).abs() <= 6 * a.layers[2].se_E)
+    assert net.gates[0].gate_mode == "expect"  # modes restored
+
+
+def test_spiking_network_mean_input_matches_eq_133():
+    # E(S^1) = sum_j w_j r E(O_j) with spikes of size r on the input (values in [0, 1])
+    net = _net((4, 3, 2), keep=0.5, gate="spiking")
+    x = torch.rand(2, 4, dtype=F64)
+    mc = ensemble.monte_carlo(net, x, samples=40_000, generator=torch.Generator().manual_seed(0))
+    expected = x @ (0.5 * net.linears[0].weight.T) + net.linears[0].bias
+    se = (mc.layers[1].Var_S / 40_000).sqrt()
+    assert torch.all((mc.layers[1].E_S - expected).abs() <= 4 * se)
+
+
+def test_gaussian_moments_beat_weight_scaling_where_var_s_is_large():
+    net = _net((10, 8, 3), keep=(0.5, 0.5), scale=8.0)
+    x = torch.rand(20, 10, dtype=F64)
+    ex = ensemble.exact(net, x, max_configurations=2**18)
+    ws = ensemble.weight_scaled(net, x)
+    assert float(ex.layers[1].Var_S.mean()) > 1.0  # large input variance
+    for method in ("quadrature", "eq242"):
+        gm = ensemble.gaussian_moments(net, x, method=method)
+        err_g = (gm.layers[1].E - ex.layers[1].E).abs().mean()
+        err_w = (ws.layers[1].E - ex.layers[1].E).abs().mean()
+        assert err_g < err_w, (method, err_g, err_w)
+
+
+def test_gaussian_moments_are_exact_for_one_linear_layer():
+    net = _net((5, 3), transfer="linear", output="linear", keep=0.6)
+    x = torch.randn(4, 5, dtype=F64)
+    gm, ex = ensemble.gaussian_moments(net, x), ensemble.exact(net, x)
+    assert torch.allclose(gm.output.E, ex.output.E) and torch.allclose(gm.output.Var, ex.output.Var)
+
+
+def test_dropconnect_inference_runs_and_is_close_to_exact():
+    net = _net((4, 5, 3), keep=1.0, connection_keep=(0.5, None), scale=1.0)
+    x = torch.rand(3, 4, dtype=F64)
+    ex = ensemble.exact(net, x)
+    dc = ensemble.dropconnect_inference(net, x, samples=20_000, generator=torch.Generator().manual_seed(0))
+    assert dc.estimator == "dropconnect_inference"
+    assert torch.allclose(dc.layers[1].E, ex.layers[1].E, atol=0.01)
+
+
+def test_exact_refuses_with_the_count():
+    net = _net((30, 4, 2), keep=0.5)
+    with pytest.raises(ValueError, match="2\\^34 = 17,179,869,184 configurations"):
+        ensemble.exact(net, torch.rand(1, 30, dtype=F64))
+    with pytest.raises(ValueError, match="Bernoulli noise"):
+        ensemble.exact(_net((3, 2), keep=0.5, gate="gaussian"), torch.rand(1, 3, dtype=F64))
+
+
+def test_predictions_entropy_and_mutual_information():
+    net = _net((4, 5, 3), keep=(0.8, 0.5))
+    x = torch.rand(3, 4, dtype=F64)
+    ex = ensemble.exact(net, x)
+    probs = ensemble.predict(ex)
+    assert torch.allclose(probs.sum(1), torch.ones(3, dtype=F64))
+    assert torch.allclose(ensemble.predict(ensemble.weight_scaled(net, x), rule="nwgm").sum(1), torch.ones(3, dtype=F64))
+    mi = ensemble.mutual_information(ex)
+    assert torch.all(mi > 0)
+    no_dropout = _net((4, 5, 3), keep=1.0)
+    assert torch.allclose(ensemble.mutual_information(ensemble.exact(no_dropout, x)), torch.zeros(3, dtype=F64),
+                          atol=1e-12)
+    assert torch.allclose(ensemble.predictive_entropy(torch.tensor([[0.5, 0.5, 0.0]])), torch.tensor([np.log(2)]).float())
+
+
+def test_monte_carlo_on_any_module_with_gates():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), Dropout(0.5), nn.Linear(16, 3)).double().eval()
+    x = torch.rand(5, 4, dtype=F64)
+    stats = ensemble.monte_carlo(model, x, samples=300, generator=torch.Generator().manual_seed(0))
+    assert stats.output.E.shape == (5, 3) and torch.allclose(stats.output.E.sum(1), torch.ones(5, dtype=F64))
+    assert torch.all(ensemble.mutual_information(stats) >= 0)
+    with pytest.raises(ValueError, match="no droplab gates"):
+        ensemble.monte_carlo(nn.Linear(4, 3), x)
+
+
+def test_histograms_are_distributions():
+    net = _net((4, 6, 3), keep=(0.8, 0.5))
+    x = torch.rand(2, 4, dtype=F64)
+    stats = ensemble.monte_carlo(net, x, samples=1000, histogram_units=[(1, 0), (2, 2)], bins=20,
+                                 generator=torch.Generator().manual_seed(0))
+    for hist in stats.histograms.values():
+        assert hist.shape == (2, 20) and torch.allclose(hist.sum(1), torch.ones(2, dtype=F64))
+
+
+def test_pair_approximations_from_w():
+    net = _net((4, 5, 3), keep=(0.8, 0.5), scale=0.5)
+    x = torch.rand(4, 4, dtype=F64)
+    pairs = [(2, 1, 1, 3), (1, 0, 1, 2)]
+    approx = ensemble.pair_approximations(net, x, pairs)
+    ex = ensemble.exact(net, x, pairs=pairs)
+    ws = ensemble.weight_scaled(net, x)
+    assert torch.allclose(approx["W W"][(1, 0, 1, 2)], ws.layers[1].E[:, 0] * ws.layers[1].E[:, 2])
+    assert (1, 0, 1, 2) not in approx["W_ij W_j"]  # unconnected
+    connected = (2, 1, 1, 3)
+    # with small weights the Taylor form (Eq. 122) and forward propagation (Eq. 121) agree closely
+    assert torch.allclose(approx["taylor"][connected], approx["W_ij W_j"][connected], atol=1e-3)
+    for key in ("W W", "W_ij W_j"):
+        assert torch.allclose(approx[key][connected], ex.pairs[connected], atol=0.02)
+    var = ensemble.variance_approximations(ws)
+    assert torch.allclose(var[1]["W(1-W)"], ws.layers[1].E * (1 - ws.layers[1].E))
+
+
+def test_estimator_registry_returns_the_same_type():
+    net = _net((3, 4, 2), transfer="linear", output="linear", keep=(0.8, 0.5))
+    x = torch.rand(2, 3, dtype=F64)
+    for name, estimator in ensemble.ESTIMATORS.items():
+        stats = estimator(net, x)
+        assert isinstance(stats, ensemble.EnsembleStatistics), name
+        assert [tuple(layer.E.shape) for layer in stats.layers] == [(2, 3), (2, 4), (2, 2)], name
