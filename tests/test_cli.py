@@ -20,9 +20,14 @@ def test_train_then_evaluate(tmp_path, capsys):
     code, stdout, _ = _run(["train", "--preset", "quick", "--epochs", "3", "--sizes", "64,32,10", "--out",
                             str(out), "--no-progress"], capsys)
     assert code == 0 and "best epoch" in stdout
-    code, stdout, _ = _run(["evaluate", str(out / "best.safetensors"), "--json"], capsys)
+    code, stdout, _ = _run(["evaluate", str(out / "best.safetensors"), "--json", "--estimator", "weight-scaled",
+                            "monte-carlo", "gaussian", "--samples", "20"], capsys)
     result = json.loads(stdout)
-    assert code == 0 and result["dataset"] == "digits" and 0 <= result["test_error"] < 90
+    assert code == 0 and result["dataset"] == "digits"
+    for name in ("weight-scaled", "monte-carlo", "gaussian"):
+        assert 0 <= result[name]["test_error"] < 90
+    code, stdout, _ = _run(["evaluate", str(out / "best.safetensors")], capsys)
+    assert code == 0 and "weight-scaled" in stdout and "test error" in stdout
     config = json.loads((out / "config.json").read_text())
     assert config["model"]["sizes"] == [64, 32, 10] and config["train"]["epochs"] == 3
 
@@ -63,6 +68,7 @@ BAD = [
     (["train", "--sizes", "64,x,10"], "expected comma-separated integers"),
     (["evaluate", "/nonexistent.safetensors"], "no checkpoint at /nonexistent.safetensors"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
+    (["evaluate", "x.safetensors", "--estimator", "bayes"], "invalid choice: 'bayes'"),
 ]
 
 

@@ -15,12 +15,15 @@ from typing import Any, NoReturn
 
 from . import data as data_mod
 from .presets import PRESETS, preset
-from .train import TrainConfig, build_model, evaluate, fit, load_model, resolve_device
+from .train import TrainConfig, build_model, fit, load_model, resolve_device
 
 MODEL_KEYS = ("sizes", "transfer", "output", "c", "lam", "keep", "gate", "connection_keep", "connection_kind",
               "mask_sharing", "scaling", "backward")
 DATA_KEYS = ("dataset", "data_dir", "validation", "limit", "normalize", "download")
 TOP_KEYS = ("preset", "out", "device", "model", "train", "data")
+
+
+EVAL_ESTIMATORS = ("weight-scaled", "monte-carlo", "gaussian")
 
 
 class UsageError(Exception):
@@ -92,8 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
         tr.add_argument(f"--{name.replace('_', '-')}", type=kind, dest=f"train_{name}", metavar=name.upper())
 
     e = sub.add_parser("evaluate", help="test error of a checkpoint",
-                       description="Evaluate a checkpoint with the weight-scaled network.")
+                       description="Test error of a checkpoint with one or more ensemble estimators.")
     e.add_argument("checkpoint", type=Path, help="a .safetensors checkpoint (e.g. runs/quick/best.safetensors)")
+    e.add_argument("--estimator", nargs="+", choices=EVAL_ESTIMATORS, default=["weight-scaled"],
+                   help="how the ensemble is averaged (several may be given)")
+    e.add_argument("--samples", type=int, default=100, help="Monte Carlo samples per input (default 100)")
+    e.add_argument("--seed", type=int, default=0, help="seed of the Monte Carlo masks")
     _add_data_flags(e)
     e.add_argument("--json", action="store_true", help="print the result as JSON")
     return parser
@@ -190,17 +197,45 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     device = resolve_device(args.device or "cpu")
     model.to(device)
     data = data.to(device)
-    loss = meta["train"]["loss"]
-    result = {"checkpoint": str(args.checkpoint), "dataset": data.name, "estimator": "weight-scaled"}
-    for split in ("val", "test"):
-        split_loss, split_error = evaluate(model, getattr(data, f"x_{split}"), getattr(data, f"y_{split}"), loss=loss)
-        result[f"{split}_loss"], result[f"{split}_error"] = split_loss, split_error
+    if args.samples < 1:
+        raise UsageError(f"--samples must be a positive integer, got {args.samples}")
+    result: dict[str, Any] = {"checkpoint": str(args.checkpoint), "dataset": data.name,
+                              "test_examples": len(data.x_test)}
+    for name in args.estimator:
+        probs = _predict(model, data.x_test, name, args.samples, args.seed, device)
+        if data.num_classes:
+            result[name] = {"test_error": 100.0 * float((probs.argmax(1) != data.y_test).float().mean())}
+        else:
+            result[name] = {"test_mse": float((probs - data.y_test).square().mean())}
     if args.json:
         print(json.dumps(result))
-    else:
-        print(f"{data.name} ({len(data.x_test)} test examples), weight scaling: test error "
-              f"{result['test_error']:.2f}%, validation error {result['val_error']:.2f}%")
+        return 0
+    print(f"{data.name}, {len(data.x_test)} test examples:")
+    for name in args.estimator:
+        label = name + (f" ({args.samples} samples)" if name == "monte-carlo" else "")
+        for metric, value in result[name].items():
+            print(f"  {label:28s} {metric.replace('_', ' ')} {value:.2f}" + ("%" if metric == "test_error" else ""))
     return 0
+
+
+def _predict(model: Any, x: Any, estimator: str, samples: int, seed: int, device: Any) -> Any:
+    """Output-layer means with one estimator, in chunks of inputs so memory stays bounded."""
+    import torch
+
+    from . import ensemble
+
+    outs = []
+    generator = torch.Generator(device=device).manual_seed(seed)
+    for start in range(0, len(x), 256):
+        xb = x[start:start + 256]
+        if estimator == "weight-scaled":
+            stats = ensemble.weight_scaled(model, xb)
+        elif estimator == "monte-carlo":
+            stats = ensemble.monte_carlo(model, xb, samples=samples, generator=generator)
+        else:
+            stats = ensemble.gaussian_moments(model, xb, samples=samples, generator=generator)
+        outs.append(stats.output.E)
+    return torch.cat(outs)
 
 
 def main(argv: list[str] | None = None) -> int:
