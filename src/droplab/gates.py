@@ -96,6 +96,15 @@ def bernoulli_noise(shape: torch.Size | tuple[int, ...], keep: Keep, *, generato
     # to 2^-32 in p (finer than float32 rand's 2^-24). CPU torch's bernoulli_ and rand draw one mt19937
     # number per element and made masks cost as much as the matrix products; this halves the draws and
     # compares integers. The same code runs on CUDA.
+    if not isinstance(keep, Tensor):
+        for width, dtype_w in ((8, torch.uint8), (16, torch.int16)):
+            count = keep * 2**width
+            if count == int(count):  # p = k / 2^width exactly (0.5, 0.25, 0.75, ...): 64/width masks per draw
+                per_draw = 64 // width
+                bits = torch.empty((n + per_draw - 1) // per_draw, dtype=torch.int64, device=device)
+                words = bits.random_(-2**63, None, generator=generator).view(dtype_w)[:n].view(shape)
+                offset = 0 if width == 8 else 2**15  # uint8 words are on [0, 256), int16 on [-2^15, 2^15)
+                return (words < int(count) - offset).view(torch.uint8).to(dtype)
     bits = torch.empty((n + 1) // 2, dtype=torch.int64, device=device).random_(-2**63, None, generator=generator)
     words = bits.view(torch.int32)[:n].view(shape)  # uniform on [-2^31, 2^31)
     if not isinstance(keep, Tensor):

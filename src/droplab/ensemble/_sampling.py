@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from .. import modes
 from ..net import DropoutMLP, Trace
 from ..nn import ConnectionDropoutLinear, UnitGate
-from ._stats import Accumulator, EnsembleStatistics, LayerStatistics, Pair
+from ._stats import STATISTICS, Accumulator, EnsembleStatistics, LayerStatistics, Pair
 
 __all__ = ["exact", "monte_carlo", "weight_scaled"]
 
@@ -72,13 +72,14 @@ def _chunk(net: DropoutMLP, batch: int, memory: int, samples: int) -> int:
 @torch.no_grad()
 def monte_carlo(net: nn.Module, x: Tensor, *, samples: int = 1000, generator: torch.Generator | None = None,
                 pairs: Sequence[Pair] = (), histogram_units: Sequence[tuple[int, int]] = (), bins: int = 50,
-                memory: int = DEFAULT_MEMORY) -> EnsembleStatistics:
+                statistics: Sequence[str] = STATISTICS, memory: int = DEFAULT_MEMORY) -> EnsembleStatistics:
     """K sampled subnetworks per input, run as one large batched product per chunk; statistics streamed.
 
     For a ``DropoutMLP``, every layer's statistics (E, Var, NWGM, WGM, E(S), Var(S), E(f'(S)), standard
     errors), the pair moments E(O^h_i O^l_j) for ``pairs`` and histograms of O for ``histogram_units``
     ((layer, unit) -> (B, bins) frequencies over [0, 1]). For any other module containing droplab gates,
     statistics of its output (treated as logits if it has a class dimension: see ``predict``).
+    ``statistics`` restricts the per-unit statistics to those named (E is always computed), to save time.
     Memory does not grow with K: chunks of members are sized to ``memory`` bytes.
 
     >>> net = DropoutMLP((4, 8, 3), keep=(0.8, 0.5)).eval()
@@ -92,7 +93,8 @@ def monte_carlo(net: nn.Module, x: Tensor, *, samples: int = 1000, generator: to
     if not isinstance(net, DropoutMLP):
         return _monte_carlo_module(net, x, samples, generator, memory)
     ref = _reference(net, x)
-    acc = Accumulator(net, ref, pairs=_check_pairs(net, pairs), histogram_units=histogram_units, bins=bins)
+    acc = Accumulator(net, ref, pairs=_check_pairs(net, pairs), histogram_units=histogram_units, bins=bins,
+                      statistics=statistics)
     chunk = _chunk(net, x.shape[0], memory, samples)
     done = 0
     with modes.sample(net, generator=generator), per_example_masks(net):
@@ -169,7 +171,7 @@ def _enumerable_gates(net: DropoutMLP) -> list[tuple[str, Tensor]]:
 @torch.no_grad()
 def exact(net: DropoutMLP, x: Tensor, *, max_configurations: int = 2**20, pairs: Sequence[Pair] = (),
           histogram_units: Sequence[tuple[int, int]] = (), bins: int = 50,
-          memory: int = DEFAULT_MEMORY) -> EnsembleStatistics:
+          statistics: Sequence[str] = STATISTICS, memory: int = DEFAULT_MEMORY) -> EnsembleStatistics:
     """Every gate configuration with its probability (any per-unit or per-connection keep rates), batched.
 
     The statistics are exact (up to floating point). Gates with keep 1 are not enumerated. Refuses, saying
@@ -187,7 +189,8 @@ def exact(net: DropoutMLP, x: Tensor, *, max_configurations: int = 2**20, pairs:
                          f"max_configurations={max_configurations:,}; use monte_carlo or a smaller network")
     count = 2**n_random
     ref = _reference(net, x)
-    acc = Accumulator(net, ref, pairs=_check_pairs(net, pairs), histogram_units=histogram_units, bins=bins)
+    acc = Accumulator(net, ref, pairs=_check_pairs(net, pairs), histogram_units=histogram_units, bins=bins,
+                      statistics=statistics)
     chunk = _chunk(net, x.shape[0], memory, count)
     log_p, log_q = torch.log(keep[random]), torch.log1p(-keep[random])
     shift = torch.arange(n_random, dtype=torch.int64)

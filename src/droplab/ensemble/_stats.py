@@ -19,7 +19,9 @@ from torch import Tensor
 
 from ..net import DropoutMLP, Trace
 
-__all__ = ["EnsembleStatistics", "LayerStatistics", "Pair"]
+__all__ = ["STATISTICS", "EnsembleStatistics", "LayerStatistics", "Pair"]
+
+STATISTICS = ("E", "Var", "NWGM", "WGM", "E_S", "Var_S", "E_derivative")
 
 Pair = tuple[int, int, int, int]  # (layer h, unit i, layer l, unit j): E(O^h_i O^l_j)
 
@@ -83,7 +85,12 @@ class Accumulator:
     """
 
     def __init__(self, net: DropoutMLP, reference: Trace, *, pairs: Sequence[Pair] = (),
-                 histogram_units: Sequence[tuple[int, int]] = (), bins: int = 50) -> None:
+                 histogram_units: Sequence[tuple[int, int]] = (), bins: int = 50,
+                 statistics: Sequence[str] = STATISTICS) -> None:
+        unknown = sorted(set(statistics) - set(STATISTICS))
+        if unknown:
+            raise ValueError(f"unknown statistics {unknown}; expected some of {STATISTICS}")
+        self.want = set(statistics) | {"E"}
         self.net, self.ref = net, reference
         self.batch = reference.O[0].shape[0]
         self.pairs = list(pairs)
@@ -103,64 +110,75 @@ class Accumulator:
 
     def add(self, trace: Trace, weights: Tensor) -> None:
         k = weights.shape[0]
-        w = weights.to(trace.O[0].dtype).view(k, 1, 1)
+        w = weights.to(trace.O[0].dtype)
         self.total += float(weights.sum(dtype=torch.float64))
+
+        def wsum(t: Tensor) -> Tensor:  # sum_k w_k t_k: one read pass (a matrix-vector product)
+            return torch.tensordot(w, t, dims=1)
+
         for h in range(1, len(trace.O)):
             o = trace.O[h].view(k, self.batch, -1)
             s = trace.S[h].view(k, self.batch, -1)
-            d = o - self.ref.O[h]  # shifted by W
-            self._acc("o", h, (w * d).sum(0))
-            self._acc("o2", h, (w * d.square()).sum(0))
-            ds = s - self.ref.S[h]  # shifted by U
-            self._acc("s", h, (w * ds).sum(0))
-            self._acc("s2", h, (w * ds.square()).sum(0))
             transfer = self.net.transfers[h - 1]
-            if transfer.name != "softmax":
-                self._acc("deriv", h, (w * transfer.derivative(s)).sum(0))
-            if transfer.name == "logistic":
+            d = o - self.ref.O[h]  # shifted by W
+            self._acc("o", h, wsum(d))
+            if "Var" in self.want:
+                self._acc("o2", h, wsum(d.square_()))
+            need_s = self.want & {"E_S", "Var_S"} or ("NWGM" in self.want and transfer.name == "logistic")
+            if need_s:
+                ds = s - self.ref.S[h]  # shifted by U
+                self._acc("s", h, wsum(ds))
+                if "Var_S" in self.want:
+                    self._acc("s2", h, wsum(ds.square_()))
+            if "E_derivative" in self.want and transfer.name != "softmax":
+                self._acc("deriv", h, wsum(transfer.derivative(s)))
+            if transfer.name == "logistic" and "WGM" in self.want:
                 # log O = -softplus(-(lam S - log c)): the weighted geometric mean without log(0)
                 log_o = -torch.nn.functional.softplus(-(transfer.lam * s - torch.log(torch.tensor(transfer.c))))
-                self._acc("logo", h, (w * log_o).sum(0))
-            if transfer.name == "softmax":
+                self._acc("logo", h, wsum(log_o))
+            if transfer.name == "softmax" and self.want & {"NWGM", "WGM"}:
                 log_o = torch.log_softmax(transfer.lam * s, dim=-1)
-                self._acc("logo", h, (w * log_o).sum(0))
-                entropy = -(o * log_o).sum(-1)  # H(O) per member and input
-                self.entropy_sum += (w[:, :, 0] * entropy).sum(0).to(torch.float64)
+                self._acc("logo", h, wsum(log_o))
+                self.entropy_sum += wsum(-(o * log_o).sum(-1)).to(torch.float64)  # E(H(O))
         if self.pairs:
             prods = torch.stack([trace.O[h].view(k, self.batch, -1)[:, :, i] *
                                  trace.O[l].view(k, self.batch, -1)[:, :, j] for h, i, l, j in self.pairs], -1)
-            self.pair_sum += (w * prods).sum(0).to(torch.float64)
+            self.pair_sum += wsum(prods).to(torch.float64)
         for (h, i), hist in self.hists.items():
             values = trace.O[h].view(k, self.batch, -1)[:, :, i]  # (k, B)
             idx = torch.bucketize(values.clamp(0, 1), self.edges[1:-1])
-            hist.scatter_add_(1, idx.T.contiguous(), w[:, :, 0].expand(k, self.batch).T.to(torch.float64).contiguous())
+            hist.scatter_add_(1, idx.T.contiguous(), w[:, None].expand(k, self.batch).T.to(torch.float64).contiguous())
 
     def finalize(self, estimator: str, *, samples: int | None, standard_errors: bool,
                  dtype: torch.dtype) -> EnsembleStatistics:
         t = self.total
         layers = [LayerStatistics(E=self.ref.O[0], Var=torch.zeros_like(self.ref.O[0]))]
         for h in range(1, len(self.ref.O)):
-            mean_d, mean_ds = self.sums["o"][h] / t, self.sums["s"][h] / t
+            got = {key: (slots[h] / t if slots[h] is not None else None) for key, slots in self.sums.items()}
+            mean_d, mean_ds = got["o"], got.get("s")
             e = self.ref.O[h].to(torch.float64) + mean_d
-            var = (self.sums["o2"][h] / t - mean_d.square()).clamp_min(0)
-            e_s = self.ref.S[h].to(torch.float64) + mean_ds
-            var_s = (self.sums["s2"][h] / t - mean_ds.square()).clamp_min(0)
+            var = (got["o2"] - mean_d.square()).clamp_min(0) if got.get("o2") is not None else None
+            e_s = self.ref.S[h].to(torch.float64) + mean_ds if mean_ds is not None else None
+            var_s = (got["s2"] - mean_ds.square()).clamp_min(0) if got.get("s2") is not None else None
             transfer = self.net.transfers[h - 1]
             nwgm = wgm = None
-            if "logo" in self.sums and self.sums["logo"][h] is not None:
-                mean_log = self.sums["logo"][h] / t
+            mean_log = got.get("logo")
+            if mean_log is not None and "WGM" in self.want:
                 wgm = torch.exp(mean_log)
-                if transfer.name == "logistic":  # NWGM = sigma(E(S)) exactly (Eq. 39)
-                    nwgm = 1 / (1 + transfer.c * torch.exp(-transfer.lam * e_s))
-                else:  # normalized exponential: NWGM_i = G_i / sum_l G_l = softmax(E(S)) (Eqs. 44-47)
-                    nwgm = torch.softmax(mean_log, dim=-1)
-            deriv = self.sums["deriv"][h] / t if "deriv" in self.sums and self.sums["deriv"][h] is not None else None
-            se = (var / samples).sqrt() if standard_errors and samples else None
+            if "NWGM" in self.want and transfer.name == "logistic":  # NWGM = sigma(E(S)) exactly (Eq. 39)
+                nwgm = 1 / (1 + transfer.c * torch.exp(-transfer.lam * e_s))
+            elif "NWGM" in self.want and mean_log is not None:  # softmax: G_i / sum_l G_l (Eqs. 44-47)
+                nwgm = torch.softmax(mean_log, dim=-1)
+            deriv = got.get("deriv")
+            if "E_S" not in self.want:
+                e_s = None
+            se = (var / samples).sqrt() if standard_errors and samples and var is not None else None
             cast = (lambda x: None if x is None else x.to(dtype))  # noqa: E731
             layers.append(LayerStatistics(E=cast(e), Var=cast(var), NWGM=cast(nwgm), WGM=cast(wgm), E_S=cast(e_s),
                                           Var_S=cast(var_s), E_derivative=cast(deriv), se_E=cast(se)))
         pairs = {p: (self.pair_sum[:, n] / t).to(dtype) for n, p in enumerate(self.pairs)}
-        entropy = (self.entropy_sum / t).to(dtype) if self.net.transfers[-1].name == "softmax" else None
+        entropy = ((self.entropy_sum / t).to(dtype) if self.net.transfers[-1].name == "softmax" and
+                   self.want & {"NWGM", "WGM"} else None)
         hists = {u: (hist / t).to(dtype) for u, hist in self.hists.items()}
         return EnsembleStatistics(estimator, layers, pairs, entropy, hists,
                                   self.edges if self.hists else None, samples)

@@ -1,0 +1,192 @@
+"""Monte Carlo dropout throughput: droplab against baal, side by side in one run.
+
+    pip install baal   # benchmark-only dependency
+    python benchmarks/mc_throughput.py [--inputs 10] [--samples 10000] [--device cpu]
+
+The paper network (784-1200-1200-1200-1200-10 logistic, keep 0.8 input / 0.5 hidden), 10 inputs x 10,000
+dropout samples. droplab's ``monte_carlo`` computes E, NWGM and Var for every unit of every layer; baal's
+``mc_inference`` (replicate mode) computes the output layer's samples only, on an nn.Sequential with the
+same weights (inverted dropout, weights scaled so the ensemble is identical). Each runs in its own
+subprocess, so its peak resident memory is its own. Also measured: the float32 matrix-multiply peak, and two
+exact estimators against the Monte Carlo run that reaches the same accuracy: ``exact`` over 2^20
+configurations and ``linear_moments`` on the linear version of the paper network.
+
+Targets (2-core CPU): droplab at least 2x faster than baal, at least 75% of the measured peak, peak memory
+under 1.5 GB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+import torch
+
+SIZES = [784, 1200, 1200, 1200, 1200, 10]
+KEEP = [0.8, 0.5, 0.5, 0.5, 0.5]
+
+
+def _net(device: torch.device, transfer: str = "logistic", output: str = "softmax"):
+    from droplab import DropoutMLP
+
+    torch.manual_seed(0)
+    net = DropoutMLP(SIZES, keep=KEEP, transfer=transfer, output=output).to(device).eval()
+    return net
+
+
+def _inputs(n: int, device: torch.device) -> torch.Tensor:
+    try:
+        from droplab import data
+
+        return data.load("mnist-10k", root="../shared/data/mnist-t10k", download=False).x_test[:n].to(device)
+    except ValueError:
+        return torch.rand(n, SIZES[0], generator=torch.Generator().manual_seed(0)).to(device)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _timed(fn, device):
+    _sync(device)
+    t0 = time.perf_counter()
+    out = fn()
+    _sync(device)
+    return out, time.perf_counter() - t0
+
+
+def run_droplab(args, device) -> dict:
+    from droplab import ensemble
+
+    net, x = _net(device), _inputs(args.inputs, device)
+    gen = torch.Generator(device=device).manual_seed(0)
+    ensemble.monte_carlo(net, x, samples=100, generator=gen, statistics=("E", "Var", "NWGM"))  # warm-up
+    stats, seconds = _timed(lambda: ensemble.monte_carlo(net, x, samples=args.samples, generator=gen,
+                                                         statistics=("E", "Var", "NWGM"), memory=args.memory),
+                            device)
+    assert stats.layers[3].NWGM is not None and stats.layers[3].Var is not None
+    return {"seconds": seconds}
+
+
+def run_baal(args, device) -> dict:
+    from baal.modelwrapper import mc_inference
+    from torch import nn
+
+    net, x = _net(device), _inputs(args.inputs, device)
+    layers: list[nn.Module] = []
+    for h, (lin, keep) in enumerate(zip(net.linears, KEEP, strict=True)):
+        inverted = nn.Linear(lin.in_features, lin.out_features).to(device)
+        with torch.no_grad():  # inverted dropout divides by p; multiplying W by p gives the same ensemble
+            inverted.weight.copy_(lin.weight * keep)
+            inverted.bias.copy_(lin.bias)
+        layers += [nn.Dropout(1 - keep), inverted] + ([nn.Sigmoid()] if h < len(KEEP) - 1 else [])
+    model = nn.Sequential(*layers).to(device).train()  # baal keeps dropout active in train mode
+    with torch.no_grad():
+        mc_inference(model, x, 100, True)  # warm-up
+        out, seconds = _timed(lambda: mc_inference(model, x, args.samples, True), device)
+    assert out.shape == (args.inputs, 10, args.samples)
+    return {"seconds": seconds}
+
+
+def run_exact(args, device) -> dict:
+    """2^20 configurations (8 input + 12 hidden gated units) against Monte Carlo at the same accuracy."""
+    from droplab import DropoutMLP, ensemble
+
+    torch.manual_seed(0)
+    net = DropoutMLP([8, 12, 10], keep=[0.8, 0.5]).to(device).double().eval()
+    x = torch.rand(args.inputs, 8, dtype=torch.float64, device=device)
+    ex, t_exact = _timed(lambda: ensemble.exact(net, x, max_configurations=2**20), device)
+    # Monte Carlo needs K = (4 sd / tol)^2 samples for its worst unit to be within tol with 4 standard errors
+    tol = 1e-3
+    worst_var = max(float(layer.Var.max()) for layer in ex.layers[1:])
+    k = int((4 * worst_var**0.5 / tol) ** 2) + 1
+    gen = torch.Generator(device=device).manual_seed(0)
+    mc, t_mc = _timed(lambda: ensemble.monte_carlo(net, x, samples=k, generator=gen), device)
+    err = max(float((m.E - e.E).abs().max()) for m, e in zip(mc.layers[1:], ex.layers[1:], strict=True))
+    return {"exact_seconds": t_exact, "configurations": ex.samples, "mc_samples": k, "mc_seconds": t_mc,
+            "tolerance": tol, "mc_max_error": err}
+
+
+def run_linear(args, device) -> dict:
+    """linear_moments on the linear paper network against Monte Carlo at a relative tolerance of 1%."""
+    from droplab import ensemble
+
+    net, x = _net(device, "linear", "linear"), _inputs(args.inputs, device)
+    lm, t_lm = _timed(lambda: ensemble.linear_moments(net, x), device)
+    out_e, out_sd = lm.output.E, lm.output.Var.sqrt()
+    tol = 0.01 * float(out_e.abs().mean())
+    k = int((4 * float(out_sd.max()) / tol) ** 2) + 1
+    gen = torch.Generator(device=device).manual_seed(0)
+    mc, t_mc = _timed(lambda: ensemble.monte_carlo(net, x, samples=k, generator=gen,
+                                                   statistics=("E", "Var")), device)
+    err = float((mc.output.E - out_e.to(mc.output.E.dtype)).abs().max())
+    return {"linear_moments_seconds": t_lm, "mc_samples": k, "mc_seconds": t_mc, "tolerance": tol,
+            "mc_max_error": err}
+
+
+def matmul_peak(device: torch.device, n: int = 2048, repeats: int = 10) -> float:
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    best = min(_timed(lambda: a @ b, device)[1] for _ in range(repeats + 2))
+    return 2 * n**3 / best / 1e9
+
+
+def _child(which: str, argv: list[str]) -> dict:
+    proc = subprocess.run([sys.executable, __file__, "--child", which, *argv], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{which} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--inputs", type=int, default=10)
+    parser.add_argument("--samples", type=int, default=10_000)
+    parser.add_argument("--memory", type=int, default=256 * 2**20, help="droplab's activation budget (bytes)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["baal", "exact", "linear"])
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    if args.child:
+        result = {"droplab": run_droplab, "baal": run_baal, "exact": run_exact, "linear": run_linear}[args.child](
+            args, device)
+        scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+        result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
+        print(json.dumps(result))
+        return
+    argv = ["--inputs", str(args.inputs), "--samples", str(args.samples), "--memory", str(args.memory),
+            "--device", args.device]
+    ours = _child("droplab", argv)
+    flops = 2 * sum(a * b for a, b in zip(SIZES[:-1], SIZES[1:], strict=True)) * args.inputs * args.samples
+    peak = matmul_peak(device)
+    print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads; network "
+          f"{'-'.join(map(str, SIZES))} logistic, keep {KEEP[0]}/{KEEP[1]}; {args.inputs} inputs x "
+          f"{args.samples} samples")
+    print(f"measured float32 matmul peak: {peak:.1f} GFLOP/s")
+    achieved = flops / ours["seconds"] / 1e9
+    print(f"droplab monte_carlo (E, NWGM, Var of all {sum(SIZES[1:])} units): {ours['seconds']:.2f} s, "
+          f"{achieved:.1f} GFLOP/s = {100 * achieved / peak:.1f}% of peak, peak RSS {ours['peak_rss_mb']:.0f} MB")
+    if "baal" not in args.skip:
+        theirs = _child("baal", argv)
+        print(f"baal mc_inference (replicate, output samples only): {theirs['seconds']:.2f} s, "
+              f"peak RSS {theirs['peak_rss_mb']:.0f} MB")
+        print(f"speed-up droplab / baal: {theirs['seconds'] / ours['seconds']:.2f}x (target >= 2)")
+    if "exact" not in args.skip:
+        ex = _child("exact", argv)
+        print(f"exact over {ex['configurations']:,} configurations: {ex['exact_seconds']:.2f} s; monte_carlo to "
+              f"within {ex['tolerance']:g} ({ex['mc_samples']:,} samples): {ex['mc_seconds']:.2f} s "
+              f"(max error {ex['mc_max_error']:.1e})")
+    if "linear" not in args.skip:
+        lm = _child("linear", argv)
+        print(f"linear_moments on the linear paper network: {lm['linear_moments_seconds']:.3f} s; monte_carlo to "
+              f"within {lm['tolerance']:.3g} ({lm['mc_samples']:,} samples): {lm['mc_seconds']:.2f} s "
+              f"(max error {lm['mc_max_error']:.2g})")
+
+
+if __name__ == "__main__":
+    main()
