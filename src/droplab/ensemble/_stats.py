@@ -5,8 +5,9 @@ For each layer h and unit i, over the dropout ensemble and for each input b (sha
     E = E(O), Var = Var(O), NWGM, WGM = G (only where O lies in [0, 1]), E_S = E(S), Var_S = Var(S),
     E_derivative = E(f'(S)), se_E = the standard error of E (Monte Carlo only).
 
-Sums are shifted by the weight-scaled values (W for O, U for S) before they are squared, so that
-Var = E((O - W)^2) - E(O - W)^2 does not lose its digits to cancellation, and accumulated in float64.
+Each chunk of members gives a weighted mean and M2 = sum_k w_k (x_k - mean)^2 per unit, computed
+without cancellation (Welford for equal weights, sums shifted by the weight-scaled values W and U
+otherwise), and chunks are merged in float64 by Chan et al.'s pairwise update.
 """
 
 from __future__ import annotations
@@ -96,6 +97,7 @@ class Accumulator:
         self.pairs = list(pairs)
         self.total = 0.0
         self.sums: dict[str, list[Tensor | None]] = {}
+        self.moments: dict[str, list[tuple[float, Tensor, Tensor | None] | None]] = {}
         self.pair_sum = torch.zeros(self.batch, len(self.pairs), dtype=torch.float64, device=reference.O[0].device)
         self.entropy_sum = torch.zeros(self.batch, dtype=torch.float64, device=reference.O[0].device)
         self.hist_units = list(histogram_units)
@@ -108,10 +110,44 @@ class Accumulator:
         value = value.to(torch.float64)
         slots[h] = value if slots[h] is None else slots[h] + value
 
+    def _merge(self, key: str, h: int, weight: float, mean: Tensor, m2: Tensor | None) -> None:
+        """Chan et al.'s pairwise update of a running (total weight, mean, M2) with one chunk's, in float64."""
+        slots = self.moments.setdefault(key, [None] * len(self.ref.O))
+        mean = mean.to(torch.float64)
+        m2 = m2.to(torch.float64) if m2 is not None else None
+        if slots[h] is None:
+            slots[h] = (weight, mean, m2)
+            return
+        w0, mean0, m20 = slots[h]
+        total = w0 + weight
+        delta = mean - mean0
+        new_m2 = None if m2 is None else m20 + m2 + delta.square() * (w0 * weight / total)
+        slots[h] = (total, mean0 + delta * (weight / total), new_m2)
+
+    @staticmethod
+    def _chunk_moments(x: Tensor, w: Tensor, ref: Tensor, uniform: bool, second: bool
+                       ) -> tuple[Tensor, Tensor | None]:
+        """Weighted mean and M2 = sum_k w_k (x_k - mean)^2 of one chunk x (k, B, n), precisely:
+        equal weights by Welford (torch.var_mean, one pass); unequal weights by sums shifted by ``ref``."""
+        total = w.sum()
+        if uniform:
+            if not second:
+                return x.mean(0), None
+            var, mean = torch.var_mean(x, dim=0, correction=0)
+            return mean, var * total
+        d = x - ref
+        a = torch.tensordot(w, d, dims=1)
+        mean = ref + a / total
+        if not second:
+            return mean, None
+        return mean, torch.tensordot(w, d.square_(), dims=1) - a.square() / total
+
     def add(self, trace: Trace, weights: Tensor) -> None:
         k = weights.shape[0]
         w = weights.to(trace.O[0].dtype)
-        self.total += float(weights.sum(dtype=torch.float64))
+        chunk_weight = float(weights.sum(dtype=torch.float64))
+        self.total += chunk_weight
+        uniform = bool((weights == weights[0]).all())
 
         def wsum(t: Tensor) -> Tensor:  # sum_k w_k t_k: one read pass (a matrix-vector product)
             return torch.tensordot(w, t, dims=1)
@@ -120,16 +156,11 @@ class Accumulator:
             o = trace.O[h].view(k, self.batch, -1)
             s = trace.S[h].view(k, self.batch, -1)
             transfer = self.net.transfers[h - 1]
-            d = o - self.ref.O[h]  # shifted by W
-            self._acc("o", h, wsum(d))
-            if "Var" in self.want:
-                self._acc("o2", h, wsum(d.square_()))
+            self._merge("o", h, chunk_weight, *self._chunk_moments(o, w, self.ref.O[h], uniform, "Var" in self.want))
             need_s = self.want & {"E_S", "Var_S"} or ("NWGM" in self.want and transfer.name == "logistic")
             if need_s:
-                ds = s - self.ref.S[h]  # shifted by U
-                self._acc("s", h, wsum(ds))
-                if "Var_S" in self.want:
-                    self._acc("s2", h, wsum(ds.square_()))
+                self._merge("s", h, chunk_weight,
+                            *self._chunk_moments(s, w, self.ref.S[h], uniform, "Var_S" in self.want))
             if "E_derivative" in self.want and transfer.name != "softmax":
                 self._acc("deriv", h, wsum(transfer.derivative(s)))
             if transfer.name == "logistic" and "WGM" in self.want:
@@ -155,11 +186,12 @@ class Accumulator:
         layers = [LayerStatistics(E=self.ref.O[0], Var=torch.zeros_like(self.ref.O[0]))]
         for h in range(1, len(self.ref.O)):
             got = {key: (slots[h] / t if slots[h] is not None else None) for key, slots in self.sums.items()}
-            mean_d, mean_ds = got["o"], got.get("s")
-            e = self.ref.O[h].to(torch.float64) + mean_d
-            var = (got["o2"] - mean_d.square()).clamp_min(0) if got.get("o2") is not None else None
-            e_s = self.ref.S[h].to(torch.float64) + mean_ds if mean_ds is not None else None
-            var_s = (got["s2"] - mean_ds.square()).clamp_min(0) if got.get("s2") is not None else None
+            _, e, m2 = self.moments["o"][h]
+            var = (m2 / t).clamp_min(0) if m2 is not None else None
+            e_s = var_s = None
+            if "s" in self.moments:
+                _, e_s, m2_s = self.moments["s"][h]
+                var_s = (m2_s / t).clamp_min(0) if m2_s is not None else None
             transfer = self.net.transfers[h - 1]
             nwgm = wgm = None
             mean_log = got.get("logo")
