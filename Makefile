@@ -28,6 +28,7 @@ run: setup
 	$(VENV)/bin/droplab evaluate $(OUT)/best.safetensors
 
 test: setup-dev
+	$(VENV)/bin/ruff check src tests benchmarks
 	$(PY) -m pytest
 
 test-slow: setup-dev

@@ -61,7 +61,8 @@ def _backward(text: str) -> str | float:
 
 def _add_data_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", choices=data_mod.DATASETS, help="dataset (default: the preset's)")
-    p.add_argument("--data-dir", help="folder holding the IDX files (else $DROPLAB_DATA, the cache, /usr/share/datasets)")
+    p.add_argument("--data-dir",
+                   help="folder holding the IDX files (else $DROPLAB_DATA, the cache, /usr/share/datasets)")
     p.add_argument("--no-download", dest="download", action="store_false", default=None,
                    help="fail instead of downloading missing files")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or auto (default: cpu)")

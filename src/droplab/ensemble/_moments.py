@@ -108,8 +108,8 @@ def linear_moments(net: DropoutMLP, x: Tensor) -> EnsembleStatistics:
             mean_s = ey @ wa.T + (w * c.b).sum(1) + bias
             cov_s = wa @ cov_y @ wa.T
             # diagonal: sum_j w_ij^2 [Var(A_ij Y_j + B_ij) - a_ij^2 Var(Y_j)] (each connection its own gate)
-            var_y, ey_ = torch.diagonal(cov_y, dim1=1, dim2=2), ey
-            extra = (w.square() * (c.var(ey_[:, None, :], var_y[:, None, :]) - c.a.square() * var_y[:, None, :])).sum(-1)
+            var_y = torch.diagonal(cov_y, dim1=1, dim2=2)[:, None, :]
+            extra = (w.square() * (c.var(ey[:, None, :], var_y) - c.a.square() * var_y)).sum(-1)
             cov_s = cov_s + torch.diag_embed(extra)
         lam = net.transfers[h].lam
         m, cov = lam * mean_s, lam**2 * cov_s

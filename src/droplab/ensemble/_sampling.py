@@ -63,7 +63,7 @@ def per_example_masks(net: nn.Module) -> Iterator[None]:
 
 
 def _chunk(net: DropoutMLP, batch: int, memory: int, samples: int) -> int:
-    width = sum(net.sizes) + sum(getattr(lin, "weight").numel() for lin in net.linears
+    width = sum(net.sizes) + sum(lin.weight.numel() for lin in net.linears
                                  if isinstance(lin, ConnectionDropoutLinear) and lin.mask_sharing == "example")
     bytes_per_member = batch * width * 4 * 8  # S, O, gated copies and the shifted temporaries, float32
     return max(1, min(samples, memory // max(1, bytes_per_member)))
