@@ -1,0 +1,85 @@
+"""Figs. 9.1-9.2: sampling distributions of E and NWGM, and their correlation as the sample size grows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import means
+from ._base import Context, Experiment, Verdict, draw_hist, hist
+
+DISTRIBUTIONS = {
+    "uniform [0, 1]": lambda rng, shape: rng.uniform(0, 1, shape),
+    "uniform [0, 0.5]": lambda rng, shape: rng.uniform(0, 0.5, shape),
+    "normal (0.5, 0.1)": lambda rng, shape: rng.normal(0.5, 0.1, shape),
+    "normal (0.25, 0.05)": lambda rng, shape: rng.normal(0.25, 0.05, shape),
+}
+EPS = 1e-6  # a normal draw outside (0, 1) is clipped: O is a probability
+
+
+def compute(ctx: Context) -> dict[str, Any]:
+    rng = np.random.default_rng(ctx.seed)
+    repeats, sizes = ctx.settings["sampling_repeats"], ctx.settings["sampling_sizes"]
+    out: dict[str, Any] = {"hist": {}, "sizes": sizes, "correlation": {}, "covariance": {}, "numbers": {}}
+    for name, draw in DISTRIBUTIONS.items():
+        o = np.clip(draw(rng, (repeats, 100)), EPS, 1 - EPS)
+        e, nwgm = means.weighted_mean(o), means.normalized_geometric_mean(o)
+        out["hist"][name] = {"NWGM": hist(nwgm, 40), "E": hist(e, 40)}
+        out["numbers"][f"{name}: mean E, m=100"] = float(e.mean())
+        out["numbers"][f"{name}: mean NWGM, m=100"] = float(nwgm.mean())
+        out["numbers"][f"{name}: sd NWGM, m=100"] = float(nwgm.std())
+        corr, cov = [], []
+        for m in sizes:
+            o = np.clip(draw(rng, (repeats, m)), EPS, 1 - EPS)
+            e, nwgm = means.weighted_mean(o), means.normalized_geometric_mean(o)
+            corr.append(float(np.corrcoef(e, nwgm)[0, 1]))
+            cov.append(float(np.cov(e, nwgm)[0, 1]))
+        out["correlation"][name], out["covariance"][name] = corr, cov
+        out["numbers"][f"{name}: correlation at m={sizes[-1]}"] = corr[-1]
+        out["numbers"][f"{name}: m x covariance, m={sizes[0]} / m={sizes[-1]}"] = (
+            sizes[0] * cov[0] / (sizes[-1] * cov[-1]))
+    return out
+
+
+def plot(r: dict[str, Any]) -> Any:
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 3, figsize=(12, 6))
+    for ax, name in zip(axes[:, :2].ravel(), DISTRIBUTIONS, strict=True):
+        draw_hist(ax, r["hist"][name]["NWGM"], label="NWGM")
+        draw_hist(ax, r["hist"][name]["E"], label="E", linestyle="--")
+        ax.set_title(f"Fig. 9.1: {name}, m = 100", fontsize=9)
+        ax.legend(fontsize=7)
+    for name in DISTRIBUTIONS:
+        axes[0, 2].semilogx(r["sizes"], r["correlation"][name], marker="o", label=name)
+        axes[1, 2].loglog(r["sizes"], np.abs(r["covariance"][name]), marker="o", label=name)
+    axes[0, 2].set_title("Fig. 9.2: correlation(E, NWGM)", fontsize=9)
+    axes[1, 2].set_title("Fig. 9.2: covariance(E, NWGM)", fontsize=9)
+    axes[1, 2].set_xlabel("sample size m")
+    axes[0, 2].legend(fontsize=6)
+    fig.tight_layout()
+    return fig
+
+
+def verdicts(r: dict[str, Any]) -> list[Verdict]:
+    n, last = r["numbers"], r["sizes"][-1]
+    gaps = {k: abs(n[f"{k}: mean E, m=100"] - n[f"{k}: mean NWGM, m=100"]) for k in DISTRIBUTIONS}
+    corr = {k: n[f"{k}: correlation at m={last}"] for k in DISTRIBUTIONS}
+    ratios = {k: n[f"{k}: m x covariance, m={r['sizes'][0]} / m={last}"] for k in DISTRIBUTIONS}
+    low = n["uniform [0, 0.5]: mean NWGM, m=100"] <= n["uniform [0, 0.5]: mean E, m=100"]
+    return [
+        Verdict(f"NWGM is centred near E for every distribution: largest gap between their means "
+                f"{max(gaps.values()):.4f}", max(gaps.values()) < 0.05),
+        Verdict(f"E and NWGM are strongly correlated: correlation at m = {last} is at least {min(corr.values()):.3f}",
+                min(corr.values()) > 0.9),
+        Verdict(f"the covariance falls like 1/m: m x covariance changes by a factor "
+                f"{min(ratios.values()):.2f}-{max(ratios.values()):.2f} from m = {r['sizes'][0]} to m = {last}",
+                all(0.5 < v < 2.0 for v in ratios.values())),
+        Verdict("for consistently low values (uniform on [0, 0.5]) NWGM <= E on average (Ky Fan, Eq. 81)", low),
+    ]
+
+
+EXPERIMENT = Experiment("sampling", "Figs. 9.1-9.2", "Sampling distributions of E and NWGM",
+                        "For samples of m values O, NWGM is approximately normally distributed close to E, the two "
+                        "are strongly correlated, and their covariance decreases like 1/m.", compute, plot, verdicts)

@@ -1,0 +1,110 @@
+"""The study network of Section 9: a logistic dropout network trained once, with weight snapshots.
+
+Snapshots (epoch 0 = before training, then the listed epochs) let every experiment look at the network
+"before and after training" and follow statistics over training, without training again. They are kept in
+one safetensors file in the output folder, written atomically, and reused when the settings match.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import data as data_mod
+from .. import train
+from ..checkpoint import load_checkpoint_file, save_checkpoint_file
+from ..net import DropoutMLP
+
+__all__ = ["Study"]
+
+
+class Study:
+    def __init__(self, out_dir: Path, settings: dict[str, Any], *, seed: int, device: str,
+                 data_dir: str | None = None, progress: bool = False) -> None:
+        self.out_dir, self.settings, self.seed, self.device = Path(out_dir), settings, seed, device
+        self.data_dir, self.progress = data_dir, progress
+        self._snapshots: dict[int, dict[str, torch.Tensor]] | None = None
+        self._data: data_mod.Dataset | None = None
+        self.metrics: list[dict[str, Any]] = []
+
+    @property
+    def key(self) -> str:
+        blob = json.dumps({"settings": self.settings, "seed": self.seed}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    @property
+    def path(self) -> Path:
+        return self.out_dir / "stages" / "study.safetensors"
+
+    @property
+    def data(self) -> data_mod.Dataset:
+        if self._data is None:
+            self._data = data_mod.load(self.settings["dataset"], root=self.data_dir, seed=self.seed)
+        return self._data
+
+    def model_config(self) -> dict[str, Any]:
+        s = self.settings
+        sizes = [self.data.input_size, *s["hidden"], self.data.output_size]
+        return dict(sizes=sizes, transfer="logistic", output="softmax",
+                    keep=[s["keep_input"]] + [s["keep_hidden"]] * len(s["hidden"]), scaling="paper")
+
+    def train_config(self) -> train.TrainConfig:
+        s = self.settings
+        return train.TrainConfig(epochs=s["epochs"], batch_size=s["batch_size"], lr=s["lr"], lr_decay=s["lr_decay"],
+                                 momentum_start=0.5, momentum_end=s["momentum_end"], momentum_epochs=s["momentum_epochs"],
+                                 max_norm=s["max_norm"], seed=self.seed)
+
+    def ensure(self) -> None:
+        """Train (once per settings) and keep the snapshots."""
+        if self._snapshots is not None:
+            return
+        if self.path.is_file():
+            tensors, meta = load_checkpoint_file(self.path)
+            if meta.get("key") == self.key:
+                self._snapshots = {}
+                for name, value in tensors.items():
+                    epoch, key = name.split(".", 1)
+                    self._snapshots.setdefault(int(epoch[5:]), {})[key] = value
+                self.metrics = meta["metrics"]
+                return
+        model = train.build_model(self.model_config(), seed=self.seed)
+        wanted = set(self.settings["snapshots"])
+        snaps = {0: {k: v.detach().clone() for k, v in model.state_dict().items()}}
+
+        def keep(row: dict[str, Any]) -> None:
+            if row["epoch"] in wanted:
+                snaps[row["epoch"]] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+        result = train.fit(model, self.data, self.train_config(), progress=self.progress, device=self.device,
+                           on_epoch=keep)
+        self.metrics = result.history
+        tensors = {f"epoch{e}.{k}": v for e, state in snaps.items() for k, v in state.items()}
+        save_checkpoint_file(self.path, tensors, {"key": self.key, "metrics": self.metrics,
+                                                  "model": self.model_config()})
+        self._snapshots = snaps
+
+    @property
+    def epochs(self) -> list[int]:
+        self.ensure()
+        assert self._snapshots is not None
+        return sorted(self._snapshots)
+
+    def model(self, epoch: int | str = "last") -> DropoutMLP:
+        """The network at a snapshot epoch (0 = before training; "last" = the final one), in eval mode."""
+        self.ensure()
+        assert self._snapshots is not None
+        e = max(self._snapshots) if epoch == "last" else int(epoch)
+        net = DropoutMLP.from_config(self.model_config())
+        net.load_state_dict(self._snapshots[e])
+        return net.to(self.device).eval()
+
+    def inputs(self, n: int | None = None) -> torch.Tensor:
+        """``n`` fixed test inputs (a seeded choice), as the paper's "10 random inputs"."""
+        n = n or self.settings["inputs"]
+        x = self.data.x_test
+        idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(self.seed))[:n]
+        return x[idx].to(self.device)
