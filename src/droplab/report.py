@@ -38,14 +38,26 @@ def _save_figure(fig: Any, path: Path) -> None:
     tmp.replace(path)
 
 
+def _cached(exp: Experiment, ctx: Context, out: Path) -> dict[str, Any] | None:
+    key = _stage_key(exp, ctx.preset, ctx.settings, ctx.seed)
+    json_path, png_path = out / "stages" / f"{exp.name}.json", out / f"{exp.name}.png"
+    if json_path.is_file() and png_path.is_file():
+        try:
+            saved = json.loads(json_path.read_text())
+        except json.JSONDecodeError:
+            return None  # a damaged stage file is recomputed
+        if saved.get("key") == key:
+            return saved["result"]
+    return None
+
+
 def _run_stage(exp: Experiment, ctx: Context, out: Path) -> tuple[dict[str, Any], bool]:
     """(result, reused): the cached result when its key matches, else a fresh one saved atomically."""
     key = _stage_key(exp, ctx.preset, ctx.settings, ctx.seed)
     json_path, png_path = out / "stages" / f"{exp.name}.json", out / f"{exp.name}.png"
-    if json_path.is_file() and png_path.is_file():
-        saved = json.loads(json_path.read_text())
-        if saved.get("key") == key:
-            return saved["result"], True
+    cached = _cached(exp, ctx, out)
+    if cached is not None:
+        return cached, True
     result = to_json(exp.compute(ctx))
     _save_figure(exp.plot(result), png_path)
     atomic_write_text(json_path, json.dumps({"key": key, "result": result}) + "\n")
@@ -69,7 +81,8 @@ def reproduce(out: str | Path, *, preset: str = "quick", dataset: str | None = N
     (out / "stages").mkdir(parents=True, exist_ok=True)
     study = Study(out, settings, seed=seed, device=device, data_dir=data_dir, progress=progress)
     ctx = Context(preset, settings, study, seed, device, progress)
-    chosen = [e for e in EXPERIMENTS if not only or e.name in only]
+    # with --only, the other sections still appear when their cached stage matches these settings
+    chosen = [e for e in EXPERIMENTS if not only or e.name in only or _cached(e, ctx, out) is not None]
     rows: list[dict[str, Any]] = []
     bar = _bar(len(chosen), progress)
     for exp in chosen:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import bounds, network, sampling
+from . import bounds, dynamics, generalization, gradients, lecture, network, sampling, spiking
 from ._base import Context, Experiment, Verdict
 
 EXPERIMENTS: list[Experiment] = [
@@ -16,13 +16,20 @@ EXPERIMENTS: list[Experiment] = [
     network.APPROXIMATIONS,
     network.VARIANCE,
     network.PAIRS,
+    dynamics.EXPERIMENT,
+    spiking.THREE_NETWORKS,
+    spiking.BACKPERCOLATION,
+    gradients.EXPERIMENT,
+    gradients.DROPIN,
+    generalization.EXPERIMENT,
+    lecture.EXPERIMENT,
 ]
 
 _STUDY_QUICK: dict[str, Any] = dict(
     dataset="digits", hidden=[128, 128, 128, 128], keep_input=0.8, keep_hidden=0.5, epochs=60, batch_size=32,
     lr=1.0, lr_decay=0.99, momentum_end=0.9, momentum_epochs=20, max_norm=4.0,
     snapshots=[1, 2, 3, 5, 8, 12, 20, 30, 45, 60], inputs=10, samples=2000, pairs=2000,
-    sampling_repeats=2000, sampling_sizes=[10, 30, 100, 300, 1000],
+    sampling_repeats=2000, sampling_sizes=[10, 30, 100, 300, 1000], coadapt_epochs=30,
 )
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -33,8 +40,9 @@ PRESETS: dict[str, dict[str, Any]] = {
               "snapshots": [1, 2, 5, 10, 20, 40, 60, 80, 100], "samples": 10_000, "pairs": 100_000,
               "sampling_repeats": 10_000, "sampling_sizes": [10, 30, 100, 300, 1000, 3000]},
     # a tiny setting for tests: every section, in seconds
-    "tiny": {**_STUDY_QUICK, "hidden": [12, 12], "epochs": 3, "snapshots": [1, 2, 3], "inputs": 3, "samples": 200,
-             "pairs": 50, "sampling_repeats": 200, "sampling_sizes": [10, 100]},
+    "tiny": {**_STUDY_QUICK, "hidden": [12, 12], "epochs": 2, "batch_size": 128, "snapshots": [1, 2], "inputs": 3,
+             "samples": 200,
+             "pairs": 50, "sampling_repeats": 200, "sampling_sizes": [10, 100], "coadapt_epochs": 3},
 }
 
 __all__ = ["EXPERIMENTS", "PRESETS", "Context", "Experiment", "Verdict"]

@@ -1,0 +1,238 @@
+"""Section 11: the expected dropout gradient is the ensemble gradient plus an adaptive weight decay
+(Eqs. 147-148, 155, 164, 181), measured by enumerating every mask of small networks; and dropin (11.6)."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from typing import Any
+
+import torch
+
+from .. import ensemble, modes, train
+from ..net import DropoutMLP
+from ._base import Context, Experiment, Verdict
+
+F64 = torch.float64
+
+
+def _masks(keep: torch.Tensor) -> list[tuple[torch.Tensor, float]]:
+    """Every Bernoulli mask of len(keep) units with its probability."""
+    out = []
+    for bits in itertools.product([0.0, 1.0], repeat=len(keep)):
+        d = torch.tensor(bits, dtype=F64)
+        out.append((d, float(torch.prod(keep**d * (1 - keep) ** (1 - d)))))
+    return out
+
+
+def single_linear(gen: torch.Generator) -> dict[str, float]:
+    """Eqs. 147-148: O = sum_i delta_i w_i I_i, E = (t - O)^2 / 2."""
+    n = 6
+    inputs, w = torch.randn(n, generator=gen, dtype=F64), torch.randn(n, generator=gen, dtype=F64)
+    keep, t = torch.rand(n, generator=gen, dtype=F64) * 0.8 + 0.1, 0.7
+    expected = torch.zeros(n, dtype=F64)
+    for d, p in _masks(keep):
+        expected += p * (-(t - (d * w * inputs).sum()) * d * inputs)  # Eq. 145
+    ens = -(t - (keep * w * inputs).sum()) * keep * inputs  # Eq. 144
+    predicted = ens + w * inputs**2 * keep * (1 - keep)  # Eq. 147
+    return {"max |E(dE_D/dw) - (dE_ENS/dw + w I^2 Var(delta))|": float((expected - predicted).abs().max()),
+            "size of the weight-decay term": float((w * inputs**2 * keep * (1 - keep)).abs().max())}
+
+
+def deep_linear(gen: torch.Generator) -> dict[str, float]:
+    """Eq. 155 on a 4-3-1 linear network with dropout on inputs and hidden units, for one first-layer weight."""
+    w1, w2 = torch.randn(3, 4, generator=gen, dtype=F64), torch.randn(1, 3, generator=gen, dtype=F64)
+    x, t = torch.randn(4, generator=gen, dtype=F64), 0.3
+    keep = torch.tensor([0.8] * 4 + [0.5] * 3, dtype=F64)
+    grads, alphas, betas, probs = [], [], [], []
+    for d, p in _masks(keep):
+        w = w1.clone().requires_grad_()
+        s = (w2 @ ((w @ (d[:4] * x)) * d[4:]))[0]
+        (alpha,) = torch.autograd.grad(s, w, retain_graph=True)  # S = alpha w + beta, linear in w[0, 0]
+        e = 0.5 * (t - s) ** 2
+        (g,) = torch.autograd.grad(e, w)
+        a = alpha[0, 0]
+        grads.append(g[0, 0])
+        alphas.append(a)
+        betas.append(s.detach() - a * w1[0, 0])
+        probs.append(p)
+    p = torch.tensor(probs, dtype=F64)
+    g, a, b = torch.stack(grads), torch.stack(alphas), torch.stack(betas)
+    ea, eb = (p * a).sum(), (p * b).sum()
+    var_a, cov_ab = (p * (a - ea) ** 2).sum(), (p * (a - ea) * (b - eb)).sum()
+    ens = (ea * w1[0, 0] + eb - t) * ea  # Eq. 153
+    predicted = ens + w1[0, 0] * var_a + cov_ab  # Eq. 155
+    return {"|E(dE_D/dw) - (dE_ENS/dw + w Var(alpha) + Cov(alpha, beta))|": float((p * g).sum() - predicted),
+            "w Var(alpha)": float(w1[0, 0] * var_a), "Cov(alpha, beta)": float(cov_ab)}
+
+
+def logistic_unit(gen: torch.Generator, scale: float) -> dict[str, float]:
+    """Eq. 164: one logistic unit, relative entropy error; weights of the given scale."""
+    n = 6
+    inputs = torch.rand(n, generator=gen, dtype=F64)
+    w = scale * torch.randn(n, generator=gen, dtype=F64)
+    keep, t = torch.full((n,), 0.5, dtype=F64), 1.0
+    expected = torch.zeros(n, dtype=F64)
+    for d, p in _masks(keep):
+        o = torch.sigmoid((d * w * inputs).sum())
+        expected += p * (-(t - o) * d * inputs)  # Eq. 160 with lambda = 1
+    u = (keep * w * inputs).sum()
+    ens = -(t - torch.sigmoid(u)) * keep * inputs  # Eq. 159
+    predicted = ens + torch.sigmoid(u) * (1 - torch.sigmoid(u)) * w * inputs**2 * keep * (1 - keep)  # Eq. 164
+    return {"relative error of Eq. 164": float((expected - predicted).norm() / expected.norm()),
+            "relative error of the ensemble gradient alone": float((expected - ens).norm() / expected.norm())}
+
+
+def top_layer(gen: torch.Generator, scale: float) -> dict[str, float]:
+    """Eq. 181: logistic output unit over a logistic hidden layer with dropout, weight w_ij of the top layer."""
+    torch.manual_seed(int(torch.randint(0, 2**31, (1,), generator=gen)))
+    net = DropoutMLP((4, 5, 1), keep=(1.0, 0.5), output="logistic").double().eval()
+    with torch.no_grad():
+        for lin in net.linears:
+            lin.weight.mul_(scale)
+    x, t = torch.rand(1, 4, generator=gen, dtype=F64), 1.0
+    stats = ensemble.exact(net, x)
+    keep = torch.full((5,), 0.5, dtype=F64)
+    expected = torch.zeros(5, dtype=F64)
+    for d, p in _masks(keep):
+        net.zero_grad()
+        with modes.replay(net, {"gates.1": d.view(1, 5)}):
+            o = net.output(x)[0, 0]
+        loss = -(t * torch.log(o) + (1 - t) * torch.log(1 - o))
+        loss.backward()
+        expected += p * net.linears[1].weight.grad[0]
+    ws = ensemble.weight_scaled(net, x)
+    w_top, w_hidden = ws.output.E[0, 0], ws.layers[1].E[0]
+    u = ws.output.E_S[0, 0]
+    e_o, var_o = stats.layers[1].E[0], stats.layers[1].Var[0]
+    var_gated = keep * (var_o + e_o**2) - (keep * e_o) ** 2  # Var(delta_j O_j)
+    ens = -(t - w_top) * keep * w_hidden
+    wij = net.linears[1].weight[0].detach()
+    predicted = ens + wij * torch.sigmoid(u) * (1 - torch.sigmoid(u)) * var_gated  # Eq. 181
+    return {"relative error of Eq. 181": float((expected - predicted).norm() / expected.norm()),
+            "relative error of the ensemble gradient alone": float((expected - ens).norm() / expected.norm())}
+
+
+def compute(ctx: Context) -> dict[str, Any]:
+    gen = torch.Generator().manual_seed(ctx.seed)
+    numbers: dict[str, Any] = {}
+    for name, values in (("single linear unit (Eq. 147)", single_linear(gen)),
+                         ("deep linear network (Eq. 155)", deep_linear(gen))):
+        numbers.update({f"{name}: {k}": v for k, v in values.items()})
+    curve = {"scale": [], "eq164": [], "ens164": [], "eq181": [], "ens181": []}
+    for scale in (0.1, 0.3, 1.0, 3.0):
+        lu, tl = logistic_unit(gen, scale), top_layer(gen, scale)
+        curve["scale"].append(scale)
+        curve["eq164"].append(lu["relative error of Eq. 164"])
+        curve["ens164"].append(lu["relative error of the ensemble gradient alone"])
+        curve["eq181"].append(tl["relative error of Eq. 181"])
+        curve["ens181"].append(tl["relative error of the ensemble gradient alone"])
+        numbers[f"logistic unit, weight scale {scale}: relative error of Eq. 164, of the ensemble gradient"] = [
+            lu["relative error of Eq. 164"], lu["relative error of the ensemble gradient alone"]]
+        numbers[f"top layer, weight scale {scale}: relative error of Eq. 181, of the ensemble gradient"] = [
+            tl["relative error of Eq. 181"], tl["relative error of the ensemble gradient alone"]]
+    return {"curve": curve, "numbers": numbers}
+
+
+def plot(r: dict[str, Any]) -> Any:
+    import matplotlib.pyplot as plt
+
+    c = r["curve"]
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    ax.loglog(c["scale"], c["eq164"], "o-", label="Eq. 164 (logistic unit)")
+    ax.loglog(c["scale"], c["ens164"], "o--", label="ensemble gradient alone")
+    ax.loglog(c["scale"], c["eq181"], "s-", label="Eq. 181 (top layer)")
+    ax.loglog(c["scale"], c["ens181"], "s--", label="ensemble gradient alone (top layer)")
+    ax.set_xlabel("weight scale")
+    ax.set_ylabel("relative error against exact E(dE_D/dw)")
+    ax.set_title("Section 11: expected dropout gradient", fontsize=9)
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    return fig
+
+
+def verdicts(r: dict[str, Any]) -> list[Verdict]:
+    n, c = r["numbers"], r["curve"]
+    lin = abs(n["single linear unit (Eq. 147): max |E(dE_D/dw) - (dE_ENS/dw + w I^2 Var(delta))|"])
+    deep = abs(n["deep linear network (Eq. 155): |E(dE_D/dw) - (dE_ENS/dw + w Var(alpha) + Cov(alpha, beta))|"])
+    small = 0  # index of the smallest weight scale
+    return [
+        Verdict(f"single linear unit: E(dropout gradient) = ensemble gradient + w I^2 Var(delta) exactly "
+                f"(difference {lin:.1e})", lin < 1e-10),
+        Verdict(f"deep linear network: E(dropout gradient) = ensemble gradient + w Var(alpha) + Cov(alpha, beta) "
+                f"exactly (difference {deep:.1e})", deep < 1e-10),
+        Verdict(f"logistic unit: adding the adaptive decay of Eq. 164 cuts the error of the ensemble gradient from "
+                f"{c['ens164'][small]:.2e} to {c['eq164'][small]:.2e} (small weights)", c["eq164"][small] < c["ens164"][small]),
+        Verdict(f"top layer: Eq. 181 cuts the error from {c['ens181'][small]:.2e} to {c['eq181'][small]:.2e} "
+                "(small weights)", c["eq181"][small] < c["ens181"][small]),
+    ]
+
+
+EXPERIMENT = Experiment(
+    "gradients", "Section 11 (Eqs. 147-148, 155, 164, 181)", "The expected dropout gradient",
+    "The expected dropout gradient is the gradient of the ensemble plus an adaptive weight decay: exactly for "
+    "linear units and networks, approximately for logistic units and the top layer of deep networks.",
+    compute, plot, verdicts)
+
+
+# ------------------------------------------------------------------------------------------- dropin
+def compute_dropin(ctx: Context) -> dict[str, Any]:
+    data, base = ctx.study.data, ctx.study.model_config()
+    config = dataclasses.replace(ctx.study.train_config(), epochs=ctx.settings["epochs"])
+    out: dict[str, Any] = {"curves": {}, "numbers": {}}
+    nets = {}
+    for gate in ("bernoulli", "dropin"):
+        model = train.build_model({**base, "gate": gate}, seed=ctx.seed)
+        result = train.fit(model, data, config, progress=False, device=ctx.device)
+        out["curves"][gate] = [row["test_error"] for row in result.history]
+        out["numbers"][f"{gate}: test error"] = result.test_error
+        nets[gate] = result.model.eval()
+    # the variance argument (Eq. 189): the same trained weights, gated by dropout or by dropin
+    x = ctx.study.inputs()
+    trained = nets["bernoulli"]
+    for gate in ("bernoulli", "dropin"):
+        net = DropoutMLP.from_config({**trained.config(), "gate": gate}).to(ctx.device).eval()
+        net.load_state_dict(trained.state_dict())
+        gm = ensemble.gaussian_moments(net, x)
+        var_s = [float(layer.Var_S.mean()) for layer in gm.layers[1:]]
+        out["numbers"][f"{gate} gates on the dropout-trained weights: mean Var(S) per layer"] = var_s
+    return out
+
+
+def plot_dropin(r: dict[str, Any]) -> Any:
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
+    for gate, curve in r["curves"].items():
+        axes[0].plot(range(1, len(curve) + 1), curve, label="dropout" if gate == "bernoulli" else gate)
+    axes[0].set_xlabel("epoch")
+    axes[0].set_ylabel("test error (%)")
+    axes[0].set_title("Section 11.6: dropin against dropout", fontsize=9)
+    axes[0].legend(fontsize=7)
+    for gate in ("bernoulli", "dropin"):
+        v = r["numbers"][f"{gate} gates on the dropout-trained weights: mean Var(S) per layer"]
+        axes[1].semilogy(range(1, len(v) + 1), v, marker="o", label="dropout" if gate == "bernoulli" else gate)
+    axes[1].set_xlabel("layer")
+    axes[1].set_title("mean Var(S) with the same weights (Eq. 189)", fontsize=9)
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def verdicts_dropin(r: dict[str, Any]) -> list[Verdict]:
+    n = r["numbers"]
+    var_out = n["bernoulli gates on the dropout-trained weights: mean Var(S) per layer"]
+    var_in = n["dropin gates on the dropout-trained weights: mean Var(S) per layer"]
+    return [
+        Verdict(f"dropin generalizes worse than dropout: test error {n['dropin: test error']:.2f}% against "
+                f"{n['bernoulli: test error']:.2f}%", n["dropin: test error"] > n["bernoulli: test error"]),
+        Verdict(f"dropin raises the input variances that dropout keeps small: mean Var(S) of the top hidden layer "
+                f"{var_in[-2]:.3g} with dropin, {var_out[-2]:.3g} with dropout", var_in[-2] > var_out[-2]),
+    ]
+
+
+DROPIN = Experiment(
+    "dropin", "Section 11.6", "Dropin against dropout",
+    "Dropin (units set to 1 instead of 0) does not work: it maximizes the variances that dropout minimizes.",
+    compute_dropin, plot_dropin, verdicts_dropin, needs_study=True)
+

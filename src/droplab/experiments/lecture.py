@@ -1,0 +1,184 @@
+"""The lecture (CS/DS 541 Class 14) and the article: L2 as Gaussian input noise, ensemble error, the worked
+example, co-adaptation, and the p(1 - p) penalty of dropout on a linear unit."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import numpy as np
+import torch
+
+from .. import modes, train
+from ..data import Dataset
+from ..net import DropoutMLP
+from ._base import Context, Experiment, Verdict
+
+F64 = torch.float64
+
+
+def l2_as_noise(rng: np.random.Generator) -> dict[str, Any]:
+    """E[((x + n)^T w - y)^2] = f(w) + alpha ||w||^2 for n ~ N(0, alpha I), measured over many noise draws."""
+    m, d, alpha = 200, 5, 0.3
+    x = rng.normal(size=(m, d))
+    y = x @ rng.normal(size=d) + 0.1 * rng.normal(size=m)
+    rows = []
+    for _ in range(4):
+        w = rng.normal(size=d)
+        f = np.mean((x @ w - y) ** 2)
+        noise = rng.normal(scale=np.sqrt(alpha), size=(4000, m, d))
+        noisy = np.mean(((x + noise) @ w - y) ** 2)
+        rows.append((float(noisy), float(f + alpha * w @ w), float(f)))
+    return {"rows": rows, "alpha": alpha}
+
+
+def ensemble_error(rng: np.random.Generator) -> dict[str, Any]:
+    """MSE of the average of n correlated unbiased predictors against v/n + (n-1)c/n."""
+    v, ns, out = 1.0, [1, 2, 3, 5, 10, 20], {}
+    for c in (0.0, 0.5, 1.0):
+        # eps_i = sqrt(c) z_0 + sqrt(v - c) z_i: variance v, pairwise covariance c (c = v included)
+        eps = np.sqrt(c) * rng.normal(size=(40_000, 1)) + np.sqrt(v - c) * rng.normal(size=(40_000, 20))
+        out[str(c)] = {"measured": [float(np.mean(eps[:, :n].mean(1) ** 2)) for n in ns],
+                       "formula": [v / n + (n - 1) * c / n for n in ns]}
+    return {"n": ns, "curves": out}
+
+
+def worked_example() -> list[float]:
+    net = DropoutMLP((3, 3, 2), transfer="linear", output="linear", keep=0.5).double()
+    with torch.no_grad():
+        net.linears[0].weight.copy_(torch.tensor([[1.0, 2, 3], [4, 5, 6], [7, 8, 9]]))
+        net.linears[1].weight.copy_(torch.tensor([[1.0, 2, 3], [4, 5, 6]]))
+        for lin in net.linears:
+            lin.bias.zero_()
+    m = torch.tensor([[1.0, 0.0, 1.0]], dtype=F64)
+    with modes.replay(net, {"gates.0": m, "gates.1": m}), torch.no_grad():
+        return net(torch.tensor([[0.0, 1.0, 2.0]], dtype=F64))[0].tolist()
+
+
+def co_adaptation(seed: int, epochs: int) -> dict[str, Any]:
+    """Start at the lecture's co-adapted W = [[2,-3,1,-1],[2,-3,-1,1]] (y = 2x1 - 3x2 through h1 + h2) and train
+    with and without dropout on the hidden units; the +-1 weights cancel only when both pathways are present."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(2000, 4, generator=gen, dtype=F64)
+    y = (2 * x[:, 0] - 3 * x[:, 1]).unsqueeze(1)
+    data = Dataset("co-adaptation", x[:1500], y[:1500], x[1500:1750], y[1500:1750], x[1750:], y[1750:], 0)
+    out = {}
+    for label, keep in (("without dropout", 1.0), ("with dropout", 0.5)):
+        net = DropoutMLP((4, 2, 1), transfer="linear", output="linear", keep=(1.0, keep), scaling="inverted").double()
+        with torch.no_grad():
+            net.linears[0].weight.copy_(torch.tensor([[2.0, -3, 1, -1], [2, -3, -1, 1]]))
+            net.linears[1].weight.copy_(torch.tensor([[0.5, 0.5]]))
+            for lin in net.linears:
+                lin.bias.zero_()
+        before = float(net.linears[0].weight.detach()[:, 2:].abs().mean())
+        config = train.TrainConfig(epochs=epochs, batch_size=50, lr=0.01, momentum_start=0.5, momentum_end=0.9,
+                                   momentum_epochs=5, loss="squared", seed=seed, patience=None)
+        result = train.fit(net, data, config, progress=False)
+        w1 = result.model.linears[0].weight.detach()
+        w2 = result.model.linears[1].weight.detach()
+        xt, yt = data.x_test, data.y_test
+        alone = [float(((xt @ w1[k]) * w2[0, k] * 2 - yt[:, 0]).square().mean()) for k in range(2)]
+        out[label] = {"co-adapted weights before": before, "co-adapted weights after": float(w1[:, 2:].abs().mean()),
+                      "test MSE": result.test_error, "pathway alone MSE": alone}
+    return out
+
+
+def linear_penalty() -> dict[str, Any]:
+    """Exact E[E_D] - E_ENS for a linear unit over all masks, against 1/2 sum p(1-p) w^2 I^2, as p varies."""
+    gen = torch.Generator().manual_seed(0)
+    inputs, w, t = torch.randn(5, generator=gen, dtype=F64), torch.randn(5, generator=gen, dtype=F64), 0.5
+    ps, measured, formula = np.linspace(0.05, 0.95, 19), [], []
+    for p in ps:
+        e_d = 0.0
+        for bits in itertools.product([0.0, 1.0], repeat=5):
+            d = torch.tensor(bits, dtype=F64)
+            prob = float(torch.prod(p**d * (1 - p) ** (1 - d)))
+            e_d += prob * 0.5 * float((t - (d * w * inputs).sum()) ** 2)
+        e_ens = 0.5 * float((t - (p * w * inputs).sum()) ** 2)
+        measured.append(e_d - e_ens)
+        formula.append(0.5 * float((p * (1 - p) * w**2 * inputs**2).sum()))
+    return {"p": ps.tolist(), "measured": measured, "formula": formula}
+
+
+def compute(ctx: Context) -> dict[str, Any]:
+    rng = np.random.default_rng(ctx.seed)
+    out = {"l2": l2_as_noise(rng), "ensemble": ensemble_error(rng), "worked": worked_example(),
+           "coadapt": co_adaptation(ctx.seed, ctx.settings["coadapt_epochs"]), "penalty": linear_penalty()}
+    n = {"worked example output (lecture: [60, 132])": out["worked"]}
+    for i, (noisy, predicted, plain) in enumerate(out["l2"]["rows"]):
+        n[f"w #{i + 1}: noise-augmented loss, f(w) + alpha |w|^2, f(w)"] = [noisy, predicted, plain]
+    for c, curve in out["ensemble"]["curves"].items():
+        n[f"c = {c}: ensemble MSE at n = 20 (measured, v/n + (n-1)c/n)"] = [curve["measured"][-1], curve["formula"][-1]]
+    for label, row in out["coadapt"].items():
+        n[f"co-adaptation {label}: mean |w| of the x3, x4 columns before, after"] = [
+            row["co-adapted weights before"], row["co-adapted weights after"]]
+    pen = out["penalty"]
+    n["linear-unit penalty: max |measured - p(1-p) formula|"] = float(np.max(np.abs(np.subtract(pen["measured"],
+                                                                                               pen["formula"]))))
+    n["linear-unit penalty: p of the largest penalty"] = pen["p"][int(np.argmax(pen["measured"]))]
+    out["numbers"] = n
+    return out
+
+
+def plot(r: dict[str, Any]) -> Any:
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 4, figsize=(17, 3.4))
+    rows = np.array(r["l2"]["rows"])
+    axes[0].plot(rows[:, 1], rows[:, 0], "o")
+    lim = [rows[:, :2].min(), rows[:, :2].max()]
+    axes[0].plot(lim, lim, "k", lw=0.5)
+    axes[0].set_xlabel("f(w) + alpha |w|^2")
+    axes[0].set_ylabel("loss with Gaussian input noise")
+    axes[0].set_title("L2 = Gaussian input noise", fontsize=9)
+    for c, curve in r["ensemble"]["curves"].items():
+        axes[1].plot(r["ensemble"]["n"], curve["measured"], "o", label=f"measured, c = {c}")
+        axes[1].plot(r["ensemble"]["n"], curve["formula"], "-", color=axes[1].lines[-1].get_color())
+    axes[1].set_xlabel("ensemble size n")
+    axes[1].set_title("ensemble MSE against v/n + (n-1)c/n", fontsize=9)
+    axes[1].legend(fontsize=6)
+    labels = list(r["coadapt"])
+    axes[2].bar([f"{lab}\nbefore" for lab in labels] + [f"{lab}\nafter" for lab in labels],
+                [r["coadapt"][lab]["co-adapted weights before"] for lab in labels] +
+                [r["coadapt"][lab]["co-adapted weights after"] for lab in labels])
+    axes[2].set_title("co-adapted weights (x3, x4 columns)", fontsize=9)
+    axes[2].tick_params(labelsize=6)
+    axes[3].plot(r["penalty"]["p"], r["penalty"]["measured"], "o", label="exact E[E_D] - E_ENS")
+    axes[3].plot(r["penalty"]["p"], r["penalty"]["formula"], "-", label="1/2 sum p(1-p) w^2 I^2")
+    axes[3].set_xlabel("keep probability p")
+    axes[3].set_title("dropout penalty on a linear unit", fontsize=9)
+    axes[3].legend(fontsize=6)
+    fig.tight_layout()
+    return fig
+
+
+def verdicts(r: dict[str, Any]) -> list[Verdict]:
+    n = r["numbers"]
+    rows = np.array(r["l2"]["rows"])
+    rel = float(np.max(np.abs(rows[:, 0] - rows[:, 1]) / rows[:, 1]))
+    ens = max(abs(c["measured"][i] - c["formula"][i]) / c["formula"][i]
+              for c in r["ensemble"]["curves"].values() for i in range(len(r["ensemble"]["n"])))
+    co = r["coadapt"]
+    return [
+        Verdict(f"the worked example gives {n['worked example output (lecture: [60, 132])']}", r["worked"] == [60, 132]),
+        Verdict(f"training with Gaussian input noise equals f(w) + alpha |w|^2 within {100 * rel:.2f}%", rel < 0.01),
+        Verdict(f"the ensemble error follows v/n + (n-1)c/n within {100 * ens:.1f}% for c in 0, v/2, v", ens < 0.03),
+        Verdict(f"dropout undoes co-adaptation: the cancelling x3, x4 weights go from "
+                f"{co['with dropout']['co-adapted weights before']:.2f} to "
+                f"{co['with dropout']['co-adapted weights after']:.2f} with dropout, and stay at "
+                f"{co['without dropout']['co-adapted weights after']:.2f} without",
+                co["with dropout"]["co-adapted weights after"] < 0.5 * co["with dropout"]["co-adapted weights before"]
+                and co["without dropout"]["co-adapted weights after"] > 0.9),
+        Verdict(f"dropout on a linear unit adds exactly the penalty 1/2 p(1-p) w^2 I^2 (largest difference "
+                f"{n['linear-unit penalty: max |measured - p(1-p) formula|']:.1e}), largest at p = "
+                f"{n['linear-unit penalty: p of the largest penalty']:.2f}",
+                n["linear-unit penalty: max |measured - p(1-p) formula|"] < 1e-10
+                and abs(n["linear-unit penalty: p of the largest penalty"] - 0.5) < 1e-9),
+    ]
+
+
+EXPERIMENT = Experiment(
+    "lecture", "Lecture and article", "L2 and noise, ensembles, the worked example, co-adaptation, the p(1-p) penalty",
+    "For linear regression, L2 regularization equals Gaussian input noise; an ensemble's error is v/n + (n-1)c/n; "
+    "the worked example outputs [60, 132]; dropout breaks co-adaptation; and dropout on a linear unit is an L2 "
+    "penalty scaled by p(1-p), largest at p = 0.5.", compute, plot, verdicts)
