@@ -105,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_flags(e)
     e.add_argument("--json", action="store_true", help="print the result as JSON")
 
-    from .experiments import EXPERIMENTS, PRESETS as STUDY_PRESETS
+    from .experiments import EXPERIMENTS
+    from .experiments import PRESETS as STUDY_PRESETS
 
     r = sub.add_parser("reproduce", help="run the paper's and the lecture's simulations into one report",
                        description="Reproduce every simulation of the paper and the lecture into report.html, "

@@ -106,7 +106,8 @@ def verdicts(r: dict[str, Any]) -> list[Verdict]:
                 "activations are below 0.1", min(sparse) > 0.5),
         Verdict(f"an active unit's dropout sd rises from {start:.3f} to a peak of {peak:.3f} and settles at {end:.3f}",
                 peak > start and end <= peak),
-        Verdict(f"an inactive unit stays silent with little variance: mean output {n['inactive unit: mean output at end']:.3f}"
+        Verdict("an inactive unit stays silent with little variance: mean output "
+                f"{n['inactive unit: mean output at end']:.3f}"
                 f", sd {n['inactive unit: dropout sd at end']:.3f} at the end",
                 n["inactive unit: dropout sd at end"] <= end),
         Verdict(f"the consistency of active units does not degrade in higher layers: sd of the top layer "

@@ -162,7 +162,8 @@ def verdicts(r: dict[str, Any]) -> list[Verdict]:
         Verdict(f"deep linear network: E(dropout gradient) = ensemble gradient + w Var(alpha) + Cov(alpha, beta) "
                 f"exactly (difference {deep:.1e})", deep < 1e-10),
         Verdict(f"logistic unit: adding the adaptive decay of Eq. 164 cuts the error of the ensemble gradient from "
-                f"{c['ens164'][small]:.2e} to {c['eq164'][small]:.2e} (small weights)", c["eq164"][small] < c["ens164"][small]),
+                f"{c['ens164'][small]:.2e} to {c['eq164'][small]:.2e} (small weights)",
+                c["eq164"][small] < c["ens164"][small]),
         Verdict(f"top layer: Eq. 181 cuts the error from {c['ens181'][small]:.2e} to {c['eq181'][small]:.2e} "
                 "(small weights)", c["eq181"][small] < c["ens181"][small]),
     ]

@@ -160,7 +160,8 @@ def verdicts(r: dict[str, Any]) -> list[Verdict]:
               for c in r["ensemble"]["curves"].values() for i in range(len(r["ensemble"]["n"])))
     co = r["coadapt"]
     return [
-        Verdict(f"the worked example gives {n['worked example output (lecture: [60, 132])']}", r["worked"] == [60, 132]),
+        Verdict(f"the worked example gives {n['worked example output (lecture: [60, 132])']}",
+                r["worked"] == [60, 132]),
         Verdict(f"training with Gaussian input noise equals f(w) + alpha |w|^2 within {100 * rel:.2f}%", rel < 0.01),
         Verdict(f"the ensemble error follows v/n + (n-1)c/n within {100 * ens:.1f}% for c in 0, v/2, v", ens < 0.03),
         Verdict(f"dropout undoes co-adaptation: the cancelling x3, x4 weights go from "

@@ -258,7 +258,8 @@ def verdicts_pairs(r: dict[str, Any]) -> list[Verdict]:
     n = r["numbers"]
     return [
         Verdict(f"for unconnected pairs W W approximates E(O_i O_j) far better than 0: mean error "
-                f"{n['after: unconnected, mean |E(OO) - W W|']:.4f} against {n['after: unconnected, mean |E(OO) - 0|']:.4f}",
+                f"{n['after: unconnected, mean |E(OO) - W W|']:.4f} against "
+                f"{n['after: unconnected, mean |E(OO) - 0|']:.4f}",
                 n["after: unconnected, mean |E(OO) - W W|"] < n["after: unconnected, mean |E(OO) - 0|"]),
         Verdict(f"for connected pairs the corrected W_ij W_j (Eq. 124) is at least as good as W W: mean error "
                 f"{n['after: connected, mean |E(OO) - W_ij W_j|']:.4f} against "

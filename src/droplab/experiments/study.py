@@ -55,8 +55,8 @@ class Study:
     def train_config(self) -> train.TrainConfig:
         s = self.settings
         return train.TrainConfig(epochs=s["epochs"], batch_size=s["batch_size"], lr=s["lr"], lr_decay=s["lr_decay"],
-                                 momentum_start=0.5, momentum_end=s["momentum_end"], momentum_epochs=s["momentum_epochs"],
-                                 max_norm=s["max_norm"], seed=self.seed)
+                                 momentum_start=0.5, momentum_end=s["momentum_end"],
+                                 momentum_epochs=s["momentum_epochs"], max_norm=s["max_norm"], seed=self.seed)
 
     def ensure(self) -> None:
         """Train (once per settings) and keep the snapshots."""
