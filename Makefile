@@ -1,9 +1,9 @@
-# droplab: `make run` trains and evaluates the quick preset; `make test` runs the test suite.
+# droplab: `make run` reproduces the paper's simulations (quick preset); `make test` runs the test suite.
 # Both create .venv if missing. torch==2.13.0 (a CPU build) is installed first where no torch is present.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-OUT ?= runs/quick
+OUT ?= reports/quick
 
 .PHONY: setup setup-dev run test test-slow lint bench clean
 
@@ -24,8 +24,7 @@ setup: $(VENV)/.droplab-installed
 setup-dev: $(VENV)/.droplab-dev
 
 run: setup
-	$(VENV)/bin/droplab train --preset quick --out $(OUT) --no-progress
-	$(VENV)/bin/droplab evaluate $(OUT)/best.safetensors
+	$(VENV)/bin/droplab reproduce --preset quick --out $(OUT)
 
 test: setup-dev
 	$(VENV)/bin/ruff check src tests benchmarks
@@ -41,4 +40,4 @@ bench: setup
 	$(PY) benchmarks/train_throughput.py
 
 clean:
-	rm -rf runs .pytest_cache
+	rm -rf runs reports results .pytest_cache

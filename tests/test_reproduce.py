@@ -1,0 +1,105 @@
+"""droplab reproduce: a tiny preset end to end, cached stages, and the report rendered in a real browser."""
+
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from droplab.cli import main
+from droplab.experiments import EXPERIMENTS
+from droplab.report import reproduce
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def tiny_report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    t0 = time.perf_counter()
+    summary = reproduce(out, preset="tiny", progress=False)
+    return out, summary, time.perf_counter() - t0
+
+
+def test_every_section_has_its_figure_numbers_and_verdicts(tiny_report):
+    out, summary, _ = tiny_report
+    assert [r["name"] for r in summary["sections"]] == [e.name for e in EXPERIMENTS]
+    html = (out / "report.html").read_text()
+    for row in summary["sections"]:
+        png = out / row["figure"]
+        assert png.read_bytes()[:8] == PNG_MAGIC, row["name"]
+        assert row["numbers"], row["name"]
+        assert row["verdicts"] and all(isinstance(v["holds"], bool) for v in row["verdicts"])
+        assert f"src='{row['figure']}'" in html and row["claim"][:40] in html
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["claims"] == sum(len(r["verdicts"]) for r in saved["sections"])
+    assert 0 < saved["claims_held"] <= saved["claims"]
+
+
+def test_exact_claims_hold_even_on_the_tiny_preset(tiny_report):
+    # closed-form results do not depend on how well the tiny network trained
+    _, summary, _ = tiny_report
+    by_name = {r["name"]: r for r in summary["sections"]}
+    for name in ("bounds", "gradients"):
+        assert all(v["holds"] for v in by_name[name]["verdicts"]), by_name[name]["verdicts"]
+    worked = [v for v in by_name["lecture"]["verdicts"] if v["text"].startswith("the worked example")]
+    assert worked == [{"text": "the worked example gives [60.0, 132.0]", "holds": True}]
+    penalty = [v for v in by_name["lecture"]["verdicts"] if "p(1-p)" in v["text"]]
+    assert penalty and penalty[0]["holds"]
+
+
+def test_a_second_run_reuses_every_stage(tiny_report):
+    out, first, _ = tiny_report
+    t0 = time.perf_counter()
+    again = reproduce(out, preset="tiny", progress=False)
+    assert all(r["reused"] for r in again["sections"])
+    assert time.perf_counter() - t0 < 10
+    assert again["claims_held"] == first["claims_held"]
+
+
+def test_only_recomputes_one_stage_and_keeps_the_others(tiny_report, tmp_path):
+    out, _, _ = tiny_report
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    (copy / "stages" / "bounds.json").write_text("{ damaged")
+    summary = reproduce(copy, preset="tiny", progress=False, only=["bounds"])
+    reused = {r["name"]: r["reused"] for r in summary["sections"]}
+    assert reused["bounds"] is False and all(v for k, v in reused.items() if k != "bounds")
+    assert len(reused) == len(EXPERIMENTS)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="unknown preset"):
+        reproduce("/tmp/never", preset="huge")
+    with pytest.raises(ValueError, match="unknown section"):
+        reproduce("/tmp/never", preset="tiny", only=["fig99"])
+
+
+def test_command_line_summary(tiny_report, capsys):
+    out, _, _ = tiny_report
+    assert main(["reproduce", "--preset", "tiny", "--out", str(out), "--no-progress"]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "claims hold" in line and "reused" in line and str(out / "report.html") in line
+
+
+def _chromium():
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+@pytest.mark.skipif(_chromium() is None, reason="no Chromium here; .ci/run installs Debian's chromium")
+def test_report_renders_in_a_real_browser_with_every_figure(tiny_report, tmp_path):
+    out, summary, _ = tiny_report
+    probe = out / "browser-check.html"
+    script = ("<script>window.addEventListener('load', () => { const i = [...document.images]; "
+              "document.body.setAttribute('data-loaded', i.filter(x => x.complete && x.naturalWidth > 0).length "
+              "+ '/' + i.length); });</script></body>")
+    probe.write_text((out / "report.html").read_text().replace("</body>", script))
+    cmd = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           f"--user-data-dir={tmp_path / 'profile'}", "--allow-file-access-from-files", "--virtual-time-budget=10000",
+           "--dump-dom", probe.as_uri()]
+    dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
+    n = len(summary["sections"])
+    assert f'data-loaded="{n}/{n}"' in dom, dom[:500]
