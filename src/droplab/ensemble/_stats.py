@@ -12,6 +12,7 @@ otherwise), and chunks are merged in float64 by Chan et al.'s pairwise update.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -165,7 +166,7 @@ class Accumulator:
                 self._acc("deriv", h, wsum(transfer.derivative(s)))
             if transfer.name == "logistic" and "WGM" in self.want:
                 # log O = -softplus(-(lam S - log c)): the weighted geometric mean without log(0)
-                log_o = -torch.nn.functional.softplus(-(transfer.lam * s - torch.log(torch.tensor(transfer.c))))
+                log_o = -torch.nn.functional.softplus(-(transfer.lam * s - math.log(transfer.c)))
                 self._acc("logo", h, wsum(log_o))
             if transfer.name == "softmax" and self.want & {"NWGM", "WGM"}:
                 log_o = torch.log_softmax(transfer.lam * s, dim=-1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch  # noqa: F401  (used by the docstring examples)
 from torch import Tensor, nn
 
 from ..gates import bernoulli_noise, check_keep
