@@ -244,3 +244,21 @@ def test_estimator_registry_returns_the_same_type():
         stats = estimator(net, x)
         assert isinstance(stats, ensemble.EnsembleStatistics), name
         assert [tuple(layer.E.shape) for layer in stats.layers] == [(2, 3), (2, 4), (2, 2)], name
+
+
+@pytest.mark.parametrize("statistics", [("E",), ("E", "Var"), ("E", "Var", "NWGM"), ("E", "WGM", "Var_S")])
+def test_monte_carlo_statistics_subsets_agree_with_the_full_run(statistics):
+    net = _net((4, 6, 3), keep=(0.8, 0.5))
+    x = torch.rand(2, 4, dtype=F64)
+    full = ensemble.monte_carlo(net, x, samples=300, generator=torch.Generator().manual_seed(2))
+    part = ensemble.monte_carlo(net, x, samples=300, generator=torch.Generator().manual_seed(2), statistics=statistics)
+    for h in (1, 2):
+        assert torch.allclose(part.layers[h].E, full.layers[h].E)
+        for name in ("Var", "NWGM", "WGM", "Var_S"):
+            got = getattr(part.layers[h], name)
+            if name in statistics and got is not None:
+                assert torch.allclose(got, getattr(full.layers[h], name)), name
+            elif name not in statistics:
+                assert got is None, name
+    with pytest.raises(ValueError, match="unknown statistics"):
+        ensemble.monte_carlo(net, x, samples=10, statistics=("mean",))

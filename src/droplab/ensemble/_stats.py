@@ -190,7 +190,7 @@ class Accumulator:
             _, e, m2 = self.moments["o"][h]
             var = (m2 / t).clamp_min(0) if m2 is not None else None
             e_s = var_s = None
-            if "s" in self.moments:
+            if self.moments.get("s", [None] * (h + 1))[h] is not None:
                 _, e_s, m2_s = self.moments["s"][h]
                 var_s = (m2_s / t).clamp_min(0) if m2_s is not None else None
             transfer = self.net.transfers[h - 1]
