@@ -137,3 +137,14 @@ def test_max_norm_constrains_incoming_weights():
     net.max_norm_(1.5)
     for w in net.weights():
         assert torch.all(w.norm(dim=1) <= 1.5 + 1e-5)
+
+
+def test_glorot_init_bounds_and_round_trip():
+    net = DropoutMLP((50, 30, 10), init="glorot")
+    assert float(net.linears[0].weight.detach().abs().max()) <= 4 * (6 / 80) ** 0.5
+    assert float(net.linears[1].weight.detach().abs().max()) <= (6 / 40) ** 0.5  # softmax output: gain 1
+    assert float(net.linears[0].weight.detach().abs().max()) > (6 / 80) ** 0.5  # the logistic gain is used
+    assert torch.all(net.linears[0].bias == 0)
+    assert DropoutMLP.from_config(net.config()).config()["init"] == "glorot"
+    with pytest.raises(ValueError, match="init must be"):
+        DropoutMLP((3, 2), init="he")

@@ -33,11 +33,11 @@ class Preset:
         return replace(self, model={**self.model, "sizes": sizes})
 
 
-def _mlp(sizes: list[int], keep_in: float, keep_hidden: float) -> dict[str, Any]:
+def _mlp(sizes: list[int], keep_in: float, keep_hidden: float, init: str = "default") -> dict[str, Any]:
     n_gates = len(sizes) - 1
     return dict(sizes=sizes, transfer="logistic", output="softmax", c=1.0, lam=1.0,
                 keep=[keep_in] + [keep_hidden] * (n_gates - 1), gate="bernoulli", connection_keep=None,
-                connection_kind="bernoulli", mask_sharing="example", scaling="paper", backward=None)
+                connection_kind="bernoulli", mask_sharing="example", scaling="paper", backward=None, init=init)
 
 
 PRESETS: dict[str, Preset] = {
@@ -45,11 +45,11 @@ PRESETS: dict[str, Preset] = {
                     TrainConfig(epochs=100, batch_size=32, lr=1.0, lr_decay=0.99, momentum_start=0.5,
                                 momentum_end=0.9, momentum_epochs=20, max_norm=4.0),
                     "small logistic net on scikit-learn's digits; seconds on a CPU"),
-    "hinton": Preset("mnist", _mlp([784, 800, 800, 10], 0.8, 0.5),
+    "hinton": Preset("mnist", _mlp([784, 800, 800, 10], 0.8, 0.5, "glorot"),
                      TrainConfig(epochs=100, batch_size=100, lr=1.0, lr_decay=0.98, momentum_start=0.5,
                                  momentum_end=0.99, momentum_epochs=50, max_norm=15.0),
                      "Hinton et al. (2012) MNIST network"),
-    "paper": Preset("mnist", _mlp([784, 1200, 1200, 1200, 1200, 10], 0.8, 0.5),
+    "paper": Preset("mnist", _mlp([784, 1200, 1200, 1200, 1200, 10], 0.8, 0.5, "glorot"),
                     TrainConfig(epochs=100, batch_size=100, lr=1.0, lr_decay=0.98, momentum_start=0.5,
                                 momentum_end=0.99, momentum_epochs=50, max_norm=15.0),
                     "Baldi & Sadowski (2014) Section 9 network; meant for a GPU"),

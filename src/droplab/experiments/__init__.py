@@ -26,9 +26,9 @@ EXPERIMENTS: list[Experiment] = [
 ]
 
 _STUDY_QUICK: dict[str, Any] = dict(
-    dataset="digits", hidden=[128, 128, 128, 128], keep_input=0.8, keep_hidden=0.5, epochs=60, batch_size=32,
-    lr=1.0, lr_decay=0.99, momentum_end=0.9, momentum_epochs=20, max_norm=4.0,
-    snapshots=[1, 2, 3, 5, 8, 12, 20, 30, 45, 60], inputs=10, samples=2000, pairs=2000,
+    dataset="digits", hidden=[128, 128, 128, 128], keep_input=0.8, keep_hidden=0.5, epochs=150, batch_size=32,
+    lr=1.0, lr_decay=0.99, momentum_end=0.95, momentum_epochs=20, max_norm=4.0,
+    snapshots=[1, 2, 5, 10, 20, 30, 45, 60, 90, 120, 150], inputs=10, samples=2000, pairs=2000,
     sampling_repeats=2000, sampling_sizes=[10, 30, 100, 300, 1000], coadapt_epochs=30,
 )
 

@@ -50,7 +50,7 @@ class Study:
         s = self.settings
         sizes = [self.data.input_size, *s["hidden"], self.data.output_size]
         return dict(sizes=sizes, transfer="logistic", output="softmax",
-                    keep=[s["keep_input"]] + [s["keep_hidden"]] * len(s["hidden"]), scaling="paper")
+                    keep=[s["keep_input"]] + [s["keep_hidden"]] * len(s["hidden"]), scaling="paper", init="glorot")
 
     def train_config(self) -> train.TrainConfig:
         s = self.settings
