@@ -25,7 +25,10 @@ __all__ = ["reproduce"]
 
 
 def _stage_key(exp: Experiment, preset: str, settings: dict[str, Any], seed: int) -> str:
-    blob = json.dumps({"experiment": exp.name, "preset": preset, "settings": settings, "seed": seed}, sort_keys=True)
+    from . import __version__
+
+    blob = json.dumps({"experiment": exp.name, "preset": preset, "settings": settings, "seed": seed,
+                       "droplab": __version__}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
