@@ -74,7 +74,7 @@ def verdicts(r: dict[str, Any]) -> list[Verdict]:
     ratios = {k: n[f"{k}: m x covariance, m={r['sizes'][0]} / m={last}"] for k in DISTRIBUTIONS}
     low = n["uniform [0, 0.5]: mean NWGM, m=100"] <= n["uniform [0, 0.5]: mean E, m=100"]
     return [
-        Verdict(f"NWGM is centred near E for every distribution, within bound 2 of Eq. 87 at E (+ 4 SE): gaps "
+        Verdict("NWGM is centred near E for every distribution, within bound 2 of Eq. 87 at E (+ 4 SE): gaps "
                 + ", ".join(f"{gaps[k]:.3f} (bound {bounds[k]:.3f})" for k in DISTRIBUTIONS),
                 all(gaps[k] <= bounds[k] for k in DISTRIBUTIONS)),
         Verdict(f"E and NWGM are strongly correlated: correlation at m = {last} is at least {min(corr.values()):.3f}",
