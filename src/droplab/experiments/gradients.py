@@ -16,7 +16,7 @@ from ._base import Context, Experiment, Verdict
 F64 = torch.float64
 
 
-def _masks(keep: torch.Tensor) -> list[tuple[torch.Tensor, float]]:
+def masks(keep: torch.Tensor) -> list[tuple[torch.Tensor, float]]:
     """Every Bernoulli mask of len(keep) units with its probability."""
     out = []
     for bits in itertools.product([0.0, 1.0], repeat=len(keep)):
@@ -31,7 +31,7 @@ def single_linear(gen: torch.Generator) -> dict[str, float]:
     inputs, w = torch.randn(n, generator=gen, dtype=F64), torch.randn(n, generator=gen, dtype=F64)
     keep, t = torch.rand(n, generator=gen, dtype=F64) * 0.8 + 0.1, 0.7
     expected = torch.zeros(n, dtype=F64)
-    for d, p in _masks(keep):
+    for d, p in masks(keep):
         expected += p * (-(t - (d * w * inputs).sum()) * d * inputs)  # Eq. 145
     ens = -(t - (keep * w * inputs).sum()) * keep * inputs  # Eq. 144
     predicted = ens + w * inputs**2 * keep * (1 - keep)  # Eq. 147
@@ -45,7 +45,7 @@ def deep_linear(gen: torch.Generator) -> dict[str, float]:
     x, t = torch.randn(4, generator=gen, dtype=F64), 0.3
     keep = torch.tensor([0.8] * 4 + [0.5] * 3, dtype=F64)
     grads, alphas, betas, probs = [], [], [], []
-    for d, p in _masks(keep):
+    for d, p in masks(keep):
         w = w1.clone().requires_grad_()
         s = (w2 @ ((w @ (d[:4] * x)) * d[4:]))[0]
         (alpha,) = torch.autograd.grad(s, w, retain_graph=True)  # S = alpha w + beta, linear in w[0, 0]
@@ -73,7 +73,7 @@ def logistic_unit(gen: torch.Generator, scale: float) -> dict[str, float]:
     w = scale * torch.randn(n, generator=gen, dtype=F64)
     keep, t = torch.full((n,), 0.5, dtype=F64), 1.0
     expected = torch.zeros(n, dtype=F64)
-    for d, p in _masks(keep):
+    for d, p in masks(keep):
         o = torch.sigmoid((d * w * inputs).sum())
         expected += p * (-(t - o) * d * inputs)  # Eq. 160 with lambda = 1
     u = (keep * w * inputs).sum()
@@ -94,7 +94,7 @@ def top_layer(gen: torch.Generator, scale: float) -> dict[str, float]:
     stats = ensemble.exact(net, x)
     keep = torch.full((5,), 0.5, dtype=F64)
     expected = torch.zeros(5, dtype=F64)
-    for d, p in _masks(keep):
+    for d, p in masks(keep):
         net.zero_grad()
         with modes.replay(net, {"gates.1": d.view(1, 5)}):
             o = net.output(x)[0, 0]

@@ -3,7 +3,6 @@ example, co-adaptation, and the p(1 - p) penalty of dropout on a linear unit."""
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
 import numpy as np
@@ -13,6 +12,7 @@ from .. import modes, train
 from ..data import Dataset
 from ..net import DropoutMLP
 from ._base import Context, Experiment, Verdict
+from .gradients import masks
 
 F64 = torch.float64
 
@@ -89,11 +89,8 @@ def linear_penalty() -> dict[str, Any]:
     inputs, w, t = torch.randn(5, generator=gen, dtype=F64), torch.randn(5, generator=gen, dtype=F64), 0.5
     ps, measured, formula = np.linspace(0.05, 0.95, 19), [], []
     for p in ps:
-        e_d = 0.0
-        for bits in itertools.product([0.0, 1.0], repeat=5):
-            d = torch.tensor(bits, dtype=F64)
-            prob = float(torch.prod(p**d * (1 - p) ** (1 - d)))
-            e_d += prob * 0.5 * float((t - (d * w * inputs).sum()) ** 2)
+        e_d = sum(prob * 0.5 * float((t - (d * w * inputs).sum()) ** 2)
+                  for d, prob in masks(torch.full((5,), float(p), dtype=F64)))
         e_ens = 0.5 * float((t - (p * w * inputs).sum()) ** 2)
         measured.append(e_d - e_ens)
         formula.append(0.5 * float((p * (1 - p) * w**2 * inputs**2).sum()))

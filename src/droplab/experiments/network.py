@@ -29,8 +29,10 @@ def mc_stats(ctx: Context, epoch: int | str, pairs: tuple = ()) -> tuple[Any, An
     return _CACHE[key]
 
 
-def _flat(t: torch.Tensor) -> np.ndarray:
+def flat(t: torch.Tensor) -> np.ndarray:
+    """A tensor as a flat float64 NumPy array."""
     return t.detach().double().cpu().numpy().ravel()
+
 
 
 def _sub(a: np.ndarray, n: int = 3000) -> list[float]:
@@ -43,14 +45,14 @@ def compute_approximations(ctx: Context) -> dict[str, Any]:
     for when, epoch in (("before", 0), ("after", "last")):
         mc, ws = mc_stats(ctx, epoch)
         for h in range(1, len(mc.layers) - 1):  # hidden layers
-            e, v, nwgm = (_flat(getattr(mc.layers[h], k)) for k in ("E", "Var", "NWGM"))
-            w = _flat(ws.layers[h].E)
+            e, v, nwgm = (flat(getattr(mc.layers[h], k)) for k in ("E", "Var", "NWGM"))
+            w = flat(ws.layers[h].E)
             err = np.abs(e - nwgm)
             approx1 = means.nwgm_error_around_half(e, v)  # Eq. 87
             approx2 = means.nwgm_around_mean(e, v)  # Eq. 202
             b1, b2 = means.bound_variance(e, v), means.bound_mean_only(e)
-            d_true = _flat(mc.layers[h].E_derivative)
-            d_mean_field = means.expected_derivative_mean_field(_flat(mc.layers[h].E_S))  # Eq. 220
+            d_true = flat(mc.layers[h].E_derivative)
+            d_mean_field = means.expected_derivative_mean_field(flat(mc.layers[h].E_S))  # Eq. 220
             tag = f"layer {h} {when}"
             out["layers"][tag] = {
                 "E": _sub(e), "NWGM": _sub(nwgm), "W": _sub(w), "err": _sub(err), "approx1": _sub(approx1),
@@ -139,9 +141,9 @@ def compute_variance(ctx: Context) -> dict[str, Any]:
     out: dict[str, Any] = {"epochs": [], "mean_var": [], "mean_gap": [], "hist": {}, "numbers": {}}
     for epoch in ctx.study.epochs:
         mc, ws = mc_stats(ctx, epoch)
-        v = np.concatenate([_flat(layer.Var) for layer in mc.layers[1:-1]])
-        w = np.concatenate([_flat(layer.E) for layer in ws.layers[1:-1]])
-        e2 = v + np.concatenate([_flat(layer.E) for layer in mc.layers[1:-1]]) ** 2  # E(O O)
+        v = np.concatenate([flat(layer.Var) for layer in mc.layers[1:-1]])
+        w = np.concatenate([flat(layer.E) for layer in ws.layers[1:-1]])
+        e2 = v + np.concatenate([flat(layer.E) for layer in mc.layers[1:-1]]) ** 2  # E(O O)
         out["epochs"].append(epoch)
         out["mean_var"].append(float(v.mean()))
         out["mean_gap"].append(float((w * (1 - w) - v).mean()))
@@ -221,11 +223,11 @@ def compute_pairs(ctx: Context) -> dict[str, Any]:
     for when, epoch in (("before", 0), ("after", "last")):
         mc, _ = mc_stats(ctx, epoch, unconnected + connected)
         approx = ensemble.pair_approximations(ctx.study.model(epoch), ctx.study.inputs(), unconnected + connected)
-        true_u = np.concatenate([_flat(mc.pairs[p]) for p in unconnected])
-        ww_u = np.concatenate([_flat(approx["W W"][p]) for p in unconnected])
-        true_c = np.concatenate([_flat(mc.pairs[p]) for p in connected])
-        ww_c = np.concatenate([_flat(approx["W W"][p]) for p in connected])
-        wij_c = np.concatenate([_flat(approx["W_ij W_j"][p]) for p in connected])
+        true_u = np.concatenate([flat(mc.pairs[p]) for p in unconnected])
+        ww_u = np.concatenate([flat(approx["W W"][p]) for p in unconnected])
+        true_c = np.concatenate([flat(mc.pairs[p]) for p in connected])
+        ww_c = np.concatenate([flat(approx["W W"][p]) for p in connected])
+        wij_c = np.concatenate([flat(approx["W_ij W_j"][p]) for p in connected])
         out["hist"][when] = {"u_ww": hist(true_u - ww_u), "u_0": hist(true_u), "c_ww": hist(true_c - ww_c),
                              "c_wij": hist(true_c - wij_c)}
         n = out["numbers"]

@@ -11,10 +11,7 @@ import torch
 from .. import ensemble, train
 from ..net import DropoutMLP
 from ._base import Context, Experiment, Verdict
-
-
-def _flat(t: torch.Tensor) -> np.ndarray:
-    return t.detach().double().cpu().numpy().ravel()
+from .network import flat
 
 
 def compute_three_networks(ctx: Context) -> dict[str, Any]:
@@ -30,12 +27,12 @@ def compute_three_networks(ctx: Context) -> dict[str, Any]:
     stats = {name: ensemble.monte_carlo(net, x, samples=k, generator=gen) for name, net in nets.items()}
     out: dict[str, Any] = {"layers": {}, "numbers": {}}
     for h in range(1, len(w.layers)):
-        row = {"W": _flat(w.layers[h].E)[:2000].tolist()}
+        row = {"W": flat(w.layers[h].E)[:2000].tolist()}
         for name, st in stats.items():
-            row[name] = _flat(st.layers[h].E)[:2000].tolist()
-            out["numbers"][f"layer {h}: mean |E({name}) - W|"] = float(np.abs(_flat(st.layers[h].E) -
-                                                                            _flat(w.layers[h].E)).mean())
-            out["numbers"][f"layer {h}: mean Var({name})"] = float(_flat(st.layers[h].Var).mean())
+            row[name] = flat(st.layers[h].E)[:2000].tolist()
+            out["numbers"][f"layer {h}: mean |E({name}) - W|"] = float(np.abs(flat(st.layers[h].E) -
+                                                                            flat(w.layers[h].E)).mean())
+            out["numbers"][f"layer {h}: mean Var({name})"] = float(flat(st.layers[h].Var).mean())
         out["layers"][f"layer {h}"] = row
     agree = {name: float((st.output.E.argmax(1) == w.output.E.argmax(1)).float().mean()) for name, st in stats.items()}
     out["numbers"].update({f"predicted class agrees with W ({name})": a for name, a in agree.items()})
