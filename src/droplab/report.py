@@ -18,7 +18,7 @@ from typing import Any
 
 from .checkpoint import atomic_write_text
 from .experiments import EXPERIMENTS, PRESETS
-from .experiments._base import Context, Experiment, Verdict, to_json
+from .experiments._base import Context, Experiment, to_json
 from .experiments.study import Study
 
 __all__ = ["reproduce"]
@@ -158,6 +158,3 @@ def _html(summary: dict[str, Any]) -> str:
     parts.append("</body></html>\n")
     return "\n".join(parts)
 
-
-def verdict_counts(verdicts: Sequence[Verdict]) -> tuple[int, int]:
-    return sum(v.holds for v in verdicts), len(verdicts)
