@@ -74,6 +74,8 @@ def test_bad_arguments():
         reproduce("/tmp/never", preset="huge")
     with pytest.raises(ValueError, match="unknown section"):
         reproduce("/tmp/never", preset="tiny", only=["fig99"])
+    with pytest.raises(ValueError, match="classification dataset"):
+        reproduce("/tmp/never", preset="tiny", dataset="synthetic-linear")
 
 
 def test_command_line_summary(tiny_report, capsys):

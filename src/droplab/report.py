@@ -79,6 +79,9 @@ def reproduce(out: str | Path, *, preset: str = "quick", dataset: str | None = N
         raise ValueError(f"unknown section(s) {unknown}; expected some of {names}")
     settings = dict(PRESETS[preset])
     if dataset is not None:
+        if dataset == "synthetic-linear":
+            raise ValueError("the study network is a classifier; choose a classification dataset, not "
+                             "'synthetic-linear'")
         settings["dataset"] = dataset
     out = Path(out)
     (out / "stages").mkdir(parents=True, exist_ok=True)
