@@ -2,36 +2,32 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import torch
 
-from .. import ensemble, train
+from .. import ensemble
 from ._base import Context, Experiment, Verdict
 
 
-def _variants(base: dict[str, Any], n_hidden: int) -> dict[str, tuple[dict[str, Any], float]]:
-    keep = base["keep"]
-    plain = {**base, "keep": 1.0}
+def _variants(keep: list[float]) -> dict[str, dict[str, Any]]:
+    """Changes to the study network's config (and its L2) for each regularizer compared."""
     return {
-        "no regularization": (plain, 0.0),
-        "L2": (plain, 1e-4),
-        "dropout": (base, 0.0),
-        "Gaussian dropout": ({**base, "gate": "gaussian"}, 0.0),
-        "connection dropout": ({**plain, "connection_keep": [keep[0]] + [keep[-1]] * n_hidden}, 0.0),
-        "dropin": ({**base, "gate": "dropin"}, 0.0),
+        "no regularization": {"keep": 1.0},
+        "L2": {"keep": 1.0, "l2": 1e-4},
+        "dropout": {},
+        "Gaussian dropout": {"gate": "gaussian"},
+        "connection dropout": {"keep": 1.0, "connection_keep": keep},
+        "dropin": {"gate": "dropin"},
     }
 
 
 def compute(ctx: Context) -> dict[str, Any]:
-    data, base = ctx.study.data, ctx.study.model_config()
-    n_hidden = len(base["sizes"]) - 2
+    data = ctx.study.data
     out: dict[str, Any] = {"errors": {}, "numbers": {}}
     models = {}
-    for label, (config, l2) in _variants(base, n_hidden).items():
-        tc = dataclasses.replace(ctx.study.train_config(), epochs=ctx.settings["epochs"], l2=l2)
-        result = train.fit(train.build_model(config, seed=ctx.seed), data, tc, progress=False, device=ctx.device)
+    for label, changes in _variants(ctx.study.model_config()["keep"]).items():
+        result = ctx.study.train_variant(**changes)
         out["errors"][label] = result.test_error
         out["numbers"][f"{label}: test error %"] = result.test_error
         models[label] = result.model

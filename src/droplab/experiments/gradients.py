@@ -3,13 +3,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 from typing import Any
 
 import torch
 
-from .. import ensemble, modes, train
+from .. import ensemble, modes
 from ..net import DropoutMLP
 from ._base import Context, Experiment, Verdict
 
@@ -178,13 +177,10 @@ EXPERIMENT = Experiment(
 
 # ------------------------------------------------------------------------------------------- dropin
 def compute_dropin(ctx: Context) -> dict[str, Any]:
-    data, base = ctx.study.data, ctx.study.model_config()
-    config = dataclasses.replace(ctx.study.train_config(), epochs=ctx.settings["epochs"])
     out: dict[str, Any] = {"curves": {}, "numbers": {}}
     nets = {}
     for gate in ("bernoulli", "dropin"):
-        model = train.build_model({**base, "gate": gate}, seed=ctx.seed)
-        result = train.fit(model, data, config, progress=False, device=ctx.device)
+        result = ctx.study.train_variant(gate=gate)
         out["curves"][gate] = [row["test_error"] for row in result.history]
         out["numbers"][f"{gate}: test error"] = result.test_error
         nets[gate] = result.model.eval()

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import numpy as np
 import torch
 
-from .. import ensemble, train
+from .. import ensemble
 from ..net import DropoutMLP
 from ._base import Context, Experiment, Verdict
 from .network import flat
@@ -79,14 +78,10 @@ THREE_NETWORKS = Experiment(
 
 # ------------------------------------------------------------------------------------------- backpercolation
 def compute_backpercolation(ctx: Context) -> dict[str, Any]:
-    data = ctx.study.data
-    base = ctx.study.model_config()
-    config = dataclasses.replace(ctx.study.train_config(), epochs=ctx.settings["epochs"])
     out: dict[str, Any] = {"curves": {}, "numbers": {}}
     for label, backward in (("backpropagation", None), ("backpercolation, p = f'(S)", "derivative"),
                             ("backpercolation, p = 0.5 fixed", 0.5)):
-        model = train.build_model({**base, "backward": backward}, seed=ctx.seed)
-        result = train.fit(model, data, config, progress=False, device=ctx.device)
+        result = ctx.study.train_variant(backward=backward)
         out["curves"][label] = [row["test_error"] for row in result.history]
         out["numbers"][f"{label}: test error at the best validation epoch"] = result.test_error
     return out

@@ -7,6 +7,7 @@ one safetensors file in the output folder, written atomically, and reused when t
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -57,6 +58,13 @@ class Study:
         return train.TrainConfig(epochs=s["epochs"], batch_size=s["batch_size"], lr=s["lr"], lr_decay=s["lr_decay"],
                                  momentum_start=0.5, momentum_end=s["momentum_end"],
                                  momentum_epochs=s["momentum_epochs"], max_norm=s["max_norm"], seed=self.seed)
+
+    def train_variant(self, *, l2: float = 0.0, **model_changes: Any) -> train.FitResult:
+        """Train a variant of the study network (its model config with ``model_changes``, same schedule, and
+        optionally L2) from scratch; the comparisons of Sections 10-11 and of generalization use it."""
+        model = train.build_model({**self.model_config(), **model_changes}, seed=self.seed)
+        config = dataclasses.replace(self.train_config(), l2=l2)
+        return train.fit(model, self.data, config, progress=False, device=self.device)
 
     def ensure(self) -> None:
         """Train (once per settings) and keep the snapshots."""
