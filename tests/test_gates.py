@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -196,3 +197,21 @@ def test_bernoulli_noise_odd_sizes_and_dtypes(n):
                                 device=torch.device("cpu"))
         assert noise.shape == (n,) and noise.dtype == dtype
         assert set(noise.unique().tolist()) <= {0.0, 1.0}
+
+
+@pytest.mark.parametrize("keep,width", [(0.5, 8), (3 / 256, 8), (0.25, 8), (0.5 + 1 / 65536, 16), (7 / 65536, 16)])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32, torch.float64])
+def test_bernoulli_noise_dyadic_rates_are_exact_byte_compares(keep, width, dtype):
+    # Reference: the same random 64-bit words, split into unsigned `width`-bit integers u, and [u < keep 2^width]
+    # by plain integer comparison (the definition; the library computes it with floating-point clamps)
+    n = 4001
+    noise = bernoulli_noise((n,), keep, generator=torch.Generator().manual_seed(3), dtype=dtype,
+                            device=torch.device("cpu"))
+    per_draw = 64 // width
+    words = torch.empty((n + per_draw - 1) // per_draw, dtype=torch.int64).random_(
+        -2**63, None, generator=torch.Generator().manual_seed(3))
+    raw = np.frombuffer(words.numpy().tobytes(), dtype=np.uint8 if width == 8 else np.int16)[:n].astype(np.int64)
+    u = raw if width == 8 else raw + 2**15
+    expected = (u < round(keep * 2**width)).astype(np.float64)
+    assert noise.dtype == dtype
+    np.testing.assert_array_equal(noise.double().numpy(), expected)

@@ -104,7 +104,11 @@ def bernoulli_noise(shape: torch.Size | tuple[int, ...], keep: Keep, *, generato
                 bits = torch.empty((n + per_draw - 1) // per_draw, dtype=torch.int64, device=device)
                 words = bits.random_(-2**63, None, generator=generator).view(dtype_w)[:n].view(shape)
                 offset = 0 if width == 8 else 2**15  # uint8 words are on [0, 256), int16 on [-2^15, 2^15)
-                return (words < int(count) - offset).view(torch.uint8).to(dtype)
+                # [w < t] = clamp(t - w, 0, 1) for integers w and t, exactly, in floating point: 3x faster on
+                # CPU than comparing bytes (torch's uint8 compare is not vectorized) and then converting
+                work = dtype if dtype == torch.float64 else torch.float32  # holds every 16-bit integer exactly
+                mask = words.to(work).neg_().add_(int(count) - offset).clamp_(0, 1)
+                return mask if work == dtype else mask.to(dtype)
     bits = torch.empty((n + 1) // 2, dtype=torch.int64, device=device).random_(-2**63, None, generator=generator)
     words = bits.view(torch.int32)[:n].view(shape)  # uniform on [-2^31, 2^31)
     if not isinstance(keep, Tensor):

@@ -62,11 +62,36 @@ def per_example_masks(net: nn.Module) -> Iterator[None]:
             m.mask_sharing = "batch"
 
 
-def _chunk(net: DropoutMLP, batch: int, memory: int, samples: int) -> int:
-    width = sum(net.sizes) + sum(lin.weight.numel() for lin in net.linears
-                                 if isinstance(lin, ConnectionDropoutLinear) and lin.mask_sharing == "example")
-    bytes_per_member = batch * width * 4 * 8  # S, O, gated copies and the shifted temporaries, float32
-    return max(1, min(samples, memory // max(1, bytes_per_member)))
+CPU_TILE = 8 * 2**20  # bytes: on a CPU, one layer's activations for a chunk stay about this size (cache-sized)
+
+
+def _chunk(net: DropoutMLP, x: Tensor, memory: int, samples: int) -> int:
+    """Members per chunk. Layers are streamed one at a time (``_stream``), so a chunk holds a few tensors of
+    the widest layer (plus per-example connection masks) and the memory budget bounds that. On a CPU the
+    chunk is also kept near ``CPU_TILE`` per tensor: the elementwise passes that follow each product then
+    run from cache instead of memory, which cut them 2-5x, while the products stay as fast (measured with
+    ``benchmarks/mc_throughput.py``; see ``--tile``)."""
+    batch, widest = x.shape[0], max(net.sizes)
+    masks = max((lin.weight.numel() for lin in net.linears
+                 if isinstance(lin, ConnectionDropoutLinear) and lin.mask_sharing == "example"), default=0)
+    bytes_per_member = batch * (widest * 6 + masks * 3) * x.element_size()
+    chunk = memory // max(1, bytes_per_member)
+    if x.device.type == "cpu":
+        chunk = min(chunk, CPU_TILE // max(1, batch * widest * x.element_size()))
+    return max(1, min(samples, chunk))
+
+
+def _stream(net: DropoutMLP, x: Tensor, members: int, acc: Accumulator, weights: Tensor) -> None:
+    """Run ``members`` ensemble members on the batch x (member-major rows k * B + b), one layer at a time,
+    giving each layer's S and O to ``acc`` at once: no trace of the whole network is kept."""
+    o = x.repeat(members, 1)
+    acc.begin(weights)
+    acc.layer(0, None, o)
+    for h, (gate, linear, act) in enumerate(zip(net.gates, net.linears, net.activations, strict=True), start=1):
+        s = linear(gate(o))
+        o = act(s)
+        acc.layer(h, s, o)
+    acc.end()
 
 
 @torch.no_grad()
@@ -95,13 +120,12 @@ def monte_carlo(net: nn.Module, x: Tensor, *, samples: int = 1000, generator: to
     ref = _reference(net, x)
     acc = Accumulator(net, ref, pairs=_check_pairs(net, pairs), histogram_units=histogram_units, bins=bins,
                       statistics=statistics)
-    chunk = _chunk(net, x.shape[0], memory, samples)
+    chunk = _chunk(net, x, memory, samples)
     done = 0
     with modes.sample(net, generator=generator), per_example_masks(net):
         while done < samples:
             k = min(chunk, samples - done)
-            trace = net.trace(x.repeat(k, 1))  # (k * B, n0): member-major rows
-            acc.add(trace, torch.full((k,), 1.0 / samples, dtype=torch.float64, device=x.device))
+            _stream(net, x, k, acc, torch.full((k,), 1.0 / samples, dtype=torch.float64, device=x.device))
             done += k
     return acc.finalize("monte_carlo", samples=samples, standard_errors=True, dtype=x.dtype)
 
@@ -191,7 +215,7 @@ def exact(net: DropoutMLP, x: Tensor, *, max_configurations: int = 2**20, pairs:
     ref = _reference(net, x)
     acc = Accumulator(net, ref, pairs=_check_pairs(net, pairs), histogram_units=histogram_units, bins=bins,
                       statistics=statistics)
-    chunk = _chunk(net, x.shape[0], memory, count)
+    chunk = _chunk(net, x, memory, count)
     log_p, log_q = torch.log(keep[random]), torch.log1p(-keep[random])
     shift = torch.arange(n_random, dtype=torch.int64)
     for start in range(0, count, chunk):
@@ -209,8 +233,7 @@ def exact(net: DropoutMLP, x: Tensor, *, max_configurations: int = 2**20, pairs:
             member = part.to(x.dtype).to(x.device).view(len(codes), 1, *shape)
             noise[name] = member.expand(len(codes), x.shape[0], *shape).reshape(-1, *shape)
         with modes.replay(net, noise), per_example_masks(net):
-            trace = net.trace(x.repeat(len(codes), 1))
-        acc.add(trace, prob.to(x.device))
+            _stream(net, x, len(codes), acc, prob.to(x.device))
     if not math.isclose(acc.total, 1.0, rel_tol=1e-9):
         raise AssertionError(f"configuration probabilities sum to {acc.total}")  # an internal invariant
     return acc.finalize("exact", samples=count, standard_errors=False, dtype=x.dtype)
