@@ -62,7 +62,7 @@ def per_example_masks(net: nn.Module) -> Iterator[None]:
             m.mask_sharing = "batch"
 
 
-CPU_TILE = 8 * 2**20  # bytes: on a CPU, one layer's activations for a chunk stay about this size (cache-sized)
+CPU_TILE = 4 * 2**20  # bytes: on a CPU, one layer's activations for a chunk stay about this size (cache-sized)
 
 
 def _chunk(net: DropoutMLP, x: Tensor, memory: int, samples: int) -> int:
