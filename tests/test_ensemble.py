@@ -135,6 +135,27 @@ def test_monte_carlo_same_seed_same_result_and_chunking():
     assert net.gates[0].gate_mode == "expect"  # modes restored
 
 
+@pytest.mark.parametrize("memory", [1, 2**30])  # one configuration per chunk, or all in one chunk
+def test_float32_variances_survive_a_large_mean(memory):
+    # Output = 1000 + small dropout noise: Var ~ 1e-4 against E^2 ~ 1e6. Raw float32 sums of x and x^2 would
+    # lose every digit (E(x^2) - E(x)^2 cancels 10 orders of magnitude, float32 keeps 7); the shifted sums keep
+    # the variance to the precision of the float32 outputs themselves. Reference: exact enumeration of the same
+    # network in float64.
+    torch.manual_seed(0)
+    net64 = DropoutMLP((3, 4, 2), keep=0.5, transfer="linear", output="linear").double().eval()
+    with torch.no_grad():
+        net64.linears[-1].weight.mul_(0.1)
+        net64.linears[-1].bias.fill_(1000.0)
+    net32 = DropoutMLP.from_config(net64.config()).eval()
+    net32.load_state_dict({k: v.float() for k, v in net64.state_dict().items()})
+    x = torch.rand(2, 3, dtype=F64)
+    ref = ensemble.exact(net64, x)
+    got = ensemble.exact(net32, x.float(), memory=memory)
+    assert 1e-6 < ref.output.Var.min() and ref.output.Var.max() < 1e-2 and ref.output.E.min() > 999
+    torch.testing.assert_close(got.output.Var.double(), ref.output.Var, rtol=1e-3, atol=0)
+    torch.testing.assert_close(got.output.E.double(), ref.output.E, rtol=1e-6, atol=0)
+
+
 def test_spiking_network_mean_input_matches_eq_133():
     # E(S^1) = sum_j w_j r E(O_j) with spikes of size r on the input (values in [0, 1])
     net = _net((4, 3, 2), keep=0.5, gate="spiking")

@@ -5,10 +5,9 @@ For each layer h and unit i, over the dropout ensemble and for each input b (sha
     E = E(O), Var = Var(O), NWGM, WGM = G (only where O lies in [0, 1]), E_S = E(S), Var_S = Var(S),
     E_derivative = E(f'(S)), se_E = the standard error of E (Monte Carlo only).
 
-Each chunk of members gives a weighted mean and M2 = sum_k w_k (x_k - mean)^2 per unit, from sums of
-x - shift with the shift close to the mean (the running mean, or the weight-scaled values W and U for the
-first chunk) so that little is lost to cancellation, and chunks are merged in float64 by Chan et al.'s
-pairwise update.
+Each chunk of members adds, per unit, sum_k w_k (x_k - c) and sum_k w_k (x_k - c)^2 to float64 totals,
+with c a fixed shift close to the mean (the first chunk's mean) so that M2 = sum_k w_k (x_k - mean)^2
+loses little to cancellation.
 """
 
 from __future__ import annotations
@@ -100,7 +99,8 @@ class Accumulator:
         self.pairs = list(pairs)
         self.total = 0.0
         self.sums: dict[str, list[Tensor | None]] = {}
-        self.moments: dict[str, list[tuple[float, Tensor, Tensor | None] | None]] = {}
+        # key -> per layer (A, Q, shift): weighted sums of x - shift and of its square (see _moments)
+        self.moments: dict[str, list[tuple[Tensor, Tensor | None, Tensor | None] | None]] = {}
         self.pair_sum = torch.zeros(self.batch, len(self.pairs), dtype=torch.float64, device=reference.O[0].device)
         self.entropy_sum = torch.zeros(self.batch, dtype=torch.float64, device=reference.O[0].device)
         self.hist_units = list(histogram_units)
@@ -117,41 +117,40 @@ class Accumulator:
         value = value.to(torch.float64)
         slots[h] = value if slots[h] is None else slots[h] + value
 
-    def _merge(self, key: str, h: int, weight: float, mean: Tensor, m2: Tensor | None) -> None:
-        """Chan et al.'s pairwise update of a running (total weight, mean, M2) with one chunk's, in float64."""
-        slots = self.moments.setdefault(key, [None] * len(self.ref.O))
-        mean = mean.to(torch.float64)
-        m2 = m2.to(torch.float64) if m2 is not None else None
-        if slots[h] is None:
-            slots[h] = (weight, mean, m2)
-            return
-        w0, mean0, m20 = slots[h]
-        total = w0 + weight
-        delta = mean - mean0
-        new_m2 = None if m2 is None else m20 + m2 + delta.square() * (w0 * weight / total)
-        slots[h] = (total, mean0 + delta * (weight / total), new_m2)
+    def _moments(self, key: str, h: int, x: Tensor, ref: Tensor, second: bool) -> None:
+        """Add one chunk x (k, B, n) to the weighted sums A = sum w (x - c) and Q = sum w (x - c)^2, in float64.
 
-    def _shift(self, key: str, h: int, ref: Tensor) -> Tensor:
-        """The value chunk sums are taken around: the running mean once there is one, else the weight-scaled
-        value. Both are close to the chunk's mean, so sum w d^2 - (sum w d)^2 / sum w loses little to
-        cancellation even in float32."""
-        slot = self.moments.get(key, [None] * len(self.ref.O))[h]
-        return ref if slot is None else slot[1].to(ref.dtype)
-
-    @staticmethod
-    def _chunk_moments(x: Tensor, w: Tensor, shift: Tensor, second: bool) -> tuple[Tensor, Tensor | None]:
-        """Weighted mean and M2 = sum_k w_k (x_k - mean)^2 of one chunk x (k, B, n), from sums of d = x - shift.
-
-        Each sum over the k members is a matrix-vector product w @ d (one read pass, vectorized across
-        units); ``torch.var_mean`` over the member dimension ran 5-20x slower on CPU.
+        c is a fixed shift close to the mean: the weight-scaled value (W or U) for the first chunk, then that
+        chunk's mean (the sums are re-centred once, exactly). Then M2 = Q - A^2 / sum w loses little to
+        cancellation, although each chunk's sums are float32 matrix-vector products w @ d (one read pass,
+        vectorized across units: torch.var_mean over the member dimension ran 5-20x slower on CPU).
+        The mean alone needs no shift: A = sum w x, one pass.
         """
-        total = w.sum()
-        if not second:  # the mean alone needs no shift: one pass
-            return (w @ x.reshape(x.shape[0], -1)).view(shift.shape) / total, None
-        d = (x - shift).reshape(x.shape[0], -1)
-        a = (w @ d).view(shift.shape)
-        mean = shift + a / total
-        return mean, (w @ d.square_()).view(shift.shape) - a.square() / total
+        slots = self.moments.setdefault(key, [None] * len(self.ref.O))
+        k = x.shape[0]
+        if not second:
+            a = (self.w @ x.reshape(k, -1)).view(ref.shape).to(torch.float64)
+            slots[h] = (a, None, None) if slots[h] is None else (slots[h][0] + a, None, None)
+            return
+        shift = ref if slots[h] is None else slots[h][2]
+        d = (x - shift).reshape(k, -1)
+        a = (self.w @ d).view(ref.shape).to(torch.float64)
+        q = (self.w @ d.square_()).view(ref.shape).to(torch.float64)
+        if slots[h] is not None:
+            slots[h] = (slots[h][0] + a, slots[h][1] + q, shift)
+            return
+        # first chunk: re-centre the sums on its own mean c' (held in x's dtype), exactly, in float64
+        new_shift = (shift.to(torch.float64) + a / self.chunk_weight).to(x.dtype)
+        delta = new_shift.to(torch.float64) - shift.to(torch.float64)
+        slots[h] = (a - self.chunk_weight * delta, q - 2 * delta * a + self.chunk_weight * delta.square(), new_shift)
+
+    def _mean_m2(self, key: str, h: int) -> tuple[Tensor, Tensor | None]:
+        a, q, shift = self.moments[key][h]
+        t = self.total
+        if q is None:
+            return a / t, None
+        mean_offset = a / t
+        return shift.to(torch.float64) + mean_offset, q - a * mean_offset
 
     def add(self, trace: Trace, weights: Tensor) -> None:
         """One chunk given as a whole trace: ``begin``, ``layer`` for every layer, ``end``."""
@@ -173,7 +172,7 @@ class Accumulator:
     def layer(self, h: int, s: Tensor | None, o: Tensor) -> None:
         """Layer h of the current chunk: S and O are (K_c * B, n_h), member-major. Called as soon as the layer
         is computed, while it is still in cache; nothing of it is kept but the pair columns."""
-        k, w, weight = self.w.shape[0], self.w, self.chunk_weight
+        k, w = self.w.shape[0], self.w
         o3 = o.view(k, self.batch, -1)
         for i in self.needed.get(h, ()):
             self.columns[(h, i)] = o3[:, :, i].clone()
@@ -186,11 +185,9 @@ class Accumulator:
             return
         s3 = s.view(k, self.batch, -1)
         transfer = self.net.transfers[h - 1]
-        self._merge("o", h, weight, *self._chunk_moments(o3, w, self._shift("o", h, self.ref.O[h]),
-                                                         "Var" in self.want))
+        self._moments("o", h, o3, self.ref.O[h], "Var" in self.want)
         if self.want & {"E_S", "Var_S"} or ("NWGM" in self.want and transfer.name == "logistic"):
-            self._merge("s", h, weight, *self._chunk_moments(s3, w, self._shift("s", h, self.ref.S[h]),
-                                                             "Var_S" in self.want))
+            self._moments("s", h, s3, self.ref.S[h], "Var_S" in self.want)
         if "E_derivative" in self.want and transfer.name != "softmax":
             self._acc("deriv", h, self._wsum(transfer.derivative(s3)))
         if transfer.name == "logistic" and "WGM" in self.want:
@@ -215,11 +212,11 @@ class Accumulator:
         layers = [LayerStatistics(E=self.ref.O[0], Var=torch.zeros_like(self.ref.O[0]))]
         for h in range(1, len(self.ref.O)):
             got = {key: (slots[h] / t if slots[h] is not None else None) for key, slots in self.sums.items()}
-            _, e, m2 = self.moments["o"][h]
+            e, m2 = self._mean_m2("o", h)
             var = (m2 / t).clamp_min(0) if m2 is not None else None
             e_s = var_s = None
             if self.moments.get("s", [None] * (h + 1))[h] is not None:
-                _, e_s, m2_s = self.moments["s"][h]
+                e_s, m2_s = self._mean_m2("s", h)
                 var_s = (m2_s / t).clamp_min(0) if m2_s is not None else None
             transfer = self.net.transfers[h - 1]
             nwgm = wgm = None
