@@ -215,3 +215,25 @@ def test_bernoulli_noise_dyadic_rates_are_exact_byte_compares(keep, width, dtype
     expected = (u < round(keep * 2**width)).astype(np.float64)
     assert noise.dtype == dtype
     np.testing.assert_array_equal(noise.double().numpy(), expected)
+
+
+def test_random_words_split_is_two_seeded_streams_and_reproducible():
+    from droplab.gates import SPLIT_WORDS, random_words
+
+    count = 2 * SPLIT_WORDS + 3
+    cpu = torch.device("cpu")
+    words = random_words(count, generator=torch.Generator().manual_seed(11), device=cpu)
+    assert torch.equal(words, random_words(count, generator=torch.Generator().manual_seed(11), device=cpu))
+    # Reference: the documented construction, serially: one seed from the generator, the first half from it,
+    # the second half from a generator seeded with that seed
+    g = torch.Generator().manual_seed(11)
+    seed = int(torch.empty((), dtype=torch.int64).random_(0, 2**62, generator=g))
+    half = count // 2
+    first = torch.empty(half, dtype=torch.int64).random_(-2**63, None, generator=g)
+    second = torch.empty(count - half, dtype=torch.int64).random_(-2**63, None,
+                                                                  generator=torch.Generator().manual_seed(seed))
+    assert torch.equal(words, torch.cat([first, second]))
+    # every bit position is a fair coin in both halves (4 standard errors)
+    bits = ((words[:, None] >> torch.arange(64)) & 1).double()
+    for part in (bits[:half], bits[half:]):
+        assert torch.all((part.mean(0) - 0.5).abs() < 4 * (0.25 / len(part)) ** 0.5)
