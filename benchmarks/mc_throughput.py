@@ -66,6 +66,10 @@ def _timed(fn, device):
 def run_droplab(args, device) -> dict:
     from droplab import ensemble
 
+    if args.tile_mib:
+        from droplab.ensemble import _sampling
+
+        _sampling.CPU_TILE = int(args.tile_mib * 2**20)
     net, x = _net(device), _inputs(args.inputs, device)
     gen = torch.Generator(device=device).manual_seed(0)
     ensemble.monte_carlo(net, x, samples=100, generator=gen, statistics=("E", "Var", "NWGM"))  # warm-up
@@ -161,6 +165,8 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=10_000)
     parser.add_argument("--memory", type=int, default=256 * 2**20, help="droplab's activation budget (bytes)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--tile-mib", type=float, default=None,
+                        help="droplab's CPU chunk size per layer tensor (default: droplab.ensemble._sampling.CPU_TILE)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of each library (best and median shown)")
     parser.add_argument("--skip", nargs="*", default=[], choices=["baal", "exact", "linear"])
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -174,7 +180,8 @@ def main() -> None:
         print(json.dumps(result))
         return
     argv = ["--inputs", str(args.inputs), "--samples", str(args.samples), "--memory", str(args.memory),
-            "--device", args.device, "--repeats", str(args.repeats)]
+            "--device", args.device, "--repeats", str(args.repeats)] + (
+        ["--tile-mib", str(args.tile_mib)] if args.tile_mib else [])
     ours = _child("droplab", argv)
     flops = 2 * sum(a * b for a, b in zip(SIZES[:-1], SIZES[1:], strict=True)) * args.inputs * args.samples
     peak, typical = max(ours["peaks"]), statistics.median(ours["peaks"])

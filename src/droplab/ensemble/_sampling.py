@@ -70,7 +70,7 @@ def _chunk(net: DropoutMLP, x: Tensor, memory: int, samples: int) -> int:
     the widest layer (plus per-example connection masks) and the memory budget bounds that. On a CPU the
     chunk is also kept near ``CPU_TILE`` per tensor: the elementwise passes that follow each product then
     run from cache instead of memory, which cut them 2-5x, while the products stay as fast (measured with
-    ``benchmarks/mc_throughput.py``; see ``--tile``)."""
+    ``benchmarks/mc_throughput.py --tile-mib``)."""
     batch, widest = x.shape[0], max(net.sizes)
     masks = max((lin.weight.numel() for lin in net.linears
                  if isinstance(lin, ConnectionDropoutLinear) and lin.mask_sharing == "example"), default=0)
@@ -105,7 +105,8 @@ def monte_carlo(net: nn.Module, x: Tensor, *, samples: int = 1000, generator: to
     ((layer, unit) -> (B, bins) frequencies over [0, 1]). For any other module containing droplab gates,
     statistics of its output (treated as logits if it has a class dimension: see ``predict``).
     ``statistics`` restricts the per-unit statistics to those named (E is always computed), to save time.
-    Memory does not grow with K: chunks of members are sized to ``memory`` bytes.
+    Memory does not grow with K: members run in chunks, one layer at a time, sized to ``memory`` bytes (and,
+    on a CPU, to about 4 MiB per layer tensor, so that the elementwise work runs from cache).
 
     >>> net = DropoutMLP((4, 8, 3), keep=(0.8, 0.5)).eval()
     >>> stats = monte_carlo(net, torch.rand(2, 4), samples=100, generator=torch.Generator().manual_seed(0))

@@ -136,8 +136,8 @@ class Accumulator:
         d = (x - shift).reshape(k, -1)
         a = (self.w @ d).view(ref.shape).to(torch.float64)
         q = (self.w @ d.square_()).view(ref.shape).to(torch.float64)
-        if slots[h] is not None:
-            slots[h] = (slots[h][0] + a, slots[h][1] + q, shift)
+        if slots[h] is not None or self.chunk_weight == 0:  # (a first chunk of weight 0 keeps the shift W)
+            slots[h] = (a, q, shift) if slots[h] is None else (slots[h][0] + a, slots[h][1] + q, shift)
             return
         # first chunk: re-centre the sums on its own mean c' (held in x's dtype), exactly, in float64
         new_shift = (shift.to(torch.float64) + a / self.chunk_weight).to(x.dtype)
