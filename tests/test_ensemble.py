@@ -43,8 +43,9 @@ def _enumerate_by_hand(net, x):
     return np.array(probs), traces
 
 
-def test_exact_matches_configurations_replayed_one_by_one():
-    net = _net((3, 4, 2), keep=(torch.tensor([0.9, 0.5, 0.7], dtype=F64), 0.6), gate="bernoulli")
+@pytest.mark.parametrize("gate", ["bernoulli", "dropin"])
+def test_exact_matches_configurations_replayed_one_by_one(gate):
+    net = _net((3, 4, 2), keep=(torch.tensor([0.9, 0.5, 0.7], dtype=F64), 0.6), gate=gate, scaling="paper")
     x = torch.rand(2, 3, dtype=F64)
     p, traces = _enumerate_by_hand(net, x)
     stats = ensemble.exact(net, x, pairs=[(1, 0, 1, 3), (2, 1, 1, 2)])
@@ -58,6 +59,8 @@ def test_exact_matches_configurations_replayed_one_by_one():
         assert np.allclose(stats.layers[h].WGM.numpy(), means.geometric_mean(np.moveaxis(o, 0, -1), p), atol=1e-12)
         s = np.stack([t.S[h].numpy() for t in traces])
         assert np.allclose(stats.layers[h].Var_S.numpy(), means.weighted_variance(np.moveaxis(s, 0, -1), p))
+        # E(S) is computed from E(O^{h-1}) (Rao-Blackwell), not from the members' S: it must be the same number
+        assert np.allclose(stats.layers[h].E_S.numpy(), np.einsum("c,cbn->bn", p, s), rtol=0, atol=1e-12)
     o1, o2 = np.stack([t.O[1].numpy() for t in traces]), np.stack([t.O[2].numpy() for t in traces])
     assert np.allclose(stats.pairs[(1, 0, 1, 3)].numpy(), np.einsum("c,cb->b", p, o1[:, :, 0] * o1[:, :, 3]))
     assert np.allclose(stats.pairs[(2, 1, 1, 2)].numpy(), np.einsum("c,cb->b", p, o2[:, :, 1] * o1[:, :, 2]))
