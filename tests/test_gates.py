@@ -233,6 +233,12 @@ def test_random_words_split_is_two_seeded_streams_and_reproducible():
     second = torch.empty(count - half, dtype=torch.int64).random_(-2**63, None,
                                                                   generator=torch.Generator().manual_seed(seed))
     assert torch.equal(words, torch.cat([first, second]))
+    threads = torch.get_num_threads()
+    try:  # one torch thread: filled serially, the same words
+        torch.set_num_threads(1)
+        assert torch.equal(words, random_words(count, generator=torch.Generator().manual_seed(11), device=cpu))
+    finally:
+        torch.set_num_threads(threads)
     # every bit position is a fair coin in both halves (4 standard errors)
     bits = ((words[:, None] >> torch.arange(64)) & 1).double()
     for part in (bits[:half], bits[half:]):

@@ -99,7 +99,8 @@ def random_words(count: int, *, generator: torch.Generator | None, device: torch
     CPU torch draws from one Mersenne Twister, serially: on the 2-core benchmark machine that was 6% of a
     Monte Carlo run with one core idle. A large CPU draw is therefore split in two halves, the first from
     ``generator`` and the second from a child generator seeded by one draw from it, filled on two threads.
-    The split depends only on ``count``, never on the machine, so a seed gives the same words everywhere.
+    The split depends only on ``count``, never on the machine or on ``torch.get_num_threads()`` (with one
+    thread both halves are filled in the calling thread), so a seed gives the same words everywhere.
 
     >>> g = torch.Generator().manual_seed(0)
     >>> random_words(3, generator=g, device=torch.device("cpu")).dtype
@@ -111,6 +112,10 @@ def random_words(count: int, *, generator: torch.Generator | None, device: torch
     seed = int(torch.empty((), dtype=torch.int64).random_(0, 2**62, generator=generator))
     child = torch.Generator().manual_seed(seed)
     half = count // 2
+    if torch.get_num_threads() == 1:  # the caller asked torch for one thread: same words, filled serially
+        words[half:].random_(-2**63, None, generator=child)
+        words[:half].random_(-2**63, None, generator=generator)
+        return words
     second = _rng_pool().submit(words[half:].random_, -2**63, None, generator=child)
     words[:half].random_(-2**63, None, generator=generator)
     second.result()
