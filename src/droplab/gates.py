@@ -47,6 +47,7 @@ __all__ = [
     "check_keep",
     "check_scaling",
     "gate_kind",
+    "random_words",
 ]
 
 SCALINGS = ("paper", "inverted")
