@@ -85,6 +85,37 @@ def run_droplab(args, device) -> dict:
     return {"seconds": min(times), "times": times, "peaks": peaks}
 
 
+def run_breakdown(args, device) -> dict:
+    """Where one Monte Carlo run's time goes: wall time inside gates, products, transfer functions and the
+    statistics accumulator, by timers wrapped around each module (synchronous on CPU)."""
+    from droplab import ensemble
+    from droplab.ensemble import _stats
+
+    net, x = _net(device), _inputs(args.inputs, device)
+    spent: dict[str, float] = {"gates": 0.0, "products": 0.0, "transfer functions": 0.0, "statistics": 0.0}
+
+    def timed(part, fn):
+        def wrapper(*a, **k):
+            _sync(device)
+            t0 = time.perf_counter()
+            out = fn(*a, **k)
+            _sync(device)
+            spent[part] += time.perf_counter() - t0
+            return out
+        return wrapper
+
+    for gate, linear, act in zip(net.gates, net.linears, net.activations, strict=True):
+        gate.forward = timed("gates", gate.forward)
+        linear.forward = timed("products", linear.forward)
+        act.forward = timed("transfer functions", act.forward)
+    _stats.Accumulator.layer = timed("statistics", _stats.Accumulator.layer)
+    ensemble.monte_carlo(net, x, samples=100, statistics=("E", "Var", "NWGM"))  # warm-up
+    spent = dict.fromkeys(spent, 0.0)
+    _, seconds = _timed(lambda: ensemble.monte_carlo(net, x, samples=args.samples, memory=args.memory,
+                                                     statistics=("E", "Var", "NWGM")), device)
+    return {"seconds": seconds, "parts": spent}
+
+
 def run_baal(args, device) -> dict:
     from baal.modelwrapper import mc_inference
     from torch import nn
@@ -168,13 +199,13 @@ def main() -> None:
     parser.add_argument("--tile-mib", type=float, default=None,
                         help="droplab's CPU chunk size per layer tensor (default: droplab.ensemble._sampling.CPU_TILE)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of each library (best and median shown)")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["baal", "exact", "linear"])
+    parser.add_argument("--skip", nargs="*", default=[], choices=["baal", "exact", "linear", "breakdown"])
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     device = torch.device(args.device)
     if args.child:
-        result = {"droplab": run_droplab, "baal": run_baal, "exact": run_exact, "linear": run_linear}[args.child](
-            args, device)
+        result = {"droplab": run_droplab, "baal": run_baal, "exact": run_exact, "linear": run_linear,
+                  "breakdown": run_breakdown}[args.child](args, device)
         scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
         result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
         print(json.dumps(result))
@@ -202,6 +233,11 @@ def main() -> None:
         print(f"speed-up droplab / baal: {theirs['seconds'] / ours['seconds']:.2f}x best to best, "
               f"{statistics.median(theirs['times']) / statistics.median(ours['times']):.2f}x median to median "
               "(target >= 2)")
+    if "breakdown" not in args.skip:
+        parts = _child("breakdown", argv)
+        shares = ", ".join(f"{name} {100 * t / parts['seconds']:.0f}%" for name, t in parts["parts"].items())
+        print(f"droplab's time by part (one timed run): {shares}, the rest "
+              f"{100 * (1 - sum(parts['parts'].values()) / parts['seconds']):.0f}%")
     if "exact" not in args.skip:
         ex = _child("exact", argv)
         print(f"exact over {ex['configurations']:,} configurations: {ex['exact_seconds']:.2f} s; monte_carlo to "

@@ -128,15 +128,14 @@ class Accumulator:
         The mean alone needs no shift: A = sum w x, one pass.
         """
         slots = self.moments.setdefault(key, [None] * len(self.ref.O))
-        k = x.shape[0]
         if not second:
-            a = (self.w @ x.reshape(k, -1)).view(ref.shape).to(torch.float64)
+            a = self._wsum(x).to(torch.float64)
             slots[h] = (a, None, None) if slots[h] is None else (slots[h][0] + a, None, None)
             return
         shift = ref if slots[h] is None else slots[h][2]
-        d = (x - shift).reshape(k, -1)
-        a = (self.w @ d).view(ref.shape).to(torch.float64)
-        q = (self.w @ d.square_()).view(ref.shape).to(torch.float64)
+        d = x - shift
+        a = self._wsum(d).to(torch.float64)
+        q = self._wsum(d.square_()).to(torch.float64)
         if slots[h] is not None or self.chunk_weight == 0:  # (a first chunk of weight 0 keeps the shift W)
             slots[h] = (a, q, shift) if slots[h] is None else (slots[h][0] + a, slots[h][1] + q, shift)
             return
