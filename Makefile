@@ -1,9 +1,10 @@
-# droplab: `make run` reproduces the paper's simulations (quick preset); `make test` runs the test suite.
+# droplab: `make run` reproduces the paper's simulations (standard preset); `make test` runs the test suite.
 # Both create .venv if missing. torch==2.13.0 (a CPU build) is installed first where no torch is present.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-OUT ?= reports/quick
+PRESET ?= standard
+OUT ?= reports/$(PRESET)
 
 .PHONY: setup setup-dev run test test-slow lint bench clean
 
@@ -24,7 +25,7 @@ setup: $(VENV)/.droplab-installed
 setup-dev: $(VENV)/.droplab-dev
 
 run: setup
-	$(VENV)/bin/droplab reproduce --preset quick --out $(OUT)
+	$(VENV)/bin/droplab reproduce --preset $(PRESET) --out $(OUT)
 
 test: setup-dev
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -1,9 +1,13 @@
 """droplab reproduce: a tiny preset end to end, cached stages, and the report rendered in a real browser."""
 
+import base64
 import json
+import os
 import shutil
+import stat
 import subprocess
 import time
+from html import escape as html_escape
 
 import pytest
 
@@ -31,10 +35,39 @@ def test_every_section_has_its_figure_numbers_and_verdicts(tiny_report):
         assert png.read_bytes()[:8] == PNG_MAGIC, row["name"]
         assert row["numbers"], row["name"]
         assert row["verdicts"] and all(isinstance(v["holds"], bool) for v in row["verdicts"])
-        assert f"src='{row['figure']}'" in html and row["claim"][:40] in html
+        # the figure is embedded, so report.html is one file that can be sent
+        assert f"src='data:image/png;base64,{base64.b64encode(png.read_bytes()).decode()}'" in html
+        assert html_escape(row["claim"])[:40] in html
+        for v in row["verdicts"]:
+            assert v["group"] in ("paper", "other", "lecture") and v["source"] and v["basis"] is not None
     saved = json.loads((out / "results.json").read_text())
     assert saved["claims"] == sum(len(r["verdicts"]) for r in saved["sections"])
     assert 0 < saved["claims_held"] <= saved["claims"]
+    assert sum(g["claims"] for g in saved["groups"].values()) == saved["claims"]
+    assert saved["groups"]["paper"]["claims"] > saved["groups"]["other"]["claims"] > 0
+    assert "Substitute setting" in html  # the tiny preset says what it is at the top
+    for name in ("report.html", "results.json", "bounds.png"):
+        assert stat.S_IMODE(os.stat(out / name).st_mode) == 0o644, name
+
+
+def test_the_same_seed_gives_the_same_report(tiny_report, tmp_path):
+    out, first, _ = tiny_report
+    again = reproduce(tmp_path / "again", preset="tiny", progress=False)
+
+    def claims(summary):
+        return [(r["name"], r["numbers"], [(v["text"], v["holds"]) for v in r["verdicts"]])
+                for r in summary["sections"]]
+
+    assert claims(again) == claims(first)
+
+
+def test_a_folder_of_another_preset_is_refused(tiny_report, tmp_path):
+    out, _, _ = tiny_report
+    with pytest.raises(ValueError, match="holds the results of the 'tiny' preset"):
+        reproduce(out, preset="quick", progress=False)
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ValueError, match="is a file"):
+        reproduce(tmp_path / "afile", preset="tiny", progress=False)
 
 
 def test_exact_claims_hold_even_on_the_tiny_preset(tiny_report):
@@ -44,7 +77,7 @@ def test_exact_claims_hold_even_on_the_tiny_preset(tiny_report):
     for name in ("bounds", "gradients"):
         assert all(v["holds"] for v in by_name[name]["verdicts"]), by_name[name]["verdicts"]
     worked = [v for v in by_name["lecture"]["verdicts"] if v["text"].startswith("the worked example")]
-    assert worked == [{"text": "the worked example gives [60.0, 132.0]", "holds": True}]
+    assert [(v["text"], v["holds"]) for v in worked] == [("the worked example gives [60.0, 132.0]", True)]
     penalty = [v for v in by_name["lecture"]["verdicts"] if "p(1-p)" in v["text"]]
     assert penalty and penalty[0]["holds"]
 

@@ -10,8 +10,10 @@
 | synthetic-linear| y = x W* + noise, for linear networks                          | generated from the seed      |
 
 IDX files are looked for, in order, in: the ``root`` given (the folder itself or ``root/<name>``),
-``$DROPLAB_DATA/<name>``, ``~/.cache/droplab/<name>`` and ``/usr/share/datasets/<name>`` (Debian's
-``dataset-fashion-mnist`` layout). If none has them and ``download=True``, they are downloaded into
+``$DROPLAB_DATA/<name>``, ``~/.cache/droplab/<name>``, ``/usr/share/datasets/<name>`` (Debian's
+``dataset-fashion-mnist`` layout) and ``../shared/data/<name>`` (a team checkout's shared data folder beside
+the working directory, e.g. ``../shared/data/mnist-t10k``). If none has them and ``download=True``, they are
+downloaded into
 ``root`` (or ``$DROPLAB_DATA/<name>``, else the cache), each verified against its published MD5 and moved
 into place atomically, so a broken download never leaves a partial file under the final name.
 """
@@ -165,6 +167,7 @@ def _search_folders(name: str, root: str | os.PathLike[str] | None) -> list[Path
         out += [Path(os.environ["DROPLAB_DATA"]) / f for f in folders]
     out += [Path.home() / ".cache" / "droplab" / f for f in folders]
     out += [Path("/usr/share/datasets") / f for f in folders]
+    out += [Path.cwd().parent / "shared" / "data" / f for f in folders]
     return out
 
 

@@ -64,9 +64,10 @@ class DropoutMLP(nn.Module):
         scaling: ``paper`` (train with delta O, predict with p O) or ``inverted``.
         backward: None, ``"derivative"`` or a float: backpercolation on every hidden layer (Section 10.2).
         init: ``"default"`` (PyTorch's uniform(+-1/sqrt(n_in))) or ``"glorot"`` (Glorot & Bengio 2010:
-            uniform(+-g sqrt(6 / (n_in + n_out))), zero biases, gain g = 4 for logistic layers and 1 otherwise).
-            Deep logistic stacks with dropout barely move from PyTorch's default, whose inputs sums all sit
-            near 0 where sigma' <= 1/4 shrinks the gradient at every layer.
+            uniform(+-g sqrt(6 / (n_in + n_out))), zero biases).
+        init_gain: the Glorot gain g; None means 4 for logistic layers and 1 otherwise (Glorot & Bengio's
+            logistic gain: unit variances are large from the first epoch). The paper's regime, small random
+            weights with dropout variances near 0 at the start (Section 9.6), is gain 2 on every layer.
     """
 
     def __init__(self, sizes: Sequence[int], *, transfer: str | Sequence[str] = "logistic",
@@ -74,7 +75,8 @@ class DropoutMLP(nn.Module):
                  keep: KeepSpec | Sequence[KeepSpec] = 1.0, gate: str | Sequence[str] = "bernoulli",
                  connection_keep: KeepSpec | Sequence[KeepSpec] = None, connection_kind: str = "bernoulli",
                  mask_sharing: str = "example", scaling: str = "paper",
-                 backward: str | float | None = None, init: str = "default") -> None:
+                 backward: str | float | None = None, init: str = "default",
+                 init_gain: float | None = None) -> None:
         super().__init__()
         sizes = tuple(sizes)
         if len(sizes) < 2 or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in sizes):
@@ -95,9 +97,17 @@ class DropoutMLP(nn.Module):
         self.sizes, self.output_name = sizes, output
         if init not in ("default", "glorot"):
             raise ValueError(f"init must be 'default' or 'glorot', got {init!r}")
+        if init_gain is not None and not (isinstance(init_gain, (int, float)) and not isinstance(init_gain, bool)
+                                          and 0 < init_gain < float("inf")):
+            raise ValueError(f"init_gain must be a positive number or None (4 for logistic layers, else 1), "
+                             f"got {init_gain!r}")
+        if init_gain is not None and init != "glorot":
+            raise ValueError(f"init_gain sets the Glorot gain; it needs init='glorot', got init={init!r}")
         self._spec = dict(transfer=transfers, output=output, c=c, lam=lam, gate=kinds,
                           connection_kind=connection_kind, mask_sharing=mask_sharing, scaling=scaling,
                           backward=backward, init=init)
+        if init_gain is not None:  # only when set, so configs saved before the option still compare equal
+            self._spec["init_gain"] = float(init_gain)
         self._keep_spec = keeps
         self._connection_spec = ckeeps
         self.transfers = [make_transfer(t, c=c, lam=lam) for t in transfers] + [make_transfer(output, c=c, lam=lam)]
@@ -117,9 +127,9 @@ class DropoutMLP(nn.Module):
 
     @torch.no_grad()
     def glorot_(self) -> None:
-        """Glorot-uniform weights (gain 4 for logistic layers), zero biases, in place."""
+        """Glorot-uniform weights (gain ``init_gain``, else 4 for logistic layers and 1 otherwise), zero biases."""
         for transfer, linear in zip(self.transfers, self.linears, strict=True):
-            gain = 4.0 if transfer.name == "logistic" else 1.0
+            gain = self._spec.get("init_gain") or (4.0 if transfer.name == "logistic" else 1.0)
             bound = gain * (6.0 / (linear.in_features + linear.out_features)) ** 0.5
             linear.weight.uniform_(-bound, bound)
             if linear.bias is not None:

@@ -8,17 +8,19 @@ of the report, so each one can be traced to its stage file.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import html
 import json
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from .checkpoint import atomic_write_text
-from .experiments import EXPERIMENTS, PRESETS
-from .experiments._base import Context, Experiment, to_json
+from .experiments import EXPERIMENTS, PRESETS, SUBSTITUTES
+from .experiments._base import GROUPS, Context, Experiment, to_json
 from .experiments.study import Study
 
 __all__ = ["reproduce"]
@@ -32,12 +34,23 @@ def _stage_key(exp: Experiment, preset: str, settings: dict[str, Any], seed: int
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _save_figure(fig: Any, path: Path) -> None:
+FIGURE_STYLE = {"font.size": 11, "axes.titlesize": 11, "axes.labelsize": 11, "xtick.labelsize": 10,
+                "ytick.labelsize": 10, "legend.fontsize": 9, "figure.dpi": 100}
+
+
+def _save_figure(plot: Any, result: dict[str, Any], path: Path) -> None:
+    """Draw with readable fonts and write the PNG atomically, readable by others (0644)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
+    with plt.rc_context(FIGURE_STYLE):
+        fig = plot(result)
+        tmp = path.with_name(f".{path.name}.tmp.png")
+        fig.savefig(tmp, dpi=100)
+        plt.close(fig)
+    os.chmod(tmp, 0o644)
     tmp.replace(path)
 
 
@@ -46,10 +59,10 @@ def _cached(exp: Experiment, ctx: Context, out: Path) -> dict[str, Any] | None:
     json_path, png_path = out / "stages" / f"{exp.name}.json", out / f"{exp.name}.png"
     if json_path.is_file() and png_path.is_file():
         try:
-            saved = json.loads(json_path.read_text())
-        except json.JSONDecodeError:
+            saved = json.loads(json_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
             return None  # a damaged stage file is recomputed
-        if saved.get("key") == key:
+        if isinstance(saved, dict) and saved.get("key") == key and isinstance(saved.get("result"), dict):
             return saved["result"]
     return None
 
@@ -62,12 +75,33 @@ def _run_stage(exp: Experiment, ctx: Context, out: Path) -> tuple[dict[str, Any]
     if cached is not None:
         return cached, True
     result = to_json(exp.compute(ctx))
-    _save_figure(exp.plot(result), png_path)
+    _save_figure(exp.plot, result, png_path)
     atomic_write_text(json_path, json.dumps({"key": key, "result": result}) + "\n")
     return result, False
 
 
-def reproduce(out: str | Path, *, preset: str = "quick", dataset: str | None = None, data_dir: str | None = None,
+def default_out(preset: str) -> Path:
+    """Where a preset's report goes unless told otherwise: ``reports/<preset>``."""
+    return Path("reports") / preset
+
+
+def _claim_folder(out: Path, preset: str) -> None:
+    """Make ``out`` this preset's folder; refuse one that holds another preset's results."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; give a folder (default: {default_out(preset)})")
+    marker = out / "stages" / "preset.txt"
+    if marker.is_file():
+        other = marker.read_text(encoding="utf-8", errors="replace").strip()
+        if other != preset:
+            raise ValueError(f"{out} holds the results of the {other!r} preset; a {preset!r} run would write over "
+                             f"them. Use --out {default_out(preset)} or another empty folder")
+    (out / "stages").mkdir(parents=True, exist_ok=True)
+    if not marker.is_file():
+        atomic_write_text(marker, preset + "\n")
+
+
+def reproduce(out: str | Path | None = None, *, preset: str = "standard", dataset: str | None = None,
+              data_dir: str | None = None,
               device: str = "cpu", seed: int = 0, only: Sequence[str] | None = None,
               progress: bool = True) -> dict[str, Any]:
     """Run the experiments (all, or the names in ``only``) and write the report; returns the summary."""
@@ -83,8 +117,8 @@ def reproduce(out: str | Path, *, preset: str = "quick", dataset: str | None = N
             raise ValueError("the study network is a classifier; choose a classification dataset, not "
                              "'synthetic-linear'")
         settings["dataset"] = dataset
-    out = Path(out)
-    (out / "stages").mkdir(parents=True, exist_ok=True)
+    out = default_out(preset) if out is None else Path(out)
+    _claim_folder(out, preset)
     study = Study(out, settings, seed=seed, device=device, data_dir=data_dir, progress=progress)
     ctx = Context(preset, settings, study, seed, device, progress)
     # with --only, the other sections still appear when their cached stage matches these settings
@@ -100,17 +134,22 @@ def reproduce(out: str | Path, *, preset: str = "quick", dataset: str | None = N
         rows.append({"name": exp.name, "section": exp.section, "title": exp.title, "claim": exp.claim,
                      "figure": f"{exp.name}.png", "numbers": exp.numbers(result), "reused": reused,
                      "seconds": time.perf_counter() - t0,
-                     "verdicts": [{"text": v.text, "holds": v.holds} for v in verdicts]})
+                     "verdicts": [v.as_dict() for v in verdicts]})
         if bar is not None:
             bar.update(1)
     if bar is not None:
         bar.close()
     held = sum(v["holds"] for r in rows for v in r["verdicts"])
     total = sum(len(r["verdicts"]) for r in rows)
+    groups = {g: {"held": sum(v["holds"] for r in rows for v in r["verdicts"] if v["group"] == g),
+                  "claims": sum(v["group"] == g for r in rows for v in r["verdicts"])} for g in GROUPS}
     summary = {"preset": preset, "settings": settings, "seed": seed, "device": device, "sections": rows,
-               "claims_held": held, "claims": total}
+               "claims_held": held, "claims": total, "groups": groups,
+               "study_test_error": study.test_error if study.trained else None}
     atomic_write_text(out / "results.json", json.dumps(to_json(summary), indent=1) + "\n")
-    atomic_write_text(out / "report.html", _html(summary))
+    atomic_write_text(out / "report.html", _html(summary, out))
+    for name in ("results.json", "report.html"):
+        os.chmod(out / name, 0o644)
     return summary
 
 
@@ -123,6 +162,8 @@ def _bar(total: int, enabled: bool) -> Any:
 
 
 def _fmt(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value)
     if isinstance(value, float):
         return f"{value:.4g}"
     if isinstance(value, list):
@@ -130,34 +171,70 @@ def _fmt(value: Any) -> str:
     return html.escape(str(value))
 
 
-def _html(summary: dict[str, Any]) -> str:
+def _image(out: Path, name: str) -> str:
+    """The figure inline (a data URI), so report.html is one file that can be sent."""
+    data = base64.b64encode((out / name).read_bytes()).decode("ascii")
+    return f"data:image/png;base64,{data}"
+
+
+CSS = ("body{font-family:sans-serif;max-width:1250px;margin:auto;padding:1em;color:#222;line-height:1.4}"
+       "section{border-top:1px solid #ccc;margin-top:1.5em}img{max-width:100%}"
+       "table{border-collapse:collapse;font-size:0.9em;margin:0.5em 0}td,th{border:1px solid #ddd;padding:3px 6px;"
+       "vertical-align:top;text-align:left}th{background:#f3f3f3}.held{color:#176617;font-weight:bold}"
+       ".failed{color:#a11;font-weight:bold}.noise{color:#a60}.claim{font-style:italic}"
+       ".banner{background:#fff3cd;border:1px solid #e0c36a;padding:0.6em 1em}.words{color:#555}")
+
+
+def _claims_table(r: dict[str, Any]) -> str:
     e = html.escape
+    rows = ["<table><tr><th>verdict</th><th>measured</th><th>paper's words (source)</th><th>paper's number</th>"
+            "<th>threshold (basis)</th><th>group</th></tr>"]
+    for v in r["verdicts"]:
+        verdict = f"<span class='{'held' if v['holds'] else 'failed'}'>{'holds' if v['holds'] else 'does not hold'}"
+        verdict += "</span>" + (" <span class='noise'>(at its noise)</span>" if v.get("at_noise") else "")
+        threshold = "" if v.get("threshold") is None else _fmt(v["threshold"])
+        rows.append(f"<tr><td>{verdict}</td><td>{e(v['text'])}</td><td class='words'>&ldquo;{e(v.get('words', ''))}"
+                    f"&rdquo; ({e(v.get('source', ''))})</td><td>{e(v.get('paper', '') or '-')}</td>"
+                    f"<td>{threshold} ({e(v.get('basis', ''))})</td><td>{e(v.get('group', ''))}</td></tr>")
+    rows.append("</table>")
+    return "".join(rows)
+
+
+def _html(summary: dict[str, Any], out: Path) -> str:
+    e = html.escape
+    groups = summary["groups"]
     parts = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>droplab reproduction report</title><style>"
-        "body{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em;color:#222}"
-        "section{border-top:1px solid #ccc;margin-top:1.5em}img{max-width:100%}"
-        "table{border-collapse:collapse;font-size:0.85em}td{border:1px solid #ddd;padding:2px 6px}"
-        ".held{color:#176617}.failed{color:#a11}.claim{font-style:italic}</style></head><body>",
+        "<!doctype html><html><head><meta charset='utf-8'><title>droplab reproduction report</title>"
+        f"<style>{CSS}</style></head><body>",
         "<h1>The dropout learning algorithm: reproduction report</h1>",
-        f"<p>Baldi &amp; Sadowski (2014), with the CS/DS 541 lecture and the dropout article. Preset "
-        f"<b>{e(summary['preset'])}</b> on <b>{e(str(summary['settings']['dataset']))}</b>, seed {summary['seed']}, "
-        f"device {e(summary['device'])}. <b>{summary['claims_held']} of {summary['claims']}</b> measured claims "
-        "hold here. Every number below is in <code>results.json</code> and its stage file.</p><ul>",
     ]
-    parts += [f"<li><a href='#{e(r['name'])}'>{e(r['section'])}: {e(r['title'])}</a></li>" for r in summary["sections"]]
+    if summary["preset"] in SUBSTITUTES:
+        parts.append(f"<p class='banner'><b>Substitute setting.</b> {e(SUBSTITUTES[summary['preset']])}</p>")
+    s = summary["settings"]
+    parts.append(
+        f"<p>Baldi &amp; Sadowski (2014), with the CS/DS 541 lecture and the dropout article. Preset "
+        f"<b>{e(summary['preset'])}</b>: {e(str(s['dataset']))}, hidden layers {e(str(s['hidden']))}, keep "
+        f"{s['keep_input']} (input) / {s['keep_hidden']} (hidden), {s['epochs']} epochs, {s['inputs']} inputs x "
+        f"{s['samples']:,} dropout samples; seed {summary['seed']}, device {e(summary['device'])}.</p>"
+        "<table><tr><th>claims of</th><th>hold</th></tr>"
+        + "".join(f"<tr><td>{e(GROUPS[g])}</td><td><b>{c['held']} of {c['claims']}</b></td></tr>"
+                  for g, c in groups.items())
+        + "</table><p>A verdict marked <span class='noise'>at its noise</span> lies within two standard errors of its "
+          "threshold and may flip with the seed. Every number is in <code>results.json</code> and its stage file.</p>"
+          "<ul>")
+    parts += [f"<li><a href='#{e(r['name'])}'>{e(r['section'])}: {e(r['title'])}</a> "
+              f"({sum(v['holds'] for v in r['verdicts'])} of {len(r['verdicts'])})</li>" for r in summary["sections"]]
     parts.append("</ul>")
     for r in summary["sections"]:
         parts.append(f"<section id='{e(r['name'])}'><h2>{e(r['section'])}: {e(r['title'])}</h2>")
         parts.append(f"<p class='claim'>Claim: {e(r['claim'])}</p>")
-        parts.append(f"<img src='{e(r['figure'])}' alt='{e(r['section'])}'>")
-        parts.append("<ul>" + "".join(
-            f"<li class='{'held' if v['holds'] else 'failed'}'>{'holds' if v['holds'] else 'does not hold'}: "
-            f"{e(v['text'])}</li>" for v in r["verdicts"]) + "</ul>")
+        parts.append(f"<img src='{_image(out, r['figure'])}' alt='{e(r['section'])}: {e(r['title'])}'>")
+        parts.append(_claims_table(r))
         if r["numbers"]:
-            parts.append("<table>" + "".join(f"<tr><td>{e(str(k))}</td><td>{_fmt(v)}</td></tr>"
-                                             for k, v in r["numbers"].items()) + "</table>")
-        parts.append(f"<p><small>stage stages/{e(r['name'])}.json"
+            parts.append(f"<details><summary>all measured numbers ({len(r['numbers'])})</summary><table>"
+                         + "".join(f"<tr><td>{e(str(k))}</td><td>{_fmt(v)}</td></tr>" for k, v in r["numbers"].items())
+                         + "</table></details>")
+        parts.append(f"<p><small>stage stages/{e(r['name'])}.json, figure {e(r['figure'])}"
                      f"{' (reused)' if r['reused'] else ''}, {r['seconds']:.1f} s</small></p></section>")
     parts.append("</body></html>\n")
     return "\n".join(parts)
-

@@ -27,6 +27,7 @@ __all__ = ["STATISTICS", "EnsembleStatistics", "LayerStatistics", "Pair"]
 STATISTICS = ("E", "Var", "NWGM", "WGM", "E_S", "Var_S", "E_derivative")
 
 Pair = tuple[int, int, int, int]  # (layer h, unit i, layer l, unit j): E(O^h_i O^l_j)
+PAIR_BLOCK = 16 * 2**20  # bytes of pair products formed at once
 
 
 @dataclass
@@ -108,10 +109,20 @@ class Accumulator:
         self.edges = torch.linspace(0, 1, bins + 1, device=reference.O[0].device)
         self.hists = {u: torch.zeros(self.batch, bins, dtype=torch.float64, device=self.edges.device)
                       for u in self.hist_units}
-        self.needed: dict[int, set[int]] = {}  # layer -> units whose O the pairs need
+        # the pairs' units, gathered per layer into one column block; each pair is two indices into the blocks
+        needed: dict[int, set[int]] = {}
         for h, i, l, j in self.pairs:
-            self.needed.setdefault(h, set()).add(i)
-            self.needed.setdefault(l, set()).add(j)
+            needed.setdefault(h, set()).add(i)
+            needed.setdefault(l, set()).add(j)
+        device = reference.O[0].device
+        self.needed = {h: torch.tensor(sorted(units), device=device) for h, units in sorted(needed.items())}
+        position, start = {}, 0
+        for h, units in self.needed.items():
+            position.update({(h, int(u)): start + n for n, u in enumerate(units.tolist())})
+            start += len(units)
+        self.pair_left = torch.tensor([position[(h, i)] for h, i, _, _ in self.pairs], dtype=torch.long, device=device)
+        self.pair_right = torch.tensor([position[(l, j)] for _, _, l, j in self.pairs], dtype=torch.long,
+                                       device=device)
 
     def _acc(self, key: str, h: int, value: Tensor) -> None:
         slots = self.sums.setdefault(key, [None] * len(self.ref.O))
@@ -164,7 +175,7 @@ class Accumulator:
         self.w = weights.to(self.ref.O[0].dtype)
         self.chunk_weight = float(weights.sum(dtype=torch.float64))
         self.total += self.chunk_weight
-        self.columns: dict[tuple[int, int], Tensor] = {}
+        self.columns: dict[int, Tensor] = {}
 
     def _wsum(self, t: Tensor) -> Tensor:  # sum_k w_k t_k: one read pass (a matrix-vector product)
         return (self.w @ t.reshape(t.shape[0], -1)).view(t.shape[1:])
@@ -174,8 +185,8 @@ class Accumulator:
         is computed, while it is still in cache; nothing of it is kept but the pair columns."""
         k, w = self.w.shape[0], self.w
         o3 = o.view(k, self.batch, -1)
-        for i in self.needed.get(h, ()):
-            self.columns[(h, i)] = o3[:, :, i].clone()
+        if h in self.needed:
+            self.columns[h] = o3.index_select(2, self.needed[h])  # (k, B, units the pairs need)
         for (h_hist, i), hist in self.hists.items():
             if h_hist == h:
                 idx = torch.bucketize(o3[:, :, i].clamp(0, 1), self.edges[1:-1])  # (k, B)
@@ -202,8 +213,13 @@ class Accumulator:
     def end(self) -> None:
         """Finish the chunk: the pair products, from the columns its layers left."""
         if self.pairs:
-            prods = torch.stack([self.columns[(h, i)] * self.columns[(l, j)] for h, i, l, j in self.pairs], -1)
-            self.pair_sum += self._wsum(prods).to(torch.float64)
+            cols = torch.cat([self.columns[h] for h in self.needed], -1)  # (k, B, columns), in position order
+            k = cols.shape[0]
+            block = max(1, PAIR_BLOCK // max(1, k * self.batch * cols.element_size()))
+            for start in range(0, len(self.pairs), block):  # bounded memory: k * B * block products at a time
+                left, right = self.pair_left[start:start + block], self.pair_right[start:start + block]
+                prods = cols.index_select(2, left) * cols.index_select(2, right)
+                self.pair_sum[:, start:start + block] += self._wsum(prods).to(torch.float64)
         self.columns = {}
 
     @torch.no_grad()

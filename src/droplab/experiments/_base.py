@@ -7,19 +7,57 @@ numbers into sentences that say whether the paper's claim holds here, never writ
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-__all__ = ["Context", "Experiment", "Verdict", "hist", "to_json"]
+__all__ = ["GROUPS", "Context", "Experiment", "Verdict", "binomial_se", "hist", "to_json"]
+
+
+GROUPS = {"paper": "Baldi & Sadowski (2014)", "other": "other papers (Hinton et al. 2012, Srivastava et al. 2014)",
+          "lecture": "the lecture and the article"}
 
 
 @dataclass(frozen=True)
 class Verdict:
+    """One claim, measured: what was found, the paper's words and number, the threshold and where it comes from.
+
+    ``holds`` is the verdict; ``noise`` (the standard error of ``measured`` where one is known) lets the report
+    say when a verdict sits within two standard errors of its threshold, i.e. at its noise: such a verdict may
+    flip with the seed. ``group`` is ``paper`` (Baldi & Sadowski), ``other`` (claims of other papers) or
+    ``lecture`` (the lecture's and the article's).
+    """
+
     text: str
     holds: bool
+    group: str = "paper"
+    source: str = ""  # section, equation or figure
+    words: str = ""  # the paper's words (or a close paraphrase, marked as such)
+    paper: str = ""  # the paper's own number, where it gives one
+    measured: float | None = None
+    threshold: float | None = None
+    basis: str = ""  # where the threshold comes from
+    noise: float | None = None
+
+    @property
+    def at_noise(self) -> bool:
+        if self.measured is None or self.threshold is None or not self.noise:
+            return False
+        return abs(self.measured - self.threshold) < 2 * self.noise
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"text": self.text, "holds": bool(self.holds), "group": self.group, "source": self.source,
+                "words": self.words, "paper": self.paper, "measured": self.measured, "threshold": self.threshold,
+                "basis": self.basis, "noise": self.noise, "at_noise": self.at_noise}
+
+
+def binomial_se(error_percent: float, n: int) -> float:
+    """Standard error (in %) of a test error measured on n examples: 100 sqrt(p (1 - p) / n)."""
+    p = min(max(error_percent / 100.0, 0.0), 1.0)
+    return 100.0 * math.sqrt(max(p * (1 - p), 1.0 / n) / n)  # at p = 0 or 1, one error's worth
 
 
 @dataclass(frozen=True)
@@ -32,6 +70,7 @@ class Context:
     seed: int
     device: str
     progress: bool = True
+    cache: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)  # one run's shared results
 
 
 @dataclass(frozen=True)

@@ -31,11 +31,17 @@ class Study:
         self._snapshots: dict[int, dict[str, torch.Tensor]] | None = None
         self._data: data_mod.Dataset | None = None
         self.metrics: list[dict[str, Any]] = []
+        self.best_epoch, self.test_error = 0, float("nan")
 
     @property
     def key(self) -> str:
         blob = json.dumps({"settings": self.settings, "seed": self.seed}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    @property
+    def trained(self) -> bool:
+        """Whether the study network was trained or loaded in this run."""
+        return self._snapshots is not None
 
     @property
     def path(self) -> Path:
@@ -50,8 +56,17 @@ class Study:
     def model_config(self) -> dict[str, Any]:
         s = self.settings
         sizes = [self.data.input_size, *s["hidden"], self.data.output_size]
-        return dict(sizes=sizes, transfer="logistic", output="softmax",
-                    keep=[s["keep_input"]] + [s["keep_hidden"]] * len(s["hidden"]), scaling="paper", init="glorot")
+        config = dict(sizes=sizes, transfer="logistic", output="softmax",
+                      keep=[s["keep_input"]] + [s["keep_hidden"]] * len(s["hidden"]), scaling="paper", init="glorot")
+        if s.get("init_gain") is not None:
+            config["init_gain"] = s["init_gain"]
+        return config
+
+    @property
+    def snapshot_epochs(self) -> set[int]:
+        """The epochs whose weights are kept: ``snapshots`` is a list, or ``"every"`` epoch."""
+        snaps = self.settings["snapshots"]
+        return set(range(1, self.settings["epochs"] + 1)) if snaps == "every" else set(snaps)
 
     def train_config(self) -> train.TrainConfig:
         s = self.settings
@@ -59,12 +74,24 @@ class Study:
                                  momentum_start=0.5, momentum_end=s["momentum_end"],
                                  momentum_epochs=s["momentum_epochs"], max_norm=s["max_norm"], seed=self.seed)
 
-    def train_variant(self, *, l2: float = 0.0, **model_changes: Any) -> train.FitResult:
-        """Train a variant of the study network (its model config with ``model_changes``, same schedule, and
-        optionally L2) from scratch; the comparisons of Sections 10-11 and of generalization use it."""
-        model = train.build_model({**self.model_config(), **model_changes}, seed=self.seed)
-        config = dataclasses.replace(self.train_config(), l2=l2)
-        return train.fit(model, self.data, config, progress=False, device=self.device)
+    def train_variant(self, *, l2: float = 0.0, **model_changes: Any) -> dict[str, Any]:
+        """A variant of the study network (its model config with ``model_changes``, same schedule, and
+        optionally L2) trained from the same initial weights; the comparisons of Sections 10-11 and of
+        generalization use it. Returns ``{"history", "test_error", "best_epoch", "model"}``.
+
+        The study network itself (no changes, no L2) is not trained again: its own run is returned, so the
+        dropout arm of every comparison is the one network the other sections measure.
+        """
+        config = {**self.model_config(), **model_changes}
+        if config == self.model_config() and l2 == 0.0:
+            self.ensure()
+            return {"history": self.metrics, "test_error": self.test_error, "best_epoch": self.best_epoch,
+                    "model": self.model("best")}
+        model = train.build_model(config, seed=self.seed)
+        result = train.fit(model, self.data, dataclasses.replace(self.train_config(), l2=l2), progress=False,
+                           device=self.device)
+        return {"history": result.history, "test_error": result.test_error, "best_epoch": result.best_epoch,
+                "model": result.model.eval()}
 
     def ensure(self) -> None:
         """Train (once per settings) and keep the snapshots."""
@@ -78,9 +105,10 @@ class Study:
                     epoch, key = name.split(".", 1)
                     self._snapshots.setdefault(int(epoch[5:]), {})[key] = value
                 self.metrics = meta["metrics"]
+                self.best_epoch, self.test_error = meta["best_epoch"], meta["test_error"]
                 return
         model = train.build_model(self.model_config(), seed=self.seed)
-        wanted = set(self.settings["snapshots"])
+        wanted = self.snapshot_epochs
         snaps = {0: {k: v.detach().clone() for k, v in model.state_dict().items()}}
 
         def keep(row: dict[str, Any]) -> None:
@@ -90,22 +118,27 @@ class Study:
         result = train.fit(model, self.data, self.train_config(), progress=self.progress, device=self.device,
                            on_epoch=keep)
         self.metrics = result.history
+        self.best_epoch, self.test_error = result.best_epoch, result.test_error
+        snaps[-1] = {k: v.detach().cpu().clone() for k, v in result.model.state_dict().items()}  # best validation
         tensors = {f"epoch{e}.{k}": v for e, state in snaps.items() for k, v in state.items()}
         save_checkpoint_file(self.path, tensors, {"key": self.key, "metrics": self.metrics,
-                                                  "model": self.model_config()})
+                                                  "model": self.model_config(), "best_epoch": self.best_epoch,
+                                                  "test_error": self.test_error})
         self._snapshots = snaps
 
     @property
     def epochs(self) -> list[int]:
+        """Snapshot epochs, 0 (before training) first."""
         self.ensure()
         assert self._snapshots is not None
-        return sorted(self._snapshots)
+        return sorted(e for e in self._snapshots if e >= 0)
 
     def model(self, epoch: int | str = "last") -> DropoutMLP:
-        """The network at a snapshot epoch (0 = before training; "last" = the final one), in eval mode."""
+        """The network at a snapshot epoch (0 = before training; "last" = the final epoch; "best" = the weights
+        of the best validation epoch, which the test errors refer to), in eval mode."""
         self.ensure()
         assert self._snapshots is not None
-        e = max(self._snapshots) if epoch == "last" else int(epoch)
+        e = max(self._snapshots) if epoch == "last" else -1 if epoch == "best" else int(epoch)
         net = DropoutMLP.from_config(self.model_config())
         net.load_state_dict(self._snapshots[e])
         return net.to(self.device).eval()
