@@ -6,6 +6,7 @@ import copy
 import pytest
 
 from droplab.experiments import (
+    appendix,
     bounds,
     dynamics,
     generalization,
@@ -15,6 +16,7 @@ from droplab.experiments import (
     network,
     sampling,
     spiking,
+    transfer,
 )
 from droplab.experiments._base import Verdict, binomial_se
 
@@ -290,7 +292,42 @@ LECTURE_BREAKS = [
     (4, lambda r: r["numbers"].update({"linear-unit penalty: p of the largest penalty": 0.45})),
 ]
 
+def appendix_holding():
+    n = {}
+    for h in (1, 2):
+        n[f"layer {h} after: mean |E - Eq. 242|, mean |E - NWGM|"] = [0.002, 0.003]
+        n[f"layer {h} after: mean |E - gaussian_moments|, mean |E - W|"] = [0.003, 0.004]
+        n[f"layer {h} after: mean sd(O)"] = 0.05
+    return {"numbers": n}
+
+
+APPENDIX_BREAKS = [
+    (0, lambda r: r["numbers"].update({"layer 2 after: mean |E - Eq. 242|, mean |E - NWGM|": [0.06, 0.003]})),
+    (1, lambda r: r["numbers"].update({"layer 1 after: mean |E - gaussian_moments|, mean |E - W|": [0.07, 0.004]})),
+]
+
+def transfer_holding():
+    n = {}
+    for t in ("logistic", "tanh", "relu"):
+        for h in (1, 2):
+            n[f"{t} layer {h}: mean |E - W|, mean sd(O)"] = [0.01, 0.1]
+    for h in (1, 2):
+        n[f"relu layer {h}: mean |E - RL(E(S))| where |E(S)|/sd(S) < 1, > 2 (units)"] = [0.1, 0.01, 50, 300]
+        n[f"relu layer {h}: mean |E - Eq. 72|, mean |E - RL(E(S))|"] = [0.005, 0.02]
+    return {"numbers": n}
+
+
+TRANSFER_BREAKS = [
+    (0, lambda r: r["numbers"].update({"tanh layer 2: mean |E - W|, mean sd(O)": [0.2, 0.1]})),
+    (1, lambda r: r["numbers"].update({"relu layer 1: mean |E - W|, mean sd(O)": [0.2, 0.1]})),
+    (2, lambda r: r["numbers"].update(
+        {"relu layer 2: mean |E - RL(E(S))| where |E(S)|/sd(S) < 1, > 2 (units)": [0.01, 0.1, 50, 300]})),
+    (3, lambda r: r["numbers"].update({"relu layer 1: mean |E - Eq. 72|, mean |E - RL(E(S))|": [0.03, 0.02]})),
+]
+
 CASES = [
+    ("transfer", transfer.verdicts, transfer_holding, TRANSFER_BREAKS),
+    ("appendix", appendix.verdicts, appendix_holding, APPENDIX_BREAKS),
     ("approximations", network.verdicts_approximations, approximations_holding, APPROXIMATION_BREAKS),
     ("variance", network.verdicts_variance, variance_holding, VARIANCE_BREAKS),
     ("pairs", network.verdicts_pairs, pairs_holding, PAIRS_BREAKS),

@@ -8,7 +8,7 @@ from . import gates, modes, nn, transfer
 from .modes import expect, off, record, replay, sample
 from .net import DropoutMLP, Trace
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = [
     "DropoutMLP",

@@ -20,9 +20,17 @@ __all__ = ["FORMAT", "atomic_write_text", "load_checkpoint_file", "save_checkpoi
 FORMAT = "droplab-checkpoint/1"
 
 
+def _file_mode() -> int:
+    """The mode an ordinary new file gets here (0o666 less the umask, 0644 usually); mkstemp's is 0600."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def _atomic_target(path: Path) -> tuple[int, Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.chmod(tmp, _file_mode())  # results are for others to read too
     return fd, Path(tmp)
 
 

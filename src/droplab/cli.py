@@ -125,6 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--only", nargs="+", choices=[e.name for e in EXPERIMENTS], metavar="SECTION",
                    help=f"run only these sections: {', '.join(e.name for e in EXPERIMENTS)}")
     r.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+
+    c = sub.add_parser("compare", help="compare reproduction reports (e.g. seeds) claim by claim",
+                       description="Print a Markdown table of every claim across report folders: the spread of "
+                                   "its measured number and whether its verdict flips.")
+    c.add_argument("folders", nargs="+", type=Path, help="report folders, each with a results.json")
     return parser
 
 
@@ -280,11 +285,19 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .report import compare_runs
+
+    print(compare_runs(args.folders), end="")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-        return {"train": cmd_train, "evaluate": cmd_evaluate, "reproduce": cmd_reproduce}[args.command](args)
+        commands = {"train": cmd_train, "evaluate": cmd_evaluate, "reproduce": cmd_reproduce, "compare": cmd_compare}
+        return commands[args.command](args)
     except (UsageError, ValueError, TypeError) as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"droplab: error: {message}", file=sys.stderr)

@@ -12,7 +12,6 @@ import base64
 import hashlib
 import html
 import json
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,7 +22,7 @@ from .experiments import EXPERIMENTS, PRESETS, SUBSTITUTES
 from .experiments._base import GROUPS, Context, Experiment, to_json
 from .experiments.study import Study
 
-__all__ = ["reproduce"]
+__all__ = ["compare_runs", "default_out", "reproduce"]
 
 
 def _stage_key(exp: Experiment, preset: str, settings: dict[str, Any], seed: int) -> str:
@@ -50,8 +49,7 @@ def _save_figure(plot: Any, result: dict[str, Any], path: Path) -> None:
         tmp = path.with_name(f".{path.name}.tmp.png")
         fig.savefig(tmp, dpi=100)
         plt.close(fig)
-    os.chmod(tmp, 0o644)
-    tmp.replace(path)
+    tmp.replace(path)  # savefig creates it as an ordinary file (0644 under the usual umask)
 
 
 def _cached(exp: Experiment, ctx: Context, out: Path) -> dict[str, Any] | None:
@@ -148,8 +146,6 @@ def reproduce(out: str | Path | None = None, *, preset: str = "standard", datase
                "study_test_error": study.test_error if study.trained else None}
     atomic_write_text(out / "results.json", json.dumps(to_json(summary), indent=1) + "\n")
     atomic_write_text(out / "report.html", _html(summary, out))
-    for name in ("results.json", "report.html"):
-        os.chmod(out / name, 0o644)
     return summary
 
 
@@ -238,3 +234,42 @@ def _html(summary: dict[str, Any], out: Path) -> str:
                      f"{' (reused)' if r['reused'] else ''}, {r['seconds']:.1f} s</small></p></section>")
     parts.append("</body></html>\n")
     return "\n".join(parts)
+
+
+def compare_runs(folders: Sequence[str | Path]) -> str:
+    """A Markdown table of every claim across runs (e.g. seeds): the measured number's range, the verdicts,
+    and whether the verdict flips. Each folder holds a ``results.json`` from ``reproduce``."""
+    runs = []
+    for folder in folders:
+        path = Path(folder) / "results.json"
+        try:
+            runs.append(json.loads(path.read_text(encoding="utf-8")))
+        except FileNotFoundError:
+            raise ValueError(f"{path} does not exist; run droplab reproduce --out {folder} first") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{path} is not a droplab results file ({exc}); run droplab reproduce again") from None
+    if not runs:
+        raise ValueError("give at least one report folder")
+    keys = [[(r["name"], i) for r in run["sections"] for i in range(len(r["verdicts"]))] for run in runs]
+    if any(k != keys[0] for k in keys):
+        raise ValueError("the runs have different sections or claims; compare runs of the same droplab version")
+    seeds = ", ".join(str(run["seed"]) for run in runs)
+    lines = [f"| group | section | claim (seed {runs[0]['seed']}) | paper | measured (seeds {seeds}) | threshold | "
+             "holds |", "|---|---|---|---|---|---|---|"]
+    for s, section in enumerate(runs[0]["sections"]):
+        for i, v in enumerate(section["verdicts"]):
+            vs = [run["sections"][s]["verdicts"][i] for run in runs]
+            values = [x["measured"] for x in vs if isinstance(x["measured"], (int, float))]
+            measured = (f"{min(values):.3g}" if len(set(values)) <= 1 else f"{min(values):.3g} to {max(values):.3g}"
+                        ) if values else "-"
+            held = sum(x["holds"] for x in vs)
+            verdict = "yes" if held == len(vs) else "no" if held == 0 else f"{held} of {len(vs)} (flips: at its noise)"
+            threshold = "-" if v["threshold"] is None else f"{v['threshold']:.3g}"
+            text = v["text"].replace("|", "\\|")
+            lines.append(f"| {v['group']} | {section['section']} | {text} | {v['paper'] or '-'} | {measured} | "
+                         f"{threshold} | {verdict} |")
+    totals = {g: [run["groups"][g]["held"] for run in runs] for g in GROUPS}
+    lines.append("")
+    lines += [f"- {GROUPS[g]}: {', '.join(map(str, held))} of {runs[0]['groups'][g]['claims']} hold (seeds {seeds})"
+              for g, held in totals.items()]
+    return "\n".join(lines) + "\n"

@@ -8,7 +8,19 @@ from __future__ import annotations
 from typing import Any
 
 from ..presets import preset as training_preset
-from . import bounds, dynamics, generalization, gradients, lecture, meanlaws, network, sampling, spiking
+from . import (
+    appendix,
+    bounds,
+    dynamics,
+    generalization,
+    gradients,
+    lecture,
+    meanlaws,
+    network,
+    sampling,
+    spiking,
+    transfer,
+)
 from ._base import Context, Experiment, Verdict
 
 EXPERIMENTS: list[Experiment] = [
@@ -18,6 +30,8 @@ EXPERIMENTS: list[Experiment] = [
     network.APPROXIMATIONS,
     network.VARIANCE,
     network.PAIRS,
+    appendix.EXPERIMENT,
+    transfer.EXPERIMENT,
     dynamics.EXPERIMENT,
     spiking.THREE_NETWORKS,
     spiking.BACKPERCOLATION,
@@ -41,7 +55,8 @@ def _from_training_preset(name: str) -> dict[str, Any]:
 # per epoch for the curves over training (Figs. 11.2-11.3), 5,000-10,000 repeats (Figs. 9.1-9.2)
 _PAPER_SIZES: dict[str, Any] = dict(
     snapshots="every", inputs=10, samples=10_000, trajectory_samples=1000, pairs=100_000, sampling_repeats=10_000,
-    sampling_sizes=[10, 30, 100, 300, 1000, 3000], coadapt_epochs=30, gradient_samples=400,
+    sampling_sizes=[10, 30, 100, 300, 1000, 3000], coadapt_epochs=30, gradient_samples=200,
+    transfer_hidden=[512, 512], transfer_epochs=10,
 )
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -55,12 +70,13 @@ PRESETS: dict[str, dict[str, Any]] = {
                   epochs=150, batch_size=32, lr=1.0, lr_decay=0.99, momentum_end=0.95, momentum_epochs=20,
                   max_norm=4.0, snapshots=[1, 2, 5, 10, 20, 30, 45, 60, 90, 120, 150], inputs=10, samples=2000,
                   trajectory_samples=1000, pairs=2000, sampling_repeats=2000, sampling_sizes=[10, 30, 100, 300, 1000],
-                  coadapt_epochs=30, gradient_samples=200),
+                  coadapt_epochs=30, gradient_samples=200, transfer_hidden=[128, 128], transfer_epochs=20),
 }
 # a tiny setting for tests: every section, in seconds
 PRESETS["tiny"] = {**PRESETS["quick"], "hidden": [12, 12], "epochs": 2, "batch_size": 128, "snapshots": [1, 2],
                    "inputs": 3, "samples": 200, "trajectory_samples": 100, "pairs": 50, "sampling_repeats": 200,
-                   "sampling_sizes": [10, 100], "coadapt_epochs": 3, "gradient_samples": 20}
+                   "sampling_sizes": [10, 100], "coadapt_epochs": 3, "gradient_samples": 20,
+                   "transfer_hidden": [12, 12], "transfer_epochs": 2}
 
 # what the report says at the top of a substitute preset
 SUBSTITUTES = {

@@ -45,7 +45,7 @@ def verdicts(r: dict[str, Any]) -> list[Verdict]:
     return [Verdict(f"the bound of Fig. 8.1 peaks at E = {n['argmax bound (Fig. 8.1)']:.4f}, the paper's "
                     f"0.5 - sqrt(sqrt 5 - 2)/2 = {n['paper: 0.5 - sqrt(sqrt(5) - 2) / 2']:.4f}", d2 <= grid,
                     source="Eq. 87, Fig. 8.1", words="its maximum over the interval [0, 0.5] is achieved for "
-                                                     "E = 0.5 - sqrt(sqrt 5 - 2)/2", paper="0.2570",
+                                                     "E = 0.5 - sqrt(sqrt 5 - 2)/2", paper="0.2571",
                     measured=d2, threshold=grid, basis="the spacing of the search grid"),
             Verdict(f"the bound of Fig. 8.2 peaks at E = {n['argmax 2E(1-E)|1-2E| (Fig. 8.2)']:.4f}, the paper's "
                     f"0.5 - sqrt(3)/6 = {n['paper: 0.5 - sqrt(3) / 6']:.4f}", d3 <= grid, source="Eq. 87, Fig. 8.2",

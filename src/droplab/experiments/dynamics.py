@@ -78,11 +78,11 @@ def compute(ctx: Context) -> dict[str, Any]:
             mc, _ = mc_stats(ctx, epoch, samples=k)
             sd_h = mc.layers[h].Var.sqrt().cpu()[mask].double().numpy()
             series.append([float(sd_h.mean()), float(np.percentile(sd_h, 5)), float(np.percentile(sd_h, 95))]
-                          if sd_h.size else [float("nan")] * 3)
+                          if sd_h.size else [None] * 3)  # no active unit in this layer
         out["consistency"][f"layer {h}"] = series
         sd_end = mc_stats(ctx, "last", samples=k)[0].layers[h].Var.sqrt().cpu()[mask].double().numpy()
         out["numbers"][f"layer {h}: active units, mean dropout sd at the end, its SE, count"] = [
-            series[-1][0], float(sd_end.std() / np.sqrt(max(sd_end.size, 1))), int(sd_end.size)]
+            series[-1][0], float(sd_end.std() / np.sqrt(sd_end.size)) if sd_end.size else None, int(sd_end.size)]
     return out
 
 
@@ -103,7 +103,7 @@ def plot(r: dict[str, Any]) -> Any:
     axes[1].set(title="Fig. 11.2: learning phases, one input", xlabel="epoch", ylabel="dropout output O", ylim=(0, 1))
     axes[1].legend(fontsize=8)
     for name, series in r["consistency"].items():
-        axes[2].plot(r["epochs"], [s[0] for s in series], marker="o", ms=3, label=name)
+        axes[2].plot(r["epochs"], [np.nan if s[0] is None else s[0] for s in series], marker="o", ms=3, label=name)
     axes[2].set(title="Fig. 11.3: consistency of active units", xlabel="epoch", ylabel="mean dropout sd(O)")
     axes[2].legend(fontsize=8)
     fig.tight_layout()
@@ -118,6 +118,8 @@ def verdicts(r: dict[str, Any]) -> list[Verdict]:
     t = n["active unit: t of the sd trend over the last quarter of epochs"]
     first, se_first, _ = n[f"{layers[0]}: active units, mean dropout sd at the end, its SE, count"]
     top, se_top, _ = n[f"{layers[-1]}: active units, mean dropout sd at the end, its SE, count"]
+    if first is None or top is None:  # a layer without active units: nothing to compare
+        first, se_first, top, se_top = 0.0, 0.0, np.inf, 0.0
     inactive_peak, inactive_mean = n["inactive unit: peak dropout sd"], n["inactive unit: mean output at end"]
     noise = float(np.hypot(se_first, se_top))
     return [

@@ -116,7 +116,7 @@ def plot_approximations(r: dict[str, Any]) -> Any:
     import matplotlib.pyplot as plt
 
     n = r["hidden"]
-    fig, axes = plt.subplots(n, 4, figsize=(17, 3.6 * n), squeeze=False)
+    fig, axes = plt.subplots(n, 4, figsize=(17, 4.0 * n), squeeze=False, layout="constrained")
     for row, h in zip(axes, range(1, n + 1), strict=True):
         d, before = r["layers"][f"layer {h} after"], r["layers"][f"layer {h} before"]
         row[0].scatter(d["E"], d["NWGM"], s=3, label="NWGM")
@@ -134,9 +134,10 @@ def plot_approximations(r: dict[str, Any]) -> Any:
             draw_hist(ax, before[key], label="before training")
             draw_hist(ax, d[key], label="after training")
             ax.set(xlabel=title.split(" (")[0], ylabel="density", title=f"layer {h}: {title}")
-        for ax in row:
-            ax.legend(fontsize=8, loc="best", framealpha=0.8)
-    fig.tight_layout()
+        for ax in row[[0, 2, 3]]:
+            ax.legend(fontsize=8, loc="upper left")
+        # the bounds panel is covered with points everywhere: its legend goes beside it
+        row[1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0), markerscale=3)
     return fig
 
 
@@ -313,10 +314,11 @@ VARIANCE = Experiment(
 
 
 # ------------------------------------------------------------------------------------------- Figs. 9.12-9.14
-def _pairs(sizes: list[int], count: int, seed: int) -> tuple[tuple, tuple]:
-    """Random unconnected pairs (hidden layers 1..L-1 not adjacent, so no pair of softmax outputs, which the
-    normalization couples) and connected pairs between adjacent hidden layers."""
+def _pairs(sizes: list[int], total: int, seed: int) -> tuple[tuple, tuple]:
+    """``total`` random pairs, half unconnected (hidden layers 1..L-1 not adjacent, so no pair of softmax outputs,
+    which the normalization couples) and half connected (adjacent hidden layers)."""
     rng = np.random.default_rng(seed)
+    count = max(1, total // 2)
     hidden = list(range(1, len(sizes) - 1))
     unconnected: list[tuple[int, int, int, int]] = []
     connected: list[tuple[int, int, int, int]] = []

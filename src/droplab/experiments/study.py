@@ -32,6 +32,7 @@ class Study:
         self._data: data_mod.Dataset | None = None
         self.metrics: list[dict[str, Any]] = []
         self.best_epoch, self.test_error = 0, float("nan")
+        self._variants: dict[str, dict[str, Any]] = {}
 
     @property
     def key(self) -> str:
@@ -74,24 +75,28 @@ class Study:
                                  momentum_start=0.5, momentum_end=s["momentum_end"],
                                  momentum_epochs=s["momentum_epochs"], max_norm=s["max_norm"], seed=self.seed)
 
-    def train_variant(self, *, l2: float = 0.0, **model_changes: Any) -> dict[str, Any]:
+    def train_variant(self, *, l2: float = 0.0, lr_scale: float = 1.0, **model_changes: Any) -> dict[str, Any]:
         """A variant of the study network (its model config with ``model_changes``, same schedule, and
-        optionally L2) trained from the same initial weights; the comparisons of Sections 10-11 and of
-        generalization use it. Returns ``{"history", "test_error", "best_epoch", "model"}``.
+        optionally L2, and the learning rate times ``lr_scale``) trained from the same initial weights; the
+        comparisons of Sections 10-11 and of generalization use it. Returns ``{"history", "test_error",
+        "best_epoch", "model"}``.
 
         The study network itself (no changes, no L2) is not trained again: its own run is returned, so the
         dropout arm of every comparison is the one network the other sections measure.
         """
         config = {**self.model_config(), **model_changes}
-        if config == self.model_config() and l2 == 0.0:
+        if config == self.model_config() and l2 == 0.0 and lr_scale == 1.0:
             self.ensure()
             return {"history": self.metrics, "test_error": self.test_error, "best_epoch": self.best_epoch,
                     "model": self.model("best")}
-        model = train.build_model(config, seed=self.seed)
-        result = train.fit(model, self.data, dataclasses.replace(self.train_config(), l2=l2), progress=False,
-                           device=self.device)
-        return {"history": result.history, "test_error": result.test_error, "best_epoch": result.best_epoch,
-                "model": result.model.eval()}
+        key = json.dumps({"model": config, "l2": l2, "lr_scale": lr_scale}, sort_keys=True, default=str)
+        if key not in self._variants:  # a variant two sections compare (dropin) is trained once per run
+            model = train.build_model(config, seed=self.seed)
+            schedule = dataclasses.replace(self.train_config(), l2=l2, lr=self.train_config().lr * lr_scale)
+            result = train.fit(model, self.data, schedule, progress=False, device=self.device)
+            self._variants[key] = {"history": result.history, "test_error": result.test_error,
+                                   "best_epoch": result.best_epoch, "model": result.model.eval()}
+        return self._variants[key]
 
     def ensure(self) -> None:
         """Train (once per settings) and keep the snapshots."""
