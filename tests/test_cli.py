@@ -89,6 +89,31 @@ def test_bad_input_gives_one_line_and_exit_2(args, message, tmp_path, capsys, mo
     assert message in lines[0]
 
 
+def test_an_earlier_run_is_never_overwritten_silently(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train", "--epochs", "1", "--sizes", "64,16,10", "--out", str(out), "--no-progress"]
+    assert _run(args, capsys)[0] == 0
+    before = (out / "metrics.jsonl").read_text()
+    code, _, err = _run(args, capsys)
+    assert code == 2 and "holds an earlier run" in err and "--resume" in err and "--force" in err
+    assert (out / "metrics.jsonl").read_text() == before
+    assert _run(args + ["--force"], capsys)[0] == 0
+    (tmp_path / "afile").write_text("x")
+    code, _, err = _run(args[:-3] + ["--out", str(tmp_path / "afile"), "--no-progress"], capsys)
+    assert code == 2 and "is a file" in err
+
+
+def test_no_validation_set_and_divergence(tmp_path, capsys):
+    base = ["train", "--sizes", "64,16,10", "--no-progress", "--epochs", "2"]
+    code, stdout, err = _run(base + ["--validation", "0", "--out", str(tmp_path / "a")], capsys)
+    assert code == 0, err
+    assert "no validation set" in stdout and "best epoch 2" in stdout
+    rows = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["val_error"] is None
+    code, _, err = _run(base + ["--lr", "3e38", "--out", str(tmp_path / "b")], capsys)
+    assert code == 2 and "diverged" in err and "lower the learning rate" in err
+
+
 def test_unknown_config_key(tmp_path, capsys):
     cfg = tmp_path / "bad.toml"
     cfg.write_text("[train]\nepoch = 3\n")

@@ -302,3 +302,23 @@ def test_monte_carlo_e_s_agrees_with_the_sample_mean_of_s(gate):
         s = trace.S[h].view(40_000, 2, -1)
         se = s.std(0) / 40_000**0.5
         assert torch.all((mc.layers[h].E_S - s.mean(0)).abs() <= 4.5 * se + 1e-12), (gate, h)
+
+
+def test_gaussian_moments_of_rectified_units_are_exact_under_a_gaussian_s():
+    # issue 9: Gauss-Hermite quadrature missed the kink (E 0.2015 against 0.1978 at S ~ N(-0.5, 1))
+    from scipy import integrate, stats
+
+    from droplab.ensemble._moments import _relu_gaussian_moments
+
+    def moment(k, mu, sd, lam):
+        return integrate.quad(lambda s: (lam * max(s, 0)) ** k * stats.norm.pdf(s, mu, sd), -20, 20, points=[0])[0]
+
+    for mu, var, lam in ((-0.5, 1.0, 1.0), (0.3, 0.04, 2.0), (2.0, 0.5, 1.0)):
+        e_ref, e2_ref = moment(1, mu, var**0.5, lam), moment(2, mu, var**0.5, lam)
+        e, v = _relu_gaussian_moments(torch.tensor([mu], dtype=torch.float64),
+                                      torch.tensor([var], dtype=torch.float64), lam)
+        assert float(e) == pytest.approx(e_ref, abs=1e-9)
+        assert float(v) == pytest.approx(e2_ref - e_ref**2, abs=1e-9)
+    e, _ = _relu_gaussian_moments(torch.tensor([-0.5], dtype=torch.float64), torch.tensor([1.0], dtype=torch.float64),
+                                  1.0)
+    assert float(e) == pytest.approx(0.1978, abs=5e-5)

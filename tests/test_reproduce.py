@@ -100,6 +100,9 @@ def test_only_recomputes_one_stage_and_keeps_the_others(tiny_report, tmp_path):
     reused = {r["name"]: r["reused"] for r in summary["sections"]}
     assert reused["bounds"] is False and all(v for k, v in reused.items() if k != "bounds")
     assert len(reused) == len(EXPERIMENTS)
+    # a section named in --only is recomputed even when its cached stage is valid
+    again = reproduce(copy, preset="tiny", progress=False, only=["means"])
+    assert {r["name"]: r["reused"] for r in again["sections"]}["means"] is False
 
 
 def test_bad_arguments():

@@ -77,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--config", type=Path, help="TOML file with [model], [train], [data] tables")
     t.add_argument("--out", type=Path, help="output folder for checkpoints and metrics (default: runs/<preset>)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    t.add_argument("--force", action="store_true", help="start afresh in an --out that holds an earlier run "
+                                                        "(its checkpoints and metrics are replaced)")
     t.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     _add_data_flags(t)
     t.add_argument("--validation", type=float, help="validation fraction of the training part")
@@ -195,6 +197,12 @@ def _load_data(cfg: dict[str, Any], seed: int) -> data_mod.Dataset:
 
 def cmd_train(args: argparse.Namespace) -> int:
     s = _train_settings(args)
+    out = Path(s["out"])
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; give a folder for the run")
+    if (out / "last.safetensors").exists() and not (args.resume or args.force):
+        raise UsageError(f"{out} holds an earlier run; add --resume to continue it, --force to replace it, or "
+                         "give another --out")
     device = resolve_device(s["device"])
     data = _load_data(s["data"], s["train"].seed)
     sizes = list(s["model"]["sizes"])
@@ -204,7 +212,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"droplab train: {data.summary()}; network {'-'.join(map(str, sizes))}; device {device}; out {s['out']}")
     result = fit(model, data, s["train"], out_dir=s["out"], resume=args.resume, progress=args.progress,
                  device=device, meta={"preset": s["preset"], "data": s["data"]})
-    print(f"best epoch {result.best_epoch}: validation error {result.best_val_error:.2f}%, test error "
+    val = ("no validation set" if result.best_val_error == float("inf")
+           else f"validation error {result.best_val_error:.2f}%")
+    print(f"best epoch {result.best_epoch}: {val}, test error "
           f"{result.test_error:.2f}% (weight scaling); checkpoint {s['out'] / 'best.safetensors'}")
     return 0
 
@@ -231,9 +241,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for name in args.estimator:
         probs = _predict(model, data.x_test, name, args.samples, args.seed, device)
         if data.num_classes:
-            result[name] = {"test_error": 100.0 * float((probs.argmax(1) != data.y_test).float().mean())}
+            # counted exactly (float32 means print noise like 89.4444465637207)
+            wrong = int((probs.argmax(1) != data.y_test).sum())
+            result[name] = {"test_error": round(100.0 * wrong / len(data.y_test), 6)}
         else:
-            result[name] = {"test_mse": float((probs - data.y_test).square().mean())}
+            result[name] = {"test_mse": float((probs - data.y_test).double().square().mean())}
     if args.json:
         print(json.dumps(result))
         return 0

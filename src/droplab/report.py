@@ -65,11 +65,12 @@ def _cached(exp: Experiment, ctx: Context, out: Path) -> dict[str, Any] | None:
     return None
 
 
-def _run_stage(exp: Experiment, ctx: Context, out: Path) -> tuple[dict[str, Any], bool]:
-    """(result, reused): the cached result when its key matches, else a fresh one saved atomically."""
+def _run_stage(exp: Experiment, ctx: Context, out: Path, *, force: bool = False) -> tuple[dict[str, Any], bool]:
+    """(result, reused): the cached result when its key matches (unless ``force``), else a fresh one saved
+    atomically."""
     key = _stage_key(exp, ctx.preset, ctx.settings, ctx.seed)
     json_path, png_path = out / "stages" / f"{exp.name}.json", out / f"{exp.name}.png"
-    cached = _cached(exp, ctx, out)
+    cached = None if force else _cached(exp, ctx, out)
     if cached is not None:
         return cached, True
     result = to_json(exp.compute(ctx))
@@ -127,7 +128,7 @@ def reproduce(out: str | Path | None = None, *, preset: str = "standard", datase
         t0 = time.perf_counter()
         if bar is not None:
             bar.set_description(exp.name)
-        result, reused = _run_stage(exp, ctx, out)
+        result, reused = _run_stage(exp, ctx, out, force=bool(only) and exp.name in only)  # --only recomputes
         verdicts = exp.verdicts(result)
         rows.append({"name": exp.name, "section": exp.section, "title": exp.title, "claim": exp.claim,
                      "figure": f"{exp.name}.png", "numbers": exp.numbers(result), "reused": reused,

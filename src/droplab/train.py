@@ -263,7 +263,14 @@ def fit(model: DropoutMLP, data: Dataset, config: TrainConfig, *, out_dir: str |
     while state.epoch < config.epochs:
         t0 = time.perf_counter()
         train_loss = _train_epoch(state, data, config)
-        val_loss, val_error = evaluate(model, data.x_val, data.y_val, loss=config.loss)
+        if not math.isfinite(train_loss):
+            raise ValueError(f"training diverged in epoch {state.epoch + 1}: the training loss is {train_loss}; "
+                             f"lower the learning rate (now {config.learning_rate(state.epoch):g}) or the momentum"
+                             + (f"; the last good checkpoint is in {out}" if out is not None and state.epoch else ""))
+        if len(data.x_val):
+            val_loss, val_error = evaluate(model, data.x_val, data.y_val, loss=config.loss)
+        else:  # no validation set: every epoch counts as the best so far, and the log says None
+            val_loss = val_error = None
         _, test_error = evaluate(model, data.x_test, data.y_test, loss=config.loss)
         # train error of the weight-scaled net on a fixed subset, so large sets do not pay a full pass
         _, train_error = evaluate(model, data.x_train[:10000], data.y_train[:10000], loss=config.loss)
@@ -271,9 +278,10 @@ def fit(model: DropoutMLP, data: Dataset, config: TrainConfig, *, out_dir: str |
                    val_error=val_error, test_error=test_error, lr=config.learning_rate(state.epoch),
                    momentum=config.momentum(state.epoch), seconds=time.perf_counter() - t0)
         state.epoch += 1
-        improved = val_error < state.best_val or len(data.x_val) == 0
+        improved = val_error is None or val_error < state.best_val
         if improved:
-            state.best_val, state.best_epoch, state.bad_epochs = val_error, state.epoch, 0
+            state.best_val = val_error if val_error is not None else math.inf
+            state.best_epoch, state.bad_epochs = state.epoch, 0
             state.best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
         else:
             state.bad_epochs += 1
@@ -289,7 +297,8 @@ def fit(model: DropoutMLP, data: Dataset, config: TrainConfig, *, out_dir: str |
             on_epoch(row)
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(loss=f"{train_loss:.4f}", val=f"{val_error:.2f}", test=f"{test_error:.2f}")
+            bar.set_postfix(loss=f"{train_loss:.4f}", val="-" if val_error is None else f"{val_error:.2f}",
+                            test=f"{test_error:.2f}")
         if config.patience is not None and state.bad_epochs >= config.patience:
             break
     if bar is not None:

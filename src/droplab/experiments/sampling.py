@@ -43,8 +43,10 @@ def compute(ctx: Context) -> dict[str, Any]:
             se_mcov.append(float(m * np.sqrt((c[0, 0] * c[1, 1] + c[0, 1] ** 2) / (repeats - 1))))
         out["correlation"][name], out["covariance"][name] = corr, cov
         out["numbers"][f"{name}: correlation at m={sizes[-1]}"] = corr[-1]
-        out["numbers"][f"{name}: m x covariance at m={sizes[0]} and m={sizes[-1]}, SE of their difference"] = [
-            sizes[0] * cov[0], sizes[-1] * cov[-1], float(np.hypot(se_mcov[0], se_mcov[-1]))]
+        # the paper's 1/m law is asymptotic (m -> infinity): compare from the middle sample size up
+        mid = len(sizes) // 2
+        out["numbers"][f"{name}: m x covariance at m={sizes[mid]} and m={sizes[-1]}, SE of their difference"] = [
+            sizes[mid] * cov[mid], sizes[-1] * cov[-1], float(np.hypot(se_mcov[mid], se_mcov[-1]))]
     return out
 
 
@@ -69,7 +71,7 @@ def plot(r: dict[str, Any]) -> Any:
 
 
 def verdicts(r: dict[str, Any]) -> list[Verdict]:
-    n, first, last = r["numbers"], r["sizes"][0], r["sizes"][-1]
+    n, first, last = r["numbers"], r["sizes"][len(r["sizes"]) // 2], r["sizes"][-1]
     gaps = {k: abs(n[f"{k}: mean E, m=100"] - n[f"{k}: mean NWGM, m=100"]) for k in DISTRIBUTIONS}
     # the bound, plus 4 standard errors of the measured mean gap (it is estimated from r["repeats"] samples)
     bounds = {k: float(means.bound_mean_only(np.array(n[f"{k}: mean E, m=100"])))
@@ -92,7 +94,8 @@ def verdicts(r: dict[str, Any]) -> list[Verdict]:
         Verdict(f"the covariance falls like 1/m: m x covariance at m = {first} and m = {last} differ by at most "
                 f"{max(z.values()):.1f} standard errors", max(z.values()) < 3.0, source="Section 9.4, Fig. 9.2",
                 words="the covariance between NWGM and E goes to 0 ... of order V/m", measured=max(z.values()),
-                threshold=3.0, basis="m x covariance constant within 3 standard errors (4 distributions)"),
+                threshold=3.0, basis="m x covariance constant within 3 standard errors (4 distributions), from the "
+                                     "middle sample size up: the law is asymptotic"),
         Verdict(f"for consistently low values (uniform on [0, 0.5]) NWGM <= E in {100 * kyfan:.2f}% of the "
                 f"{r['repeats']} samples", kyfan >= 1.0, source="Eq. 81 (Ky Fan)",
                 words="if all the O_i < 0.5 then NWGM < E", measured=kyfan, threshold=1.0,
