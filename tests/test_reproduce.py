@@ -140,3 +140,13 @@ def test_report_renders_in_a_real_browser_with_every_figure(tiny_report, tmp_pat
     dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
     n = len(summary["sections"])
     assert f'data-loaded="{n}/{n}"' in dom, dom[:500]
+
+
+def test_a_deleted_figure_is_redrawn_without_recomputing(tiny_report, tmp_path):
+    out, _, _ = tiny_report
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    (copy / "lecture.png").unlink()
+    summary = reproduce(copy, preset="tiny", progress=False)
+    assert all(r["reused"] for r in summary["sections"])
+    assert (copy / "lecture.png").read_bytes()[:8] == PNG_MAGIC

@@ -2,8 +2,8 @@
 
 Each experiment is a stage: its numbers go to ``stages/<name>.json`` and its figure to ``<name>.png``, both
 written atomically, keyed by the settings that produced them. A repeated or interrupted run redoes only the
-stages that are missing or were made with other settings. ``results.json`` gathers every number and verdict
-of the report, so each one can be traced to its stage file.
+stages that are missing or were made with other settings; a deleted figure is redrawn from its stage's numbers.
+``results.json`` gathers every number and verdict of the report, so each one can be traced to its stage file.
 """
 
 from __future__ import annotations
@@ -54,8 +54,8 @@ def _save_figure(plot: Any, result: dict[str, Any], path: Path) -> None:
 
 def _cached(exp: Experiment, ctx: Context, out: Path) -> dict[str, Any] | None:
     key = _stage_key(exp, ctx.preset, ctx.settings, ctx.seed)
-    json_path, png_path = out / "stages" / f"{exp.name}.json", out / f"{exp.name}.png"
-    if json_path.is_file() and png_path.is_file():
+    json_path = out / "stages" / f"{exp.name}.json"
+    if json_path.is_file():
         try:
             saved = json.loads(json_path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError):
@@ -72,6 +72,8 @@ def _run_stage(exp: Experiment, ctx: Context, out: Path, *, force: bool = False)
     json_path, png_path = out / "stages" / f"{exp.name}.json", out / f"{exp.name}.png"
     cached = None if force else _cached(exp, ctx, out)
     if cached is not None:
+        if not png_path.is_file():  # a deleted figure is redrawn from the stage's numbers, not recomputed
+            _save_figure(exp.plot, cached, png_path)
         return cached, True
     result = to_json(exp.compute(ctx))
     _save_figure(exp.plot, result, png_path)

@@ -47,6 +47,7 @@ def compute(ctx: Context) -> dict[str, Any]:
 
 def plot(r: dict[str, Any]) -> Any:
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     from ._base import draw_hist
 
@@ -59,6 +60,7 @@ def plot(r: dict[str, Any]) -> Any:
         draw_hist(ax, d["gm"], label="gaussian_moments", linestyle=":")
         ax.set_yscale("log")
         ax.set(title=f"{name}, after training", xlabel="estimate - E (Monte Carlo)", ylabel="density")
+        ax.xaxis.set_major_locator(MaxNLocator(5))
         ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

@@ -218,7 +218,9 @@ def plot_dropin(r: dict[str, Any]) -> Any:
     for gate in ("bernoulli", "dropin"):
         v = r["numbers"][f"{gate} gates on the dropout-trained weights: mean Var(S) per layer"]
         axes[1].semilogy(range(1, len(v) + 1), v, marker="o", label="dropout" if gate == "bernoulli" else gate)
-    axes[1].set_xlabel("layer")
+    axes[1].set_xlabel("layer (the last is the softmax output)")
+    axes[1].set_ylabel("mean Var(S)")
+    axes[1].set_xticks(range(1, len(v) + 1))
     axes[1].set_title("mean Var(S) with the same weights (Eq. 189)")
     axes[1].legend(fontsize=9)
     fig.tight_layout()

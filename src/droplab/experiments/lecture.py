@@ -121,7 +121,7 @@ def compute(ctx: Context) -> dict[str, Any]:
 def plot(r: dict[str, Any]) -> Any:
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 4, figsize=(17, 3.4))
+    fig, axes = plt.subplots(1, 4, figsize=(19, 4.2))
     rows = np.array(r["l2"]["rows"])
     axes[0].plot(rows[:, 1], rows[:, 0], "o")
     lim = [rows[:, :2].min(), rows[:, :2].max()]
@@ -134,13 +134,15 @@ def plot(r: dict[str, Any]) -> Any:
         axes[1].plot(r["ensemble"]["n"], curve["formula"], "-", color=axes[1].lines[-1].get_color())
     axes[1].set_xlabel("ensemble size n")
     axes[1].set_title("ensemble MSE against v/n + (n-1)c/n")
-    axes[1].legend(fontsize=9)
+    axes[1].set_ylabel("mean squared error of the average")
+    axes[1].legend(fontsize=8, loc="center right")
     labels = list(r["coadapt"])
     axes[2].bar([f"{lab}\nbefore" for lab in labels] + [f"{lab}\nafter" for lab in labels],
                 [r["coadapt"][lab]["co-adapted weights before"] for lab in labels] +
                 [r["coadapt"][lab]["co-adapted weights after"] for lab in labels])
     axes[2].set_title("co-adapted weights (x3, x4 columns)")
-    axes[2].tick_params(labelsize=6)
+    axes[2].tick_params(axis="x", labelsize=8)
+    axes[2].set_ylabel("mean |w| of the x3, x4 columns")
     axes[3].plot(r["penalty"]["p"], r["penalty"]["measured"], "o", label="exact E[E_D] - E_ENS")
     axes[3].plot(r["penalty"]["p"], r["penalty"]["formula"], "-", label="1/2 sum p(1-p) w^2 I^2")
     axes[3].set_xlabel("keep probability p")

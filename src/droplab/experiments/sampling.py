@@ -53,19 +53,18 @@ def compute(ctx: Context) -> dict[str, Any]:
 def plot(r: dict[str, Any]) -> Any:
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 3, figsize=(12, 6))
+    fig, axes = plt.subplots(2, 3, figsize=(15, 8))
     for ax, name in zip(axes[:, :2].ravel(), DISTRIBUTIONS, strict=True):
         draw_hist(ax, r["hist"][name]["NWGM"], label="NWGM")
         draw_hist(ax, r["hist"][name]["E"], label="E", linestyle="--")
-        ax.set_title(f"Fig. 9.1: {name}, m = 100")
+        ax.set(title=f"Fig. 9.1: {name}, m = 100", xlabel="value over a sample of m = 100", ylabel="density")
         ax.legend(fontsize=9)
     for name in DISTRIBUTIONS:
         axes[0, 2].semilogx(r["sizes"], r["correlation"][name], marker="o", label=name)
         axes[1, 2].loglog(r["sizes"], np.abs(r["covariance"][name]), marker="o", label=name)
-    axes[0, 2].set_title("Fig. 9.2: correlation(E, NWGM)")
-    axes[1, 2].set_title("Fig. 9.2: covariance(E, NWGM)")
-    axes[1, 2].set_xlabel("sample size m")
-    axes[0, 2].legend(fontsize=9)
+    axes[0, 2].set(title="Fig. 9.2: correlation(E, NWGM)", xlabel="sample size m", ylabel="Pearson correlation")
+    axes[1, 2].set(title="Fig. 9.2: covariance(E, NWGM)", xlabel="sample size m", ylabel="covariance")
+    axes[1, 2].legend(fontsize=8, loc="lower left")
     fig.tight_layout()
     return fig
 

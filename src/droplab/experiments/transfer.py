@@ -75,15 +75,18 @@ def plot(r: dict[str, Any]) -> Any:
     axes[0].axhline(1.0, color="k", ls="--", label="one dropout sd")
     axes[0].set(xlabel="hidden layer", ylabel="mean |E - W| / mean sd(O)", title="W against E, per transfer function")
     axes[0].set_yscale("log")
-    axes[0].legend(fontsize=9)
-    for name, d in r["scatter"].items():
-        axes[1].scatter(d["z"], np.maximum(d["err"], 1e-8), s=3, label=f"RL(E(S)), {name}")
-        axes[1].scatter(d["z"], np.maximum(d["err72"], 1e-8), s=3, marker="x", label=f"Eq. 72, {name}")
+    axes[0].set_xticks(range(1, len(rows) + 1))
+    axes[0].legend(fontsize=9, loc="center right")
+    for (name, d), marker in zip(r["scatter"].items(), ("o", "x", "^", "s"), strict=False):
+        axes[1].scatter(d["z"], np.maximum(d["err"], 1e-8), s=4, marker=marker, color="tab:blue",
+                        label=f"RL(E(S)), {name}")
+        axes[1].scatter(d["z"], np.maximum(d["err72"], 1e-8), s=4, marker=marker, color="tab:orange",
+                        label=f"Eq. 72, {name}")
     axes[1].set_xscale("symlog", linthresh=0.1)
     axes[1].set_yscale("log")
-    axes[1].set(xlabel="|E(S)| / sd(S)", ylabel="|E(RL(S)) - estimate|",
-                title="rectified linear units: error against distance from the threshold")
-    axes[1].legend(fontsize=8, markerscale=3)
+    axes[1].set(xlabel="|E(S)| / sd(S) (distance from the threshold in dropout sd)",
+                ylabel="|E(RL(S)) - estimate| (0 drawn at 1e-8)", title="rectified linear units: estimates of E(RL(S))")
+    axes[1].legend(fontsize=8, markerscale=3, loc="lower left")
     fig.tight_layout()
     return fig
 
