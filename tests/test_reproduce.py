@@ -99,6 +99,11 @@ def test_only_recomputes_one_stage_and_keeps_the_others(tiny_report, tmp_path):
     summary = reproduce(copy, preset="tiny", progress=False, only=["bounds"])
     reused = {r["name"]: r["reused"] for r in summary["sections"]}
     assert reused["bounds"] is False and all(v for k, v in reused.items() if k != "bounds")
+    # damaged stages (not JSON, null, not UTF-8) are recomputed
+    (copy / "stages" / "sampling.json").write_text("null")
+    (copy / "stages" / "lecture.json").write_bytes(b"\xff\xfe not utf-8")
+    reused = {r["name"]: r["reused"] for r in reproduce(copy, preset="tiny", progress=False)["sections"]}
+    assert reused["sampling"] is False and reused["lecture"] is False and reused["bounds"] is True
     assert len(reused) == len(EXPERIMENTS)
     # a section named in --only is recomputed even when its cached stage is valid
     again = reproduce(copy, preset="tiny", progress=False, only=["means"])
@@ -150,3 +155,18 @@ def test_a_deleted_figure_is_redrawn_without_recomputing(tiny_report, tmp_path):
     summary = reproduce(copy, preset="tiny", progress=False)
     assert all(r["reused"] for r in summary["sections"])
     assert (copy / "lecture.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_compare_runs_reports_spread_and_flips(tiny_report, tmp_path, capsys):
+    out, _, _ = tiny_report
+    other = tmp_path / "other"
+    shutil.copytree(out, other)
+    saved = json.loads((other / "results.json").read_text())
+    verdict = saved["sections"][0]["verdicts"][0]
+    verdict["holds"], verdict["measured"] = not verdict["holds"], 123.0
+    (other / "results.json").write_text(json.dumps(saved))
+    assert main(["compare", str(out), str(other)]) == 0
+    table = capsys.readouterr().out
+    row = [line for line in table.splitlines() if line.startswith(f"| {verdict['group']} |")][0]
+    assert "1 of 2 (flips: at its noise)" in row and "123" in row
+    assert main(["compare", str(tmp_path / "missing")]) == 2

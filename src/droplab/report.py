@@ -263,11 +263,11 @@ def compare_runs(folders: Sequence[str | Path]) -> str:
         for i, v in enumerate(section["verdicts"]):
             vs = [run["sections"][s]["verdicts"][i] for run in runs]
             values = [x["measured"] for x in vs if isinstance(x["measured"], (int, float))]
-            measured = (f"{min(values):.3g}" if len(set(values)) <= 1 else f"{min(values):.3g} to {max(values):.3g}"
+            measured = (f"{min(values):.4g}" if len(set(values)) <= 1 else f"{min(values):.4g} to {max(values):.4g}"
                         ) if values else "-"
             held = sum(x["holds"] for x in vs)
             verdict = "yes" if held == len(vs) else "no" if held == 0 else f"{held} of {len(vs)} (flips: at its noise)"
-            threshold = "-" if v["threshold"] is None else f"{v['threshold']:.3g}"
+            threshold = "-" if v["threshold"] is None else f"{v['threshold']:.4g}"
             text = v["text"].replace("|", "\\|")
             lines.append(f"| {v['group']} | {section['section']} | {text} | {v['paper'] or '-'} | {measured} | "
                          f"{threshold} | {verdict} |")
