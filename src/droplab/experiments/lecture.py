@@ -135,7 +135,7 @@ def plot(r: dict[str, Any]) -> Any:
     axes[1].set_xlabel("ensemble size n")
     axes[1].set_title("ensemble MSE against v/n + (n-1)c/n")
     axes[1].set_ylabel("mean squared error of the average")
-    axes[1].legend(fontsize=8, loc="center right")
+    axes[1].legend(fontsize=8, loc="center right", bbox_to_anchor=(1.0, 0.3))
     labels = list(r["coadapt"])
     axes[2].bar([f"{lab}\nbefore" for lab in labels] + [f"{lab}\nafter" for lab in labels],
                 [r["coadapt"][lab]["co-adapted weights before"] for lab in labels] +
