@@ -32,6 +32,7 @@ def plot(r: dict[str, Any]) -> Any:
                               ("Fig. 8.1: E(1-E)|1-2E| / (1-2E(1-E))", "Fig. 8.2: 2E(1-E)|1-2E|"), strict=True):
         ax.plot(r["E"], r[key])
         ax.set_xlabel("E")
+        ax.set_ylabel("bound on |E - NWGM|")
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return fig
