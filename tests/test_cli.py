@@ -131,3 +131,50 @@ def test_a_file_that_is_not_a_checkpoint(tmp_path, capsys):
 def test_console_script_help_exits_zero():
     proc = subprocess.run([sys.executable, "-m", "droplab.cli", "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "train" in proc.stdout
+
+
+MORE_BAD = [  # issue 9's findings, each with the message that names the fix
+    (["train", "--device", "mps"], "droplab runs on CPU or CUDA"),
+    (["train", "--device", "meta"], "droplab runs on CPU or CUDA"),
+    (["train", "--sizes", "64"], "at least two layer sizes"),
+    (["train", "--seed", "12345678901234567890123"], "seed must be an integer in [0, 2^63 - 1)"),
+]
+
+
+@pytest.mark.parametrize("args,message", MORE_BAD)
+def test_more_bad_input(args, message, tmp_path, capsys):
+    code, _, err = _run(args + ["--out", str(tmp_path / "out"), "--no-progress"], capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and message in lines[0], err
+
+
+def test_bad_config_files(tmp_path, capsys):
+    (tmp_path / "folder.toml").mkdir()
+    code, _, err = _run(["train", "--config", str(tmp_path / "folder.toml")], capsys)
+    assert code == 2 and "is a folder" in err
+    latin = tmp_path / "latin.toml"
+    latin.write_bytes('[model]\nsizes = [64, 10]\n# caf\xe9\n'.encode("latin-1"))
+    code, _, err = _run(["train", "--config", str(latin)], capsys)
+    assert code == 2 and str(latin) in err and "UTF-8" in err
+    five = tmp_path / "five.toml"
+    five.write_text("[model]\nsizes = 5\n")
+    code, _, err = _run(["train", "--config", str(five)], capsys)
+    assert code == 2 and "sizes must be a list of layer sizes" in err
+    init = tmp_path / "init.toml"
+    init.write_text('[model]\nsizes = [64, 16, 10]\ninit = "glorot"\ninit_gain = 2.0\n[train]\nepochs = 1\n')
+    code, _, err = _run(["train", "--config", str(init), "--out", str(tmp_path / "run"), "--no-progress"], capsys)
+    assert code == 0, err
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["model"]["init_gain"] == 2.0
+
+
+def test_interrupt_messages_say_what_is_left(tmp_path):
+    import argparse
+
+    from droplab.cli import _interrupted
+
+    run = tmp_path / "run"
+    args = argparse.Namespace(command="train", out=run)
+    assert "no checkpoint was written" in _interrupted(args)
+    run.mkdir()
+    (run / "last.safetensors").write_bytes(b"x")
+    assert "--resume" in _interrupted(args)

@@ -322,3 +322,27 @@ def test_gaussian_moments_of_rectified_units_are_exact_under_a_gaussian_s():
     e, _ = _relu_gaussian_moments(torch.tensor([-0.5], dtype=torch.float64), torch.tensor([1.0], dtype=torch.float64),
                                   1.0)
     assert float(e) == pytest.approx(0.1978, abs=5e-5)
+
+
+def test_estimators_refuse_bad_batches():
+    from droplab import ensemble
+    from droplab.net import DropoutMLP
+
+    net = DropoutMLP((4, 6, 3), keep=(0.8, 0.5)).eval()
+    gen = torch.Generator().manual_seed(0)
+    bad = torch.rand(2, 4)
+    bad[0, 1] = float("nan")
+    with pytest.raises(ValueError, match="NaN or inf"):
+        ensemble.monte_carlo(net, bad, samples=10, generator=gen)
+    with pytest.raises(ValueError, match="NaN or inf"):
+        ensemble.gaussian_moments(net, bad)
+    with pytest.raises(ValueError, match="empty batch"):
+        ensemble.monte_carlo(net, torch.rand(0, 4), samples=10, generator=gen)
+    with pytest.raises(ValueError, match="positive integer"):
+        ensemble.monte_carlo(net, torch.rand(2, 4), samples=True, generator=gen)
+    with pytest.raises(ValueError, match="positive integer"):
+        ensemble.dropconnect_inference(net, torch.rand(2, 4), samples=0)
+    with pytest.raises(ValueError, match="network takes 4"):
+        ensemble.gaussian_moments(net, torch.rand(2, 5))
+    with pytest.raises(ValueError, match=r"about 1e"):
+        ensemble.exact(DropoutMLP((4000, 10), keep=0.5).eval(), torch.rand(1, 4000))

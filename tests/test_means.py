@@ -172,3 +172,19 @@ def test_bad_inputs():
         means.weighted_mean(np.array([0.5, 0.2]), np.array([0.5, 0.6]))
     with pytest.raises(ValueError, match="non-negative"):
         means.weighted_mean(np.array([0.5, 0.2]), np.array([1.5, -0.5]))
+
+
+def test_means_refuse_what_has_no_mean():
+    import numpy as np
+
+    from droplab import means
+
+    with pytest.raises(ValueError, match="empty set"):
+        means.weighted_mean(np.zeros(0))
+    with pytest.raises(ValueError, match="one weight per value"):
+        means.weighted_mean(np.array([0.2, 0.4]), np.array([1.0]))
+    with pytest.raises(ValueError, match="out of range"):
+        means.weighted_mean(np.array([0.2, 0.4]), dim=3)
+    with pytest.raises(ValueError, match=r"E must be in \[0, 1\]"):
+        means.bound_variance(1.5, 0.1)
+    assert means.weighted_mean([0.2, 0.4]) == pytest.approx(0.3)  # a Python list is accepted

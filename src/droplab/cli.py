@@ -45,9 +45,13 @@ def _floats(text: str) -> float | list[float]:
 
 def _ints(text: str) -> list[int]:
     try:
-        return [int(v) for v in text.split(",")]
+        sizes = [int(v) for v in text.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers like 784,800,10, got {text!r}") from None
+    if len(sizes) < 2:
+        raise argparse.ArgumentTypeError(f"expected at least two layer sizes (inputs ... outputs) like 784,800,10, "
+                                         f"got {text!r}")
+    return sizes
 
 
 def _backward(text: str) -> str | float:
@@ -141,13 +145,20 @@ def _read_toml(path: Path) -> dict[str, Any]:
         import tomllib
     else:  # pragma: no cover
         import tomli as tomllib
+    if path.is_dir():
+        raise UsageError(f"config file {path} is a folder; give a .toml file")
     try:
         with path.open("rb") as fh:
             cfg = tomllib.load(fh)
     except FileNotFoundError:
         raise UsageError(f"config file {path} does not exist") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"config file {path} is not UTF-8 text; save it as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"config file {path} is not valid TOML: {exc}") from None
+    sizes = cfg.get("model", {}).get("sizes") if isinstance(cfg.get("model"), dict) else None
+    if sizes is not None and not (isinstance(sizes, list) and all(isinstance(n, int) for n in sizes)):
+        raise UsageError(f"{path} [model] sizes must be a list of layer sizes like [784, 1200, 10], got {sizes!r}")
     _check_keys(cfg, TOP_KEYS, f"{path}")
     _check_keys(cfg.get("model", {}), MODEL_KEYS, f"{path} [model]")
     _check_keys(cfg.get("train", {}), TrainConfig.field_names(), f"{path} [train]")
@@ -304,8 +315,21 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _interrupted(args: argparse.Namespace | None) -> str:
+    """What Ctrl-C leaves behind, in one line."""
+    if args is None or args.command not in ("train", "reproduce"):
+        return "droplab: interrupted"
+    if args.command == "reproduce":
+        return "droplab: interrupted; finished sections are kept and a rerun with the same --out reuses them"
+    out = args.out
+    if out is not None and (Path(out) / "last.safetensors").is_file():
+        return f"droplab: interrupted; the last checkpoint in {out} is intact (add --resume to continue)"
+    return "droplab: interrupted before the first epoch ended; no checkpoint was written"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    args = None
     try:
         args = parser.parse_args(argv)
         commands = {"train": cmd_train, "evaluate": cmd_evaluate, "reproduce": cmd_reproduce, "compare": cmd_compare}
@@ -315,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"droplab: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("droplab: interrupted; the last checkpoint is intact (use --resume)", file=sys.stderr)
+        print(_interrupted(args), file=sys.stderr)
         return 130
 
 

@@ -59,7 +59,8 @@ def _array_api(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         numpy_in = any(isinstance(a, np.ndarray) for a in (*args, *kwargs.values()))
-        conv = [torch.as_tensor(a, dtype=torch.float64) if isinstance(a, (np.ndarray, float, int)) and
+        numpy_in = numpy_in or any(isinstance(a, (list, tuple)) for a in args)  # a list comes back as NumPy
+        conv = [torch.as_tensor(a, dtype=torch.float64) if isinstance(a, (np.ndarray, float, int, list, tuple)) and
                 not isinstance(a, bool) else a for a in args]
         kw = {k: torch.as_tensor(v, dtype=torch.float64) if isinstance(v, np.ndarray) else v
               for k, v in kwargs.items()}
@@ -72,6 +73,10 @@ def _array_api(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _weights(o: Tensor, weights: Tensor | None, dim: int) -> Tensor:
+    if not -o.dim() <= dim < max(o.dim(), 1):
+        raise ValueError(f"dim={dim} is out of range for values of shape {tuple(o.shape)}")
+    if o.dim() == 0 or o.shape[dim] == 0:
+        raise ValueError(f"the means of an empty set are undefined; got values of shape {tuple(o.shape)}")
     if weights is None:
         n = o.shape[dim]
         shape = [1] * o.dim()
@@ -82,6 +87,9 @@ def _weights(o: Tensor, weights: Tensor | None, dim: int) -> Tensor:
         shape = [1] * o.dim()
         shape[dim] = -1
         weights = weights.view(shape)
+    if weights.dim() != o.dim() or weights.shape[dim] != o.shape[dim]:
+        raise ValueError(f"weights of shape {tuple(weights.shape)} do not match values of shape {tuple(o.shape)} "
+                         f"along dim {dim}: give one weight per value")
     if torch.any(weights < 0):
         raise ValueError("weights must be non-negative probabilities")
     total = weights.sum(dim=dim, keepdim=True)
@@ -197,7 +205,18 @@ def nwgm_error_around_half(e: Array, v: Array) -> Array:
 @_array_api
 def bound_variance(e: Array, v: Array) -> Array:
     """Eq. 87, bound 1 (variance-dependent): |E - NWGM| <~ E(1 - E)|1 - 2E| / (1 - 2V)."""
+    _check_mean_variance(e, v)
     return e * (1 - e) * (1 - 2 * e).abs() / (1 - 2 * v)
+
+
+def _check_mean_variance(e: Tensor, v: Tensor) -> None:
+    """E of numbers in [0, 1] lies in [0, 1], and their V in [0, 1/4] (Eq. 212)."""
+    if bool(((e < -1e-6) | (e > 1 + 1e-6)).any()):  # room for the rounding of estimated means
+        raise ValueError(f"E must be in [0, 1] (a mean of outputs in [0, 1]), got {float(e.min()):g} to "
+                         f"{float(e.max()):g}")
+    if bool(((v < -1e-9) | (v > 0.25 + 1e-9)).any()):  # 0 <= V <= E(1 - E) <= 1/4 (Eq. 212), with rounding room
+        raise ValueError(f"V must be in [0, 0.25] (Eq. 212) for values in [0, 1], got {float(v.min()):g} to "
+                         f"{float(v.max()):g}; check that E and V are in that order")
 
 
 @_array_api

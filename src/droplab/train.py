@@ -72,8 +72,8 @@ class TrainConfig:
             _positive_int(self.patience, "patience")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
-            raise ValueError(f"seed must be an integer, got {self.seed!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < 2**63 - 1:
+            raise ValueError(f"seed must be an integer in [0, 2^63 - 1), got {self.seed!r}")
 
     def momentum(self, epoch: int) -> float:
         frac = min(1.0, epoch / self.momentum_epochs)
@@ -108,12 +108,15 @@ def resolve_device(device: str | torch.device) -> torch.device:
     name = str(device)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} asked for, but CUDA is not available here; use --device cpu")
     try:
-        return torch.device(name)
+        dev = torch.device(name)
     except RuntimeError:
         raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {name!r}") from None
+    if dev.type not in ("cpu", "cuda"):  # mps, meta, xpu...: droplab's kernels and generators are CPU or CUDA
+        raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {name!r}; droplab runs on CPU or CUDA")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for, but CUDA is not available here; use --device cpu")
+    return dev
 
 
 def build_model(model_config: dict[str, Any], *, seed: int) -> DropoutMLP:

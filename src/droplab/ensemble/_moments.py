@@ -72,6 +72,13 @@ def _check_net(net: nn.Module, x: Tensor) -> None:
         raise TypeError(f"analytic estimators run on a DropoutMLP, got {type(net).__name__}")
     if not isinstance(x, Tensor) or x.dim() != 2:
         raise ValueError(f"x must be a batch of inputs of shape (B, n0), got {getattr(x, 'shape', type(x))}")
+    if x.shape[1] != net.sizes[0]:
+        raise ValueError(f"x has {x.shape[1]} features but the network takes {net.sizes[0]}; flatten or select "
+                         f"inputs to shape (B, {net.sizes[0]})")
+    if x.shape[0] == 0:
+        raise ValueError("x is an empty batch (B = 0); give at least one input")
+    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+        raise ValueError("x contains NaN or inf; the ensemble statistics of such inputs are undefined")
 
 
 # ---------------------------------------------------------------------------------------------------- linear
@@ -148,6 +155,8 @@ def gaussian_moments(net: DropoutMLP, x: Tensor, *, method: str = "quadrature", 
     _check_net(net, x)
     if method not in ("eq242", "quadrature", "sample"):
         raise ValueError(f"method must be 'eq242', 'quadrature' or 'sample', got {method!r}")
+    if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
+        raise ValueError(f"samples must be a positive integer (Gaussian draws of S), got {samples!r}")
     m, v = x, torch.zeros_like(x)
     layers = [LayerStatistics(E=x, Var=v)]
     for h, (gate, linear) in enumerate(zip(net.gates, net.linears, strict=True)):

@@ -24,6 +24,11 @@ def _check(net: nn.Module, x: Tensor) -> None:
         raise TypeError(f"expected a DropoutMLP or an nn.Module with droplab gates, got {type(net).__name__}")
     if not isinstance(x, Tensor) or x.dim() < 2:
         raise ValueError(f"x must be a batch of inputs, shape (B, ...), got {getattr(x, 'shape', type(x))}")
+    if x.shape[0] == 0:
+        raise ValueError("x is an empty batch (B = 0); give at least one input")
+    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+        raise ValueError("x contains NaN or inf; the ensemble statistics of such inputs are undefined. Clean or "
+                         "impute the inputs first")
 
 
 @torch.no_grad()
@@ -114,7 +119,7 @@ def monte_carlo(net: nn.Module, x: Tensor, *, samples: int = 1000, generator: to
     torch.Size([2, 8])
     """
     _check(net, x)
-    if not isinstance(samples, int) or samples < 1:
+    if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
         raise ValueError(f"samples must be a positive integer, got {samples!r}")
     if not isinstance(net, DropoutMLP):
         return _monte_carlo_module(net, x, samples, generator, memory)
@@ -210,7 +215,9 @@ def exact(net: DropoutMLP, x: Tensor, *, max_configurations: int = 2**20, pairs:
     random = (keep > 0) & (keep < 1)
     n_random = int(random.sum())
     if n_random > 62 or 2**n_random > max_configurations:
-        raise ValueError(f"exact enumeration needs 2^{n_random} = {2**n_random:,} configurations, more than "
+        digits = int(n_random * 0.30103)  # log10(2)
+        count = f"2^{n_random} = {2**n_random:,}" if n_random <= 64 else f"2^{n_random} (about 1e{digits})"
+        raise ValueError(f"exact enumeration needs {count} configurations, more than "
                          f"max_configurations={max_configurations:,}; use monte_carlo or a smaller network")
     count = 2**n_random
     ref = _reference(net, x)
