@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import ensemble, means
 from ._base import Context, Experiment, Verdict, hist
-from .network import WHEN, WITHIN_SD, flat, mc_stats
+from .network import WHEN, WITHIN_SD, flat, mc_stats, per_layer
 
 
 def compute(ctx: Context) -> dict[str, Any]:
@@ -66,16 +66,11 @@ def plot(r: dict[str, Any]) -> Any:
     return fig
 
 
-def _layers(n: dict[str, Any], when: str, key: str) -> list[Any]:
-    hs = sorted({int(k.split()[1]) for k in n if k.startswith("layer ") and f" {when}: " in k})
-    return [n[f"layer {h} {when}: {key}"] for h in hs]
-
-
 def verdicts(r: dict[str, Any]) -> list[Verdict]:
     n = r["numbers"]
-    sd = _layers(n, "after", "mean sd(O)")
-    e242 = _layers(n, "after", "mean |E - Eq. 242|, mean |E - NWGM|")
-    gm = _layers(n, "after", "mean |E - gaussian_moments|, mean |E - W|")
+    sd = per_layer(n, "after", "mean sd(O)")
+    e242 = per_layer(n, "after", "mean |E - Eq. 242|, mean |E - NWGM|")
+    gm = per_layer(n, "after", "mean |E - gaussian_moments|, mean |E - W|")
     worst242 = max(a / s for (a, _), s in zip(e242, sd, strict=True))
     better242 = sum(a < b for a, b in e242)
     worst_gm = max(a / s for (a, _), s in zip(gm, sd, strict=True))

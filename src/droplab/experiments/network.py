@@ -141,7 +141,8 @@ def plot_approximations(r: dict[str, Any]) -> Any:
     return fig
 
 
-def _per_layer(n: dict[str, Any], when: str, key: str) -> list[Any]:
+def per_layer(n: dict[str, Any], when: str, key: str) -> list[Any]:
+    """``n["layer h <when>: <key>"]`` for every hidden layer h, in order."""
     layers = sorted({int(k.split()[1]) for k in n if k.startswith("layer ") and f" {when}: " in k})
     return [n[f"layer {h} {when}: {key}"] for h in layers]
 
@@ -150,22 +151,22 @@ def verdicts_approximations(r: dict[str, Any]) -> list[Verdict]:
     n = r["numbers"]
     out = []
     for name, key, fig in (("W", "mean |E - W|", "Figs. 9.3, 9.7"), ("NWGM", "mean |E - NWGM|", "Figs. 9.3, 9.6")):
-        ratios = [a / b if b > 0 else np.inf for a, b in zip(_per_layer(n, "after", key),
-                                                              _per_layer(n, "after", "mean sd(O)"), strict=True)]
+        ratios = [a / b if b > 0 else np.inf for a, b in zip(per_layer(n, "after", key),
+                                                              per_layer(n, "after", "mean sd(O)"), strict=True)]
         worst = float(max(ratios))
         out.append(Verdict(
             f"{name} approximates E: in every hidden layer after training, mean |E - {name}| is at most "
             f"{worst:.3f} of the mean dropout sd(O)", worst < 1.0, source=f"Section 9.5, {fig}",
             words="both W and NWGM(O) can be viewed as good approximations to E(O) with small deviations",
             measured=worst, threshold=1.0, basis=WITHIN_SD))
-    frac = float(min(_per_layer(n, "after", "fraction |E - NWGM| <= bound 2 + 5 SE")))
+    frac = float(min(per_layer(n, "after", "fraction |E - NWGM| <= bound 2 + 5 SE")))
     out.append(Verdict(
         f"|E - NWGM| is within bound 2 of Eq. 87 for {100 * frac:.2f}% of the hidden units of the worst layer after "
         "training", frac >= 1.0, source="Eq. 87, Figs. 9.3-9.4", words="well within the bounds derived in Section 8",
         measured=frac, threshold=1.0,
         basis="every unit, allowing 5 Monte Carlo standard errors of E (a false exceedance among ~50,000 units has "
               "probability about 1%)"))
-    e87, e202 = _per_layer(n, "after", "mean error of Eq. 87 (E - NWGM)"), _per_layer(
+    e87, e202 = per_layer(n, "after", "mean error of Eq. 87 (E - NWGM)"), per_layer(
         n, "after", "mean error of Eq. 202 (E - NWGM)")
     better = sum(b < a for a, b in zip(e87, e202, strict=True))
     out.append(Verdict(
@@ -174,7 +175,7 @@ def verdicts_approximations(r: dict[str, Any]) -> list[Verdict]:
         f"{', '.join(f'{a:.1e}' for a in e87)})", better == len(e87), source="Fig. 9.5, Eq. 202",
         words="the sharper but potentially more restricted second order approximation", measured=float(better),
         threshold=float(len(e87)), basis="the same error measure |(E - NWGM) - estimate| for both, in every layer"))
-    d, spread = _per_layer(n, "after", "mean |E(f'(S)) - f'(E(S))|"), _per_layer(
+    d, spread = per_layer(n, "after", "mean |E(f'(S)) - f'(E(S))|"), per_layer(
         n, "after", "mean first-order spread of f'(S), |f''(E(S))| sd(S)")
     ratio = float(max(a / b if b > 0 else np.inf for a, b in zip(d, spread, strict=True)))
     out.append(Verdict(
@@ -184,7 +185,7 @@ def verdicts_approximations(r: dict[str, Any]) -> list[Verdict]:
         basis="a second-order error against the first-order spread |f''(E(S))| sd(S) (delta method)"))
     for what, fig in (("NWGM - E", "Fig. 9.6"), ("W - E", "Fig. 9.7")):
         for when in ("before", "after"):
-            moments = _per_layer(n, when, f"{what}: mean, sd, skewness, excess kurtosis")
+            moments = per_layer(n, when, f"{what}: mean, sd, skewness, excess kurtosis")
             worst = float(max(max(abs(m[2]), abs(m[3])) for m in moments))
             centred = all(abs(m[0]) <= m[1] for m in moments)
             out.append(Verdict(
@@ -195,15 +196,15 @@ def verdicts_approximations(r: dict[str, Any]) -> list[Verdict]:
                                   "before and after training", measured=worst, threshold=GAUSSIAN_LIMIT,
                 basis=GAUSSIAN_BASIS))
     skew = [(abs(b[2]), abs(a[2])) for b, a in zip(
-        _per_layer(n, "before", "W - E: mean, sd, skewness, excess kurtosis"),
-        _per_layer(n, "after", "W - E: mean, sd, skewness, excess kurtosis"), strict=True)]
+        per_layer(n, "before", "W - E: mean, sd, skewness, excess kurtosis"),
+        per_layer(n, "after", "W - E: mean, sd, skewness, excess kurtosis"), strict=True)]
     more = sum(a > b for b, a in skew)
     out.append(Verdict(
         f"after training W - E is more asymmetric than before in {more} of {len(skew)} layers (|skewness| "
         + ", ".join(f"{b:.2f} -> {a:.2f}" for b, a in skew) + ")", 2 * more > len(skew), source="Figs. 9.6-9.7",
         words="After training, the distribution is slightly asymmetric", measured=float(more),
         threshold=len(skew) / 2, basis="a majority of layers"))
-    corr = _per_layer(n, "after", "correlation(alpha, beta)")[1:]
+    corr = per_layer(n, "after", "correlation(alpha, beta)")[1:]
     worst_c = float(max(abs(c) for c in corr)) if corr else 0.0
     out.append(Verdict(
         "alpha = E - NWGM and beta = NWGM - W are uncorrelated above the first layer: correlations "
