@@ -170,3 +170,14 @@ def test_compare_runs_reports_spread_and_flips(tiny_report, tmp_path, capsys):
     row = [line for line in table.splitlines() if line.startswith(f"| {verdict['group']} |")][0]
     assert "1 of 2 (flips: at its noise)" in row and "123" in row
     assert main(["compare", str(tmp_path / "missing")]) == 2
+
+
+def test_a_damaged_study_file_is_trained_again(tiny_report, tmp_path):
+    out, first, _ = tiny_report
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    (copy / "stages" / "study.safetensors").write_bytes(b"truncated")
+    for stage in (copy / "stages").glob("*.json"):
+        stage.unlink()
+    again = reproduce(copy, preset="tiny", progress=False)
+    assert again["claims_held"] == first["claims_held"]  # same seed: the same network again

@@ -103,8 +103,11 @@ class Study:
         if self._snapshots is not None:
             return
         if self.path.is_file():
-            tensors, meta = load_checkpoint_file(self.path)
-            if meta.get("key") == self.key:
+            try:
+                tensors, meta = load_checkpoint_file(self.path)
+            except ValueError:  # a damaged or foreign file: train again and write over it (atomically)
+                tensors, meta = {}, {}
+            if meta.get("key") == self.key and "best_epoch" in meta:
                 self._snapshots = {}
                 for name, value in tensors.items():
                     epoch, key = name.split(".", 1)
