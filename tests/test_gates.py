@@ -12,9 +12,34 @@ import droplab
 from droplab.gates import GATES, bernoulli_noise, check_keep, gate_kind
 from droplab.nn import UnitGate
 
+# the design table (DESIGN.md): dropin is defined with the paper's scaling only
 SCALINGS = {"bernoulli": ("paper", "inverted"), "gaussian": ("paper", "inverted"), "dropin": ("paper",),
             "spiking": ("paper", "inverted")}
 CASES = [(k, s) for k in GATES for s in SCALINGS[k]]
+
+
+def test_each_kind_states_its_scalings_enumerability_and_moments():
+    assert {k: g.scalings for k, g in GATES.items()} == SCALINGS
+    assert {k for k, g in GATES.items() if g.enumerable} == {"bernoulli", "dropin"}  # fixed-probability B(p) noise
+    for kind in GATES.values():
+        for scaling in ("paper", "inverted"):
+            if scaling not in kind.scalings:
+                with pytest.raises(ValueError, match=f"{kind.name} is defined with the paper scaling only"):
+                    kind.check_scaling(scaling)
+                continue
+            assert kind.check_scaling(scaling) == scaling
+            o = _outputs()
+            # mean affine in O: mean(a O1 + b O2) = a mean(O1) + b mean(O2) for a + b = 1
+            o2 = o.flip(0)
+            assert torch.allclose(kind.mean(0.3 * o + 0.7 * o2, 0.6, scaling),
+                                  0.3 * kind.mean(o, 0.6, scaling) + 0.7 * kind.mean(o2, 0.6, scaling))
+            if kind.linear_moments is None:
+                continue
+            # (E(A), E(B), E(A^2), E(AB), E(B^2)) against the mean and variance given O: E(A O + B), Var(A O + B)
+            keep = torch.full_like(o, 0.6)
+            a, b, aa, ab, bb = kind.linear_moments(keep, scaling)
+            assert torch.allclose(a * o + b, kind.mean(o, 0.6, scaling))
+            assert torch.allclose(aa * o**2 + 2 * ab * o + bb - (a * o + b) ** 2, kind.variance(o, 0.6, scaling))
 
 
 def _outputs(n=6, dtype=torch.float64):
@@ -166,9 +191,16 @@ def test_unknown_kind_lists_known_ones():
         gate_kind("bernouli")
 
 
-def test_dropin_rejects_inverted_scaling():
-    with pytest.raises(ValueError, match="paper's scaling"):
+def test_dropin_rejects_inverted_scaling_everywhere():
+    from droplab.net import DropoutMLP
+    from droplab.nn import ConnectionDropoutLinear
+
+    with pytest.raises(ValueError, match="dropin is defined with the paper scaling only"):
         UnitGate(0.5, kind="dropin", scaling="inverted")
+    with pytest.raises(ValueError, match="dropin is defined with the paper scaling only"):
+        ConnectionDropoutLinear(3, 2, 0.5, kind="dropin", scaling="inverted")
+    with pytest.raises(ValueError, match="dropin is defined with the paper scaling only"):  # no silent override
+        DropoutMLP((3, 4, 2), keep=0.5, gate="dropin", scaling="inverted")
 
 
 def test_per_unit_keep_that_does_not_broadcast():

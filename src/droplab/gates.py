@@ -200,14 +200,12 @@ def _gaussian_draw(o: Tensor, keep: Keep, generator: torch.Generator | None) -> 
 # ----------------------------------------------------------------------------------------------------
 # dropin: O if kept, 1 otherwise (Section 11.6)
 def _dropin_apply(o: Tensor, noise: Tensor, keep: Keep, scaling: str) -> Tensor:
-    if scaling != "paper":
-        raise ValueError("dropin is defined with the paper's scaling only; use scaling='paper'")
+    GATES["dropin"].check_scaling(scaling)
     return o * noise + (1 - noise)  # delta O + (1 - delta)
 
 
 def _dropin_mean(o: Tensor, keep: Keep, scaling: str) -> Tensor:
-    if scaling != "paper":
-        raise ValueError("dropin is defined with the paper's scaling only; use scaling='paper'")
+    GATES["dropin"].check_scaling(scaling)
     return o * keep + (1 - keep)
 
 
@@ -234,9 +232,31 @@ def _spiking_variance(o: Tensor, keep: Keep, scaling: str) -> Tensor:
     return var if scaling == "inverted" else var * (keep * keep)
 
 
+Moments = tuple[Tensor, Tensor, Tensor, Tensor, Tensor]
+
+
+def _multiplicative_moments(keep: Tensor, scaling: str) -> Moments:
+    # gated value A O with A = s delta (or s xi), s = 1 or 1/p: E(A) = s p, E(A^2) = s^2 p (E(delta^2) = E(xi^2) = p)
+    s = 1 / keep if scaling == "inverted" else torch.ones_like(keep)
+    zero = torch.zeros_like(keep)
+    return s * keep, zero, s.square() * keep, zero, zero
+
+
+def _dropin_moments(keep: Tensor, scaling: str) -> Moments:
+    # gated value delta O + (1 - delta): A = delta, B = 1 - delta, AB = 0
+    return keep, 1 - keep, keep, torch.zeros_like(keep), 1 - keep
+
+
 @dataclass(frozen=True)
 class GateKind:
-    """One kind of gate: how to draw its noise, apply it, and its mean and variance given O."""
+    """One kind of gate: its noise, how the noise is applied, and what the estimators may assume of it.
+
+    ``draw``/``apply`` sample; ``mean``/``variance`` are the gated value's moments given O. ``scalings`` lists the
+    conventions the kind is defined for; ``enumerable`` says whether its noise is a Bernoulli variable with
+    probability ``keep`` (so ``exact`` can list every configuration); ``affine_mean`` that its mean is affine in O
+    (the Monte Carlo estimator's E(S) from E(O) relies on it); ``linear_moments``, where the gated value is
+    A O + B with noise A, B independent of O, gives (E(A), E(B), E(A^2), E(AB), E(B^2)) for moment propagation.
+    """
 
     name: str
     draw: Callable[[Tensor, Keep, torch.Generator | None], Tensor]
@@ -244,6 +264,18 @@ class GateKind:
     mean: Callable[[Tensor, Keep, str], Tensor]
     variance: Callable[[Tensor, Keep, str], Tensor]
     needs_probability_input: bool = False  # spiking: O must lie in [0, 1]
+    scalings: tuple[str, ...] = SCALINGS
+    enumerable: bool = False
+    affine_mean: bool = True
+    linear_moments: Callable[[Tensor, str], Moments] | None = None
+
+    def check_scaling(self, scaling: str) -> str:
+        """``scaling`` if this kind is defined with it, else a ValueError that says which it is defined with."""
+        check_scaling(scaling)
+        if scaling not in self.scalings:
+            raise ValueError(f"{self.name} is defined with the {' or '.join(self.scalings)} scaling only, got "
+                             f"scaling={scaling!r}; use scaling={self.scalings[0]!r}")
+        return scaling
 
     def sample(self, o: Tensor, keep: Keep, *, scaling: str = "paper",
                generator: torch.Generator | None = None) -> Tensor:
@@ -253,10 +285,12 @@ class GateKind:
 
 GATES: dict[str, GateKind] = {
     "bernoulli": GateKind("bernoulli", _bernoulli_draw, _bernoulli_apply, _multiplicative_mean,
-                          _multiplicative_variance),
+                          _multiplicative_variance, enumerable=True, linear_moments=_multiplicative_moments),
     "gaussian": GateKind("gaussian", _gaussian_draw, _bernoulli_apply, _multiplicative_mean,
-                         _multiplicative_variance),
-    "dropin": GateKind("dropin", _bernoulli_draw, _dropin_apply, _dropin_mean, _dropin_variance),
+                         _multiplicative_variance, linear_moments=_multiplicative_moments),
+    "dropin": GateKind("dropin", _bernoulli_draw, _dropin_apply, _dropin_mean, _dropin_variance, scalings=("paper",),
+                       enumerable=True, linear_moments=_dropin_moments),
+    # a spike's probability is O itself: not a fixed-probability Bernoulli, not of the form A O + B
     "spiking": GateKind("spiking", _spiking_draw, _spiking_apply, _multiplicative_mean, _spiking_variance,
                         needs_probability_input=True),
 }

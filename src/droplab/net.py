@@ -146,7 +146,7 @@ class DropoutMLP(nn.Module):
         if kind == "spiking" and h > 0 and self.transfers[h - 1].name != "logistic":
             raise ValueError(f"spiking units need outputs in [0, 1]; layer {h} uses {self.transfers[h - 1].name}, "
                              "use transfer='logistic'")
-        return UnitGate(keep, kind=kind, scaling="paper" if kind == "dropin" else scaling)
+        return UnitGate(keep, kind=kind, scaling=scaling)  # the kind refuses a scaling it is not defined with
 
     def _make_linear(self, h: int, keep: KeepSpec, kind: str, scaling: str, sharing: str) -> nn.Module:
         n_in, n_out = self.sizes[h], self.sizes[h + 1]

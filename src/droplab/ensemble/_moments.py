@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import means
+from ..gates import GATES, gate_kind
 from ..net import DropoutMLP
 from ..nn import ConnectionDropoutLinear, UnitGate
 from ._stats import EnsembleStatistics, LayerStatistics
@@ -41,14 +42,11 @@ class _GateMoments:
 
 
 def _moments_of(kind: str, keep: Tensor, scaling: str) -> _GateMoments:
-    zero = torch.zeros_like(keep)
-    if kind in ("bernoulli", "gaussian"):
-        s = 1 / keep if scaling == "inverted" else torch.ones_like(keep)
-        return _GateMoments(s * keep, zero, s.square() * keep, zero, zero)  # E(delta^2) = E(xi^2) = p
-    if kind == "dropin":
-        return _GateMoments(keep, 1 - keep, keep, zero, 1 - keep)
-    raise ValueError(f"moment propagation handles bernoulli, gaussian and dropin gates, not {kind}; "
-                     "use monte_carlo for spiking units")
+    gate = gate_kind(kind)
+    if gate.linear_moments is None:
+        able = sorted(name for name, g in GATES.items() if g.linear_moments is not None)
+        raise ValueError(f"moment propagation handles {', '.join(able)} gates, not {kind}; use monte_carlo")
+    return _GateMoments(*gate.linear_moments(keep, scaling))
 
 
 def _unit_gate(gate: nn.Module, n: int, like: Tensor) -> _GateMoments:

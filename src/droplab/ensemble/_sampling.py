@@ -183,12 +183,12 @@ def _enumerable_gates(net: DropoutMLP) -> list[tuple[str, Tensor]]:
     out = []
     for name, gate in modes.gates_of(net).items():
         if isinstance(gate, UnitGate):
-            if gate.kind.name not in ("bernoulli", "dropin"):
+            if not gate.kind.enumerable:
                 raise ValueError(f"exact enumeration needs Bernoulli noise; gate {name} is {gate.kind.name}. "
                                  "Use monte_carlo, or gaussian_moments for Gaussian noise")
             keep = torch.as_tensor(gate.keep, dtype=torch.float64).expand(net.sizes[int(name.split(".")[1])])
         elif isinstance(gate, ConnectionDropoutLinear):
-            if gate.kind.name not in ("bernoulli", "dropin"):
+            if not gate.kind.enumerable:
                 raise ValueError(f"exact enumeration needs Bernoulli noise; layer {name} is {gate.kind.name}")
             keep = torch.as_tensor(gate.keep, dtype=torch.float64).expand(gate.weight.shape).reshape(-1)
         else:

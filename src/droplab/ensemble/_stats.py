@@ -232,6 +232,11 @@ class Accumulator:
         costs one small product instead of a pass over every member's S. (Var(S) needs S itself; it is the
         members' own spread about their own mean.)
         """
+        for module in (self.net.gates[h - 1], self.net.linears[h - 1]):
+            kind = getattr(module, "kind", None)
+            if kind is not None and not kind.affine_mean:
+                raise ValueError(f"{kind.name} gates have a mean that is not affine in O, so E(S) cannot be taken "
+                                 "from E(O); this estimator does not support them")
         dtype = self.ref.S[h].dtype
         with modes.expect(self.net):
             s = self.net.linears[h - 1](self.net.gates[h - 1](e_prev.to(dtype)))

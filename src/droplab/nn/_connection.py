@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..gates import Keep, check_keep, check_scaling, gate_kind
+from ..gates import Keep, check_keep, gate_kind
 from ..modes import Stochastic
 
 __all__ = ["ConnectionDropoutLinear", "MASK_SHARING"]
@@ -42,9 +42,7 @@ class ConnectionDropoutLinear(Stochastic, nn.Linear):
                  dtype: torch.dtype | None = None) -> None:
         super().__init__(in_features, out_features, bias=bias, device=device, dtype=dtype)
         self.kind = gate_kind(kind)
-        self.scaling = check_scaling(scaling)
-        if kind == "dropin" and scaling != "paper":
-            raise ValueError("dropin is defined with the paper's scaling only; use scaling='paper'")
+        self.scaling = self.kind.check_scaling(scaling)
         if mask_sharing not in MASK_SHARING:
             raise ValueError(f"mask_sharing must be one of {MASK_SHARING}, got {mask_sharing!r}")
         if mask_sharing == "batch" and kind == "spiking":

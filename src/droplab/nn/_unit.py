@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..gates import Keep, check_keep, check_scaling, gate_kind
+from ..gates import Keep, check_keep, gate_kind
 from ..modes import Stochastic
 
 __all__ = ["Dropin", "Dropout", "GaussianDropout", "SpikingUnits", "UnitGate"]
@@ -35,9 +35,7 @@ class UnitGate(Stochastic, nn.Module):
     def __init__(self, keep: Keep = 0.5, *, kind: str = "bernoulli", scaling: str = "inverted") -> None:
         super().__init__()
         self.kind = gate_kind(kind)
-        self.scaling = check_scaling(scaling)
-        if self.kind.name == "dropin" and scaling != "paper":
-            raise ValueError("dropin is defined with the paper's scaling only; use scaling='paper'")
+        self.scaling = self.kind.check_scaling(scaling)
         keep = check_keep(keep, where="spike size r" if kind == "spiking" else "keep")
         if isinstance(keep, Tensor):
             self.register_buffer("keep", keep.detach().clone())
