@@ -84,6 +84,28 @@ def test_mismatched_images_and_labels(tmp_path):
         data.load("mnist", root=tmp_path, download=False)
 
 
+def test_wrong_files_are_named(tmp_path):
+    arrays = _write_fake_mnist(tmp_path)
+    labels = tmp_path / "t10k-labels-idx1-ubyte.gz"
+    images = tmp_path / "t10k-images-idx3-ubyte.gz"
+    # the images file where the labels file belongs
+    labels.write_bytes(images.read_bytes())
+    with pytest.raises(ValueError, match="t10k-labels-idx1-ubyte.* has 3 dimension.*swapped"):
+        data.load("mnist", root=tmp_path, download=False)
+    # a label out of range
+    bad = arrays["t10k-labels-idx1-ubyte"].copy()
+    bad[3] = 12
+    labels.write_bytes(gzip.compress(_idx_bytes(bad)))
+    with pytest.raises(ValueError, match="has a label 12; mnist labels are 0-9"):
+        data.load("mnist", root=tmp_path, download=False)
+    # a type byte other than unsigned bytes (0x0D: big-endian float32)
+    floats = arrays["t10k-labels-idx1-ubyte"].astype(">f4")
+    raw = bytes([0, 0, 0x0D, 1]) + struct.pack(">I", len(floats)) + floats.tobytes()
+    labels.write_bytes(gzip.compress(raw))
+    with pytest.raises(ValueError, match="holds float32 values; mnist stores unsigned bytes"):
+        data.load("mnist", root=tmp_path, download=False)
+
+
 @pytest.fixture
 def local_mirror(tmp_path):
     served = tmp_path / "served"

@@ -242,6 +242,18 @@ def _load_idx_arrays(name: str, root: str | os.PathLike[str] | None, download: b
         path = _idx_file(folder, filename)
         assert path is not None  # find_idx_dir or download_idx guaranteed it
         arrays[key] = read_idx(path)
+    for key, array in arrays.items():
+        filename = SOURCES[name].files[key][0]
+        if array.dtype != np.uint8:  # every IDX set droplab reads stores unsigned bytes (type 0x08)
+            raise ValueError(f"{filename} in {folder} holds {array.dtype} values; {name} stores unsigned bytes "
+                             "(IDX type 0x08). Is it the right file?")
+        want = 3 if key.endswith("images") else 1
+        if array.ndim != want:
+            raise ValueError(f"{filename} in {folder} has {array.ndim} dimension(s), expected {want} "
+                             f"({'images N x rows x columns' if want == 3 else 'one label per image'}); "
+                             "are the images and labels files swapped?")
+        if key.endswith("labels") and array.size and int(array.max()) > 9:
+            raise ValueError(f"{filename} in {folder} has a label {int(array.max())}; {name} labels are 0-9")
     for split in ("train", "test"):
         if f"{split}_images" in arrays and len(arrays[f"{split}_images"]) != len(arrays[f"{split}_labels"]):
             raise ValueError(f"{name} in {folder}: {len(arrays[f'{split}_images'])} {split} images but "
