@@ -245,7 +245,7 @@ def _load_idx_arrays(name: str, root: str | os.PathLike[str] | None, download: b
     for key, array in arrays.items():
         filename = SOURCES[name].files[key][0]
         if array.dtype != np.uint8:  # every IDX set droplab reads stores unsigned bytes (type 0x08)
-            raise ValueError(f"{filename} in {folder} holds {array.dtype} values; {name} stores unsigned bytes "
+            raise ValueError(f"{filename} in {folder} holds {array.dtype.name} values; {name} stores unsigned bytes "
                              "(IDX type 0x08). Is it the right file?")
         want = 3 if key.endswith("images") else 1
         if array.ndim != want:
