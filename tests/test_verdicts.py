@@ -18,7 +18,7 @@ from droplab.experiments import (
     spiking,
     transfer,
 )
-from droplab.experiments._base import Verdict, binomial_se
+from droplab.experiments._base import Verdict, binomial_se, worst_ratio
 
 
 def _gaussian(mean=0.0, sd=0.01, skew=0.1, kurt=0.2):
@@ -373,3 +373,11 @@ def test_at_noise_flag_and_binomial_se():
     assert not Verdict("x", True, measured=1.0, threshold=1.0).at_noise  # no noise known
     assert binomial_se(5.0, 2000) == pytest.approx(100 * (0.05 * 0.95 / 2000) ** 0.5)
     assert binomial_se(0.0, 100) > 0  # one error's worth, never 0
+
+
+def test_worst_ratio():
+    assert worst_ratio([0.01, 0.03], [0.1, 0.1]) == pytest.approx(0.3)
+    assert worst_ratio([0.0, 0.02], [0.0, 0.1]) == pytest.approx(0.2)  # 0 error at 0 scale is no error
+    assert worst_ratio([0.01, 0.02], [0.0, 0.1]) == float("inf")  # an error where the scale is 0 fails any threshold
+    with pytest.raises(ValueError, match="as many errors as scales"):
+        worst_ratio([0.1], [0.1, 0.2])

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["GROUPS", "Context", "Experiment", "Verdict", "binomial_se", "hist", "to_json"]
+__all__ = ["GROUPS", "Context", "Experiment", "Verdict", "binomial_se", "hist", "to_json", "worst_ratio"]
 
 
 GROUPS = {"paper": "Baldi & Sadowski (2014)", "other": "other papers (Hinton et al. 2012, Srivastava et al. 2014)",
@@ -52,6 +52,17 @@ class Verdict:
         return {"text": self.text, "holds": bool(self.holds), "group": self.group, "source": self.source,
                 "words": self.words, "paper": self.paper, "measured": self.measured, "threshold": self.threshold,
                 "basis": self.basis, "noise": self.noise, "at_noise": self.at_noise}
+
+
+def worst_ratio(errors: Any, scales: Any) -> float:
+    """max_i errors_i / scales_i, the largest error measured in units of its scale (inf where a scale is 0 and
+    its error is not): how verdicts against the dropout sd(O) or a spread read a list of layers."""
+    e, s = np.asarray(errors, dtype=np.float64), np.asarray(scales, dtype=np.float64)
+    if e.shape != s.shape or e.size == 0:
+        raise ValueError(f"expected as many errors as scales (at least one), got {e.shape} and {s.shape}")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(s > 0, e / np.where(s > 0, s, 1.0), np.where(e > 0, np.inf, 0.0))
+    return float(ratio.max())
 
 
 def binomial_se(error_percent: float, n: int) -> float:

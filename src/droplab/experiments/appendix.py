@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from .. import ensemble, means
-from ._base import Context, Experiment, Verdict, hist
+from ._base import Context, Experiment, Verdict, hist, worst_ratio
 from .network import WHEN, WITHIN_SD, flat, mc_stats, per_layer
 
 
@@ -71,9 +71,9 @@ def verdicts(r: dict[str, Any]) -> list[Verdict]:
     sd = per_layer(n, "after", "mean sd(O)")
     e242 = per_layer(n, "after", "mean |E - Eq. 242|, mean |E - NWGM|")
     gm = per_layer(n, "after", "mean |E - gaussian_moments|, mean |E - W|")
-    worst242 = max(a / s for (a, _), s in zip(e242, sd, strict=True))
+    worst242 = worst_ratio([a for a, _ in e242], sd)
     better242 = sum(a < b for a, b in e242)
-    worst_gm = max(a / s for (a, _), s in zip(gm, sd, strict=True))
+    worst_gm = worst_ratio([a for a, _ in gm], sd)
     return [
         Verdict(f"Eq. 242 (Gaussian S) estimates E within {worst242:.3f} of the mean sd(O) in every hidden layer, and "
                 f"more accurately than NWGM in {better242} of {len(e242)} layers", worst242 < 1.0,

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .. import ensemble, means
-from ._base import Context, Experiment, Verdict, draw_hist, hist
+from ._base import Context, Experiment, Verdict, draw_hist, hist, worst_ratio
 
 WHEN = (("before", 0), ("after", "last"))
 # George & Mallery (2010): skewness and excess kurtosis within +-2 are read as acceptably close to Gaussian
@@ -151,9 +151,7 @@ def verdicts_approximations(r: dict[str, Any]) -> list[Verdict]:
     n = r["numbers"]
     out = []
     for name, key, fig in (("W", "mean |E - W|", "Figs. 9.3, 9.7"), ("NWGM", "mean |E - NWGM|", "Figs. 9.3, 9.6")):
-        ratios = [a / b if b > 0 else np.inf for a, b in zip(per_layer(n, "after", key),
-                                                              per_layer(n, "after", "mean sd(O)"), strict=True)]
-        worst = float(max(ratios))
+        worst = worst_ratio(per_layer(n, "after", key), per_layer(n, "after", "mean sd(O)"))
         out.append(Verdict(
             f"{name} approximates E: in every hidden layer after training, mean |E - {name}| is at most "
             f"{worst:.3f} of the mean dropout sd(O)", worst < 1.0, source=f"Section 9.5, {fig}",
@@ -177,7 +175,7 @@ def verdicts_approximations(r: dict[str, Any]) -> list[Verdict]:
         threshold=float(len(e87)), basis="the same error measure |(E - NWGM) - estimate| for both, in every layer"))
     d, spread = per_layer(n, "after", "mean |E(f'(S)) - f'(E(S))|"), per_layer(
         n, "after", "mean first-order spread of f'(S), |f''(E(S))| sd(S)")
-    ratio = float(max(a / b if b > 0 else np.inf for a, b in zip(d, spread, strict=True)))
+    ratio = worst_ratio(d, spread)
     out.append(Verdict(
         f"E(f'(S)) ~ f'(E(S)): the mean difference is at most {ratio:.2f} of the first-order dropout spread of "
         "f'(S) in every hidden layer", ratio < 1.0, source="Eq. 220, Fig. 9.15",

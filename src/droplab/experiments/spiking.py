@@ -9,7 +9,7 @@ import torch
 
 from .. import ensemble, modes, train
 from ..net import DropoutMLP
-from ._base import Context, Experiment, Verdict, binomial_se
+from ._base import Context, Experiment, Verdict, binomial_se, worst_ratio
 from .network import WITHIN_SD, flat, mc_stats
 
 
@@ -61,8 +61,8 @@ def verdicts_three_networks(r: dict[str, Any]) -> list[Verdict]:
     layers = sorted({int(k.split()[1].rstrip(":")) for k in n if k.startswith("layer")})
     out = []
     for name in ("dropout", "spiking"):
-        ratio = max(n[f"layer {h}: mean |E({name}) - W|"] / max(n[f"layer {h}: mean sd(O) ({name})"], 1e-300)
-                    for h in layers)
+        ratio = worst_ratio([n[f"layer {h}: mean |E({name}) - W|"] for h in layers],
+                            [n[f"layer {h}: mean sd(O) ({name})"] for h in layers])
         agree = n[f"predicted class agrees with W ({name})"]
         out.append(Verdict(
             f"the {name} network's average matches the deterministic network in every layer: mean |E - W| at most "

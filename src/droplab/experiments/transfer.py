@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .. import ensemble, means, train
-from ._base import Context, Experiment, Verdict
+from ._base import Context, Experiment, Verdict, worst_ratio
 from .network import WITHIN_SD, flat
 
 TRANSFERS = ("logistic", "tanh", "relu")
@@ -96,7 +96,7 @@ def verdicts(r: dict[str, Any]) -> list[Verdict]:
     out = []
     for transfer in ("tanh", "relu"):
         rows = [v for k, v in n.items() if k.startswith(f"{transfer} layer") and "mean |E - W|" in k]
-        worst = max(a / b if b > 0 else np.inf for a, b in rows)
+        worst = worst_ratio([a for a, _ in rows], [b for _, b in rows])
         out.append(Verdict(
             f"with {transfer} units the deterministic network approximates the ensemble too: mean |E - W| at most "
             f"{worst:.3f} of the mean sd(O) in every hidden layer", worst < 1.0, source="Section 7.2, Eq. 68",
