@@ -26,8 +26,11 @@ def test_train_then_evaluate(tmp_path, capsys):
     assert code == 0 and result["dataset"] == "digits"
     for name in ("weight-scaled", "monte-carlo", "gaussian"):
         assert 0 <= result[name]["test_error"] < 90
-    code, stdout, _ = _run(["evaluate", str(out / "best.safetensors")], capsys)
-    assert code == 0 and "weight-scaled" in stdout and "test error" in stdout
+        assert result[name]["nll"] > 0 and 0 <= result[name]["brier"] <= 2 and 0 <= result[name]["ece"] <= 1
+    code, stdout, _ = _run(["evaluate", str(out / "best.safetensors"), "--reliability", str(tmp_path / "rel")],
+                           capsys)
+    assert code == 0 and "weight-scaled" in stdout and "test error" in stdout and "ECE" in stdout
+    assert (tmp_path / "rel" / "reliability-weight-scaled.png").stat().st_size > 10_000
     config = json.loads((out / "config.json").read_text())
     assert config["model"]["sizes"] == [64, 32, 10] and config["train"]["epochs"] == 3
 

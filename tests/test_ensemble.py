@@ -227,11 +227,12 @@ def test_monte_carlo_on_any_module_with_gates():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), Dropout(0.5), nn.Linear(16, 3)).double().eval()
     x = torch.rand(5, 4, dtype=F64)
-    stats = ensemble.monte_carlo(model, x, samples=300, generator=torch.Generator().manual_seed(0))
+    stats = ensemble.monte_carlo(model, x, samples=300, generator=torch.Generator().manual_seed(0), output="logits")
     assert stats.output.E.shape == (5, 3) and torch.allclose(stats.output.E.sum(1), torch.ones(5, dtype=F64))
     assert torch.all(ensemble.mutual_information(stats) >= 0)
-    with pytest.raises(ValueError, match="no droplab gates"):
-        ensemble.monte_carlo(nn.Linear(4, 3), x)
+    assert torch.allclose(ensemble.mutual_information(stats), stats.mutual_information)
+    with pytest.raises(ValueError, match="drew no dropout mask"):
+        ensemble.monte_carlo(nn.Linear(4, 3).double(), x)
 
 
 def test_histograms_are_distributions():

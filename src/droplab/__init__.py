@@ -4,7 +4,8 @@ Symbols follow the paper: S is a unit's input sum, O = f(S) its output, p (``kee
 W the output of the deterministic weight-scaled network (Eq. 98), E an expectation over dropout masks.
 """
 
-from . import gates, modes, nn, transfer
+from . import gates, metrics, modes, nn, transfer
+from ._convert import convert
 from .modes import expect, off, record, replay, sample
 from .net import DropoutMLP, Trace
 
@@ -13,8 +14,10 @@ __version__ = "0.3.0"
 __all__ = [
     "DropoutMLP",
     "Trace",
+    "convert",
     "expect",
     "gates",
+    "metrics",
     "modes",
     "nn",
     "off",

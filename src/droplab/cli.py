@@ -103,14 +103,17 @@ def build_parser() -> argparse.ArgumentParser:
                 "patience": int}.get(name, float)
         tr.add_argument(f"--{name.replace('_', '-')}", type=kind, dest=f"train_{name}", metavar=name.upper())
 
-    e = sub.add_parser("evaluate", help="test error of a checkpoint",
-                       description="Test error of a checkpoint with one or more ensemble estimators.")
+    e = sub.add_parser("evaluate", help="test error and calibration of a checkpoint",
+                       description="Test error, negative log-likelihood, Brier score and expected calibration error "
+                                   "of a checkpoint with one or more ensemble estimators.")
     e.add_argument("checkpoint", type=Path, help="a .safetensors checkpoint (e.g. runs/quick/best.safetensors)")
     e.add_argument("--estimator", nargs="+", choices=EVAL_ESTIMATORS, default=["weight-scaled"],
                    help="how the ensemble is averaged (several may be given)")
     e.add_argument("--samples", type=int, default=100, help="Monte Carlo samples per input (default 100)")
     e.add_argument("--seed", type=int, default=0, help="seed of the Monte Carlo masks")
     _add_data_flags(e)
+    e.add_argument("--reliability", type=Path, metavar="DIR",
+                   help="also write a reliability diagram per estimator into DIR (reliability-<estimator>.png)")
     e.add_argument("--json", action="store_true", help="print the result as JSON")
 
     from .experiments import EXPERIMENTS
@@ -231,6 +234,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from . import metrics
+
     model, meta = load_model(args.checkpoint)
     data_cfg = dict(meta.get("data", {}))
     for key in ("dataset", "data_dir", "download"):
@@ -254,7 +259,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if data.num_classes:
             # counted exactly (float32 means print noise like 89.4444465637207)
             wrong = int((probs.argmax(1) != data.y_test).sum())
-            result[name] = {"test_error": round(100.0 * wrong / len(data.y_test), 6)}
+            score = metrics.scores(probs.clamp(0, 1) / probs.clamp(0, 1).sum(1, keepdim=True), data.y_test)
+            result[name] = {"test_error": round(100.0 * wrong / len(data.y_test), 6),
+                            "nll": round(score["nll"], 6), "brier": round(score["brier"], 6),
+                            "ece": round(score["ece"], 6)}
+            if args.reliability is not None:
+                args.reliability.mkdir(parents=True, exist_ok=True)
+                path = args.reliability / f"reliability-{name}.png"
+                fig = metrics.reliability_diagram(probs.clamp(0, 1) / probs.clamp(0, 1).sum(1, keepdim=True),
+                                                  data.y_test, path, title=f"{data.name}: {name}, reliability "
+                                                  f"(ECE {score['ece']:.3f})")
+                import matplotlib.pyplot as plt
+                plt.close(fig)
+                result[name]["reliability"] = str(path)
         else:
             result[name] = {"test_mse": float((probs - data.y_test).double().square().mean())}
     if args.json:
@@ -263,8 +280,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(f"{data.name}, {len(data.x_test)} test examples:")
     for name in args.estimator:
         label = name + (f" ({args.samples} samples)" if name == "monte-carlo" else "")
-        for metric, value in result[name].items():
-            print(f"  {label:28s} {metric.replace('_', ' ')} {value:.2f}" + ("%" if metric == "test_error" else ""))
+        row = result[name]
+        if "test_error" in row:
+            print(f"  {label:28s} test error {row['test_error']:.2f}%  NLL {row['nll']:.4f}  Brier {row['brier']:.4f}"
+                  f"  ECE {row['ece']:.4f}" + (f"  (diagram {row['reliability']})" if "reliability" in row else ""))
+        else:
+            print(f"  {label:28s} test mse {row['test_mse']:.4f}")
     return 0
 
 

@@ -268,6 +268,7 @@ class GateKind:
     enumerable: bool = False
     affine_mean: bool = True
     linear_moments: Callable[[Tensor, str], Moments] | None = None
+    binary_noise: bool = True  # the noise is 0 or 1 (a replayed mask with another value is refused)
 
     def check_scaling(self, scaling: str) -> str:
         """``scaling`` if this kind is defined with it, else a ValueError that says which it is defined with."""
@@ -287,7 +288,7 @@ GATES: dict[str, GateKind] = {
     "bernoulli": GateKind("bernoulli", _bernoulli_draw, _bernoulli_apply, _multiplicative_mean,
                           _multiplicative_variance, enumerable=True, linear_moments=_multiplicative_moments),
     "gaussian": GateKind("gaussian", _gaussian_draw, _bernoulli_apply, _multiplicative_mean,
-                         _multiplicative_variance, linear_moments=_multiplicative_moments),
+                         _multiplicative_variance, linear_moments=_multiplicative_moments, binary_noise=False),
     "dropin": GateKind("dropin", _bernoulli_draw, _dropin_apply, _dropin_mean, _dropin_variance, scalings=("paper",),
                        enumerable=True, linear_moments=_dropin_moments),
     # a spike's probability is O itself: not a fixed-probability Bernoulli, not of the form A O + B

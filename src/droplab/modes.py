@@ -8,7 +8,11 @@ Four modes:
 * ``replay``: use given noise, so that the same masks serve twice or a set of masks can be enumerated.
 
 With no mode set, a gate follows ``module.training`` as PyTorch users expect: ``sample`` in training,
-``expect`` in evaluation. Each context manager sets the mode of every droplab gate inside a model and
+``expect`` in evaluation. The modes also cover torch's own dropout inside any model (``nn.Dropout`` and its
+variants, ``F.dropout`` calls, attention dropout), with the model left in eval mode so that BatchNorm keeps
+its inference behaviour; see ``droplab._torch_dropout`` for what is covered and how masks are named.
+
+Each context manager sets the mode of every droplab gate inside a model and
 restores what was there before on exit, even after an exception::
 
     with droplab.modes.sample(model, generator=torch.Generator().manual_seed(0)):
@@ -27,6 +31,8 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from ._torch_dropout import intercept, torch_dropout_modules
 
 __all__ = ["MODES", "Stochastic", "expect", "gates_of", "off", "record", "replay", "sample"]
 
@@ -48,8 +54,11 @@ class Stochastic:
             return self._droplab_mode
         return "sample" if getattr(self, "training", True) else "expect"
 
-    def draw_noise(self, draw: Callable[[torch.Generator | None], Tensor], shape: torch.Size) -> Tensor:
-        """The noise for this call: replayed if a replay is in force, else drawn; recorded on request."""
+    def draw_noise(self, draw: Callable[[torch.Generator | None], Tensor], shape: torch.Size | tuple[int, ...], *,
+                   binary: bool = False) -> Tensor:
+        """The noise for this call: replayed if a replay is in force, else drawn; recorded on request.
+
+        ``binary``: the noise is a mask of 0s and 1s; replayed noise holding another value is refused."""
         if self.gate_mode == "replay":
             noise = self._droplab_replay
             if noise is None:
@@ -57,6 +66,10 @@ class Stochastic:
                                  "the mapping given to droplab.modes.replay, keyed by the module's name")
             if noise.shape != shape:
                 raise ValueError(f"replayed noise has shape {tuple(noise.shape)}, this gate needs {tuple(shape)}")
+            if binary and not bool(((noise == 0) | (noise == 1)).all()):
+                bad = noise[(noise != 0) & (noise != 1)].flatten()[0].item()
+                raise ValueError(f"replayed noise for {type(self).__name__} holds {bad:g}; a Bernoulli mask holds "
+                                 "only 0 (dropped) and 1 (kept)")
         else:
             noise = draw(self._droplab_generator)
         if self._droplab_sink is not None:
@@ -76,14 +89,20 @@ _FIELDS = ("_droplab_mode", "_droplab_generator", "_droplab_replay", "_droplab_s
 
 
 @contextmanager
-def _using(model: nn.Module, values: Callable[[str], dict[str, Any]]) -> Iterator[None]:
+def _using(model: nn.Module, values: Callable[[str], dict[str, Any]], mode: str, *,
+           generator: torch.Generator | None = None, replay: Mapping[str, Tensor] | None = None,
+           sink: dict[str, Tensor] | None = None) -> Iterator[Any]:
     gates = gates_of(model)
     saved = {name: {f: g.__dict__.get(f, _MISSING) for f in _FIELDS} for name, g in gates.items()}
     try:
         for name, gate in gates.items():
             for field, value in values(name).items():
                 setattr(gate, field, value)
-        yield
+        if getattr(model, "_droplab_only", False):  # droplab's own networks: no torch dropout to intercept
+            yield None
+        else:
+            with intercept(model, mode, generator=generator, replay=replay, sink=sink) as session:
+                yield session
     finally:
         for name, gate in gates.items():
             for field, value in saved[name].items():
@@ -105,22 +124,30 @@ def _check_generator(generator: torch.Generator | None) -> torch.Generator | Non
 @contextmanager
 def sample(model: nn.Module, *, generator: torch.Generator | None = None) -> Iterator[None]:
     """Gates draw fresh noise from ``generator`` (the global generator when None)."""
-    _check_generator(generator)
-    with _using(model, lambda _: {"_droplab_mode": "sample", "_droplab_generator": generator}):
+    with sampling(model, generator=generator):
         yield
+
+
+@contextmanager
+def sampling(model: nn.Module, *, generator: torch.Generator | None = None) -> Iterator[Any]:
+    """``sample``, yielding the record of the torch dropout calls (None for a ``DropoutMLP``): for estimators."""
+    _check_generator(generator)
+    with _using(model, lambda _: {"_droplab_mode": "sample", "_droplab_generator": generator}, "sample",
+                generator=generator) as session:
+        yield session
 
 
 @contextmanager
 def expect(model: nn.Module) -> Iterator[None]:
     """Every gate replaced by its mean: the deterministic weight-scaled network (Eq. 98)."""
-    with _using(model, lambda _: {"_droplab_mode": "expect"}):
+    with _using(model, lambda _: {"_droplab_mode": "expect"}, "expect"):
         yield
 
 
 @contextmanager
 def off(model: nn.Module) -> Iterator[None]:
     """No gate at all: the plain network without noise or scaling."""
-    with _using(model, lambda _: {"_droplab_mode": "off"}):
+    with _using(model, lambda _: {"_droplab_mode": "off"}, "off"):
         yield
 
 
@@ -130,7 +157,7 @@ def record(model: nn.Module, *, generator: torch.Generator | None = None) -> Ite
     _check_generator(generator)
     sink: dict[str, Tensor] = {}
     with _using(model, lambda name: {"_droplab_mode": "sample", "_droplab_generator": generator,
-                                     "_droplab_sink": (sink, name)}):
+                                     "_droplab_sink": (sink, name)}, "sample", generator=generator, sink=sink):
         yield sink
 
 
@@ -144,9 +171,14 @@ def replay(model: nn.Module, noise: Mapping[str, Tensor]) -> Iterator[None]:
     if not isinstance(noise, Mapping):
         raise TypeError(f"noise must be a mapping from gate name to tensor, got {type(noise).__name__}")
     gates = gates_of(model)
-    unknown = sorted(set(noise) - set(gates))
+    known = set(gates) | set(torch_dropout_modules(model))
+    unknown = sorted(k for k in noise if k not in known and ":" not in str(k))
     if unknown:
         raise ValueError(f"replay noise names {unknown}, which are not gates of this model; "
-                         f"its gates are {sorted(gates)}")
-    with _using(model, lambda name: {"_droplab_mode": "replay", "_droplab_replay": noise.get(name)}):
+                         f"its gates are {sorted(known)}")
+    for name, value in noise.items():
+        if not isinstance(value, Tensor):
+            raise TypeError(f"replay noise for {name!r} must be a tensor, got {type(value).__name__}")
+    with _using(model, lambda name: {"_droplab_mode": "replay", "_droplab_replay": noise.get(name)}, "replay",
+                replay=noise):
         yield

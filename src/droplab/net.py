@@ -70,6 +70,8 @@ class DropoutMLP(nn.Module):
             weights with dropout variances near 0 at the start (Section 9.6), is gain 2 on every layer.
     """
 
+    _droplab_only = True  # every gate is droplab's and the forward calls no torch dropout (modes need no hooks)
+
     def __init__(self, sizes: Sequence[int], *, transfer: str | Sequence[str] = "logistic",
                  output: str = "softmax", c: float = 1.0, lam: float = 1.0,
                  keep: KeepSpec | Sequence[KeepSpec] = 1.0, gate: str | Sequence[str] = "bernoulli",

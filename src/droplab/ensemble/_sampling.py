@@ -21,7 +21,7 @@ DEFAULT_MEMORY = 512 * 2**20  # bytes of activations per chunk
 
 def _check(net: nn.Module, x: Tensor) -> None:
     if not isinstance(net, nn.Module):
-        raise TypeError(f"expected a DropoutMLP or an nn.Module with droplab gates, got {type(net).__name__}")
+        raise TypeError(f"expected a DropoutMLP or another torch.nn.Module, got {type(net).__name__}")
     if not isinstance(x, Tensor) or x.dim() < 2:
         raise ValueError(f"x must be a batch of inputs, shape (B, ...), got {getattr(x, 'shape', type(x))}")
     if x.shape[0] == 0:
@@ -102,13 +102,21 @@ def _stream(net: DropoutMLP, x: Tensor, members: int, acc: Accumulator, weights:
 @torch.no_grad()
 def monte_carlo(net: nn.Module, x: Tensor, *, samples: int = 1000, generator: torch.Generator | None = None,
                 pairs: Sequence[Pair] = (), histogram_units: Sequence[tuple[int, int]] = (), bins: int = 50,
-                statistics: Sequence[str] = STATISTICS, memory: int = DEFAULT_MEMORY) -> EnsembleStatistics:
+                statistics: Sequence[str] = STATISTICS, memory: int = DEFAULT_MEMORY, output: str | None = None,
+                batch_dim: int = 0) -> EnsembleStatistics:
     """K sampled subnetworks per input, run as one large batched product per chunk; statistics streamed.
 
     For a ``DropoutMLP``, every layer's statistics (E, Var, NWGM, WGM, E(S), Var(S), E(f'(S)), standard
     errors), the pair moments E(O^h_i O^l_j) for ``pairs`` and histograms of O for ``histogram_units``
-    ((layer, unit) -> (B, bins) frequencies over [0, 1]). For any other module containing droplab gates,
-    statistics of its output (treated as logits if it has a class dimension: see ``predict``).
+    ((layer, unit) -> (B, bins) frequencies over [0, 1]).
+
+    For any other ``nn.Module``: its droplab gates and torch's own dropout (``nn.Dropout`` and its variants,
+    ``F.dropout`` calls in its forward, attention dropout) are sampled with the model left in its train/eval
+    state, so BatchNorm keeps its eval statistics. ``output`` says what the model returns: ``"values"`` (the
+    default; mean, variance and standard error of each value), ``"logits"`` or ``"probabilities"`` (classes
+    along the last dimension: mean probabilities, predictive and expected entropy, mutual information,
+    variation ratio); nothing is transformed unless asked. ``batch_dim`` is the inputs' and outputs' batch
+    dimension (1 for ``batch_first=False`` sequence models).
     ``statistics`` restricts the per-unit statistics to those named (E is always computed), to save time.
     Memory does not grow with K: members run in chunks, one layer at a time, sized to ``memory`` bytes (and,
     on a CPU, to about 4 MiB per layer tensor, so that the elementwise work runs from cache).
@@ -121,8 +129,10 @@ def monte_carlo(net: nn.Module, x: Tensor, *, samples: int = 1000, generator: to
     _check(net, x)
     if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
         raise ValueError(f"samples must be a positive integer, got {samples!r}")
+    output = _check_output(net, output, batch_dim)
     if not isinstance(net, DropoutMLP):
-        return _monte_carlo_module(net, x, samples, generator, memory)
+        assert output is not None
+        return _monte_carlo_module(net, x, samples, generator, memory, output, batch_dim)
     ref = _reference(net, x)
     acc = Accumulator(net, ref, pairs=_check_pairs(net, pairs), histogram_units=histogram_units, bins=bins,
                       statistics=statistics)
@@ -136,32 +146,124 @@ def monte_carlo(net: nn.Module, x: Tensor, *, samples: int = 1000, generator: to
     return acc.finalize("monte_carlo", samples=samples, standard_errors=True, dtype=x.dtype)
 
 
+OUTPUTS = ("values", "logits", "probabilities")
+
+
+def _check_output(net: nn.Module, output: str | None, batch_dim: int) -> str | None:
+    if isinstance(net, DropoutMLP):
+        if output is not None:
+            raise ValueError(f"a DropoutMLP's layers are known to droplab (its output layer is "
+                             f"{net.transfers[-1].name}); leave output=None, which gives every layer's statistics")
+        if batch_dim != 0:
+            raise ValueError(f"a DropoutMLP takes inputs (B, n); batch_dim must be 0, got {batch_dim}")
+        return None
+    output = "values" if output is None else output
+    if output not in OUTPUTS:
+        raise ValueError(f"output must be one of {OUTPUTS} (what the model returns), got {output!r}")
+    if not isinstance(batch_dim, int) or isinstance(batch_dim, bool) or batch_dim < 0:
+        raise ValueError(f"batch_dim must be a non-negative integer (the inputs' batch dimension), got {batch_dim!r}")
+    return output
+
+
+class _Moments:
+    """Unweighted streaming mean and variance in float64 about a shift (the first chunk's mean)."""
+
+    def __init__(self) -> None:
+        self.shift: Tensor | None = None
+        self.a: Tensor | None = None
+        self.q: Tensor | None = None
+
+    def add(self, values: Tensor) -> None:  # values (k, ...): k members
+        if self.shift is None:
+            self.shift = values.mean(0)
+            self.a = torch.zeros_like(self.shift)
+            self.q = torch.zeros_like(self.shift)
+        d = values - self.shift
+        self.a += d.sum(0)
+        self.q += d.square().sum(0)
+
+    def mean_var(self, count: int) -> tuple[Tensor, Tensor]:
+        assert self.shift is not None and self.a is not None and self.q is not None
+        m = self.a / count
+        return self.shift + m, (self.q / count - m.square()).clamp_min(0)
+
+
 def _monte_carlo_module(net: nn.Module, x: Tensor, samples: int, generator: torch.Generator | None,
-                        memory: int) -> EnsembleStatistics:
-    if not modes.gates_of(net):
-        raise ValueError(f"{type(net).__name__} contains no droplab gates; Monte Carlo would repeat one network")
-    total = s1 = s2 = ent = None
-    with modes.sample(net, generator=generator), per_example_masks(net):
-        first = net(x)
-        per_member = max(1, first[0].numel() * x[0].numel()) * 4 * 8
-        chunk = max(1, min(samples, memory // (x.shape[0] * per_member)))
-        done = 0
+                        memory: int, output: str, batch_dim: int) -> EnsembleStatistics:
+    """Monte Carlo over any module: its droplab gates and torch's dropout (modules, functional calls,
+    attention) sampled with the module left in its own train/eval state; statistics of what it returns."""
+    if batch_dim >= x.dim():
+        raise ValueError(f"batch_dim={batch_dim} but x has {x.dim()} dimensions (shape {tuple(x.shape)})")
+    batch = x.shape[batch_dim]
+    values, probs, entropy, votes = _Moments(), _Moments(), None, None
+    logits_sum = None
+    reps = [1] * x.dim()
+    done, chunk = 0, 1  # the first chunk is one member: it measures the activations a member needs
+    with modes.sampling(net, generator=generator) as session, per_example_masks(net):
         while done < samples:
             k = min(chunk, samples - done)
-            out = net(x.repeat(k, *[1] * (x.dim() - 1))).view(k, *first.shape).to(torch.float64)
-            probs = torch.softmax(out, -1)
-            h = -(probs * torch.log_softmax(out, -1)).sum(-1)
-            s1 = probs.sum(0) if s1 is None else s1 + probs.sum(0)
-            s2 = probs.square().sum(0) if s2 is None else s2 + probs.square().sum(0)
-            total = out.sum(0) if total is None else total + out.sum(0)
-            ent = h.sum(0) if ent is None else ent + h.sum(0)
+            reps[batch_dim] = k
+            out = net(x.repeat(*reps))
+            if not isinstance(out, Tensor):
+                raise TypeError(f"Monte Carlo needs a model that returns one tensor, got {type(out).__name__}; "
+                                "wrap the model so that forward returns the tensor to average")
+            if out.dim() <= batch_dim or out.shape[batch_dim] != k * batch:
+                raise ValueError(f"the model's output has shape {tuple(out.shape)}; expected {k * batch} rows along "
+                                 f"batch_dim={batch_dim} (members x inputs). Monte Carlo repeats the batch along "
+                                 "batch_dim: pass the batch dimension your model uses")
+            out = out.unflatten(batch_dim, (k, batch)).movedim(batch_dim, 0).to(torch.float64)  # (k, B, ...)
+            if done == 0:
+                if session is not None and session.draws == 0 and not _has_gate_noise(net):
+                    raise ValueError(f"{type(net).__name__} drew no dropout mask in its forward: it has no droplab "
+                                     "gate, no torch dropout module and made no F.dropout call with p > 0. Monte "
+                                     "Carlo would repeat one network")
+                per_member = max(1, session.leaf_bytes if session is not None else out[0].numel() * 8)
+                chunk = max(1, min(samples, memory // per_member))
+            if output == "values":
+                values.add(out)
+            else:
+                if output == "logits":
+                    p = torch.softmax(out, -1)
+                    log_p = torch.log_softmax(out, -1)
+                    logits_sum = out.sum(0) if logits_sum is None else logits_sum + out.sum(0)
+                else:
+                    _check_probabilities(out)
+                    p = out
+                    log_p = torch.log(out.clamp_min(1e-300))
+                probs.add(p)
+                h = -(torch.where(p > 0, p * log_p, torch.zeros_like(p))).sum(-1)
+                entropy = h.sum(0) if entropy is None else entropy + h.sum(0)
+                won = torch.nn.functional.one_hot(p.argmax(-1), p.shape[-1]).sum(0)
+                votes = won if votes is None else votes + won
             done += k
-    e = s1 / samples
-    var = (s2 / samples - e.square()).clamp_min(0)
-    out_stats = LayerStatistics(E=e.to(x.dtype), Var=var.to(x.dtype), E_S=(total / samples).to(x.dtype),
-                                se_E=(var / samples).sqrt().to(x.dtype))
-    return EnsembleStatistics("monte_carlo", [LayerStatistics(E=x), out_stats], {}, (ent / samples).to(x.dtype),
-                              samples=samples)
+    dtype = x.dtype if x.is_floating_point() else torch.get_default_dtype()
+    inputs = LayerStatistics(E=x)
+    if output == "values":
+        e, var = values.mean_var(samples)
+        out_stats = LayerStatistics(E=e.to(dtype), Var=var.to(dtype), se_E=(var / samples).sqrt().to(dtype))
+        return EnsembleStatistics("monte_carlo", [inputs, out_stats], samples=samples, output_kind=output)
+    e, var = probs.mean_var(samples)
+    expected_entropy = entropy / samples
+    predictive = -(torch.where(e > 0, e * torch.log(e.clamp_min(1e-300)), torch.zeros_like(e))).sum(-1)
+    out_stats = LayerStatistics(E=e.to(dtype), Var=var.to(dtype), se_E=(var / samples).sqrt().to(dtype),
+                                E_S=None if logits_sum is None else (logits_sum / samples).to(dtype))
+    return EnsembleStatistics("monte_carlo", [inputs, out_stats], {}, expected_entropy.to(dtype), samples=samples,
+                              output_kind=output, predictive_entropy=predictive.to(dtype),
+                              mutual_information=(predictive - expected_entropy).clamp_min(0).to(dtype),
+                              variation_ratio=(1 - votes.max(-1).values.to(torch.float64) / samples).to(dtype))
+
+
+def _has_gate_noise(net: nn.Module) -> bool:
+    return bool(modes.gates_of(net))
+
+
+def _check_probabilities(p: Tensor) -> None:
+    low, total = float(p.min()), p.sum(-1)
+    worst = float((total - 1).abs().max())
+    if low < 0 or worst > 1e-3:
+        raise ValueError(f"output='probabilities' but the model's outputs are not probabilities over the last "
+                         f"dimension (min {low:.3g}, sums off 1 by up to {worst:.3g}); if it returns logits, pass "
+                         "output='logits'")
 
 
 def _check_pairs(net: DropoutMLP, pairs: Sequence[Pair]) -> list[Pair]:

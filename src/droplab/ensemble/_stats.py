@@ -51,6 +51,13 @@ class EnsembleStatistics:
     ``pairs`` maps each requested (h, i, l, j) to E(O^h_i O^l_j), shape (B,). ``expected_entropy`` is
     E(H(O^L)) of a softmax output over the ensemble (for mutual information). ``samples`` is K for Monte
     Carlo, the number of configurations for exact enumeration, None for deterministic estimators.
+
+    For a model other than a ``DropoutMLP`` (``monte_carlo(model, x, output=...)``), ``layers`` is [input,
+    output] and ``output_kind`` says what the model returned: ``"values"`` (``output.E``, ``output.Var`` and
+    ``output.se_E`` are the mean, variance and standard error of each output value), or ``"logits"`` /
+    ``"probabilities"`` (``output.E`` holds the mean class probabilities, classes along the last dimension,
+    with ``predictive_entropy`` H(E(p)), ``expected_entropy`` E(H(p)), ``mutual_information`` their difference
+    (the BALD score) and ``variation_ratio`` 1 - (votes for the modal class) / K).
     """
 
     estimator: str
@@ -60,6 +67,10 @@ class EnsembleStatistics:
     histograms: dict[tuple[int, int], Tensor] = field(default_factory=dict)
     histogram_edges: Tensor | None = None
     samples: int | None = None
+    output_kind: str | None = None
+    predictive_entropy: Tensor | None = None
+    mutual_information: Tensor | None = None
+    variation_ratio: Tensor | None = None
 
     @property
     def output(self) -> LayerStatistics:

@@ -77,7 +77,7 @@ class BackpercolatedActivation(Stochastic, nn.Module):
             return o
         prob = self.transfer.derivative(s.detach()) if self.keep == "derivative" else self.keep
         mask = self.draw_noise(lambda g: bernoulli_noise(s.shape, prob, generator=g, dtype=s.dtype,
-                                                         device=s.device), s.shape)
+                                                         device=s.device), s.shape)  # replay may give E(mask) = f'(S)
         # value f(S) exactly (S - S.detach() is 0); gradient dO/dS replaced by the mask
         return o.detach() + (s - s.detach()) * mask
 

@@ -88,10 +88,11 @@ class ConnectionDropoutLinear(Stochastic, nn.Linear):
         if mode == "expect":
             return self._linear_affine(x, *self._affine(None))
         if self.mask_sharing == "batch":
-            noise = self.draw_noise(lambda g: self.kind.draw(self.weight.detach(), self.keep, g), self.weight.shape)
+            noise = self.draw_noise(lambda g: self.kind.draw(self.weight.detach(), self.keep, g), self.weight.shape,
+                                    binary=self.kind.binary_noise)
             return self._linear_affine(x, *self._affine(noise))
         shape = torch.Size((x.shape[0], *self.weight.shape))
-        noise = self.draw_noise(lambda g: self._draw_per_example(x, g), shape)
+        noise = self.draw_noise(lambda g: self._draw_per_example(x, g), shape, binary=self.kind.binary_noise)
         return self._gated_sum(x, noise)
 
     def _draw_per_example(self, x: Tensor, generator: torch.Generator | None) -> Tensor:

@@ -8,7 +8,9 @@ from torch import Tensor, nn
 from ..gates import Keep, check_keep, gate_kind
 from ..modes import Stochastic
 
-__all__ = ["Dropin", "Dropout", "GaussianDropout", "SpikingUnits", "UnitGate"]
+__all__ = ["UNIT_MASK_SHARING", "Dropin", "Dropout", "GaussianDropout", "SpikingUnits", "UnitGate"]
+
+UNIT_MASK_SHARING = ("unit", "channel")
 
 
 class UnitGate(Stochastic, nn.Module):
@@ -21,6 +23,9 @@ class UnitGate(Stochastic, nn.Module):
         kind: one of ``droplab.gates.GATES``.
         scaling: ``"inverted"`` (train with delta O / p, predict with O: torch.nn.Dropout's convention)
             or ``"paper"`` (train with delta O, predict with p O).
+        mask_sharing: ``"unit"`` (default) draws one value per example and unit; ``"channel"`` one per example
+            and channel, shared over the positions of a feature map, as ``torch.nn.Dropout1d/2d/3d`` do (input
+            ``(B, C, *)``; a per-channel ``keep`` has shape ``(C, 1, ...)``).
 
     Shapes: input ``(B, *)``, output the same shape and dtype.
 
@@ -32,9 +37,15 @@ class UnitGate(Stochastic, nn.Module):
 
     keep: Keep
 
-    def __init__(self, keep: Keep = 0.5, *, kind: str = "bernoulli", scaling: str = "inverted") -> None:
+    def __init__(self, keep: Keep = 0.5, *, kind: str = "bernoulli", scaling: str = "inverted",
+                 mask_sharing: str = "unit") -> None:
         super().__init__()
         self.kind = gate_kind(kind)
+        if mask_sharing not in UNIT_MASK_SHARING:
+            raise ValueError(f"mask_sharing must be one of {UNIT_MASK_SHARING}, got {mask_sharing!r}")
+        if mask_sharing == "channel" and self.kind.needs_probability_input:
+            raise ValueError(f"{kind} gates draw per unit from the unit's own output; use mask_sharing='unit'")
+        self.mask_sharing = mask_sharing
         self.scaling = self.kind.check_scaling(scaling)
         keep = check_keep(keep, where="spike size r" if kind == "spiking" else "keep")
         if isinstance(keep, Tensor):
@@ -57,12 +68,23 @@ class UnitGate(Stochastic, nn.Module):
         self._check_shape(o)
         if mode == "expect":
             return self.kind.mean(o, self.keep, self.scaling)
-        noise = self.draw_noise(lambda g: self.kind.draw(o, self.keep, g), o.shape)
+        if self.mask_sharing == "channel":
+            if o.dim() < 2:
+                raise ValueError(f"channel-shared masks need an input (B, C, ...), got shape {tuple(o.shape)}")
+            shape = torch.Size((*o.shape[:2], *(1,) * (o.dim() - 2)))
+            keep = self.keep
+            if isinstance(keep, Tensor):
+                keep = keep.expand(o.shape[1:])[(slice(None), *(slice(0, 1),) * (o.dim() - 2))]
+            noise = self.draw_noise(lambda g: self.kind.draw(o.new_empty(shape), keep, g), shape,
+                                    binary=self.kind.binary_noise)
+        else:
+            noise = self.draw_noise(lambda g: self.kind.draw(o, self.keep, g), o.shape, binary=self.kind.binary_noise)
         return self.kind.apply(o, noise, self.keep, self.scaling)
 
     def extra_repr(self) -> str:
         keep = f"tensor{tuple(self.keep.shape)}" if isinstance(self.keep, Tensor) else f"{self.keep:g}"
-        return f"kind={self.kind.name}, keep={keep}, scaling={self.scaling}"
+        sharing = ", mask_sharing=channel" if self.mask_sharing == "channel" else ""
+        return f"kind={self.kind.name}, keep={keep}, scaling={self.scaling}{sharing}"
 
 
 class Dropout(UnitGate):
@@ -72,15 +94,15 @@ class Dropout(UnitGate):
     torch.Size([3, 2])
     """
 
-    def __init__(self, keep: Keep = 0.5, *, scaling: str = "inverted") -> None:
-        super().__init__(keep, kind="bernoulli", scaling=scaling)
+    def __init__(self, keep: Keep = 0.5, *, scaling: str = "inverted", mask_sharing: str = "unit") -> None:
+        super().__init__(keep, kind="bernoulli", scaling=scaling, mask_sharing=mask_sharing)
 
 
 class GaussianDropout(UnitGate):
     """Multiplicative Gaussian noise xi ~ N(p, p(1-p)), the variance of Bernoulli dropout."""
 
-    def __init__(self, keep: Keep = 0.5, *, scaling: str = "inverted") -> None:
-        super().__init__(keep, kind="gaussian", scaling=scaling)
+    def __init__(self, keep: Keep = 0.5, *, scaling: str = "inverted", mask_sharing: str = "unit") -> None:
+        super().__init__(keep, kind="gaussian", scaling=scaling, mask_sharing=mask_sharing)
 
 
 class Dropin(UnitGate):

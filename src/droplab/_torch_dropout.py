@@ -1,0 +1,272 @@
+"""droplab's modes for torch's own dropout: modules, functional calls and attention, with the model left in eval.
+
+While a ``droplab.modes`` context is open on a model, every call the model's forward makes to torch's dropout
+is answered by droplab instead:
+
+* the modules ``nn.Dropout``, ``Dropout1d/2d/3d``, ``AlphaDropout`` and ``FeatureAlphaDropout``;
+* the functional calls ``F.dropout``, ``F.dropout1d/2d/3d``, ``F.alpha_dropout`` and
+  ``F.feature_alpha_dropout``, wherever they are made (a user's ``forward``, or torch's own code);
+* the attention dropout of ``nn.MultiheadAttention`` (and so of ``nn.TransformerEncoderLayer`` and
+  ``nn.TransformerDecoderLayer``), which torch drops in eval mode and on its fused inference fast path.
+
+In ``sample`` (and ``record``) mode masks are drawn from the context's generator whatever the call's
+``training`` argument says; in ``expect`` and ``off`` mode the call returns the eval output (its input, the
+mean of inverted dropout); in ``replay`` mode the given masks are used. The model's ``training`` flag is never
+read or changed, so BatchNorm and other modules keep their eval behaviour. Outside a context, or for another
+model, torch's functions run unchanged.
+
+How: while at least one context is open, the six functions, ``F.multi_head_attention_forward`` and
+``F.scaled_dot_product_attention`` are replaced in ``torch.nn.functional`` by wrappers that pass straight to
+torch unless the call comes from inside the forward of a model with an open context (forward hooks on the
+model's modules keep that stack), and MHA's fast path is disabled so that attention runs through them.
+Calls bound before the patch (``from torch.nn.functional import dropout`` at import time, ``torch.dropout``)
+are not seen; use ``F.dropout`` or a droplab gate.
+
+Noise names (the keys of ``record`` and ``replay``): the module's qualified name for a dropout module, else
+``"<module>:<function>#<i>"`` for the i-th such call in one forward of the module that made it
+(``"model"`` for the top-level module), e.g. ``"encoder.layers.0.self_attn:scaled_dot_product_attention#0"``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .gates import bernoulli_noise
+
+__all__ = ["TORCH_DROPOUT_FUNCTIONS", "TORCH_DROPOUT_MODULES", "intercept", "torch_dropout_modules"]
+
+TORCH_DROPOUT_FUNCTIONS = ("dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout",
+                           "feature_alpha_dropout")
+TORCH_DROPOUT_MODULES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
+                         nn.FeatureAlphaDropout)
+_ALPHA = 1.7580993408473766  # -SELU's lower limit, as torch's alpha_dropout (ATen Dropout.cpp)
+_DRAWING = ("sample", "replay")
+
+
+def torch_dropout_modules(model: nn.Module) -> dict[str, nn.Module]:
+    """torch's dropout modules inside ``model``, by qualified name."""
+    return {name: m for name, m in model.named_modules() if isinstance(m, TORCH_DROPOUT_MODULES)}
+
+
+@dataclass
+class _Session:
+    """One open context on one model: its mode and where its masks come from and go."""
+
+    mode: str
+    generator: torch.Generator | None = None
+    replay: Mapping[str, Tensor] | None = None
+    sink: dict[str, Tensor] | None = None
+    draws: int = 0  # masks drawn or replayed (Monte Carlo checks that the model drew any)
+    leaf_bytes: int = 0  # bytes of the outputs of leaf modules (Monte Carlo sizes its chunks from it)
+
+
+@dataclass
+class _Frame:
+    session: _Session
+    name: str
+    module: nn.Module
+    calls: dict[str, int] = field(default_factory=dict)
+
+    def key(self, function: str) -> str:
+        i = self.calls.get(function, 0)
+        self.calls[function] = i + 1
+        if isinstance(self.module, TORCH_DROPOUT_MODULES) and i == 0:
+            return self.name
+        return f"{self.name or 'model'}:{function}#{i}"
+
+
+_local = threading.local()  # .stack: the frames of the forwards running on this thread, innermost last
+_lock = threading.Lock()
+_installed: dict[str, Callable[..., Any]] = {}  # function name -> torch's original, while patched
+_open = 0
+_fastpath: bool | None = None
+
+
+def _stack() -> list[_Frame]:
+    stack = getattr(_local, "stack", None)
+    if stack is None:
+        stack = _local.stack = []
+    return stack
+
+
+def _bind(original: Callable[..., Any], args: tuple, kwargs: dict) -> inspect.BoundArguments:
+    bound = inspect.signature(original).bind(*args, **kwargs)
+    bound.apply_defaults()
+    return bound
+
+
+def _mask_shape(function: str, x: Tensor) -> tuple[int, ...]:
+    """One draw per element, or per example and channel for the feature (channel) variants, as torch does."""
+    if function in ("dropout", "alpha_dropout"):
+        return tuple(x.shape)
+    batched = {"dropout1d": 3, "dropout2d": 4, "dropout3d": 5}.get(function)
+    if function == "feature_alpha_dropout" or batched is None:
+        channel_dims = 2
+    elif function == "dropout2d" and x.dim() == 3:
+        channel_dims = 2  # torch reads a 3-D input to dropout2d as (N, C, L), with a warning
+    else:
+        channel_dims = 2 if x.dim() == batched else 1
+    if x.dim() < channel_dims:
+        raise ValueError(f"F.{function} needs an input with a channel dimension, got shape {tuple(x.shape)}")
+    return tuple(x.shape[:channel_dims]) + (1,) * (x.dim() - channel_dims)
+
+
+def _noise(frame: _Frame, function: str, shape: tuple[int, ...], keep: float, like: Tensor) -> Tensor:
+    session = frame.session
+    key = frame.key(function)
+    if session.mode == "replay":
+        noise = (session.replay or {}).get(key)
+        if noise is None:
+            raise ValueError(f"replay mode has no mask for torch dropout {key!r}; pass it in the mapping given to "
+                             "droplab.modes.replay (droplab.modes.record yields one)")
+        if tuple(noise.shape) != shape:
+            raise ValueError(f"replayed mask for {key!r} has shape {tuple(noise.shape)}, this call needs {shape}")
+        if not bool(((noise == 0) | (noise == 1)).all()):
+            raise ValueError(f"replayed mask for {key!r} holds values other than 0 and 1; a Bernoulli mask is "
+                             "0 (dropped) or 1 (kept)")
+        noise = noise.to(device=like.device, dtype=like.dtype)
+    else:
+        generator = session.generator
+        device = like.device if generator is None else generator.device
+        noise = bernoulli_noise(shape, keep, generator=generator, dtype=like.dtype, device=device).to(like.device)
+    session.draws += 1
+    if session.sink is not None:
+        session.sink[key] = noise
+    return noise
+
+
+def _dropout_wrapper(function: str, original: Callable[..., Any]) -> Callable[..., Any]:
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        stack = _stack()
+        if not stack:
+            return original(*args, **kwargs)
+        frame = stack[-1]
+        bound = _bind(original, args, kwargs)
+        x, p = bound.arguments["input"], float(bound.arguments["p"])
+        if not 0.0 <= p <= 1.0:
+            return original(*args, **kwargs)  # torch's own error
+        if frame.session.mode not in _DRAWING or p == 0.0:
+            return x  # the eval output: inverted dropout's mean (and alpha dropout's at standardized inputs)
+        keep = 1.0 - p
+        noise = _noise(frame, function, _mask_shape(function, x), keep, x)
+        if "alpha" not in function:
+            return x * noise / keep if keep > 0 else x * 0.0
+        a = 1.0 / math.sqrt((_ALPHA * _ALPHA * p + 1) * keep)
+        return x * (noise * a) + ((noise - 1) * (_ALPHA * a) + _ALPHA * a * p)
+    wrapper.__wrapped__ = original  # type: ignore[attr-defined]
+    wrapper.__doc__ = original.__doc__
+    return wrapper
+
+
+def _mha_wrapper(original: Callable[..., Any]) -> Callable[..., Any]:
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        stack = _stack()
+        if not stack:
+            return original(*args, **kwargs)
+        bound = _bind(original, args, kwargs)
+        bound.arguments["training"] = stack[-1].session.mode in _DRAWING  # eval otherwise, whatever the flag
+        return original(*bound.args, **bound.kwargs)
+    wrapper.__wrapped__ = original  # type: ignore[attr-defined]
+    return wrapper
+
+
+def _sdpa_wrapper(original: Callable[..., Any]) -> Callable[..., Any]:
+    """Scaled dot-product attention with droplab's mask on the attention weights (torch's reference code)."""
+    def wrapper(query: Tensor, key: Tensor, value: Tensor, attn_mask: Tensor | None = None, dropout_p: float = 0.0,
+                is_causal: bool = False, scale: float | None = None, enable_gqa: bool = False) -> Tensor:
+        stack = _stack()
+        if not stack or dropout_p == 0.0:
+            return original(query, key, value, attn_mask, dropout_p, is_causal, scale=scale, enable_gqa=enable_gqa)
+        frame = stack[-1]
+        if frame.session.mode not in _DRAWING:
+            return original(query, key, value, attn_mask, 0.0, is_causal, scale=scale, enable_gqa=enable_gqa)
+        length, source = query.size(-2), key.size(-2)
+        factor = 1 / math.sqrt(query.size(-1)) if scale is None else scale
+        bias = torch.zeros(length, source, dtype=query.dtype, device=query.device)
+        if is_causal:
+            causal = torch.ones(length, source, dtype=torch.bool, device=query.device).tril()
+            bias = bias.masked_fill(~causal, float("-inf"))
+        if attn_mask is not None:
+            bias = bias.masked_fill(~attn_mask, float("-inf")) if attn_mask.dtype == torch.bool else attn_mask + bias
+        if enable_gqa:
+            key = key.repeat_interleave(query.size(-3) // key.size(-3), -3)
+            value = value.repeat_interleave(query.size(-3) // value.size(-3), -3)
+        weights = torch.softmax(query @ key.transpose(-2, -1) * factor + bias, dim=-1)
+        keep = 1.0 - dropout_p
+        noise = _noise(frame, "scaled_dot_product_attention", tuple(weights.shape), keep, weights)
+        return (weights * noise / keep if keep > 0 else weights * 0.0) @ value
+    wrapper.__wrapped__ = original  # type: ignore[attr-defined]
+    return wrapper
+
+
+def _patch() -> None:
+    global _open, _fastpath
+    with _lock:
+        _open += 1
+        if _open > 1:
+            return
+        for function in TORCH_DROPOUT_FUNCTIONS:
+            _installed[function] = getattr(F, function)
+            setattr(F, function, _dropout_wrapper(function, _installed[function]))
+        _installed["multi_head_attention_forward"] = F.multi_head_attention_forward
+        F.multi_head_attention_forward = _mha_wrapper(_installed["multi_head_attention_forward"])
+        _installed["scaled_dot_product_attention"] = F.scaled_dot_product_attention
+        F.scaled_dot_product_attention = _sdpa_wrapper(_installed["scaled_dot_product_attention"])
+        _fastpath = torch.backends.mha.get_fastpath_enabled()
+        torch.backends.mha.set_fastpath_enabled(False)  # the fused inference path skips dropout altogether
+
+
+def _unpatch() -> None:
+    global _open
+    with _lock:
+        _open -= 1
+        if _open > 0:
+            return
+        for function, original in _installed.items():
+            setattr(F, function, original)
+        _installed.clear()
+        if _fastpath is not None:
+            torch.backends.mha.set_fastpath_enabled(_fastpath)
+
+
+@contextmanager
+def intercept(model: nn.Module, mode: str, *, generator: torch.Generator | None = None,
+              replay: Mapping[str, Tensor] | None = None,
+              sink: dict[str, Tensor] | None = None) -> Iterator[_Session]:
+    """Answer the torch dropout calls made inside ``model``'s forward in droplab's ``mode`` (see the module doc)."""
+    session = _Session(mode, generator, replay, sink)
+    handles = []
+
+    def enter(name: str, module: nn.Module, _args: Any) -> None:
+        _stack().append(_Frame(session, name, module))
+
+    def leave(name: str, module: nn.Module, _args: Any, output: Any) -> None:
+        stack = _stack()
+        for i in range(len(stack) - 1, -1, -1):  # this session's frame (an outer session's hooks run first)
+            if stack[i].session is session and stack[i].module is module:
+                del stack[i]
+                break
+        if isinstance(output, Tensor) and not any(True for _ in module.children()):
+            session.leaf_bytes += output.numel() * output.element_size()
+
+    _patch()
+    try:
+        for name, module in model.named_modules():
+            handles.append(module.register_forward_pre_hook(lambda m, a, name=name: enter(name, m, a)))
+            handles.append(module.register_forward_hook(lambda m, a, o, name=name: leave(name, m, a, o),
+                                                        always_call=True))
+        yield session
+    finally:
+        for handle in handles:
+            handle.remove()
+        _unpatch()

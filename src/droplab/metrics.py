@@ -1,0 +1,179 @@
+"""Scores of class predictions from any estimator: accuracy, negative log-likelihood, Brier score, calibration.
+
+Every function takes ``predictions``, either a tensor of class probabilities (B, C) or the
+``EnsembleStatistics`` an estimator returns (its output layer's mean probabilities are used), and integer
+``labels`` (B,). Definitions:
+
+* ``negative_log_likelihood``: mean over inputs of -log p_y (probabilities clipped to [eps, 1 - eps], eps the
+  dtype's machine epsilon, as scikit-learn's ``log_loss``);
+* ``brier_score``: mean over inputs of sum_c (p_c - [y = c])^2 (Brier, 1950; 0 is perfect, 2 the worst);
+* ``expected_calibration_error``: sum over confidence bins of (bin size / B) |accuracy - mean confidence|, with
+  the confidence max_c p_c in ``bins`` equal-width bins on [0, 1] (Guo et al., 2017, Eq. 3);
+* ``reliability``: the per-bin counts, accuracies and confidences behind the ECE; ``reliability_diagram``
+  draws them.
+
+>>> p = torch.tensor([[0.9, 0.1], [0.2, 0.8]])
+>>> round(brier_score(p, torch.tensor([0, 1])), 4)
+0.05
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+__all__ = ["Reliability", "accuracy", "brier_score", "expected_calibration_error", "negative_log_likelihood",
+           "reliability", "reliability_diagram", "scores"]
+
+
+def _probabilities(predictions: Any, labels: Any) -> tuple[Tensor, Tensor]:
+    from .ensemble import EnsembleStatistics
+
+    if isinstance(predictions, EnsembleStatistics):
+        if predictions.output_kind == "values":
+            raise ValueError("these statistics are of output='values'; class scores need output='logits' or "
+                             "'probabilities' (or a softmax DropoutMLP)")
+        predictions = predictions.output.E
+    if not isinstance(predictions, Tensor) or predictions.dim() != 2 or predictions.shape[0] == 0:
+        raise ValueError(f"predictions must be class probabilities of shape (B, C) with B >= 1, or EnsembleStatistics; "
+                         f"got {getattr(predictions, 'shape', type(predictions).__name__)}")
+    if not predictions.is_floating_point():
+        raise TypeError(f"predictions must be floating-point probabilities, got dtype {predictions.dtype}")
+    p = predictions.detach().to(torch.float64)
+    if not bool(torch.isfinite(p).all()) or float(p.min()) < 0 or float(p.max()) > 1 or \
+            float((p.sum(1) - 1).abs().max()) > 1e-3:
+        raise ValueError("predictions must be probabilities: finite, in [0, 1], each row summing to 1 "
+                         f"(rows sum to {float(p.sum(1).min()):.4g}..{float(p.sum(1).max()):.4g}); apply softmax "
+                         "to logits first")
+    labels = torch.as_tensor(labels, device=p.device)
+    if labels.dim() != 1 or labels.shape[0] != p.shape[0]:
+        raise ValueError(f"labels must have shape ({p.shape[0]},), one class index per prediction, got "
+                         f"{tuple(labels.shape)}")
+    if labels.is_floating_point() or labels.dtype == torch.bool:
+        raise TypeError(f"labels must be integer class indices, got dtype {labels.dtype}")
+    if int(labels.min()) < 0 or int(labels.max()) >= p.shape[1]:
+        raise ValueError(f"labels must lie in [0, {p.shape[1] - 1}] for {p.shape[1]} classes, got "
+                         f"{int(labels.min())}..{int(labels.max())}")
+    return p, labels.long()
+
+
+def accuracy(predictions: Any, labels: Any) -> float:
+    """Fraction of inputs whose most probable class is the label."""
+    p, y = _probabilities(predictions, labels)
+    return float((p.argmax(1) == y).double().mean())
+
+
+def negative_log_likelihood(predictions: Any, labels: Any) -> float:
+    """Mean -log p_y in nats (scikit-learn's ``log_loss``)."""
+    p, y = _probabilities(predictions, labels)
+    eps = torch.finfo(predictions.dtype if isinstance(predictions, Tensor) else torch.float64).eps
+    return float(-torch.log(p.gather(1, y[:, None]).clamp(eps, 1 - eps)).mean())
+
+
+def brier_score(predictions: Any, labels: Any) -> float:
+    """Mean sum_c (p_c - [y = c])^2 over inputs."""
+    p, y = _probabilities(predictions, labels)
+    target = torch.nn.functional.one_hot(y, p.shape[1]).to(p.dtype)
+    return float((p - target).square().sum(1).mean())
+
+
+@dataclass(frozen=True)
+class Reliability:
+    """Per confidence bin: its edges, how many inputs fell in it, their accuracy and mean confidence."""
+
+    edges: Tensor  # (bins + 1,)
+    counts: Tensor  # (bins,)
+    accuracy: Tensor  # (bins,), NaN for an empty bin
+    confidence: Tensor  # (bins,), NaN for an empty bin
+
+    @property
+    def ece(self) -> float:
+        n = float(self.counts.sum())
+        full = self.counts > 0
+        return float((self.counts[full] / n * (self.accuracy[full] - self.confidence[full]).abs()).sum())
+
+
+def reliability(predictions: Any, labels: Any, *, bins: int = 15) -> Reliability:
+    """Bin inputs by confidence max_c p_c into ``bins`` equal bins ((lo, hi], the first [0, hi])."""
+    if not isinstance(bins, int) or isinstance(bins, bool) or bins < 1:
+        raise ValueError(f"bins must be a positive integer, got {bins!r}")
+    p, y = _probabilities(predictions, labels)
+    confidence, guess = p.max(1)
+    correct = (guess == y).to(torch.float64)
+    edges = torch.linspace(0, 1, bins + 1, dtype=torch.float64, device=p.device)
+    index = (torch.bucketize(confidence, edges[1:-1], right=False)).clamp(0, bins - 1)  # (lo, hi]
+    counts = torch.zeros(bins, dtype=torch.float64, device=p.device).index_add_(0, index, torch.ones_like(correct))
+    hits = torch.zeros_like(counts).index_add_(0, index, correct)
+    conf = torch.zeros_like(counts).index_add_(0, index, confidence)
+    nan = torch.full_like(counts, float("nan"))
+    return Reliability(edges.cpu(), counts.cpu(), torch.where(counts > 0, hits / counts, nan).cpu(),
+                       torch.where(counts > 0, conf / counts, nan).cpu())
+
+
+def expected_calibration_error(predictions: Any, labels: Any, *, bins: int = 15) -> float:
+    """ECE over ``bins`` equal-width confidence bins (Guo et al., 2017)."""
+    return reliability(predictions, labels, bins=bins).ece
+
+
+def scores(predictions: Any, labels: Any, *, bins: int = 15) -> dict[str, float]:
+    """All four scores: ``accuracy``, ``nll``, ``brier``, ``ece``."""
+    return {"accuracy": accuracy(predictions, labels), "nll": negative_log_likelihood(predictions, labels),
+            "brier": brier_score(predictions, labels),
+            "ece": expected_calibration_error(predictions, labels, bins=bins)}
+
+
+def reliability_diagram(predictions: Any, labels: Any, path: str | os.PathLike[str] | None = None, *,
+                        bins: int = 15, title: str | None = None, ax: Any = None) -> Any:
+    """Accuracy against confidence per bin, with the diagonal of perfect calibration and the bin sizes.
+
+    Draws into ``ax`` if given, else a new figure; writes a PNG to ``path`` (atomically) if given. Returns the
+    matplotlib figure.
+    """
+    import matplotlib
+
+    if ax is None:
+        matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    rel = reliability(predictions, labels, bins=bins)
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(5.2, 5.0), dpi=110)
+    else:
+        fig = ax.figure
+    centers = ((rel.edges[:-1] + rel.edges[1:]) / 2).numpy()
+    width = 1.0 / bins
+    full = (rel.counts > 0).numpy()
+    ax.bar(centers[full], rel.accuracy.numpy()[full], width=width * 0.95, color="#4c72b0", edgecolor="white",
+           label="accuracy in bin")
+    gap = rel.confidence.numpy()[full] - rel.accuracy.numpy()[full]
+    ax.bar(centers[full], gap, bottom=rel.accuracy.numpy()[full], width=width * 0.95, color="#dd8452",
+           alpha=0.55, label="gap to mean confidence")
+    ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence (max class probability)", fontsize=11)
+    ax.set_ylabel("accuracy", fontsize=11)
+    ax.set_title(title or f"reliability diagram (ECE {rel.ece:.3f})", fontsize=12)
+    ax.legend(loc="upper left", fontsize=9, frameon=False)
+    share = ax.inset_axes((0.58, 0.08, 0.38, 0.22))
+    share.bar(centers, (rel.counts / rel.counts.sum()).numpy(), width=width * 0.95, color="#888888")
+    share.set_xlim(0, 1)
+    share.set_title("share of inputs", fontsize=8)
+    share.tick_params(labelsize=7)
+    if path is not None:
+        path = Path(path)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
+        os.close(fd)
+        try:
+            fig.savefig(tmp, bbox_inches="tight")
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    return fig

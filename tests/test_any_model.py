@@ -1,0 +1,311 @@
+"""droplab's modes and Monte Carlo on models built from torch's own dropout, and ``droplab.convert``.
+
+References: torch's dropout in training mode (sampled with torch's RNG, a separate implementation), closed
+forms for a two-outcome ensemble, and the model's eval output.
+"""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import droplab
+from droplab import modes
+from droplab.ensemble import monte_carlo
+
+
+class CNN(nn.Module):
+    """Conv, BatchNorm, Dropout2d, and F.dropout in the forward (what module-swapping wrappers miss)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.drop2d = nn.Dropout2d(0.3)
+        self.fc = nn.Linear(4 * 6 * 6, 5)
+
+    def features(self, x):
+        return F.relu(self.bn(self.conv(x)))
+
+    def forward(self, x):
+        h = self.drop2d(self.features(x))
+        return self.fc(F.dropout(h.flatten(1), 0.5, self.training))
+
+
+def _cnn():
+    torch.manual_seed(0)
+    model = CNN().double()
+    model.train()
+    with torch.no_grad():
+        model(torch.randn(64, 1, 6, 6, dtype=torch.float64))  # running statistics away from their start
+    return model.eval()
+
+
+def _x(shape=(4, 1, 6, 6), seed=1):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def _gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def test_batchnorm_keeps_eval_statistics_and_training_flag_is_untouched():
+    model, x = _cnn(), _x()
+    mean, var = model.bn.running_mean.clone(), model.bn.running_var.clone()
+    with torch.no_grad():
+        eval_out = model(x)
+        with modes.sample(model, generator=_gen()):
+            assert not model.training and not model.drop2d.training
+            model(x)
+        monte_carlo(model, x, samples=50, generator=_gen(), output="logits")
+        with modes.off(model):
+            off_out = model(x)
+    assert torch.equal(model.bn.running_mean, mean) and torch.equal(model.bn.running_var, var)
+    assert not model.training
+    assert torch.equal(off_out, eval_out)  # BatchNorm used its running statistics (its eval form)
+
+
+def test_sample_varies_off_and_expect_do_not_and_same_generator_same_outputs():
+    model, x = _cnn(), _x()
+    with torch.no_grad():
+        eval_out = model(x)
+        with modes.sample(model, generator=_gen(3)):
+            a, b = model(x), model(x)
+        with modes.sample(model, generator=_gen(3)):
+            a2 = model(x)
+        with modes.off(model):
+            off1, off2 = model(x), model(x)
+        with modes.expect(model):
+            expect_out = model(x)
+    assert not torch.equal(a, b)
+    assert torch.equal(a, a2)
+    assert torch.equal(off1, off2) and torch.equal(expect_out, eval_out)
+
+
+def test_record_then_replay_is_exact_and_names_modules_and_functional_calls():
+    model, x = _cnn(), _x()
+    with torch.no_grad():
+        with modes.record(model, generator=_gen(5)) as noise:
+            y = model(x)
+        assert set(noise) == {"drop2d", "model:dropout#0"}
+        assert noise["drop2d"].shape == (4, 4, 1, 1)  # one draw per example and channel, as Dropout2d
+        assert noise["model:dropout#0"].shape == (4, 144)
+        with modes.replay(model, noise):
+            assert torch.equal(model(x), y)
+        with modes.replay(model, {**noise, "drop2d": torch.zeros(4, 4, 1, 1, dtype=torch.float64)}):
+            dropped = model(x)
+    expected = model.fc(F.dropout(torch.zeros(4, 144, dtype=torch.float64), 0.0) * noise["model:dropout#0"] / 0.5)
+    assert torch.allclose(dropped, expected)
+
+
+def test_replay_refuses_a_mask_value_other_than_0_and_1_and_a_missing_mask():
+    model, x = _cnn(), _x()
+    with torch.no_grad(), modes.record(model, generator=_gen()) as noise:
+        model(x)
+    bad = {**noise, "drop2d": noise["drop2d"] * 7}
+    with pytest.raises(ValueError, match="other than 0 and 1"), modes.replay(model, bad):
+        model(x)
+    with pytest.raises(ValueError, match="no mask for torch dropout 'model:dropout#0'"), \
+            modes.replay(model, {"drop2d": noise["drop2d"]}):
+        model(x)
+    gated = nn.Sequential(nn.Linear(3, 3), droplab.nn.Dropout(0.5))
+    with pytest.raises(ValueError, match="holds 7"), modes.replay(gated, {"1": torch.full((2, 3), 7.0)}):
+        gated(torch.ones(2, 3))
+
+
+def test_monte_carlo_mean_matches_a_hand_loop_with_torch_dropout_in_training_mode():
+    model, x = _cnn(), _x()
+    samples = 4000
+    stats = monte_carlo(model, x, samples=samples, generator=_gen(), output="logits")
+    torch.manual_seed(11)
+    total = total_sq = 0
+    with torch.no_grad():
+        h = model.features(x)  # BatchNorm in eval, as in the Monte Carlo run
+        for _ in range(samples):
+            z = F.dropout(F.dropout2d(h, 0.3, training=True).flatten(1), 0.5, training=True)
+            p = torch.softmax(model.fc(z), -1)
+            total, total_sq = total + p, total_sq + p * p
+    mean = total / samples
+    se_hand = ((total_sq / samples - mean**2).clamp_min(0) / samples).sqrt()
+    z = (stats.output.E - mean).abs() / (stats.output.se_E**2 + se_hand**2).sqrt().clamp_min(1e-12)
+    assert float(z.max()) < 4.5, float(z.max())  # 20 values: the largest of 20 |N(0,1)| is below 4.5
+
+
+def test_transformer_encoder_layer_attention_dropout_is_sampled_and_matches_training_mode():
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.2, batch_first=True).double().eval()
+    x = _x((2, 3, 8))
+    with torch.no_grad():
+        eval_out = layer(x)
+        with modes.record(layer, generator=_gen()) as noise:
+            y = layer(x)
+        with modes.replay(layer, noise):
+            assert torch.equal(layer(x), y)
+        with modes.expect(layer):
+            assert torch.allclose(layer(x), eval_out, atol=1e-12)
+    assert "self_attn:scaled_dot_product_attention#0" in noise
+    assert noise["self_attn:scaled_dot_product_attention#0"].shape == (2, 2, 3, 3)  # (B, heads, L, S)
+    assert {"dropout", "dropout1", "dropout2"} <= set(noise)
+    samples = 3000
+    stats = monte_carlo(layer, x, samples=samples, generator=_gen(1))
+    assert stats.output_kind == "values" and stats.output.E.shape == x.shape
+    layer.train()  # the reference: torch's own dropout, including attention dropout, in training mode
+    torch.manual_seed(2)
+    with torch.no_grad():
+        outs = torch.stack([layer(x) for _ in range(samples)])
+    layer.eval()
+    se = (stats.output.se_E**2 + outs.var(0) / samples).sqrt()
+    z = (stats.output.E - outs.mean(0)).abs() / se
+    assert float(z.max()) < 5.0, float(z.max())  # 48 values
+    ratio = stats.output.Var / outs.var(0)
+    assert 0.8 < float(ratio.median()) < 1.25
+
+
+def test_batch_dim_one_for_sequence_first_models():
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.2).double().eval()  # (L, B, E)
+    x = _x((3, 2, 8))
+    stats = monte_carlo(layer, x, samples=200, generator=_gen(), batch_dim=1)
+    assert stats.output.E.shape == x.shape
+    with pytest.raises(ValueError, match="batch_dim"):
+        monte_carlo(layer, x[:, :1].expand(3, 3, 8).contiguous(), samples=4, batch_dim=5)
+
+
+def test_functional_dropout_outside_the_context_is_torchs_own():
+    model = _cnn()
+    other = nn.Dropout(0.5)
+    torch.manual_seed(0)
+    before = F.dropout(torch.ones(1000), 0.5, training=True)
+    with torch.no_grad(), modes.sample(model, generator=_gen()):
+        assert torch.equal(other.eval()(torch.ones(3)), torch.ones(3))  # another model: not intercepted
+        assert torch.equal(F.dropout(torch.ones(3), 0.5, training=False), torch.ones(3))
+    torch.manual_seed(0)
+    assert torch.equal(F.dropout(torch.ones(1000), 0.5, training=True), before)
+    assert not hasattr(F.dropout, "__wrapped__")  # torch's function is back
+
+
+@pytest.mark.parametrize(("module", "shape", "mask"), [
+    (nn.Dropout1d(0.4), (3, 4, 5), (3, 4, 1)),
+    (nn.Dropout3d(0.4), (2, 3, 2, 2, 2), (2, 3, 1, 1, 1)),
+    (nn.FeatureAlphaDropout(0.4), (2, 3, 4, 4), (2, 3, 1, 1)),
+    (nn.AlphaDropout(0.4), (2, 6), (2, 6)),
+])
+def test_every_torch_dropout_module_is_covered(module, shape, mask):
+    model = nn.Sequential(nn.Identity(), module).eval()
+    x = _x(shape)
+    with torch.no_grad(), modes.record(model, generator=_gen()) as noise:
+        y = model(x)
+    assert noise["1"].shape == mask and not torch.equal(y, x)
+    with torch.no_grad(), modes.replay(model, noise):
+        assert torch.equal(model(x), y)
+
+
+def test_alpha_dropout_has_torchs_distribution():
+    x = torch.linspace(-2, 2, 5, dtype=torch.float64).repeat(20000, 1)
+    model = nn.Sequential(nn.AlphaDropout(0.3)).eval()
+    with torch.no_grad(), modes.sample(model, generator=_gen()):
+        ours = model(x)
+    torch.manual_seed(0)
+    theirs = F.alpha_dropout(x, 0.3, training=True)
+    se = ((ours.var(0) + theirs.var(0)) / len(x)).sqrt()
+    assert float(((ours.mean(0) - theirs.mean(0)).abs() / se).max()) < 4
+    assert torch.allclose(ours.var(0), theirs.var(0), rtol=0.05)
+
+
+def test_a_regression_output_is_not_softmaxed():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), droplab.nn.Dropout(0.5), nn.Linear(4, 1)).double()
+    x = _x((6, 3))
+    stats = monte_carlo(model, x, samples=20000, generator=_gen())
+    # the exact ensemble: E = W2 E(gated h) + b = the eval output (inverted dropout); Var from Bernoulli masks
+    with torch.no_grad():
+        h = model[0](x)
+        exact_mean = model.eval()(x)
+        exact_var = ((model[2].weight[0] ** 2) * h**2).sum(1, keepdim=True) * (0.5 * 0.5) / 0.25
+    assert stats.output_kind == "values"
+    assert float(((stats.output.E - exact_mean).abs() / stats.output.se_E).max()) < 4.5
+    assert torch.allclose(stats.output.Var, exact_var, rtol=0.05)
+    with pytest.raises(ValueError, match="output='logits'"):
+        monte_carlo(model, x, samples=4, output="probabilities")
+
+
+def test_class_uncertainty_against_a_two_outcome_closed_form():
+    # one input unit kept with probability 0.8: logits (4, 1) when kept, (0, 1) when dropped
+    model = nn.Sequential(droplab.nn.Dropout(0.8, scaling="paper"), nn.Linear(1, 2)).double()
+    with torch.no_grad():
+        model[1].weight.copy_(torch.tensor([[4.0], [0.0]]))
+        model[1].bias.copy_(torch.tensor([0.0, 1.0]))
+    samples = 40000
+    stats = monte_carlo(model, torch.ones(1, 1, dtype=torch.float64), samples=samples, generator=_gen(),
+                        output="logits")
+    kept, dropped = torch.softmax(torch.tensor([4.0, 1.0], dtype=torch.float64), 0), \
+        torch.softmax(torch.tensor([0.0, 1.0], dtype=torch.float64), 0)
+
+    def entropy(p):
+        return float(-(p * p.log()).sum())
+
+    mean = 0.8 * kept + 0.2 * dropped
+    expected = 0.8 * entropy(kept) + 0.2 * entropy(dropped)
+    se_q = math.sqrt(0.8 * 0.2 / samples)  # the kept share is binomial
+    assert abs(float(stats.variation_ratio[0]) - 0.2) < 4 * se_q
+    assert abs(float(stats.output.E[0, 0]) - float(mean[0])) < 4 * se_q * float(kept[0] - dropped[0])
+    assert abs(float(stats.expected_entropy[0]) - expected) < 4 * se_q * abs(entropy(kept) - entropy(dropped))
+    assert abs(float(stats.predictive_entropy[0]) - entropy(mean)) < 0.01
+    assert abs(float(stats.mutual_information[0]) - (entropy(mean) - expected)) < 0.01
+    probs = monte_carlo(nn.Sequential(model, nn.Softmax(-1)), torch.ones(1, 1, dtype=torch.float64),
+                        samples=samples, generator=_gen(), output="probabilities")
+    assert torch.allclose(probs.output.E, stats.output.E)
+
+
+def test_monte_carlo_is_reproducible_and_refuses_a_model_without_dropout():
+    model, x = _cnn(), _x()
+    a = monte_carlo(model, x, samples=30, generator=_gen(7), output="logits")
+    b = monte_carlo(model, x, samples=30, generator=_gen(7), output="logits")
+    c = monte_carlo(model, x, samples=30, generator=_gen(8), output="logits")
+    assert torch.equal(a.output.E, b.output.E) and torch.equal(a.variation_ratio, b.variation_ratio)
+    assert not torch.equal(a.output.E, c.output.E)
+    one = monte_carlo(model, x, samples=30, generator=_gen(7), output="logits", memory=1)  # one member per chunk
+    assert one.samples == 30 and float(((one.output.E - a.output.E).abs() / a.output.se_E).max()) < 6
+    with pytest.raises(ValueError, match="drew no dropout mask"):
+        monte_carlo(nn.Sequential(nn.Linear(3, 2)), torch.ones(2, 3), samples=3)
+    with pytest.raises(ValueError, match="output must be one of"):
+        monte_carlo(model, x, samples=3, output="softmax")
+    with pytest.raises(ValueError, match="leave output=None"):
+        monte_carlo(droplab.DropoutMLP((3, 4, 2)), torch.ones(2, 3), samples=3, output="logits")
+
+
+def test_convert_replaces_torch_dropout_by_droplab_gates_with_the_same_meaning():
+    model = nn.Sequential(nn.Conv2d(1, 3, 3), nn.Dropout2d(0.25), nn.Flatten(), nn.Dropout(0.5),
+                          nn.Linear(3 * 4 * 4, 2)).double().eval()
+    converted = droplab.convert(model)
+    assert isinstance(model[1], nn.Dropout2d) and isinstance(model[3], nn.Dropout)  # the original is unchanged
+    assert isinstance(converted[1], droplab.nn.Dropout) and converted[1].keep == 0.75
+    assert converted[1].mask_sharing == "channel" and converted[3].mask_sharing == "unit"
+    x = _x((5, 1, 6, 6))
+    with torch.no_grad():
+        assert torch.equal(converted(x), model(x))
+        with modes.record(converted, generator=_gen()) as noise:
+            converted(x)
+    assert noise["1"].shape == (5, 3, 1, 1) and noise["3"].shape == (5, 48)
+    a = monte_carlo(model, x, samples=3000, generator=_gen(1))
+    b = monte_carlo(converted, x, samples=3000, generator=_gen(2))
+    z = (a.output.E - b.output.E).abs() / (a.output.se_E**2 + b.output.se_E**2).sqrt()
+    assert float(z.max()) < 4.5
+    with pytest.raises(ValueError, match="drops everything"):
+        droplab.convert(nn.Sequential(nn.Dropout(1.0)))
+    with pytest.raises(TypeError, match="torch.nn.Module"):
+        droplab.convert("model")
+
+
+def test_channel_shared_unit_gate_with_per_channel_keep():
+    gate = droplab.nn.Dropout(torch.tensor([1.0, 0.5]).view(2, 1, 1), mask_sharing="channel")
+    x = torch.ones(4000, 2, 3, 3)
+    y = gate.train()(x)
+    assert torch.equal(y[:, 0], x[:, 0])  # keep 1
+    per_channel = y[:, 1].flatten(1)
+    assert bool((per_channel == per_channel[:, :1]).all())  # one draw shared over the positions
+    assert abs(float((per_channel[:, 0] > 0).double().mean()) - 0.5) < 4 * math.sqrt(0.25 / 4000)
+    with pytest.raises(ValueError, match="mask_sharing must be one of"):
+        droplab.nn.Dropout(0.5, mask_sharing="example")
