@@ -160,7 +160,7 @@ def _dropout_wrapper(function: str, original: Callable[..., Any]) -> Callable[..
         keep = 1.0 - p
         noise = _noise(frame, function, _mask_shape(function, x), keep, x)
         if "alpha" not in function:
-            return x * noise / keep if keep > 0 else x * 0.0
+            return torch.mul(x, noise).div_(keep) if keep > 0 else x * 0.0
         a = 1.0 / math.sqrt((_ALPHA * _ALPHA * p + 1) * keep)
         return x * (noise * a) + ((noise - 1) * (_ALPHA * a) + _ALPHA * a * p)
     wrapper.__wrapped__ = original  # type: ignore[attr-defined]
@@ -204,7 +204,7 @@ def _sdpa_wrapper(original: Callable[..., Any]) -> Callable[..., Any]:
         weights = torch.softmax(query @ key.transpose(-2, -1) * factor + bias, dim=-1)
         keep = 1.0 - dropout_p
         noise = _noise(frame, "scaled_dot_product_attention", tuple(weights.shape), keep, weights)
-        return (weights * noise / keep if keep > 0 else weights * 0.0) @ value
+        return (torch.mul(weights, noise).div_(keep) if keep > 0 else weights * 0.0) @ value
     wrapper.__wrapped__ = original  # type: ignore[attr-defined]
     return wrapper
 

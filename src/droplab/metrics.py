@@ -130,9 +130,10 @@ def scores(predictions: Any, labels: Any, *, bins: int = 15) -> dict[str, float]
 
 def reliability_diagram(predictions: Any, labels: Any, path: str | os.PathLike[str] | None = None, *,
                         bins: int = 15, title: str | None = None, ax: Any = None) -> Any:
-    """Accuracy against confidence per bin, with the diagonal of perfect calibration and the bin sizes.
+    """Accuracy against confidence per bin, with the diagonal of perfect calibration and, below, the share of
+    inputs per bin.
 
-    Draws into ``ax`` if given, else a new figure; writes a PNG to ``path`` (atomically) if given. Returns the
+    Draws into ``ax`` if given (without the share panel), else a new figure; writes a PNG to ``path`` (atomically) if given. Returns the
     matplotlib figure.
     """
     import matplotlib
@@ -142,30 +143,32 @@ def reliability_diagram(predictions: Any, labels: Any, path: str | os.PathLike[s
     import matplotlib.pyplot as plt
 
     rel = reliability(predictions, labels, bins=bins)
+    share = None
     if ax is None:
-        fig, ax = plt.subplots(figsize=(5.2, 5.0), dpi=110)
+        fig, (ax, share) = plt.subplots(2, 1, figsize=(5.4, 6.2), dpi=110, sharex=True,
+                                        gridspec_kw={"height_ratios": (3, 1), "hspace": 0.08})
     else:
         fig = ax.figure
     centers = ((rel.edges[:-1] + rel.edges[1:]) / 2).numpy()
     width = 1.0 / bins
     full = (rel.counts > 0).numpy()
-    ax.bar(centers[full], rel.accuracy.numpy()[full], width=width * 0.95, color="#4c72b0", edgecolor="white",
-           label="accuracy in bin")
-    gap = rel.confidence.numpy()[full] - rel.accuracy.numpy()[full]
-    ax.bar(centers[full], gap, bottom=rel.accuracy.numpy()[full], width=width * 0.95, color="#dd8452",
-           alpha=0.55, label="gap to mean confidence")
+    acc, conf = rel.accuracy.numpy()[full], rel.confidence.numpy()[full]
+    ax.bar(centers[full], acc, width=width * 0.92, color="#4c72b0", label="accuracy in bin")
+    ax.bar(centers[full], conf - acc, bottom=acc, width=width * 0.92, fill=False, hatch="//", edgecolor="#c44e52",
+           linewidth=1.0, label="gap to the bin's mean confidence")
     ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
     ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    ax.set_xlabel("confidence (max class probability)", fontsize=11)
+    ax.set_ylim(0, 1.02)
     ax.set_ylabel("accuracy", fontsize=11)
-    ax.set_title(title or f"reliability diagram (ECE {rel.ece:.3f})", fontsize=12)
-    ax.legend(loc="upper left", fontsize=9, frameon=False)
-    share = ax.inset_axes((0.58, 0.08, 0.38, 0.22))
-    share.bar(centers, (rel.counts / rel.counts.sum()).numpy(), width=width * 0.95, color="#888888")
-    share.set_xlim(0, 1)
-    share.set_title("share of inputs", fontsize=8)
-    share.tick_params(labelsize=7)
+    ax.set_title(title or f"reliability diagram (ECE {rel.ece:.3f})", fontsize=12, pad=36)
+    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=2, fontsize=9, frameon=False)  # above the bars
+    if share is None:
+        ax.set_xlabel("confidence (max class probability)", fontsize=11)
+    else:
+        share.bar(centers, (rel.counts / rel.counts.sum()).numpy(), width=width * 0.92, color="#888888")
+        share.set_xlabel("confidence (max class probability)", fontsize=11)
+        share.set_ylabel("share of inputs", fontsize=10)
+        share.set_xlim(0, 1)
     if path is not None:
         path = Path(path)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
