@@ -133,8 +133,8 @@ def reliability_diagram(predictions: Any, labels: Any, path: str | os.PathLike[s
     """Accuracy against confidence per bin, with the diagonal of perfect calibration and, below, the share of
     inputs per bin.
 
-    Draws into ``ax`` if given (without the share panel), else a new figure; writes a PNG to ``path`` (atomically) if given. Returns the
-    matplotlib figure.
+    Draws into ``ax`` if given (without the share panel), else a new figure; writes a PNG to ``path``
+    (atomically) if given. Returns the matplotlib figure.
     """
     import matplotlib
 
