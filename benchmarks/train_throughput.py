@@ -65,8 +65,8 @@ def main() -> None:
     config = train.TrainConfig(epochs=10**6, batch_size=args.batch_size, lr=0.01, momentum_start=0.9,
                                max_norm=15.0)
     states = {}
-    for name, keep in (("dropout", base.model["keep"]), ("no dropout", 1.0)):
-        model = train.build_model({**base.model, "sizes": SIZES, "keep": keep}, seed=0).to(device)
+    for name, keep in (("dropout", base.model.keep), ("no dropout", 1.0)):
+        model = train.build_model({**base.model.as_dict(), "sizes": SIZES, "keep": keep}, seed=0).to(device)
         states[name] = train._State(model, config, device)
         train._train_epoch(states[name], data, config)  # warm-up round
     times = {name: 0.0 for name in states}

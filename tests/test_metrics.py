@@ -59,7 +59,8 @@ def test_scores_of_estimator_statistics(tmp_path):
     assert set(s) == {"accuracy", "nll", "brier", "ece"}
     assert s["nll"] == pytest.approx(metrics.negative_log_likelihood(stats.output.E, y))
     fig = metrics.reliability_diagram(stats, y, tmp_path / "r.png")
-    assert (tmp_path / "r.png").stat().st_size > 10_000 and fig.axes[-1].get_xlabel().startswith("confidence") and fig.axes[0].get_ylabel() == "accuracy"
+    assert (tmp_path / "r.png").stat().st_size > 10_000
+    assert fig.axes[-1].get_xlabel().startswith("confidence") and fig.axes[0].get_ylabel() == "accuracy"
     assert not list(tmp_path.glob(".r.png*"))  # the temporary file is gone
 
 

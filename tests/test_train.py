@@ -19,7 +19,7 @@ def digits():
 
 
 def _model(seed=3):
-    cfg = {**presets.preset("quick").model, "sizes": [64, 64, 10], "keep": [0.8, 0.5]}
+    cfg = {**presets.preset("quick").model.as_dict(), "sizes": [64, 64, 10], "keep": [0.8, 0.5]}
     return train.build_model(cfg, seed=seed)
 
 

@@ -9,17 +9,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import replace
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any, NoReturn
 
 from . import data as data_mod
+from .config import DataConfig, ModelConfig, from_dict, to_toml
 from .presets import PRESETS, preset
 from .train import TrainConfig, build_model, fit, load_model, resolve_device
 
-MODEL_KEYS = ("sizes", "transfer", "output", "c", "lam", "keep", "gate", "connection_keep", "connection_kind",
-              "mask_sharing", "scaling", "backward", "init", "init_gain")
-DATA_KEYS = ("dataset", "data_dir", "validation", "limit", "normalize", "download")
+MODEL_KEYS = tuple(f.name for f in fields(ModelConfig))
+DATA_KEYS = tuple(f.name for f in fields(DataConfig))
 TOP_KEYS = ("preset", "out", "device", "model", "train", "data")
 
 
@@ -72,36 +72,50 @@ def _add_data_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or auto (default: cpu)")
 
 
+def _add_config_flags(group: Any, cls: type, prefix: str, shown: Any) -> None:
+    """One flag per field of a config dataclass, with its help, type, choices and the shown preset's value."""
+    parsers = {"int": int, "float": float, "str": str, "floats": _floats, "ints": _ints, "backward": _backward}
+    for f in fields(cls):
+        meta = f.metadata
+        flag = "--" + f.name.replace("_", "-")
+        value = getattr(shown, f.name)
+        default = ",".join(map(str, value)) if isinstance(value, tuple) else ("none" if value is None else value)
+        if meta.get("kind") == "bool":
+            group.add_argument(f"--no-{f.name.replace('_', '-')}", dest=f"{prefix}_{f.name}", action="store_false",
+                               default=None, help=meta.get("off_help", f"do not: {meta['help']}"))
+            continue
+        group.add_argument(flag, dest=f"{prefix}_{f.name}", type=parsers.get(meta.get("kind") or "str", str),
+                           choices=meta.get("choices"), default=None, metavar=None if meta.get("choices") else
+                           f.name.upper(), help=f"{meta['help']} (quick: {default})".replace("%", "%%"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="droplab", description="The dropout learning algorithm (Baldi & Sadowski, 2014).")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    t = sub.add_parser("train", help="train a DropoutMLP", description="Train a DropoutMLP and save checkpoints.")
-    t.add_argument("--preset", choices=sorted(PRESETS), default=None, help="starting configuration (default: quick)")
-    t.add_argument("--config", type=Path, help="TOML file with [model], [train], [data] tables")
+    t = sub.add_parser("train", help="train a DropoutMLP",
+                       description="Train a DropoutMLP and save checkpoints. Settings come from the preset, then "
+                                   "the --config TOML file, then the flags; --show prints the result as TOML.")
+    t.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                   help="starting configuration: " + "; ".join(f"{k}: {v.description}" for k, v in
+                                                             sorted(PRESETS.items())) + " (default: quick)")
+    t.add_argument("--config", type=Path, help="TOML file with [model], [train], [data] tables (keys as the flags)")
+    t.add_argument("--show", action="store_true", help="print the settings as TOML (preset, file and flags "
+                                                       "resolved) and exit without training")
     t.add_argument("--out", type=Path, help="output folder for checkpoints and metrics (default: runs/<preset>)")
-    t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint "
+                                                         "(a larger --epochs extends a finished run)")
     t.add_argument("--force", action="store_true", help="start afresh in an --out that holds an earlier run "
                                                         "(its checkpoints and metrics are replaced)")
     t.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
-    _add_data_flags(t)
-    t.add_argument("--validation", type=float, help="validation fraction of the training part")
-    t.add_argument("--limit", type=int, help="use at most this many training examples")
-    m = t.add_argument_group("model")
-    m.add_argument("--sizes", type=_ints, help="layer sizes, e.g. 784,1200,1200,10 (first/last follow the data)")
-    m.add_argument("--transfer", choices=("logistic", "tanh", "relu", "linear"), help="hidden transfer function")
-    m.add_argument("--keep", type=_floats, help="keep rate(s): one, or one per gated layer (input, hidden...)")
-    m.add_argument("--gate", choices=("bernoulli", "gaussian", "dropin", "spiking"), help="unit gate kind")
-    m.add_argument("--connection-keep", type=_floats, help="connection dropout keep rate(s), per weight layer")
-    m.add_argument("--scaling", choices=("paper", "inverted"), help="dropout scaling convention")
-    m.add_argument("--backward", type=_backward, help="backpercolation: 'derivative' or a fixed probability")
-    m.add_argument("--init", choices=("default", "glorot"), help="weight initialisation")
-    m.add_argument("--init-gain", type=float, help="Glorot gain (default: 4 for logistic layers, else 1)")
-    tr = t.add_argument_group("training")
-    for name in TrainConfig.field_names():
-        kind = {"loss": str, "seed": int, "epochs": int, "batch_size": int, "momentum_epochs": int,
-                "patience": int}.get(name, float)
-        tr.add_argument(f"--{name.replace('_', '-')}", type=kind, dest=f"train_{name}", metavar=name.upper())
+    t.add_argument("--device", default=None, help="cpu, cuda, cuda:N or auto (default: cpu)")
+    quick = PRESETS["quick"]
+    _add_config_flags(t.add_argument_group("data (defaults: the preset's; quick's shown)"), DataConfig, "data",
+                      DataConfig(dataset=quick.dataset))
+    _add_config_flags(t.add_argument_group("model (defaults: the preset's; quick's shown)"), ModelConfig, "model",
+                      quick.model)
+    _add_config_flags(t.add_argument_group("training (defaults: the preset's; quick's shown)"), TrainConfig,
+                      "train", quick.train)
 
     e = sub.add_parser("evaluate", help="test error and calibration of a checkpoint",
                        description="Test error, negative log-likelihood, Brier score and expected calibration error "
@@ -180,27 +194,40 @@ def _check_keys(table: Any, allowed: Any, where: str) -> None:
 def _train_settings(args: argparse.Namespace) -> dict[str, Any]:
     cfg = _read_toml(args.config) if args.config else {}
     name = args.preset or cfg.get("preset", "quick")
+    if name not in PRESETS:
+        raise UsageError(f"unknown preset {name!r} in {args.config}; expected one of {sorted(PRESETS)}")
     base = preset(name)
-    data_cfg: dict[str, Any] = {"dataset": base.dataset, "data_dir": None, "validation": 0.1, "limit": None,
-                                "normalize": "unit", "download": True, **cfg.get("data", {})}
-    for key in ("dataset", "data_dir", "validation", "limit", "download"):
-        if getattr(args, key, None) is not None:
-            data_cfg[key] = getattr(args, key)
-    model_cfg = {**base.model, **cfg.get("model", {})}
-    for key in ("sizes", "transfer", "keep", "gate", "connection_keep", "scaling", "backward", "init", "init_gain"):
-        if getattr(args, key) is not None:
-            model_cfg[key] = getattr(args, key)
-    user_keep = args.keep is not None or "keep" in cfg.get("model", {})
-    n_gates = len(model_cfg["sizes"]) - 1
-    if not user_keep and isinstance(model_cfg["keep"], list) and len(model_cfg["keep"]) != n_gates:
+    where = f"{args.config}" if args.config else "the flags"
+
+    def flags(prefix: str, cls: type) -> dict[str, Any]:
+        return {f.name: getattr(args, f"{prefix}_{f.name}") for f in fields(cls)
+                if getattr(args, f"{prefix}_{f.name}", None) is not None}
+
+    def build(cls: type, values: dict[str, Any], table: str) -> Any:
+        try:
+            return from_dict(cls, values, where=f"{where} [{table}]")
+        except (ValueError, TypeError) as exc:
+            raise UsageError(f"{table} settings: {exc}") from None
+
+    data_cfg = build(DataConfig, {**asdict(DataConfig(dataset=base.dataset)), **cfg.get("data", {}),
+                                  **flags("data", DataConfig)}, "data")
+    model_over = {**cfg.get("model", {}), **flags("model", ModelConfig)}
+    model_values = {**base.model.as_dict(), **model_over}
+    n_gates = len(model_values["sizes"]) - 1
+    if "keep" not in model_over and isinstance(model_values["keep"], list) and len(model_values["keep"]) != n_gates:
         # a preset's rates are (input, hidden, ...): keep that meaning when the depth changes
-        model_cfg["keep"] = [model_cfg["keep"][0]] + [model_cfg["keep"][-1]] * (n_gates - 1)
-    train_over = {**cfg.get("train", {}), **{k: getattr(args, f"train_{k}") for k in TrainConfig.field_names()
-                                              if getattr(args, f"train_{k}") is not None}}
-    train_cfg = replace(base.train, **train_over)
+        model_values["keep"] = [model_values["keep"][0]] + [model_values["keep"][-1]] * (n_gates - 1)
+    model_cfg = build(ModelConfig, model_values, "model")
+    train_cfg = build(TrainConfig, {**asdict(base.train), **cfg.get("train", {}), **flags("train", TrainConfig)},
+                      "train")
     out = args.out or (Path(cfg["out"]) if "out" in cfg else Path("runs") / name)
     device = args.device or cfg.get("device", "cpu")
-    return dict(preset=name, data=data_cfg, model=model_cfg, train=train_cfg, out=out, device=device)
+    return dict(preset=name, data=data_cfg.as_dict(), model=model_cfg, train=train_cfg, out=out, device=device)
+
+
+def _show(s: dict[str, Any]) -> str:
+    return to_toml({"preset": s["preset"], "out": str(s["out"]), "device": s["device"], "data": s["data"],
+                    "model": s["model"].as_dict(), "train": asdict(s["train"])})
 
 
 def _load_data(cfg: dict[str, Any], seed: int) -> data_mod.Dataset:
@@ -211,6 +238,9 @@ def _load_data(cfg: dict[str, Any], seed: int) -> data_mod.Dataset:
 
 def cmd_train(args: argparse.Namespace) -> int:
     s = _train_settings(args)
+    if args.show:
+        print(_show(s), end="")
+        return 0
     out = Path(s["out"])
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file; give a folder for the run")
@@ -219,9 +249,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                          "give another --out")
     device = resolve_device(s["device"])
     data = _load_data(s["data"], s["train"].seed)
-    sizes = list(s["model"]["sizes"])
-    sizes[0], sizes[-1] = data.input_size, data.output_size  # the data decides the outer layers
-    model_cfg = {**s["model"], "sizes": sizes}
+    model_cfg = s["model"].with_sizes(data.input_size, data.output_size)  # the data decides the outer layers
+    sizes = model_cfg.sizes
     model = build_model(model_cfg, seed=s["train"].seed)
     print(f"droplab train: {data.summary()}; network {'-'.join(map(str, sizes))}; device {device}; out {s['out']}")
     result = fit(model, data, s["train"], out_dir=s["out"], resume=args.resume, progress=args.progress,

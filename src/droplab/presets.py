@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .config import ModelConfig
 from .train import TrainConfig
 
 __all__ = ["PRESETS", "Preset", "preset"]
@@ -27,26 +28,24 @@ __all__ = ["PRESETS", "Preset", "preset"]
 
 @dataclass(frozen=True)
 class Preset:
+    """A training preset: typed model and training settings and the dataset; study presets (``droplab
+    reproduce``) are derived from these (``droplab.experiments.PRESETS``)."""
+
     dataset: str
-    model: dict[str, Any]
+    model: ModelConfig
     train: TrainConfig
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def with_sizes(self, n_in: int, n_out: int) -> Preset:
-        sizes = [n_in, *self.model["sizes"][1:-1], n_out]
-        return replace(self, model={**self.model, "sizes": sizes})
+        return replace(self, model=self.model.with_sizes(n_in, n_out))
 
 
 def _mlp(sizes: list[int], keep_in: float, keep_hidden: float, init: str = "default",
-         init_gain: float | None = None) -> dict[str, Any]:
+         init_gain: float | None = None) -> ModelConfig:
     n_gates = len(sizes) - 1
-    model = dict(sizes=sizes, transfer="logistic", output="softmax", c=1.0, lam=1.0,
-                 keep=[keep_in] + [keep_hidden] * (n_gates - 1), gate="bernoulli", connection_keep=None,
-                 connection_kind="bernoulli", mask_sharing="example", scaling="paper", backward=None, init=init)
-    if init_gain is not None:
-        model["init_gain"] = init_gain
-    return model
+    return ModelConfig(sizes=tuple(sizes), keep=(keep_in, *[keep_hidden] * (n_gates - 1)), init=init,
+                       init_gain=init_gain)
 
 
 PAPER_NETWORK = [784, 1200, 1200, 1200, 1200, 10]  # Section 9.5

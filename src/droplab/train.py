@@ -16,7 +16,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -39,18 +39,23 @@ class TrainConfig:
     """Hyperparameters of ``fit``. Momentum rises linearly from ``momentum_start`` to ``momentum_end`` over
     ``momentum_epochs`` epochs; the learning rate is ``lr * lr_decay ** epoch``."""
 
-    epochs: int = 50
-    batch_size: int = 100
-    lr: float = 0.1
-    lr_decay: float = 1.0
-    momentum_start: float = 0.5
-    momentum_end: float = 0.99
-    momentum_epochs: int = 10
-    max_norm: float | None = None
-    l2: float = 0.0
-    patience: int | None = None
-    loss: str = "cross_entropy"
-    seed: int = 0
+    epochs: int = field(default=50, metadata={"help": "training epochs", "kind": "int"})
+    batch_size: int = field(default=100, metadata={"help": "examples per step", "kind": "int"})
+    lr: float = field(default=0.1, metadata={"help": "learning rate of the first epoch", "kind": "float"})
+    lr_decay: float = field(default=1.0, metadata={"help": "learning-rate factor per epoch, in (0, 1]",
+                                                   "kind": "float"})
+    momentum_start: float = field(default=0.5, metadata={"help": "momentum of the first epoch", "kind": "float"})
+    momentum_end: float = field(default=0.99, metadata={"help": "momentum after momentum_epochs", "kind": "float"})
+    momentum_epochs: int = field(default=10, metadata={"help": "epochs over which momentum rises linearly",
+                                                       "kind": "int"})
+    max_norm: float | None = field(default=None, metadata={
+        "help": "largest L2 norm of a unit's incoming weights (none: no constraint)", "kind": "float"})
+    l2: float = field(default=0.0, metadata={"help": "L2 weight decay", "kind": "float"})
+    patience: int | None = field(default=None, metadata={
+        "help": "stop after this many epochs without a better validation error (none: never)", "kind": "int"})
+    loss: str = field(default="cross_entropy", metadata={"help": "training loss", "choices": ("cross_entropy",
+                                                                                              "squared")})
+    seed: int = field(default=0, metadata={"help": "seed of the weights, the split and the masks", "kind": "int"})
 
     def __post_init__(self) -> None:
         _positive_int(self.epochs, "epochs")
@@ -119,11 +124,18 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return dev
 
 
-def build_model(model_config: dict[str, Any], *, seed: int) -> DropoutMLP:
-    """Build a DropoutMLP with weights initialised from ``seed`` (independently of the global RNG)."""
+def build_model(model_config: Any, *, seed: int) -> DropoutMLP:
+    """Build a DropoutMLP from a ``ModelConfig`` (or a dict of its fields) with weights initialised from
+    ``seed`` (independently of the global RNG)."""
+    from .config import ModelConfig, from_dict
+
+    if isinstance(model_config, dict):
+        model_config = from_dict(ModelConfig, model_config, where="the model config")
+    if not isinstance(model_config, ModelConfig):
+        raise TypeError(f"model_config must be a ModelConfig or a dict, got {type(model_config).__name__}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return DropoutMLP.from_config(model_config)
+        return DropoutMLP.from_config(model_config.as_dict())
 
 
 # ----------------------------------------------------------------------------------------------------

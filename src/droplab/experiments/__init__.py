@@ -45,8 +45,8 @@ def _from_training_preset(name: str) -> dict[str, Any]:
     """The study network and its schedule, taken from a training preset (one place for the paper's recipe)."""
     p = training_preset(name)
     t = p.train
-    return dict(dataset=p.dataset, hidden=list(p.model["sizes"][1:-1]), keep_input=p.model["keep"][0],
-                keep_hidden=p.model["keep"][1], init_gain=p.model.get("init_gain"), epochs=t.epochs,
+    return dict(dataset=p.dataset, hidden=list(p.model.sizes[1:-1]), keep_input=p.model.keeps[0],
+                keep_hidden=p.model.keeps[1], init_gain=p.model.init_gain, epochs=t.epochs,
                 batch_size=t.batch_size, lr=t.lr, lr_decay=t.lr_decay, momentum_end=t.momentum_end,
                 momentum_epochs=t.momentum_epochs, max_norm=t.max_norm)
 
