@@ -19,12 +19,17 @@ from pathlib import Path
 
 from droplab import data, train
 from droplab.checkpoint import atomic_write_text
+from droplab.config import ModelConfig
 from droplab.presets import preset
+
+# the network settings of every row (logistic, softmax, paper scaling, PyTorch's default initialisation): fixed
+# here, so that the table does not move when a preset changes
+BASE = ModelConfig(sizes=(64, 256, 256, 10), keep=(0.8, 0.5, 0.5), init="default")
 
 BIG = train.TrainConfig(epochs=1, batch_size=100, lr=0.5, lr_decay=0.98, momentum_start=0.5,
                         momentum_end=0.95, momentum_epochs=20, max_norm=3.0)
 ROWS = {
-    "quick": ("digits", None, list(preset("quick").model.sizes), preset("quick").train),
+    "quick": ("digits", None, [64, 256, 256, 10], preset("quick").train),
     "mnist-10k": ("mnist-10k", "../shared/data/mnist-t10k", [784, 1200, 1200, 10],
                   dataclasses.replace(BIG, epochs=100)),
     "fashion-mnist": ("fashion-mnist", None, [784, 1200, 1200, 10], dataclasses.replace(BIG, epochs=30)),
@@ -36,7 +41,7 @@ def run_row(name: str, data_dir: str | None) -> list[dict]:
     d = data.load(dataset, root=data_dir or default_dir)
     out = []
     for label, keep in (("dropout", [0.8] + [0.5] * (len(sizes) - 2)), ("no dropout", 1.0)):
-        model = train.build_model({**preset("quick").model.as_dict(), "sizes": sizes, "keep": keep}, seed=config.seed)
+        model = train.build_model({**BASE.as_dict(), "sizes": sizes, "keep": keep}, seed=config.seed)
         t0 = time.perf_counter()
         result = train.fit(model, d, config, progress=False)
         out.append(dict(row=name, dataset=dataset, network="-".join(map(str, sizes)), gates=label,

@@ -12,8 +12,9 @@ pytestmark = pytest.mark.slow
 
 def test_quick_preset_trains_digits_to_a_few_percent():
     p = presets.preset("quick")
-    result = train.fit(train.build_model(p.model, seed=0), data.load(p.dataset), p.train, progress=False)
-    assert result.test_error < 4.0  # measured 2.78% (README table); chance is 90%
+    result = train.fit(train.build_model(p.model, seed=0), data.load(p.dataset, normalize=p.normalize), p.train,
+                       progress=False)
+    assert result.test_error < 3.0  # measured 1.39% (droplab train --preset quick); chance is 90%
 
 
 def test_quick_reproduce_report(tmp_path):

@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from droplab import data, presets, train
-from droplab.checkpoint import load_checkpoint_file
 
 SMALL = train.TrainConfig(epochs=4, batch_size=64, lr=0.5, momentum_start=0.5, momentum_end=0.9,
                           momentum_epochs=3, max_norm=3.0, l2=1e-4, seed=3)
@@ -38,31 +37,60 @@ def test_same_seed_same_result(digits):
     assert not torch.equal(next(a.model.parameters()), next(c.model.parameters()))
 
 
-def test_resume_reaches_the_same_weights(digits, tmp_path):
+def test_resume_reaches_the_same_weights_and_extends_a_finished_run(digits, tmp_path):
     full = train.fit(_model(), digits, SMALL, out_dir=tmp_path / "full", progress=False)
     half = dataclasses.replace(SMALL, epochs=2)
-    train.fit(_model(), digits, half, out_dir=tmp_path / "split", progress=False)
-    # an interrupted run: rewrite its config to the full length, as `droplab train --resume` with the same flags
-    tensors, meta = load_checkpoint_file(tmp_path / "split" / "last.safetensors")
-    from droplab.checkpoint import save_checkpoint_file
-
-    meta["train"]["epochs"] = SMALL.epochs
-    save_checkpoint_file(tmp_path / "split" / "last.safetensors", tensors, meta)
+    train.fit(_model(), digits, half, out_dir=tmp_path / "split", progress=False)  # a finished 2-epoch run
     resumed = train.fit(_model(seed=99), digits, SMALL, out_dir=tmp_path / "split", resume=True, progress=False)
     for pa, pb in zip(full.model.parameters(), resumed.model.parameters(), strict=True):
         assert torch.equal(pa, pb)
     lines = (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3, 4]
     assert full.history[-1]["val_error"] == resumed.history[-1]["val_error"]
+    with pytest.raises(ValueError, match="already trained 4 epochs; give --epochs 5 or more"):
+        train.fit(_model(), digits, half, out_dir=tmp_path / "split", resume=True, progress=False)
 
 
-def test_resume_refuses_a_different_configuration(digits, tmp_path):
+def test_resume_names_the_setting_that_differs(digits, tmp_path):
     train.fit(_model(), digits, dataclasses.replace(SMALL, epochs=1), out_dir=tmp_path, progress=False)
-    with pytest.raises(ValueError, match="different configuration"):
+    with pytest.raises(ValueError, match=r"train lr = 0.5 \(now 0.1\)"):
         train.fit(_model(), digits, dataclasses.replace(SMALL, epochs=1, lr=0.1), out_dir=tmp_path, resume=True,
                   progress=False)
+    other = train.build_model({**presets.preset("quick").model.as_dict(), "sizes": [64, 32, 10],
+                               "keep": [0.8, 0.5]}, seed=3)
+    with pytest.raises(ValueError, match=r"model sizes = \[64, 64, 10\] \(now \[64, 32, 10\]\)"):
+        train.fit(other, digits, dataclasses.replace(SMALL, epochs=1), out_dir=tmp_path, resume=True, progress=False)
     with pytest.raises(ValueError, match="none found"):
         train.fit(_model(), digits, SMALL, out_dir=tmp_path / "empty", resume=True, progress=False)
+
+
+def test_resume_drops_a_torn_last_metrics_line_and_names_a_damaged_file(digits, tmp_path):
+    config = dataclasses.replace(SMALL, epochs=2)
+    train.fit(_model(), digits, config, out_dir=tmp_path, progress=False)
+    log = tmp_path / "metrics.jsonl"
+    lines = log.read_text().splitlines()
+    log.write_text(lines[0] + "\n" + lines[1] + "\n" + lines[1][:17])  # a kill while a third row was written
+    result = train.fit(_model(), digits, dataclasses.replace(SMALL, epochs=3), out_dir=tmp_path, resume=True,
+                       progress=False)
+    assert [row["epoch"] for row in result.history] == [1, 2, 3]
+    assert [json.loads(line)["epoch"] for line in log.read_text().splitlines()] == [1, 2, 3]
+    log.write_text("{broken\n" + "\n".join(log.read_text().splitlines()[1:]) + "\n")
+    with pytest.raises(ValueError, match=f"{log} line 1 is damaged"):
+        train.fit(_model(), digits, dataclasses.replace(SMALL, epochs=4), out_dir=tmp_path, resume=True,
+                  progress=False)
+
+
+def test_best_is_written_before_last(digits, tmp_path, monkeypatch):
+    written = []
+    original = train.save_checkpoint_file
+
+    def spy(path, tensors, meta):
+        written.append(path.name)
+        original(path, tensors, meta)
+
+    monkeypatch.setattr(train, "save_checkpoint_file", spy)
+    train.fit(_model(), digits, dataclasses.replace(SMALL, epochs=1), out_dir=tmp_path, progress=False)
+    assert written == ["best.safetensors", "last.safetensors"]  # a kill between them leaves last behind
 
 
 def test_checkpoint_files_and_metrics_log(digits, tmp_path):

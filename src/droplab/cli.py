@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default=None, help="cpu, cuda, cuda:N or auto (default: cpu)")
     quick = PRESETS["quick"]
     _add_config_flags(t.add_argument_group("data (defaults: the preset's; quick's shown)"), DataConfig, "data",
-                      DataConfig(dataset=quick.dataset))
+                      DataConfig(dataset=quick.dataset, normalize=quick.normalize))
     _add_config_flags(t.add_argument_group("model (defaults: the preset's; quick's shown)"), ModelConfig, "model",
                       quick.model)
     _add_config_flags(t.add_argument_group("training (defaults: the preset's; quick's shown)"), TrainConfig,
@@ -209,7 +209,8 @@ def _train_settings(args: argparse.Namespace) -> dict[str, Any]:
         except (ValueError, TypeError) as exc:
             raise UsageError(f"{table} settings: {exc}") from None
 
-    data_cfg = build(DataConfig, {**asdict(DataConfig(dataset=base.dataset)), **cfg.get("data", {}),
+    data_cfg = build(DataConfig, {**asdict(DataConfig(dataset=base.dataset, normalize=base.normalize)),
+                                  **cfg.get("data", {}),
                                   **flags("data", DataConfig)}, "data")
     model_over = {**cfg.get("model", {}), **flags("model", ModelConfig)}
     model_values = {**base.model.as_dict(), **model_over}

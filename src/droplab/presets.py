@@ -2,7 +2,7 @@
 
 | preset   | dataset   | network                              | gates (keep)                  |
 |----------|-----------|--------------------------------------|-------------------------------|
-| quick    | digits    | 64-256-256-10 logistic, softmax      | 0.8 input, 0.5 hidden         |
+| quick    | digits    | 64-256-256-10 logistic, Glorot x4    | 0.8 input, 0.5 hidden         |
 | standard | mnist-10k | 784-1200-1200-1200-1200-10 logistic  | 0.8 input, 0.5 hidden         |
 | paper    | mnist     | 784-1200-1200-1200-1200-10 logistic  | 0.8 input, 0.5 hidden         |
 | hinton   | mnist     | 784-800-800-10 logistic, softmax     | 0.8 input, 0.5 hidden         |
@@ -13,6 +13,7 @@
 learning rate 1.0 decaying by 0.98 per epoch, momentum 0.5 rising to 0.9 over 10 epochs, batch 32, max-norm
 15. ``standard`` trains on the 10,000 MNIST digits of the t10k files (8,000 / 2,000), ``paper`` on the full
 60,000 + 10,000. ``hinton`` follows Hinton et al. (2012): momentum 0.5 rising to 0.99, max-norm 15.
+``quick`` standardizes its inputs (``normalize="standard"``); the others scale pixels to [0, 1].
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class Preset:
     model: ModelConfig
     train: TrainConfig
     description: str = ""
+    normalize: str = "unit"  # the data's scaling (DataConfig.normalize)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def with_sizes(self, n_in: int, n_out: int) -> Preset:
@@ -56,10 +58,12 @@ PAPER_SCHEDULE = TrainConfig(epochs=30, batch_size=32, lr=1.0, lr_decay=0.98, mo
 
 
 PRESETS: dict[str, Preset] = {
-    "quick": Preset("digits", _mlp([64, 256, 256, 10], 0.8, 0.5),
+    # Glorot x4 weights and standardized inputs: about 9% test error after 3 epochs (from the default
+    # initialisation and [0, 1] pixels it sat at chance, 88.9%, for the first epochs) and 1.4% after 100
+    "quick": Preset("digits", _mlp([64, 256, 256, 10], 0.8, 0.5, "glorot"),
                     TrainConfig(epochs=100, batch_size=32, lr=1.0, lr_decay=0.99, momentum_start=0.5,
                                 momentum_end=0.9, momentum_epochs=20, max_norm=4.0),
-                    "small logistic net on scikit-learn's digits; seconds on a CPU"),
+                    "small logistic net on scikit-learn's digits; seconds on a CPU", normalize="standard"),
     "hinton": Preset("mnist", _mlp([784, 800, 800, 10], 0.8, 0.5, "glorot"),
                      TrainConfig(epochs=100, batch_size=100, lr=1.0, lr_decay=0.98, momentum_start=0.5,
                                  momentum_end=0.99, momentum_epochs=50, max_norm=15.0),

@@ -264,10 +264,14 @@ def fit(model: DropoutMLP, data: Dataset, config: TrainConfig, *, out_dir: str |
         if out is None or not (out / "last.safetensors").is_file():
             raise ValueError(f"--resume needs an earlier run's last.safetensors in {out}; none found, drop --resume")
         tensors, saved = load_checkpoint_file(out / "last.safetensors")
-        if saved["train"] != asdict(config) or saved["model"] != model.config():
-            raise ValueError(f"cannot resume {out}: its checkpoint was made with a different configuration; "
-                             "use the same flags/config, or a new --out")
+        differ = _differences(saved, asdict(config), model.config())
+        if differ:
+            raise ValueError(f"cannot resume {out}: its checkpoint was made with {'; '.join(differ)}. Use the "
+                             "same settings (only --epochs may grow), or a new --out")
         state.restore(tensors, saved["counters"], device)
+        if state.epoch > config.epochs:
+            raise ValueError(f"cannot resume {out} with epochs={config.epochs}: it has already trained "
+                             f"{state.epoch} epochs; give --epochs {state.epoch + 1} or more to extend it")
         history = _read_history(out / "metrics.jsonl", state.epoch)
     record = {"model": model.config(), "train": asdict(config), **(meta or {})}
     if out is not None:
@@ -304,10 +308,11 @@ def fit(model: DropoutMLP, data: Dataset, config: TrainConfig, *, out_dir: str |
         if out is not None:
             _append_line(out / "metrics.jsonl", row)
             ckpt_meta = {**record, "counters": state.counters()}
-            save_checkpoint_file(out / "last.safetensors", state.tensors(), ckpt_meta)
-            if improved:
+            if improved:  # best before last: a kill between them leaves last one epoch behind, and resuming
+                # redoes that epoch (and rewrites best); the other order could leave best behind for good
                 save_checkpoint_file(out / "best.safetensors",
                                      {f"model.{k}": v for k, v in state.best_weights.items()}, ckpt_meta)
+            save_checkpoint_file(out / "last.safetensors", state.tensors(), ckpt_meta)
         if on_epoch is not None:
             on_epoch(row)
         if bar is not None:
@@ -337,10 +342,42 @@ def _append_line(path: Path, row: dict[str, Any]) -> None:
         fh.write(json.dumps(row) + "\n")
 
 
+def _differences(saved: dict[str, Any], train: dict[str, Any], model: dict[str, Any]) -> list[str]:
+    """The settings that differ between a checkpoint and this run, named ("lr 0.5 there, 0.1 now"); the
+    number of epochs may differ (a resume may extend a finished run)."""
+    out = []
+    for table, now in (("train", train), ("model", model)):
+        then = saved.get(table, {})
+        for key in sorted(set(then) | set(now)):
+            if table == "train" and key == "epochs":
+                continue
+            if then.get(key) != now.get(key):
+                out.append(f"{table} {key} = {then.get(key)!r} (now {now.get(key)!r})")
+    return out
+
+
 def _read_history(path: Path, epochs: int) -> list[dict[str, Any]]:
+    """The metrics of the epochs the checkpoint holds. A torn last line (a kill while it was written) is
+    dropped, since the checkpoint written after it is the source of truth; a damaged line before it is an
+    error that names the file."""
     if not path.is_file():
         return []
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    try:
+        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is not UTF-8 text; delete it to resume without the earlier epochs' metrics") from None
+    rows = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict) or not isinstance(row.get("epoch"), int):
+                raise ValueError("not a metrics row")
+        except ValueError:
+            if number == len(lines):
+                break  # torn by a kill mid-write
+            raise ValueError(f"{path} line {number} is damaged ({line[:40]!r}); delete the file to resume "
+                             "without the earlier epochs' metrics") from None
+        rows.append(row)
     return [r for r in rows if r["epoch"] <= epochs]
 
 
