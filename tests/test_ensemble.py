@@ -347,3 +347,34 @@ def test_estimators_refuse_bad_batches():
         ensemble.gaussian_moments(net, torch.rand(2, 5))
     with pytest.raises(ValueError, match=r"about 1e"):
         ensemble.exact(DropoutMLP((4000, 10), keep=0.5).eval(), torch.rand(1, 4000))
+
+
+def test_the_registry_states_what_each_estimator_does():
+    # a linear network (every estimator runs) with a softmax output (so the random ones draw)
+    softmax = _net((3, 4, 2), transfer="linear", output="softmax", keep=(0.8, 0.5))
+    linear = _net((3, 4, 2), transfer="linear", output="linear", keep=(0.8, 0.5))
+    x = torch.rand(2, 3, dtype=F64)
+    for name, est in ensemble.ESTIMATORS.items():
+        assert ensemble.estimator(est.cli) is est and ensemble.estimator(name) is est
+        net = linear if name == "linear_moments" else softmax
+        if est.random:
+            a = est(net, x, samples=50, generator=torch.Generator().manual_seed(0))
+            b = est(net, x, samples=50, generator=torch.Generator().manual_seed(0))
+            c = est(net, x, samples=50, generator=torch.Generator().manual_seed(1))
+            assert torch.equal(a.output.E, b.output.E) and not torch.equal(a.output.E, c.output.E), name
+        else:
+            a = est(net, x)
+            assert torch.equal(a.output.E, est(net, x).output.E), name
+            with pytest.raises(ValueError, match="deterministic"):
+                est(net, x, samples=10)
+        for field in est.statistics:  # every statistic it says it fills is there, in the layers where it is defined
+            assert any(getattr(layer, field) is not None for layer in a.layers[1:]), (name, field)
+    stats = ensemble.estimate("linear_moments", linear, x)
+    assert len(stats.covariances) == 3 and stats.covariances[1].shape == (2, 4, 4)
+    assert torch.allclose(torch.diagonal(stats.covariances[1], dim1=1, dim2=2), stats.layers[1].Var)
+    with pytest.raises(ValueError, match="handles linear units, not logistic, softmax"):
+        ensemble.estimate("linear-moments", _net((3, 4, 2), keep=0.5), x)
+    with pytest.raises(TypeError, match="runs on a DropoutMLP"):
+        ensemble.estimate("exact", nn.Sequential(nn.Linear(3, 2), Dropout(0.5)).double(), x)
+    with pytest.raises(ValueError, match="unknown estimator 'bayes'"):
+        ensemble.estimate("bayes", linear, x)

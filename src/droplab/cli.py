@@ -23,7 +23,16 @@ DATA_KEYS = tuple(f.name for f in fields(DataConfig))
 TOP_KEYS = ("preset", "out", "device", "model", "train", "data")
 
 
-EVAL_ESTIMATORS = ("weight-scaled", "monte-carlo", "gaussian")
+def _registry() -> dict[str, Any]:
+    from .ensemble import ESTIMATORS
+
+    return ESTIMATORS
+
+
+def _eval_estimators() -> tuple[str, ...]:
+    from .ensemble import ESTIMATORS
+
+    return tuple(e.cli for e in ESTIMATORS.values())
 
 
 class UsageError(Exception):
@@ -121,8 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Test error, negative log-likelihood, Brier score and expected calibration error "
                                    "of a checkpoint with one or more ensemble estimators.")
     e.add_argument("checkpoint", type=Path, help="a .safetensors checkpoint (e.g. runs/quick/best.safetensors)")
-    e.add_argument("--estimator", nargs="+", choices=EVAL_ESTIMATORS, default=["weight-scaled"],
-                   help="how the ensemble is averaged (several may be given)")
+    e.add_argument("--estimator", nargs="+", choices=_eval_estimators(), default=["weight-scaled"],
+                   help="how the ensemble is averaged (several may be given): " + "; ".join(
+                       f"{est.cli}: {est.summary}" for est in _registry().values()))
     e.add_argument("--samples", type=int, default=100, help="Monte Carlo samples per input (default 100)")
     e.add_argument("--seed", type=int, default=0, help="seed of the Monte Carlo masks")
     _add_data_flags(e)
@@ -327,14 +337,13 @@ def _predict(model: Any, x: Any, estimator: str, samples: int, seed: int, device
 
     outs = []
     generator = torch.Generator(device=device).manual_seed(seed)
+    chosen = ensemble.estimator(estimator)
     for start in range(0, len(x), 256):
         xb = x[start:start + 256]
-        if estimator == "weight-scaled":
-            stats = ensemble.weight_scaled(model, xb)
-        elif estimator == "monte-carlo":
-            stats = ensemble.monte_carlo(model, xb, samples=samples, generator=generator)
+        if chosen.random:
+            stats = chosen(model, xb, samples=samples, generator=generator)
         else:
-            stats = ensemble.gaussian_moments(model, xb, samples=samples, generator=generator)
+            stats = chosen(model, xb)
         outs.append(stats.output.E)
     return torch.cat(outs)
 

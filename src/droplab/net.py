@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -26,7 +26,7 @@ from .nn import Activation, BackpercolatedActivation, ConnectionDropoutLinear, U
 from .nn._connection import MASK_SHARING
 from .transfer import TRANSFERS, make_transfer
 
-__all__ = ["DropoutMLP", "Trace"]
+__all__ = ["DropoutMLP", "Stage", "Trace"]
 
 KeepSpec = float | Tensor | None
 
@@ -37,6 +37,17 @@ class Trace:
 
     S: list[Tensor | None]
     O: list[Tensor]
+
+
+class Stage(NamedTuple):
+    """One step of the network, from layer h - 1 to layer h: O^{h-1} -> gate -> linear -> S^h -> f -> O^h.
+    Every estimator walks the network through ``DropoutMLP.stages()``."""
+
+    h: int
+    gate: nn.Module
+    linear: nn.Module
+    activation: nn.Module
+    transfer: Any
 
 
 def _per_layer(value: Any, n: int, what: str) -> list[Any]:
@@ -163,23 +174,25 @@ class DropoutMLP(nn.Module):
         self._check_input(x)
         S: list[Tensor | None] = [None]
         O: list[Tensor] = [x]
-        for gate, linear, act in zip(self.gates, self.linears, self.activations, strict=True):
-            s = linear(gate(O[-1]))
+        for stage in self.stages():
+            s = stage.linear(stage.gate(O[-1]))
             S.append(s)
-            O.append(act(s))
+            O.append(stage.activation(s))
         return Trace(S, O)
+
+    def stages(self) -> list[Stage]:
+        """The steps layer h - 1 -> h, for h = 1..L."""
+        return [Stage(h, gate, linear, act, transfer) for h, (gate, linear, act, transfer) in
+                enumerate(zip(self.gates, self.linears, self.activations, self.transfers, strict=True), start=1)]
 
     def forward(self, x: Tensor) -> Tensor:
         """S^L, the output layer's input sum: logits for a softmax output. x: (B, n_0) -> (B, n_L)."""
         self._check_input(x)
         o = x
-        last = len(self.linears) - 1
-        for h, (gate, linear, act) in enumerate(zip(self.gates, self.linears, self.activations, strict=True)):
-            s = linear(gate(o))
-            if h == last:
-                return s
-            o = act(s)
-        raise AssertionError("unreachable")
+        stages = self.stages()
+        for stage in stages[:-1]:
+            o = stage.activation(stage.linear(stage.gate(o)))
+        return stages[-1].linear(stages[-1].gate(o))
 
     def output(self, x: Tensor) -> Tensor:
         """O^L = f_L(S^L): class probabilities for a softmax output."""

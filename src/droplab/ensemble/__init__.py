@@ -8,28 +8,26 @@
 | linear_moments         | Section 3 recursions for means, variances, covariances     | linear networks          |
 | gaussian_moments       | Gaussian S propagated layer by layer, Eq. 242 / quadrature | (an approximation)       |
 | dropconnect_inference  | Wan et al. (2013): Gaussian S per layer, sampled           | (an approximation)       |
+
+``ESTIMATORS`` holds them with one call signature, ``(net, x, *, samples=None, generator=None, **options)``,
+and what each can do (``Estimator``); ``estimate(name, net, x, ...)`` runs one by name.
 """
 
 from ._moments import dropconnect_inference, gaussian_moments, linear_moments
 from ._predict import mutual_information, pair_approximations, predict, predictive_entropy, variance_approximations
+from ._registry import ESTIMATORS, Estimator, estimate, estimator
 from ._sampling import exact, monte_carlo, weight_scaled
 from ._stats import EnsembleStatistics, LayerStatistics, Pair
-
-ESTIMATORS = {
-    "weight_scaled": weight_scaled,
-    "monte_carlo": monte_carlo,
-    "exact": exact,
-    "linear_moments": linear_moments,
-    "gaussian_moments": gaussian_moments,
-    "dropconnect_inference": dropconnect_inference,
-}
 
 __all__ = [
     "ESTIMATORS",
     "EnsembleStatistics",
+    "Estimator",
     "LayerStatistics",
     "Pair",
     "dropconnect_inference",
+    "estimate",
+    "estimator",
     "exact",
     "gaussian_moments",
     "linear_moments",

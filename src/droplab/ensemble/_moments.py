@@ -84,8 +84,8 @@ def _check_net(net: nn.Module, x: Tensor) -> None:
 def linear_moments(net: DropoutMLP, x: Tensor) -> EnsembleStatistics:
     """Exact means, variances and covariances of every unit of a linear network (Section 3, Eqs. 24-26).
 
-    Dropout on units or connections, any keep rates. ``LayerStatistics.Cov`` is not a field; the full
-    covariance of layer h is returned in ``stats.covariances[h]``, shape (B, n_h, n_h).
+    Dropout on units or connections, any keep rates. The full covariance of layer h is in
+    ``stats.covariances[h]``, shape (B, n_h, n_h).
     """
     _check_net(net, x)
     bad = [t.name for t in net.transfers if t.name != "linear"]
@@ -95,7 +95,8 @@ def linear_moments(net: DropoutMLP, x: Tensor) -> EnsembleStatistics:
     x = x.to(torch.float64)
     m, cov = x, torch.zeros(x.shape[0], x.shape[1], x.shape[1], dtype=x.dtype, device=x.device)
     layers, covs = [LayerStatistics(E=x, Var=torch.zeros_like(x))], [cov]
-    for h, (gate, linear) in enumerate(zip(net.gates, net.linears, strict=True)):
+    for stage in net.stages():
+        h, gate, linear = stage.h - 1, stage.gate, stage.linear
         w = linear.weight.to(x.dtype)
         bias = linear.bias.to(x.dtype) if linear.bias is not None else torch.zeros(w.shape[0], dtype=x.dtype)
         g = _unit_gate(gate, net.sizes[h], x)
@@ -116,15 +117,13 @@ def linear_moments(net: DropoutMLP, x: Tensor) -> EnsembleStatistics:
             var_y = torch.diagonal(cov_y, dim1=1, dim2=2)[:, None, :]
             extra = (w.square() * (c.var(ey[:, None, :], var_y) - c.a.square() * var_y)).sum(-1)
             cov_s = cov_s + torch.diag_embed(extra)
-        lam = net.transfers[h].lam
+        lam = stage.transfer.lam
         m, cov = lam * mean_s, lam**2 * cov_s
         var = torch.diagonal(cov, dim1=1, dim2=2).clamp_min(0)
         layers.append(LayerStatistics(E=m, Var=var, E_S=mean_s, Var_S=torch.diagonal(cov_s, dim1=1, dim2=2),
                                       E_derivative=torch.full_like(m, lam)))
         covs.append(cov)
-    stats = EnsembleStatistics("linear_moments", layers)
-    stats.covariances = covs  # type: ignore[attr-defined]
-    return stats
+    return EnsembleStatistics("linear_moments", layers, covariances=covs)
 
 
 # ---------------------------------------------------------------------------------------------------- Gaussian
@@ -157,7 +156,8 @@ def gaussian_moments(net: DropoutMLP, x: Tensor, *, method: str = "quadrature", 
         raise ValueError(f"samples must be a positive integer (Gaussian draws of S), got {samples!r}")
     m, v = x, torch.zeros_like(x)
     layers = [LayerStatistics(E=x, Var=v)]
-    for h, (gate, linear) in enumerate(zip(net.gates, net.linears, strict=True)):
+    for stage in net.stages():
+        h, gate, linear = stage.h - 1, stage.gate, stage.linear
         if not propagate_variance:
             v = torch.zeros_like(v)
         w = linear.weight.to(x.dtype)
@@ -170,8 +170,7 @@ def gaussian_moments(net: DropoutMLP, x: Tensor, *, method: str = "quadrature", 
         else:
             mean_s = ey @ (w * c.a).T + (w * c.b).sum(1) + bias
             var_s = (w.square() * c.var(ey[:, None, :], vy[:, None, :])).sum(-1)
-        transfer = net.transfers[h]
-        m, v = _expect_transfer(transfer, mean_s, var_s, method, samples, generator)
+        m, v = _expect_transfer(stage.transfer, mean_s, var_s, method, samples, generator)
         layers.append(LayerStatistics(E=m, Var=v, E_S=mean_s, Var_S=var_s))
     name = "gaussian_moments" if propagate_variance else "dropconnect_inference"
     return EnsembleStatistics(name, layers, samples=samples if method == "sample" else None)

@@ -94,10 +94,10 @@ def _stream(net: DropoutMLP, x: Tensor, members: int, acc: Accumulator, weights:
     o = x.repeat(members, 1)
     acc.begin(weights)
     acc.layer(0, None, o)
-    for h, (gate, linear, act) in enumerate(zip(net.gates, net.linears, net.activations, strict=True), start=1):
-        s = linear(gate(o))
-        o = act(s)
-        acc.layer(h, s, o)
+    for stage in net.stages():
+        s = stage.linear(stage.gate(o))
+        o = stage.activation(s)
+        acc.layer(stage.h, s, o)
     acc.end()
 
 

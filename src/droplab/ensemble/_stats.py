@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -52,6 +53,8 @@ class EnsembleStatistics:
     E(H(O^L)) of a softmax output over the ensemble (for mutual information). ``samples`` is K for Monte
     Carlo, the number of configurations for exact enumeration, None for deterministic estimators.
 
+    ``covariances`` (``linear_moments`` only) holds each layer's full covariance of O, shape (B, n_h, n_h).
+
     For a model other than a ``DropoutMLP`` (``monte_carlo(model, x, output=...)``), ``layers`` is [input,
     output] and ``output_kind`` says what the model returned: ``"values"`` (``output.E``, ``output.Var`` and
     ``output.se_E`` are the mean, variance and standard error of each output value), or ``"logits"`` /
@@ -68,6 +71,7 @@ class EnsembleStatistics:
     histogram_edges: Tensor | None = None
     samples: int | None = None
     output_kind: str | None = None
+    covariances: list[Tensor] | None = None
     predictive_entropy: Tensor | None = None
     mutual_information: Tensor | None = None
     variation_ratio: Tensor | None = None
@@ -92,6 +96,110 @@ def _unit_interval(net: DropoutMLP, h: int) -> bool:
     return h > 0 and net.transfers[h - 1].output_in_unit_interval
 
 
+class _ShiftedMoments:
+    """Weighted sums A = sum w (x - c) and Q = sum w (x - c)^2 of one quantity of one layer, in float64.
+
+    c is a fixed shift close to the mean: the weight-scaled value (W or U) for the first chunk, then that
+    chunk's mean (the sums are re-centred once, exactly). Then M2 = Q - A^2 / sum w loses little to
+    cancellation, although each chunk's sums are float32 matrix-vector products w @ d (one read pass,
+    vectorized across units: torch.var_mean over the member dimension ran 5-20x slower on CPU).
+    The mean alone needs no shift: A = sum w x, one pass.
+    """
+
+    def __init__(self, second: bool) -> None:
+        self.second = second
+        self.a: Tensor | None = None
+        self.q: Tensor | None = None
+        self.shift: Tensor | None = None
+
+    def add(self, x: Tensor, reference: Tensor, wsum: Any, chunk_weight: float) -> None:
+        """One chunk x (k, B, n); ``wsum(t)`` is sum_k w_k t_k."""
+        if not self.second:
+            a = wsum(x).to(torch.float64)
+            self.a = a if self.a is None else self.a + a
+            return
+        first = self.a is None
+        shift = reference if first else self.shift
+        d = x - shift
+        a = wsum(d).to(torch.float64)
+        q = wsum(d.square_()).to(torch.float64)
+        if not first or chunk_weight == 0:  # (a first chunk of weight 0 keeps the shift W)
+            self.a, self.q, self.shift = (a, q, shift) if first else (self.a + a, self.q + q, shift)
+            return
+        # first chunk: re-centre the sums on its own mean c' (held in x's dtype), exactly, in float64
+        new_shift = (shift.to(torch.float64) + a / chunk_weight).to(x.dtype)
+        delta = new_shift.to(torch.float64) - shift.to(torch.float64)
+        self.a, self.q, self.shift = a - chunk_weight * delta, q - 2 * delta * a + chunk_weight * delta.square(), \
+            new_shift
+
+    def mean_m2(self, total: float) -> tuple[Tensor, Tensor | None]:
+        """The weighted mean and M2 = sum w (x - mean)^2 (None for a mean-only accumulator)."""
+        assert self.a is not None
+        if self.q is None or self.shift is None:
+            return self.a / total, None
+        offset = self.a / total
+        return self.shift.to(torch.float64) + offset, self.q - self.a * offset
+
+
+class _PairProducts:
+    """Weighted sums of O^h_i O^l_j for the requested pairs: each chunk's layers leave the pairs' columns, and
+    ``end`` multiplies them in blocks of bounded memory."""
+
+    def __init__(self, pairs: Sequence[Pair], batch: int, device: torch.device) -> None:
+        self.pairs = list(pairs)
+        self.sum = torch.zeros(batch, len(self.pairs), dtype=torch.float64, device=device)
+        needed: dict[int, set[int]] = {}
+        for h, i, l, j in self.pairs:
+            needed.setdefault(h, set()).add(i)
+            needed.setdefault(l, set()).add(j)
+        # the pairs' units, gathered per layer into one column block; each pair is two indices into the blocks
+        self.needed = {h: torch.tensor(sorted(units), device=device) for h, units in sorted(needed.items())}
+        position, start = {}, 0
+        for h, units in self.needed.items():
+            position.update({(h, int(u)): start + n for n, u in enumerate(units.tolist())})
+            start += len(units)
+        self.left = torch.tensor([position[(h, i)] for h, i, _, _ in self.pairs], dtype=torch.long, device=device)
+        self.right = torch.tensor([position[(l, j)] for _, _, l, j in self.pairs], dtype=torch.long, device=device)
+        self.columns: dict[int, Tensor] = {}
+
+    def layer(self, h: int, o3: Tensor) -> None:
+        if h in self.needed:
+            self.columns[h] = o3.index_select(2, self.needed[h])  # (k, B, units the pairs need)
+
+    def end(self, wsum: Any, batch: int) -> None:
+        if self.pairs:
+            cols = torch.cat([self.columns[h] for h in self.needed], -1)  # (k, B, columns), in position order
+            k = cols.shape[0]
+            block = max(1, PAIR_BLOCK // max(1, k * batch * cols.element_size()))
+            for start in range(0, len(self.pairs), block):  # bounded memory: k * B * block products at a time
+                left, right = self.left[start:start + block], self.right[start:start + block]
+                prods = cols.index_select(2, left) * cols.index_select(2, right)
+                self.sum[:, start:start + block] += wsum(prods).to(torch.float64)
+        self.columns = {}
+
+    def finalize(self, total: float, dtype: torch.dtype) -> dict[Pair, Tensor]:
+        return {p: (self.sum[:, n] / total).to(dtype) for n, p in enumerate(self.pairs)}
+
+
+class _Histograms:
+    """Weighted histograms of O over [0, 1] for chosen (layer, unit)s, per input."""
+
+    def __init__(self, units: Sequence[tuple[int, int]], bins: int, batch: int, device: torch.device) -> None:
+        self.edges = torch.linspace(0, 1, bins + 1, device=device)
+        self.hists = {u: torch.zeros(batch, bins, dtype=torch.float64, device=device) for u in units}
+
+    def layer(self, h: int, o3: Tensor, w: Tensor) -> None:
+        k, batch = o3.shape[:2]
+        for (h_hist, i), hist in self.hists.items():
+            if h_hist == h:
+                idx = torch.bucketize(o3[:, :, i].clamp(0, 1), self.edges[1:-1])  # (k, B)
+                hist.scatter_add_(1, idx.T.contiguous(), w[:, None].expand(k, batch).T.to(torch.float64)
+                                  .contiguous())
+
+    def finalize(self, total: float, dtype: torch.dtype) -> dict[tuple[int, int], Tensor]:
+        return {u: (hist / total).to(dtype) for u, hist in self.hists.items()}
+
+
 class Accumulator:
     """Streams chunks of K_c ensemble members (each with a weight) into weighted sums, then finalizes.
 
@@ -109,31 +217,17 @@ class Accumulator:
         self.want = set(statistics) | {"E"}
         self.net, self.ref = net, reference
         self.batch = reference.O[0].shape[0]
-        self.pairs = list(pairs)
-        self.total = 0.0
-        self.sums: dict[str, list[Tensor | None]] = {}
-        # key -> per layer (A, Q, shift): weighted sums of x - shift and of its square (see _moments)
-        self.moments: dict[str, list[tuple[Tensor, Tensor | None, Tensor | None] | None]] = {}
-        self.pair_sum = torch.zeros(self.batch, len(self.pairs), dtype=torch.float64, device=reference.O[0].device)
-        self.entropy_sum = torch.zeros(self.batch, dtype=torch.float64, device=reference.O[0].device)
-        self.hist_units = list(histogram_units)
-        self.edges = torch.linspace(0, 1, bins + 1, device=reference.O[0].device)
-        self.hists = {u: torch.zeros(self.batch, bins, dtype=torch.float64, device=self.edges.device)
-                      for u in self.hist_units}
-        # the pairs' units, gathered per layer into one column block; each pair is two indices into the blocks
-        needed: dict[int, set[int]] = {}
-        for h, i, l, j in self.pairs:
-            needed.setdefault(h, set()).add(i)
-            needed.setdefault(l, set()).add(j)
         device = reference.O[0].device
-        self.needed = {h: torch.tensor(sorted(units), device=device) for h, units in sorted(needed.items())}
-        position, start = {}, 0
-        for h, units in self.needed.items():
-            position.update({(h, int(u)): start + n for n, u in enumerate(units.tolist())})
-            start += len(units)
-        self.pair_left = torch.tensor([position[(h, i)] for h, i, _, _ in self.pairs], dtype=torch.long, device=device)
-        self.pair_right = torch.tensor([position[(l, j)] for _, _, l, j in self.pairs], dtype=torch.long,
-                                       device=device)
+        self.total = 0.0
+        self.sums: dict[str, list[Tensor | None]] = {}  # plain weighted sums (log O, f'(S)) per layer
+        self.moments: dict[tuple[str, int], _ShiftedMoments] = {}  # ("o" or "s", layer)
+        self.entropy_sum = torch.zeros(self.batch, dtype=torch.float64, device=device)
+        self.pair_products = _PairProducts(pairs, self.batch, device)
+        self.histograms = _Histograms(histogram_units, bins, self.batch, device)
+
+    @property
+    def pairs(self) -> list[Pair]:
+        return self.pair_products.pairs
 
     def _acc(self, key: str, h: int, value: Tensor) -> None:
         slots = self.sums.setdefault(key, [None] * len(self.ref.O))
@@ -141,38 +235,11 @@ class Accumulator:
         slots[h] = value if slots[h] is None else slots[h] + value
 
     def _moments(self, key: str, h: int, x: Tensor, ref: Tensor, second: bool) -> None:
-        """Add one chunk x (k, B, n) to the weighted sums A = sum w (x - c) and Q = sum w (x - c)^2, in float64.
-
-        c is a fixed shift close to the mean: the weight-scaled value (W or U) for the first chunk, then that
-        chunk's mean (the sums are re-centred once, exactly). Then M2 = Q - A^2 / sum w loses little to
-        cancellation, although each chunk's sums are float32 matrix-vector products w @ d (one read pass,
-        vectorized across units: torch.var_mean over the member dimension ran 5-20x slower on CPU).
-        The mean alone needs no shift: A = sum w x, one pass.
-        """
-        slots = self.moments.setdefault(key, [None] * len(self.ref.O))
-        if not second:
-            a = self._wsum(x).to(torch.float64)
-            slots[h] = (a, None, None) if slots[h] is None else (slots[h][0] + a, None, None)
-            return
-        shift = ref if slots[h] is None else slots[h][2]
-        d = x - shift
-        a = self._wsum(d).to(torch.float64)
-        q = self._wsum(d.square_()).to(torch.float64)
-        if slots[h] is not None or self.chunk_weight == 0:  # (a first chunk of weight 0 keeps the shift W)
-            slots[h] = (a, q, shift) if slots[h] is None else (slots[h][0] + a, slots[h][1] + q, shift)
-            return
-        # first chunk: re-centre the sums on its own mean c' (held in x's dtype), exactly, in float64
-        new_shift = (shift.to(torch.float64) + a / self.chunk_weight).to(x.dtype)
-        delta = new_shift.to(torch.float64) - shift.to(torch.float64)
-        slots[h] = (a - self.chunk_weight * delta, q - 2 * delta * a + self.chunk_weight * delta.square(), new_shift)
+        acc = self.moments.setdefault((key, h), _ShiftedMoments(second))
+        acc.add(x, ref, self._wsum, self.chunk_weight)
 
     def _mean_m2(self, key: str, h: int) -> tuple[Tensor, Tensor | None]:
-        a, q, shift = self.moments[key][h]
-        t = self.total
-        if q is None:
-            return a / t, None
-        mean_offset = a / t
-        return shift.to(torch.float64) + mean_offset, q - a * mean_offset
+        return self.moments[(key, h)].mean_m2(self.total)
 
     def add(self, trace: Trace, weights: Tensor) -> None:
         """One chunk given as a whole trace: ``begin``, ``layer`` for every layer, ``end``."""
@@ -186,7 +253,6 @@ class Accumulator:
         self.w = weights.to(self.ref.O[0].dtype)
         self.chunk_weight = float(weights.sum(dtype=torch.float64))
         self.total += self.chunk_weight
-        self.columns: dict[int, Tensor] = {}
 
     def _wsum(self, t: Tensor) -> Tensor:  # sum_k w_k t_k: one read pass (a matrix-vector product)
         return (self.w @ t.reshape(t.shape[0], -1)).view(t.shape[1:])
@@ -196,13 +262,8 @@ class Accumulator:
         is computed, while it is still in cache; nothing of it is kept but the pair columns."""
         k, w = self.w.shape[0], self.w
         o3 = o.view(k, self.batch, -1)
-        if h in self.needed:
-            self.columns[h] = o3.index_select(2, self.needed[h])  # (k, B, units the pairs need)
-        for (h_hist, i), hist in self.hists.items():
-            if h_hist == h:
-                idx = torch.bucketize(o3[:, :, i].clamp(0, 1), self.edges[1:-1])  # (k, B)
-                hist.scatter_add_(1, idx.T.contiguous(), w[:, None].expand(k, self.batch).T.to(torch.float64)
-                                  .contiguous())
+        self.pair_products.layer(h, o3)
+        self.histograms.layer(h, o3, w)
         if h == 0:
             return
         s3 = s.view(k, self.batch, -1)
@@ -223,15 +284,7 @@ class Accumulator:
 
     def end(self) -> None:
         """Finish the chunk: the pair products, from the columns its layers left."""
-        if self.pairs:
-            cols = torch.cat([self.columns[h] for h in self.needed], -1)  # (k, B, columns), in position order
-            k = cols.shape[0]
-            block = max(1, PAIR_BLOCK // max(1, k * self.batch * cols.element_size()))
-            for start in range(0, len(self.pairs), block):  # bounded memory: k * B * block products at a time
-                left, right = self.pair_left[start:start + block], self.pair_right[start:start + block]
-                prods = cols.index_select(2, left) * cols.index_select(2, right)
-                self.pair_sum[:, start:start + block] += self._wsum(prods).to(torch.float64)
-        self.columns = {}
+        self.pair_products.end(self._wsum, self.batch)
 
     @torch.no_grad()
     def _conditional_mean_s(self, h: int, e_prev: Tensor) -> Tensor:
@@ -284,9 +337,8 @@ class Accumulator:
             cast = (lambda x: None if x is None else x.to(dtype))  # noqa: E731
             layers.append(LayerStatistics(E=cast(e), Var=cast(var), NWGM=cast(nwgm), WGM=cast(wgm), E_S=cast(e_s),
                                           Var_S=cast(var_s), E_derivative=cast(deriv), se_E=cast(se)))
-        pairs = {p: (self.pair_sum[:, n] / t).to(dtype) for n, p in enumerate(self.pairs)}
         entropy = ((self.entropy_sum / t).to(dtype) if self.net.transfers[-1].name == "softmax" and
                    self.want & {"NWGM", "WGM"} else None)
-        hists = {u: (hist / t).to(dtype) for u, hist in self.hists.items()}
-        return EnsembleStatistics(estimator, layers, pairs, entropy, hists,
-                                  self.edges if self.hists else None, samples)
+        hists = self.histograms.finalize(t, dtype)
+        return EnsembleStatistics(estimator, layers, self.pair_products.finalize(t, dtype), entropy, hists,
+                                  self.histograms.edges if hists else None, samples)
