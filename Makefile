@@ -17,7 +17,7 @@ $(VENV)/.droplab-installed: pyproject.toml | $(PY)
 	touch $@
 
 $(VENV)/.droplab-dev: $(VENV)/.droplab-installed
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -e ".[dev,sweep,tensorboard]"
 	touch $@
 
 setup: $(VENV)/.droplab-installed

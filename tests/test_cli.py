@@ -241,3 +241,22 @@ def test_toml_takes_every_field_of_the_typed_configs(tmp_path, capsys):
     assert code == 0, err
     assert 'init = "glorot"' in stdout and "init_gain = 3.0" in stdout and 'normalize = "none"' in stdout
     assert "patience = 2" in stdout
+
+
+def test_tensorboard_logs_every_epoch_and_the_hyperparameters(tmp_path, capsys):
+    pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    board = tmp_path / "tb"
+    code, _, err = _run(["train", "--epochs", "3", "--sizes", "64,16,10", "--out", str(tmp_path / "run"),
+                         "--no-progress", "--tensorboard", str(board)], capsys)
+    assert code == 0, err
+    events = EventAccumulator(str(board))
+    events.Reload()
+    assert [s.step for s in events.Scalars("test_error")] == [1, 2, 3]
+    assert "train_loss" in events.Tags()["scalars"]
+    hparams = [p for p in board.rglob("events.out.tfevents.*")]
+    assert len(hparams) >= 1
+    final = EventAccumulator(str(hparams[-1].parent))
+    final.Reload()
+    assert "final/test_error" in final.Tags()["scalars"]

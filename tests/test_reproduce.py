@@ -181,3 +181,21 @@ def test_a_damaged_study_file_is_trained_again(tiny_report, tmp_path):
         stage.unlink()
     again = reproduce(copy, preset="tiny", progress=False)
     assert again["claims_held"] == first["claims_held"]  # same seed: the same network again
+
+
+def test_a_sweep_next_to_the_report_is_shown(tiny_report, tmp_path):
+    from droplab import sweep
+
+    out, _, _ = tiny_report
+    copy = tmp_path / "report"
+    shutil.copytree(out, copy)
+    spec = sweep.load_sweep("smoke")
+    rows = [{"trial": f"t{i}", "model.keep_input": pi, "model.keep_hidden": ph, "best_val_error": 3.0 + i,
+             "test_error": 4.0 + i, "epochs": 5, "seconds": 1.0, "status": "done", "error": "", "checkpoint": ""}
+            for i, (pi, ph) in enumerate([(0.8, 0.5), (0.8, 1.0), (1.0, 0.5), (1.0, 1.0)])]
+    folder = copy / "sweeps" / "smoke"
+    folder.mkdir(parents=True)
+    sweep.write_outputs(spec, rows, folder)  # the files a sweep leaves (results.csv, keep-grid.png)
+    reproduce(copy, preset="tiny", progress=False)
+    page = (copy / "report.html").read_text()
+    assert "Sweep: smoke" in page and "4 trials" in page and "sweep smoke: keep-grid" in page

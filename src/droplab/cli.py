@@ -1,4 +1,4 @@
-"""The ``droplab`` command: ``train``, ``evaluate`` and ``reproduce``.
+"""The ``droplab`` command: ``train``, ``evaluate``, ``reproduce``, ``compare`` and ``sweep``.
 
 Settings come from, in increasing priority: a preset (``--preset``), a TOML file (``--config``), flags.
 Any bad input ends with one line on stderr, ``droplab: error: ...``, and exit status 2.
@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from . import data as data_mod
-from .config import DataConfig, ModelConfig, from_dict, to_toml
-from .presets import PRESETS, preset
+from .config import DataConfig, ModelConfig, to_toml
+from .presets import PRESETS, resolve
 from .train import TrainConfig, build_model, fit, load_model, resolve_device
 
 MODEL_KEYS = tuple(f.name for f in fields(ModelConfig))
@@ -117,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--force", action="store_true", help="start afresh in an --out that holds an earlier run "
                                                         "(its checkpoints and metrics are replaced)")
     t.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    t.add_argument("--tensorboard", type=Path, metavar="DIR", help="also log to TensorBoard in DIR: scalars every "
+                                                                     "epoch, hyperparameters and final metrics at the "
+                                                                     "end (pip install 'droplab[tensorboard]')")
     t.add_argument("--device", default=None, help="cpu, cuda, cuda:N or auto (default: cpu)")
     quick = PRESETS["quick"]
     _add_config_flags(t.add_argument_group("data (defaults: the preset's; quick's shown)"), DataConfig, "data",
@@ -158,6 +161,23 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--only", nargs="+", choices=[e.name for e in EXPERIMENTS], metavar="SECTION",
                    help=f"run only these sections: {', '.join(e.name for e in EXPERIMENTS)}")
     r.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+
+    w = sub.add_parser("sweep", help="many trainings over keep rates, sizes, data and seeds, on Ray Tune",
+                       description="Run a sweep of trainings on Ray Tune (pip install 'droplab[sweep]'): locally, or "
+                                   "on a cluster with --address. Writes results.csv, plots and each trial's "
+                                   "checkpoints into --out; --resume finishes an interrupted sweep.")
+    source = w.add_mutually_exclusive_group()
+    source.add_argument("--preset", help="a sweep preset: smoke (4 trials on digits, for tests), keep-grid (input x "
+                                         "hidden keep, 5 x 5, on mnist-10k), data-size (training-set size, with and "
+                                         "without dropout)")
+    source.add_argument("--config", type=Path, help="a sweep TOML file (see droplab.sweep for its keys)")
+    w.add_argument("--out", type=Path, help="the sweep's folder (default: sweeps/<name>)")
+    w.add_argument("--resume", action="store_true", help="finish the sweep in --out: only trials that had not "
+                                                         "finished run")
+    w.add_argument("--address", help="join an existing Ray cluster (e.g. 10.0.0.1:6379 or auto); default: a local "
+                                     "Ray on this machine")
+    w.add_argument("--cpus", type=int, help="CPUs a local Ray may use (default: all)")
+    w.add_argument("--progress", action="store_true", help="show Ray Tune's progress tables")
 
     c = sub.add_parser("compare", help="compare reproduction reports (e.g. seeds) claim by claim",
                        description="Print a Markdown table of every claim across report folders: the spread of "
@@ -206,34 +226,21 @@ def _train_settings(args: argparse.Namespace) -> dict[str, Any]:
     name = args.preset or cfg.get("preset", "quick")
     if name not in PRESETS:
         raise UsageError(f"unknown preset {name!r} in {args.config}; expected one of {sorted(PRESETS)}")
-    base = preset(name)
-    where = f"{args.config}" if args.config else "the flags"
 
     def flags(prefix: str, cls: type) -> dict[str, Any]:
         return {f.name: getattr(args, f"{prefix}_{f.name}") for f in fields(cls)
                 if getattr(args, f"{prefix}_{f.name}", None) is not None}
 
-    def build(cls: type, values: dict[str, Any], table: str) -> Any:
-        try:
-            return from_dict(cls, values, where=f"{where} [{table}]")
-        except (ValueError, TypeError) as exc:
-            raise UsageError(f"{table} settings: {exc}") from None
-
-    data_cfg = build(DataConfig, {**asdict(DataConfig(dataset=base.dataset, normalize=base.normalize)),
-                                  **cfg.get("data", {}),
-                                  **flags("data", DataConfig)}, "data")
-    model_over = {**cfg.get("model", {}), **flags("model", ModelConfig)}
-    model_values = {**base.model.as_dict(), **model_over}
-    n_gates = len(model_values["sizes"]) - 1
-    if "keep" not in model_over and isinstance(model_values["keep"], list) and len(model_values["keep"]) != n_gates:
-        # a preset's rates are (input, hidden, ...): keep that meaning when the depth changes
-        model_values["keep"] = [model_values["keep"][0]] + [model_values["keep"][-1]] * (n_gates - 1)
-    model_cfg = build(ModelConfig, model_values, "model")
-    train_cfg = build(TrainConfig, {**asdict(base.train), **cfg.get("train", {}), **flags("train", TrainConfig)},
-                      "train")
+    tables = {table: {**cfg.get(table, {}), **flags(table, cls)}
+              for table, cls in (("data", DataConfig), ("model", ModelConfig), ("train", TrainConfig))}
+    try:
+        settings = resolve(name, tables, where=f"{args.config}" if args.config else "the flags")
+    except (ValueError, TypeError) as exc:
+        raise UsageError(str(exc)) from None
     out = args.out or (Path(cfg["out"]) if "out" in cfg else Path("runs") / name)
     device = args.device or cfg.get("device", "cpu")
-    return dict(preset=name, data=data_cfg.as_dict(), model=model_cfg, train=train_cfg, out=out, device=device)
+    return dict(preset=name, data=settings.data.as_dict(), model=settings.model, train=settings.train, out=out,
+                device=device)
 
 
 def _show(s: dict[str, Any]) -> str:
@@ -263,13 +270,31 @@ def cmd_train(args: argparse.Namespace) -> int:
     model_cfg = s["model"].with_sizes(data.input_size, data.output_size)  # the data decides the outer layers
     sizes = model_cfg.sizes
     model = build_model(model_cfg, seed=s["train"].seed)
+    board = None
+    if args.tensorboard is not None:
+        from ._tensorboard import INSTALL, TensorBoardLog
+
+        try:
+            board = TensorBoardLog(args.tensorboard, {"preset": s["preset"], **{f"data.{k}": v for k, v in
+                                                      s["data"].items()}, **{f"model.{k}": v for k, v in
+                                                      model_cfg.as_dict().items()}, **{f"train.{k}": v for k, v in
+                                                      asdict(s["train"]).items()}})
+        except ImportError:
+            raise UsageError(INSTALL) from None
     print(f"droplab train: {data.summary()}; network {'-'.join(map(str, sizes))}; device {device}; out {s['out']}")
     result = fit(model, data, s["train"], out_dir=s["out"], resume=args.resume, progress=args.progress,
-                 device=device, meta={"preset": s["preset"], "data": s["data"]})
+                 device=device, meta={"preset": s["preset"], "data": s["data"]},
+                 on_epoch=board.epoch if board is not None else None)
+    if board is not None:
+        board.close({"test_error": result.test_error, "best_epoch": result.best_epoch,
+                     **({"best_val_error": result.best_val_error} if result.best_val_error != float("inf") else {})})
+    name, unit = ("error", "%") if data.num_classes else ("MSE", "")
     val = ("no validation set" if result.best_val_error == float("inf")
-           else f"validation error {result.best_val_error:.2f}%")
-    print(f"best epoch {result.best_epoch}: {val}, test error "
-          f"{result.test_error:.2f}% (weight scaling); checkpoint {s['out'] / 'best.safetensors'}")
+           else f"validation {name} {result.best_val_error:.4g}{unit}" if not unit
+           else f"validation {name} {result.best_val_error:.2f}{unit}")
+    test = f"{result.test_error:.2f}{unit}" if unit else f"{result.test_error:.4g}"
+    print(f"best epoch {result.best_epoch}: {val}, test {name} {test} (weight scaling); "
+          f"checkpoint {s['out'] / 'best.safetensors'}")
     return 0
 
 
@@ -368,6 +393,45 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    from . import sweep as sweep_mod
+
+    if importlib.util.find_spec("ray") is None:
+        raise UsageError(sweep_mod.INSTALL)
+    if args.resume:
+        if args.out is None:
+            raise UsageError("--resume needs the --out folder of the sweep to finish")
+        spec = None
+    else:
+        if args.preset is None and args.config is None:
+            raise UsageError("give --preset (smoke, keep-grid, data-size) or --config sweep.toml")
+        if args.preset is not None and args.preset not in sweep_mod.PRESETS:
+            raise UsageError(f"unknown sweep preset {args.preset!r}; expected one of {sorted(sweep_mod.PRESETS)}")
+        spec = sweep_mod.load_sweep(args.preset if args.preset is not None else args.config)
+    if args.cpus is not None and args.cpus < 1:
+        raise UsageError(f"--cpus must be a positive integer, got {args.cpus}")
+    out = args.out or Path("sweeps") / spec.name
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; give a folder for the sweep")
+    rows = sweep_mod.run_sweep(spec if spec is not None else "", out, resume=args.resume, address=args.address,
+                               cpus=args.cpus, progress=args.progress)
+    done = [r for r in rows if r["status"] != "error" and r["test_error"] is not None]
+    failed = [r for r in rows if r["status"] == "error"]
+    print(f"droplab sweep: {len(rows)} trials, {len(done)} finished or stopped early, {len(failed)} failed; "
+          f"results in {out / 'results.csv'}")
+    for r in failed:
+        print(f"  failed: {r['trial']}: {r['error']}")
+    if done:
+        best = min(done, key=lambda r: r["best_val_error"])
+        varying = ", ".join(f"{k} {best[k]}" for k in best if "." in k)
+        unit = "%" if best.get("task") == "classification" else " (MSE)"
+        print(f"  best by validation error: {varying or best['trial']}: validation {best['best_val_error']:.4g}{unit}, "
+              f"test {best['test_error']:.4g}{unit}")
+    return 0
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from .report import compare_runs
 
@@ -392,7 +456,8 @@ def main(argv: list[str] | None = None) -> int:
     args = None
     try:
         args = parser.parse_args(argv)
-        commands = {"train": cmd_train, "evaluate": cmd_evaluate, "reproduce": cmd_reproduce, "compare": cmd_compare}
+        commands = {"train": cmd_train, "evaluate": cmd_evaluate, "reproduce": cmd_reproduce, "compare": cmd_compare,
+                    "sweep": cmd_sweep}
         return commands[args.command](args)
     except (UsageError, ValueError, TypeError) as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

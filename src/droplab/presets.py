@@ -18,13 +18,13 @@ learning rate 1.0 decaying by 0.98 per epoch, momentum 0.5 rising to 0.9 over 10
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from .config import ModelConfig
+from .config import DataConfig, ModelConfig, from_dict
 from .train import TrainConfig
 
-__all__ = ["PRESETS", "Preset", "preset"]
+__all__ = ["PRESETS", "Preset", "Settings", "preset", "resolve"]
 
 
 @dataclass(frozen=True)
@@ -80,3 +80,42 @@ def preset(name: str) -> Preset:
         return PRESETS[name]
     except KeyError:
         raise ValueError(f"unknown preset {name!r}; expected one of {sorted(PRESETS)}") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What one training run uses: the preset's name and the three typed configs."""
+
+    preset: str
+    data: DataConfig
+    model: ModelConfig
+    train: TrainConfig
+
+
+def resolve(name: str, tables: dict[str, dict[str, Any]] | None = None, *, where: str = "the settings") -> Settings:
+    """A preset with overrides given as tables ``{"data": {...}, "model": {...}, "train": {...}}`` (the TOML
+    file's and the flags' shape), validated by the typed configs. A preset's keep rates mean (input, hidden,
+    ...): when ``sizes`` changes the depth and ``keep`` is not given, that meaning is kept."""
+    base = preset(name)
+    tables = tables or {}
+    unknown = sorted(set(tables) - {"data", "model", "train"})
+    if unknown:
+        raise ValueError(f"unknown table(s) {unknown} in {where}; expected data, model, train")
+
+    def build(cls: type, values: dict[str, Any], table: str) -> Any:
+        try:
+            return from_dict(cls, values, where=f"{where} [{table}]")
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{table} settings: {exc}") from None
+
+    data = build(DataConfig, {**asdict(DataConfig(dataset=base.dataset, normalize=base.normalize)),
+                              **tables.get("data", {})}, "data")
+    model_over = dict(tables.get("model", {}))
+    model_values = {**base.model.as_dict(), **model_over}
+    n_gates = len(model_values["sizes"]) - 1 if isinstance(model_values["sizes"], (list, tuple)) else 0
+    if "keep" not in model_over and isinstance(model_values["keep"], list) and len(model_values["keep"]) != n_gates \
+            and n_gates > 0:
+        model_values["keep"] = [model_values["keep"][0]] + [model_values["keep"][-1]] * (n_gates - 1)
+    model = build(ModelConfig, model_values, "model")
+    train = build(TrainConfig, {**asdict(base.train), **tables.get("train", {})}, "train")
+    return Settings(name, data, model, train)

@@ -235,8 +235,31 @@ def _html(summary: dict[str, Any], out: Path) -> str:
                          + "</table></details>")
         parts.append(f"<p><small>stage stages/{e(r['name'])}.json, figure {e(r['figure'])}"
                      f"{' (reused)' if r['reused'] else ''}, {r['seconds']:.1f} s</small></p></section>")
+    parts += _sweep_sections(out)
     parts.append("</body></html>\n")
     return "\n".join(parts)
+
+
+def _sweep_sections(out: Path) -> list[str]:
+    """Sweeps run next to the report (``droplab sweep --out <report>/sweeps/<name>``): their plots and results."""
+    import csv
+
+    e = html.escape
+    parts = []
+    for folder in sorted(p.parent for p in (out / "sweeps").glob("*/results.csv")):
+        with (folder / "results.csv").open(newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        if not rows:
+            continue
+        parts.append(f"<section id='sweep-{e(folder.name)}'><h2>Sweep: {e(folder.name)}</h2>"
+                     f"<p>{len(rows)} trials (droplab sweep, results in sweeps/{e(folder.name)}/results.csv).</p>")
+        for png in sorted(folder.glob("*.png")):
+            parts.append(f"<img src='{_image(folder, png.name)}' alt='sweep {e(folder.name)}: {e(png.stem)}'>")
+        shown = [c for c in rows[0] if c not in ("trial", "checkpoint", "error")]
+        parts.append("<details><summary>every trial</summary><table><tr>" + "".join(f"<th>{e(c)}</th>" for c in shown)
+                     + "</tr>" + "".join("<tr>" + "".join(f"<td>{e(r[c])}</td>" for c in shown) + "</tr>"
+                                         for r in rows) + "</table></details></section>")
+    return parts
 
 
 def compare_runs(folders: Sequence[str | Path]) -> str:

@@ -1,0 +1,536 @@
+"""Dropout studies over many trainings on Ray Tune: keep rates, sizes, data, seeds; one machine or a cluster.
+
+A sweep is a training preset, fixed overrides (``[base]``), and the settings that vary: a grid (``[grid]``,
+every combination) and/or random draws (``[random]``, ``samples`` draws). Each trial is the ordinary
+``train.fit`` and reports every epoch to Ray Tune; ASHA may stop poor trials early (``[asha]``). What a sweep
+leaves in its folder: ``results.csv`` (one row per trial), plots, ``sweep.json`` (the resolved sweep, for
+``--resume``), ``trials.jsonl`` (when each trial started and ended), Ray's own state under ``ray/``, and each
+trial's checkpoints (``best.safetensors``) in its Ray trial folder.
+
+A sweep file::
+
+    name = "keep-grid"
+    preset = "standard"                 # the training preset every trial starts from
+    [base.train]                        # fixed overrides, tables as droplab train's TOML
+    epochs = 10
+    [grid]                              # keys: "table.field"; keep_input / keep_hidden set keep[0] / keep[1:]
+    "model.keep_input" = [0.5, 0.6, 0.7, 0.8, 1.0]
+    "model.keep_hidden" = [0.3, 0.5, 0.7, 0.9, 1.0]
+    [random]                            # optional: samples draws of these
+    samples = 4
+    "train.lr" = { loguniform = [0.05, 1.0] }
+    [resources]
+    cpus_per_trial = 1                  # torch's thread count in the trial follows it
+    gpus_per_trial = 0
+    [asha]                              # optional early stopping
+    grace_period = 3
+    reduction_factor = 3
+
+Ray is an optional dependency (``pip install droplab[sweep]``); nothing else in droplab imports it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .checkpoint import atomic_write_text
+
+__all__ = ["PRESETS", "Sweep", "load_sweep", "run_sweep", "write_outputs"]
+
+INSTALL = "droplab sweep needs Ray Tune: pip install 'droplab[sweep]' (or pip install 'ray[tune]')"
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # 4 trials on scikit-learn's digits: the test sweep, well under 2 minutes on 2 cores
+    "smoke": {"name": "smoke", "preset": "quick",
+              "base": {"model": {"sizes": [64, 64, 10]}, "train": {"epochs": 5}},
+              "grid": {"model.keep_input": [0.8, 1.0], "model.keep_hidden": [0.5, 1.0]},
+              "resources": {"cpus_per_trial": 1}},
+    # Section 1's question, how crucial the keep rates are: input x hidden keep on 10,000 MNIST digits
+    "keep-grid": {"name": "keep-grid", "preset": "standard",
+                  "base": {"model": {"sizes": [784, 256, 256, 10]}, "train": {"epochs": 12}},
+                  "grid": {"model.keep_input": [0.5, 0.65, 0.8, 0.9, 1.0],
+                           "model.keep_hidden": [0.3, 0.5, 0.7, 0.85, 1.0]},
+                  "resources": {"cpus_per_trial": 1}},
+    # Srivastava et al. (2014, Fig. 10): test error against the training-set size, with and without dropout
+    "data-size": {"name": "data-size", "preset": "standard",
+                  "base": {"model": {"sizes": [784, 256, 256, 10]}, "train": {"epochs": 20}},
+                  "grid": {"data.limit": [250, 500, 1000, 2000, 4000, 7200],
+                           "model.dropout": ["on", "off"]},
+                  "resources": {"cpus_per_trial": 1}},
+    # the article: p = 0.5 regularizes a linear unit most (the penalty p(1 - p) w^2 I^2); a linear network with
+    # the squared error on synthetic linear data, one keep rate for every layer
+    "linear-keep": {"name": "linear-keep", "preset": "quick",
+                    "base": {"data": {"dataset": "synthetic-linear", "normalize": "none"},
+                             "model": {"sizes": [20, 32, 5], "transfer": "linear", "output": "linear",
+                                       "init": "default"},
+                             "train": {"loss": "squared", "lr": 0.05, "max_norm": 100.0, "epochs": 20}},
+                    "grid": {"model.keep": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]},
+                    "resources": {"cpus_per_trial": 1}},
+}
+
+# pseudo-keys a grid may use besides "table.field"
+PSEUDO = {"model.keep_input": "keep[0]", "model.keep_hidden": "keep[1:]", "model.dropout": "on: the preset's keep; "
+          "off: keep 1"}
+DISTRIBUTIONS = ("uniform", "loguniform", "choice", "randint")
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A resolved sweep: what varies and what does not."""
+
+    name: str
+    preset: str
+    base: dict[str, dict[str, Any]] = field(default_factory=dict)
+    grid: dict[str, list[Any]] = field(default_factory=dict)
+    random: dict[str, Any] = field(default_factory=dict)
+    samples: int = 1
+    cpus_per_trial: float = 1
+    gpus_per_trial: float = 0
+    asha: dict[str, Any] | None = None
+    metric: str = "val_error"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "preset": self.preset, "base": self.base, "grid": self.grid,
+                "random": {**self.random, "samples": self.samples} if self.random else {},
+                "resources": {"cpus_per_trial": self.cpus_per_trial, "gpus_per_trial": self.gpus_per_trial},
+                "asha": self.asha, "metric": self.metric}
+
+    @property
+    def varying(self) -> list[str]:
+        return list(self.grid) + list(self.random)
+
+    def trials(self) -> int:
+        grid = math.prod(len(v) for v in self.grid.values()) if self.grid else 1
+        return grid * (self.samples if self.random else 1)
+
+
+def load_sweep(source: str | Path | dict[str, Any]) -> Sweep:
+    """A sweep from a preset name, a TOML file or a dict, checked: every trial's settings are resolved once
+    here, so a bad key or value is refused before Ray starts."""
+    if isinstance(source, dict):
+        raw, where = source, "the sweep"
+    elif str(source) in PRESETS:
+        raw, where = PRESETS[str(source)], f"sweep preset {source}"
+    else:
+        raw, where = _read_toml(Path(source)), str(source)
+    known = {"name", "preset", "base", "grid", "random", "resources", "asha", "metric"}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ValueError(f"unknown key(s) {unknown} in {where}; expected some of {sorted(known)}")
+    from .presets import PRESETS as TRAINING
+
+    preset = raw.get("preset", "quick")
+    if preset not in TRAINING:
+        raise ValueError(f"{where}: preset must be one of {sorted(TRAINING)}, got {preset!r}")
+    grid = {str(k): list(v) if isinstance(v, (list, tuple)) else [v] for k, v in raw.get("grid", {}).items()}
+    for key, values in grid.items():
+        if not values:
+            raise ValueError(f"{where}: grid key {key!r} has no values; give a list of at least one")
+    random = dict(raw.get("random", {}))
+    samples = random.pop("samples", 1 if not random else 4)
+    if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
+        raise ValueError(f"{where}: [random] samples must be a positive integer, got {samples!r}")
+    for key, spec in random.items():
+        if not (isinstance(spec, dict) and len(spec) == 1 and next(iter(spec)) in DISTRIBUTIONS):
+            raise ValueError(f"{where}: [random] {key} must be one of {{ uniform = [lo, hi] }}, {{ loguniform = "
+                             f"[lo, hi] }}, {{ choice = [...] }}, {{ randint = [lo, hi] }}; got {spec!r}")
+    resources = dict(raw.get("resources", {}))
+    bad = sorted(set(resources) - {"cpus_per_trial", "gpus_per_trial"})
+    if bad:
+        raise ValueError(f"{where}: unknown [resources] key(s) {bad}; expected cpus_per_trial, gpus_per_trial")
+    cpus, gpus = resources.get("cpus_per_trial", 1), resources.get("gpus_per_trial", 0)
+    if not (isinstance(cpus, (int, float)) and cpus > 0) or not (isinstance(gpus, (int, float)) and gpus >= 0):
+        raise ValueError(f"{where}: cpus_per_trial must be > 0 and gpus_per_trial >= 0, got {cpus!r}, {gpus!r}")
+    asha = raw.get("asha")
+    if asha is not None:
+        bad = sorted(set(asha) - {"grace_period", "reduction_factor", "max_t"})
+        if bad:
+            raise ValueError(f"{where}: unknown [asha] key(s) {bad}; expected grace_period, reduction_factor, max_t")
+    sweep = Sweep(str(raw.get("name", Path(str(source)).stem if not isinstance(source, dict) else "sweep")),
+                  preset, {k: dict(v) for k, v in raw.get("base", {}).items()}, grid, random, samples, cpus, gpus,
+                  dict(asha) if asha is not None else None, str(raw.get("metric", "val_error")))
+    for point in _grid_points(sweep):  # every grid point must give valid settings (random ones at their low ends)
+        trial_settings(sweep, {**point, **{k: _example(v) for k, v in random.items()}})
+    return sweep
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    import tomllib
+
+    if not path.is_file():
+        raise ValueError(f"sweep file {path} does not exist; give a TOML file or a preset ({', '.join(PRESETS)})")
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ValueError(f"sweep file {path} is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"sweep file {path} is not valid TOML: {exc}") from None
+
+
+def _example(spec: dict[str, Any]) -> Any:
+    kind, args = next(iter(spec.items()))
+    return args[0]
+
+
+def _grid_points(sweep: Sweep) -> list[dict[str, Any]]:
+    keys = list(sweep.grid)
+    return [dict(zip(keys, values, strict=True)) for values in itertools.product(*sweep.grid.values())] or [{}]
+
+
+def trial_settings(sweep: Sweep, point: dict[str, Any]) -> Any:
+    """The ``presets.Settings`` of one trial: the preset, the base overrides, then the point's values."""
+    from .presets import preset, resolve
+
+    tables = {t: dict(v) for t, v in sweep.base.items()}
+    base_model = {**preset(sweep.preset).model.as_dict(), **tables.get("model", {})}
+    keep = base_model["keep"]
+    n_gates = len(base_model["sizes"]) - 1
+    keep = list(keep) if isinstance(keep, list) else [keep] * n_gates
+    if len(keep) != n_gates:
+        keep = [keep[0]] + [keep[-1]] * (n_gates - 1)
+    for key, value in point.items():
+        table, _, name = key.partition(".")
+        if table not in ("data", "model", "train") or not name:
+            raise ValueError(f"sweep key {key!r} must be 'table.field' with table data, model or train "
+                             f"(or one of {sorted(PSEUDO)})")
+        if key == "model.keep_input":
+            keep[0] = value
+        elif key == "model.keep_hidden":
+            keep[1:] = [value] * (n_gates - 1)
+        elif key == "model.dropout":
+            if value not in ("on", "off"):
+                raise ValueError(f"model.dropout must be 'on' or 'off', got {value!r}")
+            if value == "off":
+                keep = [1.0] * n_gates
+        else:
+            tables.setdefault(table, {})[name] = value
+            continue
+        tables.setdefault("model", {})["keep"] = list(keep)
+    return resolve(sweep.preset, tables, where=f"sweep {sweep.name}")
+
+
+def _search_space(sweep: Sweep) -> dict[str, Any]:
+    from ray import tune
+
+    space: dict[str, Any] = {k: tune.grid_search(v) for k, v in sweep.grid.items()}
+    for key, spec in sweep.random.items():
+        kind, args = next(iter(spec.items()))
+        space[key] = tune.choice(args) if kind == "choice" else getattr(tune, kind)(*args)
+    return space
+
+
+def _trial(config: dict[str, Any]) -> None:
+    """One Ray Tune trial: ``train.fit`` on the trial's settings, reporting every epoch."""
+    import torch
+    from ray import tune
+
+    from . import data, train
+
+    fields_ = dict(config["__sweep__"])
+    log = Path(fields_.pop("_log")) if "_log" in fields_ else None
+    sweep = Sweep(**fields_)
+    point = {k: v for k, v in config.items() if k != "__sweep__"}
+    context = tune.get_context()
+    trial_dir = Path(context.get_trial_dir())
+    name = trial_dir.name
+    # a trial's final metrics, in the sweep's folder (Ray may restart a trial in a fresh working folder)
+    finished = (log.parent if log is not None else trial_dir) / "finished" / f"{context.get_trial_id()}.json"
+    if finished.is_file():  # it ended before the driver was killed (Ray's own state may not say so yet)
+        last = json.loads(finished.read_text())
+        _log(log, {"trial": name, "event": "reused", "time": time.time()})
+        tune.report(last)
+        return
+    _log(log, {"trial": name, "event": "start", "point": point, "time": time.time()})
+    torch.set_num_threads(max(1, int(sweep.cpus_per_trial)))
+    settings = trial_settings(sweep, point)
+    d = settings.data
+    dataset = data.load(d.dataset, root=d.data_dir, download=d.download, validation=d.validation,
+                        seed=settings.train.seed, normalize=d.normalize, limit=d.limit)
+    model = train.build_model(settings.model.with_sizes(dataset.input_size, dataset.output_size),
+                              seed=settings.train.seed)
+    device = "cuda" if sweep.gpus_per_trial > 0 and torch.cuda.is_available() else "cpu"
+    best = {"val": math.inf, "test": math.nan, "epoch": 0}
+    t0 = time.perf_counter()
+    last: dict[str, Any] = {}
+
+    def on_epoch(row: dict[str, Any]) -> None:
+        val = row["val_error"] if row["val_error"] is not None else row["test_error"]
+        if val < best["val"] or row["val_error"] is None:
+            best.update(val=val, test=row["test_error"], epoch=row["epoch"])
+        last.clear()
+        last.update({"task": "classification" if dataset.num_classes else "regression (MSE)",
+                     "val_error": val, "best_val_error": best["val"], "test_error": best["test"],
+                     "best_epoch": best["epoch"], "epoch": row["epoch"], "train_loss": row["train_loss"],
+                     "threads": torch.get_num_threads(),
+                     "seconds": time.perf_counter() - t0})
+        tune.report(dict(last))
+
+    train.fit(model, dataset, settings.train, out_dir=trial_dir / "run", progress=False, device=device,
+              meta={"preset": settings.preset, "data": d.as_dict(), "sweep": sweep.name, "point": point},
+              on_epoch=on_epoch)
+    penalty = _linear_penalty(model, dataset, settings)
+    if penalty is not None:
+        last["dropout_penalty"] = penalty
+        tune.report(dict(last))
+    finished.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(finished, json.dumps(last) + "\n")
+    _log(log, {"trial": name, "event": "end", "time": time.time()})
+
+
+def _linear_penalty(model: Any, dataset: Any, settings: Any) -> float | None:
+    """For a linear network trained with the squared error, the regularization dropout adds, exactly:
+    E_masks(E_D) - E_ENS = 1/2 sum_i Var(O_i), averaged over training inputs (``linear_moments``, Section 3).
+    For a single linear unit the article gives it as 1/2 sum_j p(1 - p) w_j^2 I_j^2, largest at p = 0.5."""
+    from . import ensemble
+
+    if settings.train.loss != "squared" or any(t.name != "linear" for t in model.transfers):
+        return None
+    x = dataset.x_train[:2000].to(next(model.parameters()).device)
+    stats = ensemble.linear_moments(model, x)
+    return float(0.5 * stats.output.Var.sum(1).mean())
+
+
+def _log(path: Path | None, row: dict[str, Any]) -> None:
+    if path is not None:
+        with path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(row) + "\n")
+
+
+def run_sweep(sweep: Sweep | str | Path | dict[str, Any], out: str | Path, *, resume: bool = False,
+              address: str | None = None, cpus: int | None = None, progress: bool = False) -> list[dict[str, Any]]:
+    """Run (or, with ``resume``, finish) a sweep into ``out``; returns the rows of ``results.csv``."""
+    if not progress:  # Ray's own tables and hints, unless asked for
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+        os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    try:
+        import ray
+        from ray import tune
+    except ImportError:
+        raise ImportError(INSTALL) from None
+    out = Path(out).resolve()
+    state = out / "sweep.json"
+    if resume:
+        if not state.is_file():
+            raise ValueError(f"--resume needs an earlier sweep in {out}; none found (no sweep.json), drop --resume")
+        sweep = load_sweep(json.loads(state.read_text())["sweep"])
+    else:
+        if state.exists():
+            raise ValueError(f"{out} holds an earlier sweep; add --resume to finish it, or give another --out")
+        sweep = sweep if isinstance(sweep, Sweep) else load_sweep(sweep)
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(state, json.dumps({"sweep": sweep.as_dict()}, indent=2) + "\n")
+    started = not ray.is_initialized()
+    if started:
+        if address:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        else:
+            ray.init(num_cpus=cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False,
+                     configure_logging=False)
+    fields_ = {k: v for k, v in sweep.__dict__.items()}
+    fields_["_log"] = str(out / "trials.jsonl")
+    trainable = tune.with_resources(_trial_entry, {"cpu": sweep.cpus_per_trial, "gpu": sweep.gpus_per_trial})
+    storage = out / "ray"
+    if resume and tune.Tuner.can_restore(str(storage / sweep.name)):
+        tuner = tune.Tuner.restore(str(storage / sweep.name), trainable, resume_unfinished=True,
+                                   resume_errored=False, restart_errored=False)
+    else:
+        scheduler = None
+        if sweep.asha is not None:
+            from ray.tune.schedulers import ASHAScheduler
+
+            epochs = trial_settings(sweep, _grid_points(sweep)[0]).train.epochs
+            scheduler = ASHAScheduler(time_attr="epoch", max_t=sweep.asha.get("max_t", epochs),
+                                      grace_period=sweep.asha.get("grace_period", 1),
+                                      reduction_factor=sweep.asha.get("reduction_factor", 3))
+        tuner = tune.Tuner(
+            trainable, param_space={**_search_space(sweep), "__sweep__": fields_},
+            tune_config=tune.TuneConfig(metric=sweep.metric, mode="min", scheduler=scheduler,
+                                        num_samples=sweep.samples if sweep.random else 1),
+            run_config=tune.RunConfig(name=sweep.name, storage_path=str(storage), verbose=1 if progress else 0,
+                                      failure_config=tune.FailureConfig(max_failures=0)))
+    try:
+        results = tuner.fit()
+    finally:
+        if started:
+            ray.shutdown()
+    rows = _rows(sweep, results)
+    write_outputs(sweep, rows, out)
+    return rows
+
+
+def _trial_entry(config: dict[str, Any]) -> None:  # a module-level name Ray can pickle by reference
+    _trial(config)
+
+
+def _rows(sweep: Sweep, results: Any) -> list[dict[str, Any]]:
+    rows = []
+    for result in results:
+        point = {k: v for k, v in result.config.items() if k != "__sweep__"}
+        metrics = result.metrics or {}
+        error = result.error
+        status = "error" if error is not None else ("stopped" if metrics.get("epoch", 0) and metrics.get("epoch") <
+                                                    _epochs(sweep, point) else "done")
+        rows.append({"trial": Path(result.path).name if result.path else "", **{k: point.get(k) for k in sweep.varying},
+                     "best_val_error": metrics.get("best_val_error"), "test_error": metrics.get("test_error"),
+                     "task": metrics.get("task"), "dropout_penalty": metrics.get("dropout_penalty"),
+                     "epochs": metrics.get("epoch", 0), "seconds": metrics.get("seconds"),
+                     "threads": metrics.get("threads"), "status": status,
+                     "error": "" if error is None else _one_line(error),
+                     "checkpoint": str(Path(result.path) / "run" / "best.safetensors") if result.path and
+                     (Path(result.path) / "run" / "best.safetensors").is_file() else ""})
+    rows.sort(key=lambda r: r["trial"])
+    return rows
+
+
+def _epochs(sweep: Sweep, point: dict[str, Any]) -> int:
+    try:
+        return trial_settings(sweep, point).train.epochs
+    except ValueError:
+        return 0
+
+
+def _one_line(error: BaseException) -> str:
+    cause = error
+    while getattr(cause, "cause", None) is not None:
+        cause = cause.cause
+    text = str(cause).strip().splitlines()
+    last = [line for line in text if line.strip()]
+    return (last[-1] if last else type(cause).__name__)[:300]
+
+
+def write_outputs(sweep: Sweep, rows: list[dict[str, Any]], out: Path) -> None:
+    """``results.csv`` and the plots that the swept settings allow."""
+    buffer = io.StringIO()
+    columns = list(rows[0]) if rows else ["trial"]
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in row.items()})
+    atomic_write_text(out / "results.csv", buffer.getvalue())
+    done = [r for r in rows if r["status"] != "error" and r["test_error"] is not None]
+    if "model.keep_input" in sweep.grid and "model.keep_hidden" in sweep.grid and done:
+        _heat_map(sweep, done, out / "keep-grid.png")
+    if "data.limit" in sweep.grid and done:
+        _data_size(sweep, done, out / "data-size.png")
+    keys = [k for k in ("model.keep", "model.keep_input") if k in sweep.grid]
+    penalized = [r for r in done if r.get("dropout_penalty") is not None]
+    if keys and penalized:
+        _penalty_plot(sweep, penalized, keys[0], out / "linear-penalty.png")
+
+
+def _mean_by(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[tuple[Any, ...], float]:
+    groups: dict[tuple[Any, ...], list[float]] = {}
+    for r in rows:
+        groups.setdefault(tuple(r[k] for k in keys), []).append(float(r["test_error"]))
+    return {k: sum(v) / len(v) for k, v in groups.items()}
+
+
+def _save(fig: Any, path: Path) -> None:
+    import tempfile
+
+    import matplotlib.pyplot as plt
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, bbox_inches="tight")
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _heat_map(sweep: Sweep, rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    mean = _mean_by(rows, ("model.keep_input", "model.keep_hidden"))
+    inputs, hidden = sorted(sweep.grid["model.keep_input"]), sorted(sweep.grid["model.keep_hidden"])
+    grid = np.full((len(inputs), len(hidden)), np.nan)
+    for (pi, ph), value in mean.items():
+        grid[inputs.index(pi), hidden.index(ph)] = value
+    fig, ax = plt.subplots(figsize=(6.4, 5.2), dpi=110)
+    image = ax.imshow(grid, origin="lower", cmap="viridis_r", aspect="auto")
+    ax.set_xticks(range(len(hidden)), [f"{p:g}" for p in hidden])
+    ax.set_yticks(range(len(inputs)), [f"{p:g}" for p in inputs])
+    ax.set_xlabel("hidden keep rate p", fontsize=11)
+    ax.set_ylabel("input keep rate p", fontsize=11)
+    finite = grid[np.isfinite(grid)]
+    mid = (finite.min() + finite.max()) / 2 if finite.size else 0
+    for i in range(len(inputs)):
+        for j in range(len(hidden)):
+            if np.isfinite(grid[i, j]):
+                ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=9,
+                        color="white" if grid[i, j] > mid else "black")
+    fig.colorbar(image, ax=ax, label="test error (%)")
+    per_cell = max(1, round(len(rows) / max(1, len(mean))))
+    ax.set_title(f"{sweep.name}: test error by keep rates ({sweep.preset} preset"
+                 + (f", mean of {per_cell} trials per cell)" if per_cell > 1 else ")"), fontsize=11)
+    _save(fig, path)
+
+
+def _data_size(sweep: Sweep, rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    others = tuple(k for k in sweep.grid if k != "data.limit" and k != "train.seed")
+    mean = _mean_by(rows, (*others, "data.limit"))
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=110)
+    lines: dict[tuple[Any, ...], list[tuple[float, float]]] = {}
+    for key, value in mean.items():
+        lines.setdefault(key[:-1], []).append((key[-1], value))
+    for key, points in sorted(lines.items(), key=lambda kv: str(kv[0])):
+        points.sort()
+        label = ", ".join(f"{k.split('.')[-1]} {v}" for k, v in zip(others, key, strict=True)) or "test error"
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
+    ax.set_xscale("log")
+    ax.set_xlabel("training examples", fontsize=11)
+    ax.set_ylabel("test error (%)", fontsize=11)
+    ax.set_title(f"{sweep.name}: test error against training-set size", fontsize=11)
+    ax.legend(fontsize=8.5, loc="upper left")
+    ax.grid(alpha=0.3)
+    _save(fig, path)
+
+
+def _penalty_plot(sweep: Sweep, rows: list[dict[str, Any]], key: str, path: Path) -> None:
+    """The measured regularization of linear networks against p(1 - p) (the article), scaled by least squares."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    groups: dict[float, list[float]] = {}
+    for r in rows:
+        groups.setdefault(float(r[key]), []).append(float(r["dropout_penalty"]))
+    p = np.array(sorted(groups))
+    measured = np.array([np.mean(groups[v]) for v in p])
+    shape = p * (1 - p)
+    scale = float(shape @ measured / (shape @ shape)) if float(shape @ shape) > 0 else 0.0
+    grid = np.linspace(0, 1, 101)
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=110)
+    ax.plot(p, measured, "o-", label="measured: E(E_D) - E_ENS (exact, linear_moments)")
+    ax.plot(grid, scale * grid * (1 - grid), "--", label=f"the article: c p(1 - p), c = {scale:.3g} (least squares)")
+    ax.axvline(float(p[np.argmax(measured)]), color="#888", lw=0.8, ls=":",
+               label=f"largest measured at p = {float(p[np.argmax(measured)]):g}")
+    ax.set_xlabel(f"keep rate p ({key})", fontsize=11)
+    ax.set_ylabel("regularization (squared-error units)", fontsize=11)
+    ax.set_title(f"{sweep.name}: dropout's regularization of a linear network", fontsize=11)
+    ax.legend(fontsize=8.5, loc="upper left")
+    ax.grid(alpha=0.3)
+    _save(fig, path)

@@ -1,0 +1,54 @@
+"""What a sweep computes and writes without Ray: the linear-network penalty against its closed form, the plots,
+results.csv, and the settings each grid point resolves to."""
+
+import csv
+
+import pytest
+
+from droplab import data, sweep, train
+
+
+def test_linear_penalty_is_the_articles_closed_form_for_a_single_layer():
+    # one linear layer, paper scaling: E_masks(E_D) - E_ENS = 1/2 sum_i sum_j p(1 - p) w_ij^2 I_j^2 (the article)
+    settings = sweep.trial_settings(sweep.load_sweep("linear-keep"), {"model.keep": 0.3})
+    import dataclasses
+
+    one_layer = dataclasses.replace(settings.model, sizes=(20, 5), keep=0.3)
+    model = train.build_model(one_layer, seed=0).double()
+    dataset = data.load("synthetic-linear", normalize="none")
+    dataset = dataclasses.replace(dataset, x_train=dataset.x_train.double())
+    measured = sweep._linear_penalty(model, dataset, settings)
+    w, x = model.linears[0].weight.detach(), dataset.x_train[:2000]
+    closed = 0.5 * (0.3 * 0.7 * (x.square() @ w.square().T)).sum(1).mean()
+    assert measured == pytest.approx(float(closed), rel=1e-10)
+
+
+def test_grid_points_resolve_to_the_settings_they_name():
+    spec = sweep.load_sweep("smoke")
+    s = sweep.trial_settings(spec, {"model.keep_input": 1.0, "model.keep_hidden": 0.5})
+    assert s.model.keeps == (1.0, 0.5) and s.model.sizes == (64, 64, 10) and s.train.epochs == 5
+    s = sweep.trial_settings(sweep.load_sweep("data-size"), {"data.limit": 500, "model.dropout": "off"})
+    assert s.data.limit == 500 and set(s.model.keeps) == {1.0}
+    assert sweep.load_sweep("keep-grid").trials() == 25
+
+
+def test_outputs_written_from_rows(tmp_path):
+    spec = sweep.load_sweep("linear-keep")
+    rows = [{"trial": f"t{i}", "model.keep": p, "best_val_error": 0.1, "test_error": 0.1, "task": "regression (MSE)",
+             "dropout_penalty": 2.0 * p * (1 - p), "epochs": 20, "seconds": 1.0, "status": "done", "error": "",
+             "checkpoint": ""} for i, p in enumerate([0.2, 0.5, 0.8, 1.0])]
+    rows.append({**rows[0], "trial": "t9", "status": "error", "error": "boom", "test_error": None})
+    sweep.write_outputs(spec, rows, tmp_path)
+    with open(tmp_path / "results.csv", newline="") as fh:
+        written = list(csv.DictReader(fh))
+    assert [r["status"] for r in written] == ["done"] * 4 + ["error"] and written[-1]["error"] == "boom"
+    assert (tmp_path / "linear-penalty.png").stat().st_size > 10_000
+    assert not list(tmp_path.glob(".*"))  # no temporary files left
+
+
+def test_resources_are_checked():
+    assert sweep.load_sweep({"name": "x", "preset": "quick", "resources": {"cpus_per_trial": 2}}).cpus_per_trial == 2
+    with pytest.raises(ValueError, match="cpus_per_trial must be > 0"):
+        sweep.load_sweep({"name": "x", "preset": "quick", "resources": {"cpus_per_trial": 0}})
+    with pytest.raises(ValueError, match="unknown \\[resources\\] key"):
+        sweep.load_sweep({"name": "x", "preset": "quick", "resources": {"cpu": 2}})
