@@ -238,6 +238,7 @@ def _trial(config: dict[str, Any]) -> None:
 
     fields_ = dict(config["__sweep__"])
     log = Path(fields_.pop("_log")) if "_log" in fields_ else None
+    data_dirs = fields_.pop("_data_dirs", {})
     sweep = Sweep(**fields_)
     point = {k: v for k, v in config.items() if k != "__sweep__"}
     context = tune.get_context()
@@ -254,7 +255,10 @@ def _trial(config: dict[str, Any]) -> None:
     torch.set_num_threads(max(1, int(sweep.cpus_per_trial)))
     settings = trial_settings(sweep, point)
     d = settings.data
-    dataset = data.load(d.dataset, root=d.data_dir, download=d.download, validation=d.validation,
+    root = d.data_dir
+    if root is None and data_dirs.get(d.dataset) and Path(data_dirs[d.dataset]).is_dir():
+        root = data_dirs[d.dataset]  # found by the driver (Ray runs trials in other working folders)
+    dataset = data.load(d.dataset, root=root, download=d.download, validation=d.validation,
                         seed=settings.train.seed, normalize=d.normalize, limit=d.limit)
     model = train.build_model(settings.model.with_sizes(dataset.input_size, dataset.output_size),
                               seed=settings.train.seed)
@@ -338,6 +342,7 @@ def run_sweep(sweep: Sweep | str | Path | dict[str, Any], out: str | Path, *, re
                      configure_logging=False)
     fields_ = {k: v for k, v in sweep.__dict__.items()}
     fields_["_log"] = str(out / "trials.jsonl")
+    fields_["_data_dirs"] = _data_dirs(sweep)
     trainable = tune.with_resources(_trial_entry, {"cpu": sweep.cpus_per_trial, "gpu": sweep.gpus_per_trial})
     storage = out / "ray"
     if resume and tune.Tuner.can_restore(str(storage / sweep.name)):
@@ -366,6 +371,26 @@ def run_sweep(sweep: Sweep | str | Path | dict[str, Any], out: str | Path, *, re
     rows = _rows(sweep, results)
     write_outputs(sweep, rows, out)
     return rows
+
+
+def _data_dirs(sweep: Sweep) -> dict[str, str]:
+    """Where the driver finds each IDX dataset the trials use (absolute; its working folder's ../shared/data
+    among the places searched), so trials running in Ray's folders find the same files."""
+    from . import data
+
+    names = set()
+    for point in _grid_points(sweep):
+        try:
+            names.add(trial_settings(sweep, point).data.dataset)
+        except ValueError:
+            continue
+    out = {}
+    for name in sorted(names):
+        if name in data.SOURCES:
+            folder = data.find_idx_dir(name)
+            if folder is not None:
+                out[name] = str(folder.resolve())
+    return out
 
 
 def _trial_entry(config: dict[str, Any]) -> None:  # a module-level name Ray can pickle by reference

@@ -16,13 +16,14 @@ import json
 import math
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from . import modes
 from .checkpoint import atomic_write_text, load_checkpoint_file, save_checkpoint_file
@@ -56,6 +57,10 @@ class TrainConfig:
     loss: str = field(default="cross_entropy", metadata={"help": "training loss", "choices": ("cross_entropy",
                                                                                               "squared")})
     seed: int = field(default=0, metadata={"help": "seed of the weights, the split and the masks", "kind": "int"})
+    precision: str = field(default="float32", metadata={
+        "help": "products of the training steps: float32, or bfloat16 on the matrix engine (weights kept in "
+                "bfloat16 between products, float32 master weights, optimizer state and elementwise work)",
+        "choices": ("float32", "bfloat16")})
 
     def __post_init__(self) -> None:
         _positive_int(self.epochs, "epochs")
@@ -79,6 +84,8 @@ class TrainConfig:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < 2**63 - 1:
             raise ValueError(f"seed must be an integer in [0, 2^63 - 1), got {self.seed!r}")
+        if self.precision not in ("float32", "bfloat16"):
+            raise ValueError(f"precision must be 'float32' or 'bfloat16', got {self.precision!r}")
 
     def momentum(self, epoch: int) -> float:
         frac = min(1.0, epoch / self.momentum_epochs)
@@ -218,6 +225,55 @@ class _State:
         self.best_epoch, self.bad_epochs = counters["best_epoch"], counters["bad_epochs"]
 
 
+class _LowPrecisionLinear(torch.autograd.Function):
+    """S = O W^T + b with O and W in bfloat16 (the matrix engine) and S, dO, dW, db in float32: the three
+    products of a linear layer's step (forward, input gradient, weight gradient) in bfloat16, the master weight
+    and its gradient in float32."""
+
+    @staticmethod
+    def forward(ctx: Any, o: Tensor, weight: Tensor, bias: Tensor | None, w16: Tensor) -> Tensor:
+        o16 = o.to(torch.bfloat16)
+        ctx.save_for_backward(o16, w16)
+        ctx.has_bias = bias is not None
+        s = torch.mm(o16, w16.T).float()
+        return s if bias is None else s.add_(bias)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        o16, w16 = ctx.saved_tensors
+        g16 = grad.to(torch.bfloat16)
+        grad_o = torch.mm(g16, w16).float() if ctx.needs_input_grad[0] else None
+        grad_w = torch.mm(g16.T, o16).float() if ctx.needs_input_grad[1] else None
+        grad_b = grad.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return grad_o, grad_w, grad_b, None
+
+
+def _bfloat16_weight(linear: nn.Module) -> Tensor:
+    """The layer's weight in bfloat16, made again only after the weight changed (once per optimizer step)."""
+    w = linear.weight
+    key = (w.data_ptr(), w._version)
+    cached = linear.__dict__.get("_droplab_w16")
+    if cached is None or cached[0] != key:
+        cached = (key, w.detach().to(torch.bfloat16))
+        linear.__dict__["_droplab_w16"] = cached
+    return cached[1]
+
+
+@contextmanager
+def _precision(model: DropoutMLP, precision: str) -> Iterator[None]:
+    """Train the plain linear layers' products in ``precision`` (connection-dropout layers stay in float32)."""
+    layers = [m for m in model.linears if type(m) is nn.Linear] if precision == "bfloat16" else []
+    for linear in layers:
+        linear.forward = (lambda o, linear=linear: _LowPrecisionLinear.apply(  # type: ignore[method-assign]
+            o, linear.weight, linear.bias, _bfloat16_weight(linear)))
+    try:
+        yield
+    finally:
+        for linear in layers:
+            del linear.forward
+            linear.__dict__.pop("_droplab_w16", None)
+
+
 def _train_epoch(state: _State, data: Dataset, config: TrainConfig) -> float:
     model, opt = state.model, state.optimizer
     lr, momentum = config.learning_rate(state.epoch), config.momentum(state.epoch)
@@ -226,7 +282,7 @@ def _train_epoch(state: _State, data: Dataset, config: TrainConfig) -> float:
     perm = torch.randperm(len(data.x_train), generator=state.shuffle).to(data.x_train.device)
     model.train()
     total, count = torch.zeros((), device=data.x_train.device), 0
-    with modes.sample(model, generator=state.noise):
+    with modes.sample(model, generator=state.noise), _precision(model, config.precision):
         for start in range(0, len(perm), config.batch_size):
             idx = perm[start:start + config.batch_size]
             loss = _loss(model, model(data.x_train[idx]), data.y_train[idx], config.loss)
@@ -342,6 +398,9 @@ def _append_line(path: Path, row: dict[str, Any]) -> None:
         fh.write(json.dumps(row) + "\n")
 
 
+_TRAIN_DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
+
+
 def _differences(saved: dict[str, Any], train: dict[str, Any], model: dict[str, Any]) -> list[str]:
     """The settings that differ between a checkpoint and this run, named ("lr 0.5 there, 0.1 now"); the
     number of epochs may differ (a resume may extend a finished run)."""
@@ -351,6 +410,8 @@ def _differences(saved: dict[str, Any], train: dict[str, Any], model: dict[str, 
         for key in sorted(set(then) | set(now)):
             if table == "train" and key == "epochs":
                 continue
+            if key not in then and table == "train" and now.get(key) == _TRAIN_DEFAULTS.get(key):
+                continue  # a setting added since the checkpoint was made, at its default
             if then.get(key) != now.get(key):
                 out.append(f"{table} {key} = {then.get(key)!r} (now {now.get(key)!r})")
     return out

@@ -72,6 +72,7 @@ class EnsembleStatistics:
     samples: int | None = None
     output_kind: str | None = None
     covariances: list[Tensor] | None = None
+    precision: str | None = None  # the products' precision (float64, float32 or bfloat16), where it was chosen
     predictive_entropy: Tensor | None = None
     mutual_information: Tensor | None = None
     variation_ratio: Tensor | None = None

@@ -1,0 +1,82 @@
+"""bfloat16 Monte Carlo and training against float64 with the same masks, and what the precision records."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from droplab import DropoutMLP, data, ensemble, presets, train
+
+
+def _net():
+    torch.manual_seed(0)
+    return DropoutMLP([30, 64, 64, 5], keep=[0.8, 0.5, 0.5], init="glorot", init_gain=2.0).eval()
+
+
+def _worst_in_se(stats, ref):
+    return max(float(((a.E.double() - b.E).abs() / b.se_E.clamp_min(1e-300)).max())
+               for a, b in zip(stats.layers[1:], ref.layers[1:], strict=True))
+
+
+def test_bfloat16_monte_carlo_against_float64_with_the_same_masks():
+    net, x = _net(), torch.rand(4, 30, generator=torch.Generator().manual_seed(1))
+    runs = {}
+    for precision in ("float64", "float32", "bfloat16", "bfloat16x3"):
+        model = net.double() if precision == "float64" else net.float()
+        xs = x.double() if precision == "float64" else x
+        runs[precision] = ensemble.monte_carlo(model, xs, samples=4000, generator=torch.Generator().manual_seed(0),
+                                               precision=None if precision == "float64" else precision)
+        assert runs[precision].precision == precision
+    ref = runs["float64"]
+    assert _worst_in_se(runs["float32"], ref) < 1e-3  # the same masks: only float32 rounding differs
+    assert _worst_in_se(runs["bfloat16x3"], ref) < 0.25  # compensated: about float32's accuracy
+    single = _worst_in_se(runs["bfloat16"], ref)
+    assert 1e-3 < single < 3.0  # one bfloat16 product: a bias of the order of the sampling error, never zero
+    assert _worst_in_se(runs["bfloat16x3"], ref) < single
+
+
+def test_bfloat16_weights_are_kept_between_calls_and_made_again_when_the_weights_change():
+    net, x = _net(), torch.rand(2, 30)
+    first = ensemble.monte_carlo(net, x, samples=50, precision="bfloat16", generator=torch.Generator().manual_seed(0))
+    from droplab.ensemble._sampling import low_precision_weights
+
+    kept = low_precision_weights(net)
+    assert kept[0][0] is low_precision_weights(net)[0][0]  # the same tensor: no recast
+    with torch.no_grad():
+        net.linears[0].weight.mul_(2.0)
+    assert low_precision_weights(net)[0][0] is not kept[0][0]
+    assert torch.equal(low_precision_weights(net)[0][0], net.linears[0].weight.to(torch.bfloat16))
+    again = ensemble.monte_carlo(net, x, samples=50, precision="bfloat16", generator=torch.Generator().manual_seed(0))
+    assert not torch.equal(first.layers[1].E, again.layers[1].E)
+
+
+def test_precision_bad_input():
+    net, x = _net(), torch.rand(2, 30)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        ensemble.monte_carlo(net, x, samples=5, precision="float16")
+    with pytest.raises(ValueError, match="takes float32 inputs"):
+        ensemble.monte_carlo(net.double(), x.double(), samples=5, precision="bfloat16")
+    with pytest.raises(ValueError, match="precision must be 'float32' or 'bfloat16'"):
+        train.TrainConfig(precision="half")
+
+
+def test_bfloat16_training_gradients_match_float32_and_it_learns(tmp_path):
+    p = presets.preset("quick")
+    digits = data.load("digits", normalize="standard")
+    model = train.build_model(dataclasses.replace(p.model, keep=1.0), seed=0)
+    x, y = digits.x_train[:64], digits.y_train[:64]
+    g32 = torch.autograd.grad(torch.nn.functional.cross_entropy(model(x), y), list(model.parameters()))
+    with train._precision(model, "bfloat16"):
+        g16 = torch.autograd.grad(torch.nn.functional.cross_entropy(model(x), y), list(model.parameters()))
+    for a, b in zip(g32, g16, strict=True):
+        assert float((a - b).norm() / a.norm()) < 0.02  # bfloat16's 8 bits: about 2^-8 relative
+    assert all(type(m.forward).__name__ == "method" for m in model.linears)  # restored after the context
+    config = dataclasses.replace(p.train, epochs=8, precision="bfloat16")
+    result = train.fit(train.build_model(p.model, seed=0), digits, config, out_dir=tmp_path, progress=False)
+    assert result.test_error < 10.0  # chance is 90%
+    import json
+
+    assert json.loads((tmp_path / "config.json").read_text())["train"]["precision"] == "bfloat16"
+    with pytest.raises(ValueError, match="train precision = 'bfloat16' \\(now 'float32'\\)"):
+        train.fit(train.build_model(p.model, seed=0), digits, dataclasses.replace(config, precision="float32"),
+                  out_dir=tmp_path, resume=True, progress=False)
