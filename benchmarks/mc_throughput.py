@@ -12,9 +12,12 @@ exact estimators against the Monte Carlo run that reaches the same accuracy: ``e
 configurations and ``linear_moments`` on the linear version of the paper network.
 
 Targets (2-core CPU): droplab at least 2x faster than baal, at least 75% of the measured peak, peak memory
-under 1.5 GB. On a shared machine the rate of identical runs varies by tens of percent, so each library runs
-``--repeats`` times and the matmul rate is sampled between droplab's runs: the best run is compared with the
-best product (the peak), and the median with the median.
+under 1.5 GB. In bfloat16 (``precision="bfloat16"``, and the compensated ``"bfloat16x3"``): at least 8x baal in
+float32 and 3x baal under bfloat16 autocast, E within 0.5 Monte Carlo standard errors of float64 with the same
+masks. The script ends with ``speed-up droplab bfloat16 / baal float32: N.NNx`` and
+``bfloat16 accuracy: max |E_bf16 - E_f64| / SE = N.NN``. On a shared machine the rate of identical runs varies
+by tens of percent, so each library runs ``--repeats`` times and the matmul rate is sampled between droplab's
+runs: the best run is compared with the best product (the peak), and the median with the median.
 """
 
 from __future__ import annotations
@@ -72,17 +75,42 @@ def run_droplab(args, device) -> dict:
         _sampling.CPU_TILE = int(args.tile_mib * 2**20)
     net, x = _net(device), _inputs(args.inputs, device)
     gen = torch.Generator(device=device).manual_seed(0)
-    ensemble.monte_carlo(net, x, samples=100, generator=gen, statistics=("E", "Var", "NWGM"))  # warm-up
+    precision = args.precision
+    ensemble.monte_carlo(net, x, samples=100, generator=gen, statistics=("E", "Var", "NWGM"),
+                         precision=precision)  # warm-up (and the bfloat16 weights made once)
     times, peaks = [], []
     for _ in range(args.repeats):  # the machine's matmul rate is sampled between runs, under the same load
         peaks += matmul_rates(device, repeats=4)
         stats, seconds = _timed(lambda: ensemble.monte_carlo(net, x, samples=args.samples, generator=gen,
-                                                             statistics=("E", "Var", "NWGM"), memory=args.memory),
+                                                             statistics=("E", "Var", "NWGM"), memory=args.memory,
+                                                             precision=precision),
                                 device)
         times.append(seconds)
         assert stats.layers[3].NWGM is not None and stats.layers[3].Var is not None
     peaks += matmul_rates(device, repeats=4)
     return {"seconds": min(times), "times": times, "peaks": peaks}
+
+
+def run_accuracy(args, device) -> dict:
+    """bfloat16 and bfloat16x3 against float64 with the same masks (the same generator seed: masks do not depend
+    on the precision), on every unit of every layer: the largest |E - E_f64| in the float64 run's Monte Carlo
+    standard errors, and the largest relative error of Var."""
+    from droplab import ensemble
+
+    net, x = _net(device), _inputs(args.inputs, device)
+    ref = ensemble.monte_carlo(net.double(), x.double(), samples=args.samples, statistics=("E", "Var"),
+                               generator=torch.Generator(device=device).manual_seed(0))
+    net.float()
+    out = {}
+    for precision in ("float32", "bfloat16", "bfloat16x3"):
+        stats = ensemble.monte_carlo(net, x, samples=args.samples, statistics=("E", "Var"), precision=precision,
+                                     generator=torch.Generator(device=device).manual_seed(0))
+        e = max(float(((a.E.double() - b.E).abs() / b.se_E.clamp_min(1e-300)).max())
+                for a, b in zip(stats.layers[1:], ref.layers[1:], strict=True))
+        v = max(float(((a.Var.double() - b.Var).abs() / b.Var.clamp_min(1e-300)).max())
+                for a, b in zip(stats.layers[1:], ref.layers[1:], strict=True))
+        out[precision] = {"max_e_in_se": e, "max_var_relative": v}
+    return out
 
 
 def run_breakdown(args, device) -> dict:
@@ -139,6 +167,12 @@ def run_baal(args, device) -> dict:
     return {"seconds": min(times), "times": times}
 
 
+def run_baal_autocast(args, device) -> dict:
+    """baal under torch.autocast(bfloat16): its products in bfloat16, weights recast on every call."""
+    with torch.autocast(device.type, dtype=torch.bfloat16):
+        return run_baal(args, device)
+
+
 def run_exact(args, device) -> dict:
     """2^20 configurations (8 input + 12 hidden gated units) against Monte Carlo at the same accuracy."""
     from droplab import DropoutMLP, ensemble
@@ -175,10 +209,12 @@ def run_linear(args, device) -> dict:
             "mc_max_error": err}
 
 
-def matmul_rates(device: torch.device, n: int = 2048, repeats: int = 10) -> list[float]:
-    """GFLOP/s of ``repeats`` float32 n x n products (after one warm-up): the machine's matmul peak is the best."""
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
-    c = torch.empty(n, n, device=device)
+def matmul_rates(device: torch.device, n: int = 2048, repeats: int = 10,
+                 dtype: torch.dtype = torch.float32) -> list[float]:
+    """GFLOP/s of ``repeats`` n x n products in ``dtype`` (after one warm-up): the machine's matmul peak is the
+    best."""
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+    c = torch.empty(n, n, device=device, dtype=dtype)
     _timed(lambda: torch.mm(a, b, out=c), device)
     return [2 * n**3 / _timed(lambda: torch.mm(a, b, out=c), device)[1] / 1e9 for _ in range(repeats)]
 
@@ -199,13 +235,16 @@ def main() -> None:
     parser.add_argument("--tile-mib", type=float, default=None,
                         help="droplab's CPU chunk size per layer tensor (default: droplab.ensemble._sampling.CPU_TILE)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of each library (best and median shown)")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["baal", "exact", "linear", "breakdown"])
+    parser.add_argument("--skip", nargs="*", default=[],
+                        choices=["baal", "exact", "linear", "breakdown", "bfloat16", "accuracy"])
+    parser.add_argument("--precision", default="float32", help=argparse.SUPPRESS)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     device = torch.device(args.device)
     if args.child:
         result = {"droplab": run_droplab, "baal": run_baal, "exact": run_exact, "linear": run_linear,
-                  "breakdown": run_breakdown}[args.child](args, device)
+                  "breakdown": run_breakdown, "baal-autocast": run_baal_autocast,
+                  "accuracy": run_accuracy}[args.child](args, device)
         scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
         result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
         print(json.dumps(result))
@@ -238,6 +277,32 @@ def main() -> None:
         shares = ", ".join(f"{name} {100 * t / parts['seconds']:.0f}%" for name, t in parts["parts"].items())
         print(f"droplab's time by part (one timed run): {shares}, the rest "
               f"{100 * (1 - sum(parts['parts'].values()) / parts['seconds']):.0f}%")
+    lines: list[str] = []  # the lines a script reads, printed last
+    if "bfloat16" not in args.skip:
+        bf16_peak = max(matmul_rates(device, repeats=6, dtype=torch.bfloat16))
+        print(f"bfloat16 2048x2048 matmul peak: {bf16_peak:.1f} GFLOP/s ({bf16_peak / peak:.1f}x the float32 peak)")
+        low = {p: _child("droplab", argv + ["--precision", p]) for p in ("bfloat16", "bfloat16x3")}
+        for p, r in low.items():
+            rate = flops / min(r["times"]) / 1e9
+            print(f"droplab monte_carlo, precision={p}: best {min(r['times']):.2f} s = {rate:.1f} GFLOP/s = "
+                  f"{100 * rate / bf16_peak:.1f}% of the bfloat16 peak; median {statistics.median(r['times']):.2f} s; "
+                  f"{min(ours['times']) / min(r['times']):.2f}x droplab float32")
+        if "baal" not in args.skip:
+            auto = _child("baal-autocast", argv)
+            print(f"baal mc_inference under torch.autocast(bfloat16): best {auto['seconds']:.2f} s, median "
+                  f"{statistics.median(auto['times']):.2f} s")
+            best16 = min(low["bfloat16"]["times"])
+            print(f"droplab bfloat16 against baal: {theirs['seconds'] / best16:.2f}x baal float32 (target >= 8), "
+                  f"{auto['seconds'] / best16:.2f}x baal bfloat16 autocast (target >= 3); bfloat16x3: "
+                  f"{theirs['seconds'] / min(low['bfloat16x3']['times']):.2f}x and "
+                  f"{auto['seconds'] / min(low['bfloat16x3']['times']):.2f}x")
+            lines.append(f"speed-up droplab bfloat16 / baal float32: {theirs['seconds'] / best16:.2f}x")
+    if "accuracy" not in args.skip:
+        acc = _child("accuracy", argv)
+        for p, r in acc.items():
+            print(f"accuracy against float64 with the same masks, precision={p}: max |E - E_f64| / SE = "
+                  f"{r['max_e_in_se']:.3f}, max |Var - Var_f64| / Var_f64 = {r['max_var_relative']:.2e}")
+        lines.append(f"bfloat16 accuracy: max |E_bf16 - E_f64| / SE = {acc['bfloat16']['max_e_in_se']:.2f}")
     if "exact" not in args.skip:
         ex = _child("exact", argv)
         print(f"exact over {ex['configurations']:,} configurations: {ex['exact_seconds']:.2f} s; monte_carlo to "
@@ -248,6 +313,8 @@ def main() -> None:
         print(f"linear_moments on the linear paper network: {lm['linear_moments_seconds']:.3f} s; monte_carlo to "
               f"within {lm['tolerance']:.3g} ({lm['mc_samples']:,} samples): {lm['mc_seconds']:.2f} s "
               f"(max error {lm['mc_max_error']:.2g})")
+    for line in lines:
+        print(line)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Training throughput of the paper network with and without dropout, measured side by side in one run.
+"""Training throughput of the paper network with and without dropout, in float32 and bfloat16, side by side.
 
     python benchmarks/train_throughput.py [--steps 600] [--batch-size 100] [--device cpu]
 
@@ -6,13 +6,16 @@ One epoch-equivalent of MNIST (60,000 examples = 600 steps of 100) through dropl
 784-1200-1200-1200-1200-10 logistic with keep 0.8 input / 0.5 hidden and for the same network without
 gates. The two are interleaved in rounds (alternating which goes first) so that machine noise hits both
 alike; the total ratio and the median of the per-round ratios are printed. Prints examples/s, the
-achieved GFLOP/s (forward + backward = 3x the forward multiply-adds x 2) against a measured float32
-matrix-multiply peak, and the time ratio dropout / no dropout. Target: ratio <= 1.10.
+achieved GFLOP/s (forward + backward = 3x the forward multiply-adds x 2) against measured float32 and
+bfloat16 matrix-multiply peaks, the time ratio dropout / no dropout in each precision (target <= 1.05) and
+the bfloat16 speed-up (target >= 2). The last line, which scripts read, is
+``speed-up bfloat16 / float32 training: N.NNx`` (with dropout). ``--precisions float32`` skips bfloat16.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 
 import torch
@@ -24,9 +27,9 @@ from droplab.presets import preset
 SIZES = [784, 1200, 1200, 1200, 1200, 10]
 
 
-def matmul_peak(device: torch.device, n: int = 2048, repeats: int = 10) -> float:
-    """Measured float32 GFLOP/s of an n x n x n matrix product (best of ``repeats``)."""
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+def matmul_peak(device: torch.device, n: int = 2048, repeats: int = 10, dtype: torch.dtype = torch.float32) -> float:
+    """Measured GFLOP/s of an n x n x n matrix product in ``dtype`` (best of ``repeats``)."""
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     best = float("inf")
     for _ in range(repeats + 2):
         _sync(device)
@@ -53,6 +56,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=20, help="interleaved rounds the steps are split into")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precisions", nargs="+", default=["float32", "bfloat16"], choices=["float32", "bfloat16"])
     args = parser.parse_args()
     device = train.resolve_device(args.device)
     torch.manual_seed(0)
@@ -65,37 +69,46 @@ def main() -> None:
     config = train.TrainConfig(epochs=10**6, batch_size=args.batch_size, lr=0.01, momentum_start=0.9,
                                max_norm=15.0)
     states = {}
-    for name, keep in (("dropout", base.model.keep), ("no dropout", 1.0)):
-        model = train.build_model({**base.model.as_dict(), "sizes": SIZES, "keep": keep}, seed=0).to(device)
-        states[name] = train._State(model, config, device)
-        train._train_epoch(states[name], data, config)  # warm-up round
-    times = {name: 0.0 for name in states}
-    ratios = []
+    for precision in args.precisions:
+        for name, keep in (("dropout", base.model.keep), ("no dropout", 1.0)):
+            model = train.build_model({**base.model.as_dict(), "sizes": SIZES, "keep": keep}, seed=0).to(device)
+            config_p = dataclasses.replace(config, precision=precision)
+            states[(precision, name)] = (train._State(model, config_p, device), config_p)
+            train._train_epoch(states[(precision, name)][0], data, config_p)  # warm-up round
+    times = {key: 0.0 for key in states}
+    ratios: dict[str, list[float]] = {p: [] for p in args.precisions}
     for r in range(args.rounds):
         order = list(states.items()) if r % 2 == 0 else list(states.items())[::-1]  # alternate who goes first
         this = {}
-        for name, state in order:
+        for key, (state, config_p) in order:
             _sync(device)
             t0 = time.perf_counter()
-            train._train_epoch(state, data, config)
+            train._train_epoch(state, data, config_p)
             _sync(device)
-            this[name] = time.perf_counter() - t0
-            times[name] += this[name]
-        ratios.append(this["dropout"] / this["no dropout"])
+            this[key] = time.perf_counter() - t0
+            times[key] += this[key]
+        for p in args.precisions:
+            ratios[p].append(this[(p, "dropout")] / this[(p, "no dropout")])
     examples = args.rounds * per_round
-    peak = matmul_peak(device)
+    peaks = {p: matmul_peak(device, dtype=getattr(torch, p)) for p in args.precisions}
     flops = train_flops_per_example(SIZES) * examples
     print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
-          f"network {'-'.join(map(str, SIZES))} logistic, batch {args.batch_size}, {examples} examples each")
-    print(f"measured float32 matmul peak: {peak:.1f} GFLOP/s")
-    print(f"{'':12s} {'seconds':>8s} {'examples/s':>11s} {'GFLOP/s':>8s} {'% of peak':>9s}")
-    for name, seconds in times.items():
+          f"network {'-'.join(map(str, SIZES))} logistic, batch {args.batch_size}, {examples} examples each, "
+          f"{args.rounds} interleaved rounds")
+    print("measured matmul peaks: " + ", ".join(f"{p} {v:.1f} GFLOP/s" for p, v in peaks.items()))
+    print(f"{'':22s} {'seconds':>8s} {'examples/s':>11s} {'GFLOP/s':>8s} {'% of its peak':>13s}")
+    for (p, name), seconds in times.items():
         achieved = flops / seconds / 1e9
-        print(f"{name:12s} {seconds:8.2f} {examples / seconds:11.0f} {achieved:8.1f} {100 * achieved / peak:8.1f}%")
-    ratio = times["dropout"] / times["no dropout"]
-    median = sorted(ratios)[len(ratios) // 2]
-    print(f"ratio dropout / no dropout: {ratio:.3f} in total, {median:.3f} median of {len(ratios)} interleaved rounds "
-          f"(target <= 1.10: {'met' if ratio <= 1.10 else 'NOT met'})")
+        print(f"{p + ' ' + name:22s} {seconds:8.2f} {examples / seconds:11.0f} {achieved:8.1f} "
+              f"{100 * achieved / peaks[p]:12.1f}%")
+    for p in args.precisions:
+        ratio = times[(p, "dropout")] / times[(p, "no dropout")]
+        median = sorted(ratios[p])[len(ratios[p]) // 2]
+        print(f"{p}: ratio dropout / no dropout: {ratio:.3f} in total, {median:.3f} median of {len(ratios[p])} "
+              f"interleaved rounds (target <= 1.05: {'met' if ratio <= 1.05 else 'NOT met'})")
+    if "bfloat16" in args.precisions and "float32" in args.precisions:
+        speed = times[("float32", "dropout")] / times[("bfloat16", "dropout")]
+        print(f"speed-up bfloat16 / float32 training: {speed:.2f}x")
 
 
 if __name__ == "__main__":
