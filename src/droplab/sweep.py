@@ -4,8 +4,8 @@ A sweep is a training preset, fixed overrides (``[base]``), and the settings tha
 every combination) and/or random draws (``[random]``, ``samples`` draws). Each trial is the ordinary
 ``train.fit`` and reports every epoch to Ray Tune; ASHA may stop poor trials early (``[asha]``). What a sweep
 leaves in its folder: ``results.csv`` (one row per trial), plots, ``sweep.json`` (the resolved sweep, for
-``--resume``), ``trials.jsonl`` (when each trial started and ended), Ray's own state under ``ray/``, and each
-trial's checkpoints (``best.safetensors``) in its Ray trial folder.
+``--resume``), ``trials.jsonl`` (when each trial started and ended), each trial's run (``trials/<trial>/``:
+``best.safetensors``, ``last.safetensors``, ``metrics.jsonl``) and Ray's own state under ``ray/``.
 
 A sweep file::
 
@@ -279,7 +279,10 @@ def _trial(config: dict[str, Any]) -> None:
                      "seconds": time.perf_counter() - t0})
         tune.report(dict(last))
 
-    train.fit(model, dataset, settings.train, out_dir=trial_dir / "run", progress=False, device=device,
+    # checkpoints straight into the sweep's folder (not Ray's working folder, which Ray copies while files are
+    # being replaced atomically)
+    run_dir = (log.parent / "trials" / name) if log is not None else trial_dir / "run"
+    train.fit(model, dataset, settings.train, out_dir=run_dir, progress=False, device=device,
               meta={"preset": settings.preset, "data": d.as_dict(), "sweep": sweep.name, "point": point},
               on_epoch=on_epoch)
     penalty = _linear_penalty(model, dataset, settings)
@@ -368,7 +371,7 @@ def run_sweep(sweep: Sweep | str | Path | dict[str, Any], out: str | Path, *, re
     finally:
         if started:
             ray.shutdown()
-    rows = _rows(sweep, results)
+    rows = _rows(sweep, results, out)
     write_outputs(sweep, rows, out)
     return rows
 
@@ -397,7 +400,14 @@ def _trial_entry(config: dict[str, Any]) -> None:  # a module-level name Ray can
     _trial(config)
 
 
-def _rows(sweep: Sweep, results: Any) -> list[dict[str, Any]]:
+def _checkpoint(out: Path, path: str | None) -> str:
+    if not path:
+        return ""
+    best = out / "trials" / Path(path).name / "best.safetensors"
+    return str(best) if best.is_file() else ""
+
+
+def _rows(sweep: Sweep, results: Any, out: Path) -> list[dict[str, Any]]:
     rows = []
     for result in results:
         point = {k: v for k, v in result.config.items() if k != "__sweep__"}
@@ -411,8 +421,7 @@ def _rows(sweep: Sweep, results: Any) -> list[dict[str, Any]]:
                      "epochs": metrics.get("epoch", 0), "seconds": metrics.get("seconds"),
                      "threads": metrics.get("threads"), "status": status,
                      "error": "" if error is None else _one_line(error),
-                     "checkpoint": str(Path(result.path) / "run" / "best.safetensors") if result.path and
-                     (Path(result.path) / "run" / "best.safetensors").is_file() else ""})
+                     "checkpoint": _checkpoint(out, result.path)})
     rows.sort(key=lambda r: r["trial"])
     return rows
 
