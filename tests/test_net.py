@@ -134,9 +134,14 @@ def test_max_norm_constrains_incoming_weights():
     net = DropoutMLP((4, 5, 2))
     with torch.no_grad():
         net.linears[0].weight.mul_(100)
+    expected = [torch.renorm(w.detach(), 2, 0, 1.5) for w in net.weights()]  # torch's own, as the reference
+    untouched = net.linears[1].weight.detach().clone()
     net.max_norm_(1.5)
-    for w in net.weights():
+    for w, ref in zip(net.weights(), expected, strict=True):
         assert torch.all(w.norm(dim=1) <= 1.5 + 1e-5)
+        assert torch.allclose(w, ref, atol=1e-6)
+    if bool((untouched.norm(dim=1) <= 1.5).all()):
+        assert torch.equal(net.linears[1].weight, untouched)  # rows under the bound are not rewritten
 
 
 def test_glorot_init_bounds_and_round_trip():

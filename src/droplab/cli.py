@@ -456,6 +456,13 @@ def main(argv: list[str] | None = None) -> int:
     args = None
     try:
         args = parser.parse_args(argv)
+        if args.command in ("train", "evaluate", "reproduce"):
+            import torch
+
+            from . import threads
+
+            threads_before = torch.get_num_threads()
+            threads.enable()  # fewer threads while other processes hold cores (see droplab.threads)
         commands = {"train": cmd_train, "evaluate": cmd_evaluate, "reproduce": cmd_reproduce, "compare": cmd_compare,
                     "sweep": cmd_sweep}
         return commands[args.command](args)
@@ -466,6 +473,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(_interrupted(args), file=sys.stderr)
         return 130
+    finally:
+        if args is not None and args.command in ("train", "evaluate", "reproduce"):
+            import torch
+
+            from . import threads
+
+            threads.disable()
+            torch.set_num_threads(threads_before)
 
 
 if __name__ == "__main__":  # pragma: no cover

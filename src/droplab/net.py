@@ -231,7 +231,14 @@ class DropoutMLP(nn.Module):
         """Constrain each unit's incoming weight vector to L2 norm at most ``max_norm`` (in place)."""
         with torch.no_grad():
             for linear in self.linears:
-                linear.weight.copy_(torch.renorm(linear.weight, 2, 0, max_norm))
+                w = linear.weight
+                norms = torch.linalg.vector_norm(w, dim=1)
+                over = norms > max_norm
+                # as torch.renorm (rows above the norm scaled to it), but one read pass and, on a CPU, no write
+                # at all when no row is above it (the usual case): renorm plus the copy back cost 14% of a
+                # bfloat16 training step
+                if w.device.type != "cpu" or bool(over.any()):
+                    w.mul_(torch.where(over, max_norm / (norms + 1e-7), torch.ones_like(norms))[:, None])
 
     def weights(self) -> list[Tensor]:
         return [linear.weight for linear in self.linears]

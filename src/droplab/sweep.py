@@ -252,7 +252,10 @@ def _trial(config: dict[str, Any]) -> None:
         tune.report(last)
         return
     _log(log, {"trial": name, "event": "start", "point": point, "time": time.time()})
+    from . import threads
+
     torch.set_num_threads(max(1, int(sweep.cpus_per_trial)))
+    threads.enable(max_threads=max(1, int(sweep.cpus_per_trial)))  # never more than the trial was given
     settings = trial_settings(sweep, point)
     d = settings.data
     root = d.data_dir

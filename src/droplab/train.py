@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import modes
+from . import modes, threads
 from .checkpoint import atomic_write_text, load_checkpoint_file, save_checkpoint_file
 from .data import Dataset
 from .net import DropoutMLP
@@ -235,8 +235,8 @@ class _LowPrecisionLinear(torch.autograd.Function):
         o16 = o.to(torch.bfloat16)
         ctx.save_for_backward(o16, w16)
         ctx.has_bias = bias is not None
-        s = torch.mm(o16, w16.T).float()
-        return s if bias is None else s.add_(bias)
+        s = torch.mm(o16, w16.T)
+        return s.float() if bias is None else torch.add(s, bias)  # bf16 + f32: one pass into float32
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
@@ -284,6 +284,7 @@ def _train_epoch(state: _State, data: Dataset, config: TrainConfig) -> float:
     total, count = torch.zeros((), device=data.x_train.device), 0
     with modes.sample(model, generator=state.noise), _precision(model, config.precision):
         for start in range(0, len(perm), config.batch_size):
+            threads.maybe_adapt()
             idx = perm[start:start + config.batch_size]
             loss = _loss(model, model(data.x_train[idx]), data.y_train[idx], config.loss)
             opt.zero_grad(set_to_none=True)

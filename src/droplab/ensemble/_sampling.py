@@ -9,7 +9,7 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
-from .. import modes
+from .. import modes, threads
 from ..net import DropoutMLP, Trace
 from ..nn import ConnectionDropoutLinear, UnitGate
 from ._stats import STATISTICS, Accumulator, EnsembleStatistics, LayerStatistics, Pair
@@ -215,6 +215,7 @@ def monte_carlo(net: nn.Module, x: Tensor, *, samples: int = 1000, generator: to
     done = 0
     with modes.sample(net, generator=generator), per_example_masks(net):
         while done < samples:
+            threads.maybe_adapt()
             k = min(chunk, samples - done)
             _stream(net, x, k, acc, torch.full((k,), 1.0 / samples, dtype=torch.float64, device=x.device), low,
                     precision == "bfloat16x3")
@@ -279,6 +280,7 @@ def _monte_carlo_module(net: nn.Module, x: Tensor, samples: int, generator: torc
     done, chunk = 0, 1  # the first chunk is one member: it measures the activations a member needs
     with modes.sampling(net, generator=generator) as session, per_example_masks(net):
         while done < samples:
+            threads.maybe_adapt()
             k = min(chunk, samples - done)
             reps[batch_dim] = k
             out = net(x.repeat(*reps))
@@ -408,6 +410,7 @@ def exact(net: DropoutMLP, x: Tensor, *, max_configurations: int = 2**20, pairs:
     log_p, log_q = torch.log(keep[random]), torch.log1p(-keep[random])
     shift = torch.arange(n_random, dtype=torch.int64)
     for start in range(0, count, chunk):
+        threads.maybe_adapt()
         codes = torch.arange(start, min(count, start + chunk), dtype=torch.int64)
         bits = ((codes[:, None] >> shift) & 1).to(torch.float64)  # (C, n_random)
         prob = torch.exp(bits @ log_p + (1 - bits) @ log_q)  # prod p^delta (1-p)^(1-delta)

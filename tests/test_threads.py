@@ -1,0 +1,54 @@
+"""droplab.threads: torch's thread count follows the cores other processes leave free."""
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from droplab import threads
+
+
+def test_others_load_from_two_readings():
+    cores = os.cpu_count()
+    # one second of wall time; the machine was busy half the time; this process used 0.25 core
+    before = (0.0, 0.0, 10.0, 100.0)
+    after = (50.0 * cores, 100.0 * cores, 10.25, 101.0)
+    assert threads.others_load(before, after) == pytest.approx(cores * 0.5 - 0.25)
+    assert threads.others_load(after, after) == 0.0
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/stat") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs /proc/stat and at least 2 cores")
+def test_a_busy_process_takes_a_thread_away_and_gives_it_back():
+    original = torch.get_num_threads()
+    cores = len(os.sched_getaffinity(0))
+    spinner = subprocess.Popen([sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() - t < 4: pass"])
+    try:
+        time.sleep(0.3)
+        threads.enable()
+        seen = []
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline:
+            torch.randn(200, 200) @ torch.randn(200, 200)
+            got = threads.maybe_adapt()
+            if got is not None:
+                seen.append(got)
+        assert seen and min(seen) < cores, seen  # another process held a core: fewer threads
+        spinner.wait()
+        time.sleep(1.1)
+        threads.maybe_adapt()
+        time.sleep(1.1)
+        assert threads.maybe_adapt() >= cores - 1  # it ended: the cores come back (noise aside)
+    finally:
+        spinner.kill()
+        threads.disable()
+        torch.set_num_threads(original)
+
+
+def test_disabled_by_default_and_bad_cap():
+    assert not threads.enabled() and threads.maybe_adapt() is None
+    with pytest.raises(ValueError, match="max_threads must be a positive integer"):
+        threads.enable(0)
