@@ -260,3 +260,46 @@ def test_tensorboard_logs_every_epoch_and_the_hyperparameters(tmp_path, capsys):
     final = EventAccumulator(str(hparams[-1].parent))
     final.Reload()
     assert "final/test_error" in final.Tags()["scalars"]
+
+
+def test_a_damaged_checkpoint_is_named_not_a_traceback(tmp_path, capsys):
+    from droplab.checkpoint import load_checkpoint_file, save_checkpoint_file
+
+    out = tmp_path / "run"
+    assert _run(["train", "--epochs", "1", "--sizes", "64,8,10", "--out", str(out), "--no-progress"], capsys)[0] == 0
+    tensors, meta = load_checkpoint_file(out / "best.safetensors")
+    cases = []
+    missing = {k: v for k, v in tensors.items() if k != "model.linears.0.weight"}
+    cases.append((missing, meta, "lacks the tensors ['linears.0.weight']"))
+    cases.append((tensors, {k: v for k, v in meta.items() if k != "model"}, "has no network description"))
+    resized = json.loads(json.dumps(meta))
+    resized["model"]["sizes"] = [64, 9, 10]
+    cases.append((tensors, resized, "tensor linears.0.weight has shape (8, 64)"))
+    for n, (t, m, message) in enumerate(cases):
+        path = tmp_path / f"bad{n}.safetensors"
+        save_checkpoint_file(path, t, m)
+        code, _, err = _run(["evaluate", str(path)], capsys)
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_full_disk_or_read_only_folder_is_one_line(tmp_path, capsys, monkeypatch):
+    import errno
+
+    from droplab import train as train_mod
+
+    def full(path, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(train_mod, "save_checkpoint_file", full)
+    code, _, err = _run(["train", "--epochs", "1", "--sizes", "64,8,10", "--out", str(tmp_path / "r"),
+                         "--no-progress"], capsys)
+    assert code == 2 and "No space left on device" in err and "best.safetensors" in err
+    assert len(err.strip().splitlines()) == 1
+
+    def read_only(path, *args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(train_mod, "atomic_write_text", read_only)
+    code, _, err = _run(["train", "--epochs", "1", "--sizes", "64,8,10", "--out", str(tmp_path / "s"),
+                         "--no-progress"], capsys)
+    assert code == 2 and "Permission denied" in err and "config.json" in err

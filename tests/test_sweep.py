@@ -121,3 +121,18 @@ def test_nothing_outside_the_sweep_module_imports_ray():
             "droplab.metrics, droplab.train; print('ray' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_asha_stops_poor_trials_early(tmp_path):
+    config = tmp_path / "asha.toml"
+    config.write_text('name = "asha"\npreset = "quick"\n[base.model]\nsizes = [64, 16, 10]\n[base.train]\n'
+                      'epochs = 8\n[grid]\n"train.lr" = [1.0, 0.3, 3e-4, 1e-4]\n'  # good first: ASHA compares
+                      '[asha]\ngrace_period = 1\nreduction_factor = 2\n')
+    out = tmp_path / "asha"
+    assert main(["sweep", "--config", str(config), "--out", str(out), "--cpus", "1"]) == 0
+    rows = _rows(out / "results.csv")
+    assert len(rows) == 4 and all(r["status"] in ("done", "stopped") for r in rows)
+    stopped = [r for r in rows if r["status"] == "stopped"]
+    assert stopped and all(int(r["epochs"]) < 8 for r in stopped)  # ASHA ended them before their last epoch
+    best = min(rows, key=lambda r: float(r["best_val_error"]))
+    assert best["status"] == "done" and float(best["train.lr"]) >= 0.3

@@ -473,6 +473,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(_interrupted(args), file=sys.stderr)
         return 130
+    except OSError as exc:  # a read-only folder, a full disk, a path that is not what it should be
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        print(f"droplab: error: {exc.strerror or exc}{where}; check that the folder exists, is writable and has "
+              "space (files written so far are complete: every write is atomic)", file=sys.stderr)
+        return 2
     finally:
         if args is not None and args.command in ("train", "evaluate", "reproduce"):
             import torch

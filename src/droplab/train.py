@@ -446,8 +446,28 @@ def _read_history(path: Path, epochs: int) -> list[dict[str, Any]]:
 def load_model(path: str | Path, *, which: str = "model") -> tuple[DropoutMLP, dict[str, Any]]:
     """Load the model stored in a checkpoint (``best.safetensors`` or ``last.safetensors``) and its meta."""
     tensors, meta = load_checkpoint_file(path)
-    model = DropoutMLP.from_config(meta["model"])
+    if not isinstance(meta.get("model"), dict):
+        raise ValueError(f"{path} has no network description (its metadata lacks 'model'); it was not written by "
+                         "droplab train, or it is damaged")
+    try:
+        model = DropoutMLP.from_config(meta["model"])
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ValueError(f"{path} describes a network droplab cannot build: {exc}") from None
     prefix = f"{which}."
-    model.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+    state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    if missing:
+        raise ValueError(f"{path} lacks the tensors {missing[:4]}{' ...' if len(missing) > 4 else ''} of the network "
+                         "it describes; the file is incomplete or damaged")
+    for key, value in expected.items():
+        if tuple(state[key].shape) != tuple(value.shape):
+            raise ValueError(f"{path}: tensor {key} has shape {tuple(state[key].shape)}, but the network it "
+                             f"describes ({meta['model'].get('sizes')}) needs {tuple(value.shape)}; the file is "
+                             "damaged")
+    unexpected = sorted(set(state) - set(expected))
+    if unexpected:
+        raise ValueError(f"{path} holds tensors {unexpected[:4]} that the network it describes has no place for")
+    model.load_state_dict(state)
     model.eval()
     return model, meta
