@@ -199,3 +199,15 @@ def test_a_sweep_next_to_the_report_is_shown(tiny_report, tmp_path):
     reproduce(copy, preset="tiny", progress=False)
     page = (copy / "report.html").read_text()
     assert "Sweep: smoke" in page and "4 trials" in page and "sweep smoke: keep-grid" in page
+
+
+def test_reproduce_in_bfloat16x3_is_its_own_stage_and_says_so(tiny_report, tmp_path):
+    out, _, _ = tiny_report
+    copy = tmp_path / "report"
+    shutil.copytree(out, copy)
+    summary = reproduce(copy, preset="tiny", progress=False, only=["approximations"], precision="bfloat16x3")
+    network = next(r for r in summary["sections"] if r["name"] == "approximations")
+    assert not network["reused"]  # a float32 stage is not taken for a bfloat16x3 one
+    assert "Monte Carlo products in bfloat16x3" in (copy / "report.html").read_text()
+    with pytest.raises(ValueError, match="precision must be"):
+        reproduce(copy, preset="tiny", progress=False, precision="half")

@@ -104,8 +104,13 @@ def _claim_folder(out: Path, preset: str) -> None:
 def reproduce(out: str | Path | None = None, *, preset: str = "standard", dataset: str | None = None,
               data_dir: str | None = None,
               device: str = "cpu", seed: int = 0, only: Sequence[str] | None = None,
-              progress: bool = True) -> dict[str, Any]:
-    """Run the experiments (all, or the names in ``only``) and write the report; returns the summary."""
+              progress: bool = True, precision: str = "float32") -> dict[str, Any]:
+    """Run the experiments (all, or the names in ``only``) and write the report; returns the summary.
+
+    ``precision`` is that of the Monte Carlo products (``ensemble.monte_carlo``'s): float32, or bfloat16 /
+    bfloat16x3 for speed, at the accuracy the README's speed table gives; the stages are cached per precision."""
+    if precision not in ("float32", "bfloat16", "bfloat16x3"):
+        raise ValueError(f"precision must be 'float32', 'bfloat16' or 'bfloat16x3', got {precision!r}")
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; expected one of {sorted(PRESETS)}")
     names = [e.name for e in EXPERIMENTS]
@@ -118,6 +123,8 @@ def reproduce(out: str | Path | None = None, *, preset: str = "standard", datase
             raise ValueError("the study network is a classifier; choose a classification dataset, not "
                              "'synthetic-linear'")
         settings["dataset"] = dataset
+    if precision != "float32":
+        settings["precision"] = precision  # (absent at the default, so float32 caches stay valid)
     out = default_out(preset) if out is None else Path(out)
     _claim_folder(out, preset)
     study = Study(out, settings, seed=seed, device=device, data_dir=data_dir, progress=progress)
@@ -214,7 +221,8 @@ def _html(summary: dict[str, Any], out: Path) -> str:
         f"<p>Baldi &amp; Sadowski (2014), with the CS/DS 541 lecture and the dropout article. Preset "
         f"<b>{e(summary['preset'])}</b>: {e(str(s['dataset']))}, hidden layers {e(str(s['hidden']))}, keep "
         f"{s['keep_input']} (input) / {s['keep_hidden']} (hidden), {s['epochs']} epochs, {s['inputs']} inputs x "
-        f"{s['samples']:,} dropout samples; seed {summary['seed']}, device {e(summary['device'])}.</p>"
+        f"{s['samples']:,} dropout samples; seed {summary['seed']}, device {e(summary['device'])}"
+        + (f", Monte Carlo products in {e(s['precision'])}" if s.get("precision") else "") + ".</p>"
         "<table><tr><th>claims of</th><th>hold</th></tr>"
         + "".join(f"<tr><td>{e(GROUPS[g])}</td><td><b>{c['held']} of {c['claims']}</b></td></tr>"
                   for g, c in groups.items())

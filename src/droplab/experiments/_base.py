@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["GROUPS", "Context", "Experiment", "Verdict", "binomial_se", "hist", "to_json", "worst_ratio"]
+__all__ = ["GROUPS", "Context", "Experiment", "Verdict", "binomial_se", "hist", "mc_precision", "to_json",
+           "worst_ratio"]
 
 
 GROUPS = {"paper": "Baldi & Sadowski (2014)", "other": "other papers (Hinton et al. 2012, Srivastava et al. 2014)",
@@ -95,6 +96,11 @@ class Experiment:
     verdicts: Callable[[dict[str, Any]], list[Verdict]]
     needs_study: bool = False
     numbers: Callable[[dict[str, Any]], dict[str, Any]] = field(default=lambda r: r.get("numbers", {}))
+
+
+def mc_precision(ctx: Context) -> str | None:
+    """The Monte Carlo products' precision the run asked for (``reproduce --precision``); None: the inputs'."""
+    return ctx.settings.get("precision")
 
 
 def to_json(value: Any) -> Any:

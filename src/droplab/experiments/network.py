@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .. import ensemble, means
-from ._base import Context, Experiment, Verdict, draw_hist, hist, worst_ratio
+from ._base import Context, Experiment, Verdict, draw_hist, hist, mc_precision, worst_ratio
 
 WHEN = (("before", 0), ("after", "last"))
 # George & Mallery (2010): skewness and excess kurtosis within +-2 are read as acceptably close to Gaussian
@@ -32,7 +32,8 @@ def mc_stats(ctx: Context, epoch: int | str, pairs: tuple = (), samples: int | N
         net = ctx.study.model(epoch)
         x = ctx.study.inputs()
         gen = torch.Generator(device=ctx.device).manual_seed(ctx.seed)
-        mc = ensemble.monte_carlo(net, x, samples=samples, generator=gen, pairs=list(pairs))
+        mc = ensemble.monte_carlo(net, x, samples=samples, generator=gen, pairs=list(pairs),
+                                  precision=mc_precision(ctx))
         ctx.cache[key] = (mc, ensemble.weight_scaled(net, x))
     return ctx.cache[key]
 

@@ -9,7 +9,7 @@ import torch
 
 from .. import ensemble, modes, train
 from ..net import DropoutMLP
-from ._base import Context, Experiment, Verdict, binomial_se, worst_ratio
+from ._base import Context, Experiment, Verdict, binomial_se, mc_precision, worst_ratio
 from .network import WITHIN_SD, flat, mc_stats
 
 
@@ -23,7 +23,8 @@ def compute_three_networks(ctx: Context) -> dict[str, Any]:
     k = ctx.settings["samples"]
     w = ensemble.weight_scaled(dropout_net, x)
     stats = {"dropout": mc_stats(ctx, "last")[0],  # the study network's own measurement (Figs. 9.3-9.15)
-             "spiking": ensemble.monte_carlo(spiking_net, x, samples=k, generator=gen)}
+             "spiking": ensemble.monte_carlo(spiking_net, x, samples=k, generator=gen,
+                                                 precision=mc_precision(ctx))}
     out: dict[str, Any] = {"layers": {}, "numbers": {}}
     for h in range(1, len(w.layers)):
         row = {"W": flat(w.layers[h].E)[:2000].tolist()}

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .. import ensemble, means, train
-from ._base import Context, Experiment, Verdict, worst_ratio
+from ._base import Context, Experiment, Verdict, mc_precision, worst_ratio
 from .network import WITHIN_SD, flat
 
 TRANSFERS = ("logistic", "tanh", "relu")
@@ -41,7 +41,8 @@ def compute(ctx: Context) -> dict[str, Any]:
         result = _train(ctx, transfer)
         net = result.model.eval()
         gen = torch.Generator(device=ctx.device).manual_seed(ctx.seed)
-        mc = ensemble.monte_carlo(net, x, samples=ctx.settings["samples"], generator=gen)
+        mc = ensemble.monte_carlo(net, x, samples=ctx.settings["samples"], generator=gen,
+                                  precision=mc_precision(ctx))
         ws = ensemble.weight_scaled(net, x)
         n[f"{transfer}: test error %"] = result.test_error
         for h in range(1, len(mc.layers) - 1):
