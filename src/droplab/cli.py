@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -466,7 +467,8 @@ def main(argv: list[str] | None = None) -> int:
             from . import threads
 
             threads_before = torch.get_num_threads()
-            threads.enable()  # fewer threads while other processes hold cores (see droplab.threads)
+            if os.environ.get("DROPLAB_ADAPT_THREADS", "1") != "0":
+                threads.enable()  # fewer threads while other processes hold cores (see droplab.threads)
         commands = {"train": cmd_train, "evaluate": cmd_evaluate, "reproduce": cmd_reproduce, "compare": cmd_compare,
                     "sweep": cmd_sweep}
         return commands[args.command](args)

@@ -10,6 +10,10 @@ step), at most once a second, droplab reads the machine's busy time (``/proc/sta
 the other processes' load in cores, and sets ``torch.set_num_threads`` to the cores they leave free (at least
 1, at most the cores this process may use or the cap given). The command line enables it; the library leaves
 the thread count alone unless asked. Where ``/proc/stat`` is missing (not Linux) nothing changes.
+
+A seed gives the same masks whatever the thread count (``droplab.gates.random_words``), but some of torch's
+reductions split their work by thread, so a run whose thread count changed can differ from another in the last
+bits. ``DROPLAB_ADAPT_THREADS=0`` keeps the command line at torch's own count.
 """
 
 from __future__ import annotations
