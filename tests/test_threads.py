@@ -52,3 +52,16 @@ def test_disabled_by_default_and_bad_cap():
     assert not threads.enabled() and threads.maybe_adapt() is None
     with pytest.raises(ValueError, match="max_threads must be a positive integer"):
         threads.enable(0)
+
+
+def test_the_command_line_turns_it_on_and_off_again(monkeypatch, tmp_path):
+    from droplab.cli import main
+
+    calls = []
+    monkeypatch.setattr(threads, "enable", lambda *a, **k: calls.append("on"))
+    before = torch.get_num_threads()
+    main(["evaluate", str(tmp_path / "none.safetensors")])
+    assert calls == ["on"] and not threads.enabled() and torch.get_num_threads() == before
+    monkeypatch.setenv("DROPLAB_ADAPT_THREADS", "0")
+    main(["evaluate", str(tmp_path / "none.safetensors")])
+    assert calls == ["on"]  # not again: the variable keeps torch's own count
