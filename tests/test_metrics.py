@@ -86,3 +86,15 @@ def test_values_statistics_are_refused():
     with pytest.raises(ValueError, match="output='values'"):
         metrics.accuracy(stats, torch.tensor([0, 1]))
     assert np.isfinite(float(stats.output.Var.sum()))
+
+
+def test_figures_are_written_readable_by_others(tmp_path):
+    import os
+    import stat
+
+    p, y = _predictions()
+    metrics.reliability_diagram(p, y, tmp_path / "r.png")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "r.png").stat().st_mode) == 0o666 & ~umask  # not mkstemp's 0600
+    assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

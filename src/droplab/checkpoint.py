@@ -15,7 +15,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-__all__ = ["FORMAT", "atomic_write_text", "load_checkpoint_file", "save_checkpoint_file"]
+__all__ = ["FORMAT", "atomic_save_figure", "atomic_write_text", "load_checkpoint_file", "save_checkpoint_file"]
 
 FORMAT = "droplab-checkpoint/1"
 
@@ -43,6 +43,19 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_save_figure(fig: Any, path: str | os.PathLike[str], **savefig: Any) -> None:
+    """Write a matplotlib figure as a PNG to ``path`` atomically (readable by others, like every droplab output);
+    ``savefig`` options (``dpi``, ``bbox_inches``) go to ``fig.savefig``."""
+    path = Path(path)
+    fd, tmp = _atomic_target(path)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format="png", **savefig)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

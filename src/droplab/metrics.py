@@ -20,13 +20,13 @@ Every function takes ``predictions``, either a tensor of class probabilities (B,
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
+
+from .checkpoint import atomic_save_figure
 
 __all__ = ["Reliability", "accuracy", "brier_score", "expected_calibration_error", "negative_log_likelihood",
            "reliability", "reliability_diagram", "scores"]
@@ -170,13 +170,5 @@ def reliability_diagram(predictions: Any, labels: Any, path: str | os.PathLike[s
         share.set_ylabel("share of inputs", fontsize=10)
         share.set_xlim(0, 1)
     if path is not None:
-        path = Path(path)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-        os.close(fd)
-        try:
-            fig.savefig(tmp, bbox_inches="tight")
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        atomic_save_figure(fig, path, bbox_inches="tight")
     return fig

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import atomic_write_text
+from .checkpoint import atomic_save_figure, atomic_write_text
 from .experiments import EXPERIMENTS, PRESETS, SUBSTITUTES
 from .experiments._base import GROUPS, Context, Experiment, to_json
 from .experiments.study import Study
@@ -46,10 +46,10 @@ def _save_figure(plot: Any, result: dict[str, Any], path: Path) -> None:
 
     with plt.rc_context(FIGURE_STYLE):
         fig = plot(result)
-        tmp = path.with_name(f".{path.name}.tmp.png")
-        fig.savefig(tmp, dpi=100)
-        plt.close(fig)
-    tmp.replace(path)  # savefig creates it as an ordinary file (0644 under the usual umask)
+        try:
+            atomic_save_figure(fig, path, dpi=100)
+        finally:
+            plt.close(fig)
 
 
 def _cached(exp: Experiment, ctx: Context, out: Path) -> dict[str, Any] | None:

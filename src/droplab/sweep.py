@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import atomic_write_text
+from .checkpoint import atomic_save_figure, atomic_write_text
 
 __all__ = ["PRESETS", "Sweep", "load_sweep", "run_sweep", "write_outputs"]
 
@@ -473,19 +473,12 @@ def _mean_by(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[tuple[An
 
 
 def _save(fig: Any, path: Path) -> None:
-    import tempfile
-
     import matplotlib.pyplot as plt
 
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
     try:
-        fig.savefig(tmp, bbox_inches="tight")
-        os.replace(tmp, path)
+        atomic_save_figure(fig, path, bbox_inches="tight")
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _heat_map(sweep: Sweep, rows: list[dict[str, Any]], path: Path) -> None:
