@@ -18,147 +18,146 @@ from droplab.experiments import (
     spiking,
     transfer,
 )
-from droplab.experiments._base import Verdict, binomial_se, worst_ratio
+from droplab.experiments._base import Numbers, Verdict, binomial_se, worst_ratio
 
 
 def _gaussian(mean=0.0, sd=0.01, skew=0.1, kurt=0.2):
     return [mean, sd, skew, kurt]
 
 
+def put(key, value, **where):
+    """A break: set the numbers under ``key`` at ``where`` (at least one must exist: a break cannot miss)."""
+
+    def change(r):
+        r["numbers"] = Numbers(r["numbers"]).set(key, value, **where).records()
+
+    return change
+
+
 def approximations_holding():
-    n = {}
+    n = Numbers()
     for when in ("before", "after"):
         for h in (1, 2, 3):
-            p = f"layer {h} {when}: "
-            n[p + "mean |E - W|"] = 0.004
-            n[p + "mean |E - NWGM|"] = 0.003
-            n[p + "mean sd(O)"] = 0.05
-            n[p + "fraction |E - NWGM| <= bound 2 + 5 SE"] = 1.0
-            n[p + "mean error of Eq. 87 (E - NWGM)"] = 2e-3
-            n[p + "mean error of Eq. 202 (E - NWGM)"] = 1e-3
-            n[p + "mean |E(f'(S)) - f'(E(S))|"] = 1e-3
-            n[p + "mean first-order spread of f'(S), |f''(E(S))| sd(S)"] = 1e-2
-            n[p + "NWGM - E: mean, sd, skewness, excess kurtosis"] = _gaussian()
-            n[p + "W - E: mean, sd, skewness, excess kurtosis"] = _gaussian(skew=0.1 if when == "before" else 0.5)
-            n[p + "correlation(alpha, beta)"] = 0.02
-            n[p + "sd(alpha), sd(beta), sd(E - W)"] = [0.004, 0.003, 0.005]
-        n[f"{when}: sd(E - W) at the top hidden layer, sqrt(sum of Var(alpha) over layers)"] = [0.005, 0.007]
-    return {"numbers": n}
-
-
-def _set(r, key_suffix, value, when="after", layers=(3,)):
-    for h in layers:
-        r["numbers"][f"layer {h} {when}: {key_suffix}"] = value
+            at = {"layer": h, "when": when}
+            n.add("mean_abs_e_minus_w", 0.004, "", **at)
+            n.add("mean_abs_e_minus_nwgm", 0.003, "", **at)
+            n.add("mean_sd", 0.05, "", **at)
+            n.add("fraction_within_bound_2", 1.0, "", **at)
+            n.add("mean_error_eq87", 2e-3, "", **at)
+            n.add("mean_error_eq202", 1e-3, "", **at)
+            n.add("mean_derivative_gap", 1e-3, "", **at)
+            n.add("mean_derivative_spread", 1e-2, "", **at)
+            n.add("shape_nwgm_minus_e", _gaussian(), "", **at)
+            n.add("shape_w_minus_e", _gaussian(skew=0.1 if when == "before" else 0.5), "", **at)
+            n.add("correlation_alpha_beta", 0.02, "", **at)
+            n.add("sd_alpha", 0.004, "", **at)
+            n.add("sd_e_minus_w", 0.005, "", **at)
+        n.add("accumulated_sd_alpha", 0.007, "", when=when, top_layer=3)
+    return {"numbers": n.records()}
 
 
 APPROXIMATION_BREAKS = [
-    (0, lambda r: _set(r, "mean |E - W|", 0.06)),
-    (1, lambda r: _set(r, "mean |E - NWGM|", 0.06)),
-    (2, lambda r: _set(r, "fraction |E - NWGM| <= bound 2 + 5 SE", 0.999)),
-    (3, lambda r: _set(r, "mean error of Eq. 202 (E - NWGM)", 3e-3)),
-    (4, lambda r: _set(r, "mean |E(f'(S)) - f'(E(S))|", 2e-2)),
-    (5, lambda r: _set(r, "NWGM - E: mean, sd, skewness, excess kurtosis", _gaussian(kurt=3.0), "before")),
-    (6, lambda r: _set(r, "NWGM - E: mean, sd, skewness, excess kurtosis", _gaussian(mean=0.05))),
-    (7, lambda r: _set(r, "W - E: mean, sd, skewness, excess kurtosis", _gaussian(skew=-2.5), "before")),
-    (8, lambda r: _set(r, "W - E: mean, sd, skewness, excess kurtosis", _gaussian(kurt=-2.5))),
-    (9, lambda r: _set(r, "W - E: mean, sd, skewness, excess kurtosis", _gaussian(skew=0.01), layers=(1, 2, 3))),
-    (10, lambda r: _set(r, "correlation(alpha, beta)", -0.3)),
-    (11, lambda r: r["numbers"].update(
-        {"after: sd(E - W) at the top hidden layer, sqrt(sum of Var(alpha) over layers)": [0.008, 0.007]})),
+    (0, put("mean_abs_e_minus_w", 0.06, layer=3, when="after")),
+    (1, put("mean_abs_e_minus_nwgm", 0.06, layer=3, when="after")),
+    (2, put("fraction_within_bound_2", 0.999, layer=3, when="after")),
+    (3, put("mean_error_eq202", 3e-3, layer=3, when="after")),
+    (4, put("mean_derivative_gap", 2e-2, layer=3, when="after")),
+    (5, put("shape_nwgm_minus_e", _gaussian(kurt=3.0), layer=3, when="before")),
+    (6, put("shape_nwgm_minus_e", _gaussian(mean=0.05), layer=3, when="after")),
+    (7, put("shape_w_minus_e", _gaussian(skew=-2.5), layer=3, when="before")),
+    (8, put("shape_w_minus_e", _gaussian(kurt=-2.5), layer=3, when="after")),
+    (9, put("shape_w_minus_e", _gaussian(skew=0.01), when="after")),
+    (10, put("correlation_alpha_beta", -0.3, layer=3, when="after")),
+    (11, put("sd_e_minus_w", 0.008, layer=3, when="after")),
 ]
 
 
-VAR_CURVE = "mean Var at the start, its peak (epoch), at the end"
-
-
 def variance_holding():
-    n = {"after: fraction Var <= W(1 - W) + 5 SE": 0.99, "before: mean |E(OO) - W W|": 1e-3,
-         "before: mean |E(OO) - W|": 0.2, "after: mean |E(OO) - W W|": 1e-2, "after: mean |E(OO) - W|": 0.05,
-         "mean Var at the start, its peak (epoch), at the end": [1e-4, 5e-3, 8.0, 3e-3]}
-    return {"numbers": n, "epochs": list(range(31))}
+    n = Numbers().add("fraction_var_within_bound", 0.99, "", when="after")
+    for when, ww, w in (("before", 1e-3, 0.2), ("after", 1e-2, 0.05)):
+        n.add("mean_abs_e_oo_minus_ww", ww, "", when=when).add("mean_abs_e_oo_minus_w", w, "", when=when)
+    for key, value in (("start", 1e-4), ("peak", 5e-3), ("peak_epoch", 8), ("end", 3e-3)):
+        n.add(f"curve_var_{key}", value, "")
+    return {"numbers": n.records(), "epochs": list(range(31))}
 
 
 VARIANCE_BREAKS = [
-    (0, lambda r: r["numbers"].update({"after: fraction Var <= W(1 - W) + 5 SE": 0.9})),
-    (1, lambda r: r["numbers"].update({"before: mean |E(OO) - W W|": 0.3})),
-    (2, lambda r: r["numbers"].update({"after: mean |E(OO) - W W|": 0.06})),
-    (3, lambda r: r["numbers"].update({VAR_CURVE: [1e-3, 5e-3, 8.0, 3e-3]})),
-    (3, lambda r: r["numbers"].update({VAR_CURVE: [1e-4, 5e-3, 30.0, 5e-3]})),
+    (0, put("fraction_var_within_bound", 0.9, when="after")),
+    (1, put("mean_abs_e_oo_minus_ww", 0.3, when="before")),
+    (2, put("mean_abs_e_oo_minus_ww", 0.06, when="after")),
+    (3, put("curve_var_start", 1e-3)),
+    (3, put("curve_var_peak_epoch", 30)),
+    (3, put("curve_var_end", 5e-3)),
 ]
 
 
 def pairs_holding():
-    n = {}
-    for when in ("before", "after"):
-        n[f"{when}: unconnected, mean |E(OO) - W W|"] = 1e-3
-        n[f"{when}: unconnected, mean |E(OO) - 0|"] = 0.2
-    n["before: connected, W W error minus W_ij W_j error (mean, SE)"] = [-1e-4, 1e-4]
-    n["after: connected, W W error minus W_ij W_j error (mean, SE)"] = [1e-3, 1e-4]
-    return {"numbers": n}
+    n = Numbers()
+    for when, gain in (("before", -1e-4), ("after", 1e-3)):
+        n.add("mean_abs_error_ww", 1e-3, "", when=when, pairs="unconnected")
+        n.add("mean_abs_error_zero", 0.2, "", when=when, pairs="unconnected")
+        n.add("correction_gain", gain, "", when=when, pairs="connected")
+        n.add("correction_gain_se", 1e-4, "", when=when, pairs="connected")
+    return {"numbers": n.records()}
 
 
 PAIRS_BREAKS = [
-    (0, lambda r: r["numbers"].update({"before: unconnected, mean |E(OO) - W W|": 0.05})),
-    (1, lambda r: r["numbers"].update({"after: unconnected, mean |E(OO) - 0|": 5e-3})),
-    (2, lambda r: r["numbers"].update({"before: connected, W W error minus W_ij W_j error (mean, SE)": [1e-3, 1e-4]})),
-    (3, lambda r: r["numbers"].update({"after: connected, W W error minus W_ij W_j error (mean, SE)": [1e-4, 1e-4]})),
+    (0, put("mean_abs_error_ww", 0.05, when="before", pairs="unconnected")),
+    (1, put("mean_abs_error_zero", 5e-3, when="after")),
+    (2, put("correction_gain", 1e-3, when="before")),
+    (3, put("correction_gain", 1e-4, when="after")),
 ]
 
 
 def dynamics_holding():
-    n = {}
+    n = Numbers()
     for h in (1, 2, 3):
-        n[f"layer {h}: fraction of activations below 0.1"] = 0.7
-        n[f"layer {h}: active units, mean dropout sd at the end, its SE, count"] = [0.1, 0.005, 300]
-    n.update({"active unit: dropout sd at start, peak, end": [0.001, 0.2, 0.15],
-              "active unit: t of the sd trend over the last quarter of epochs": 0.5,
-              "inactive unit: peak dropout sd": 0.01, "inactive unit: mean output at end": 0.01})
-    return {"numbers": n}
+        n.add("fraction_below_0_1", 0.7, "", layer=h).add("active_units", 300, "", layer=h)
+        n.add("active_mean_sd_end", 0.1, "", layer=h).add("active_mean_sd_end_se", 0.005, "", layer=h)
+    for key, value in (("sd_start", 0.001), ("sd_peak", 0.2), ("sd_end", 0.15), ("sd_trend_t", 0.5)):
+        n.add(key, value, "", unit="active unit")
+    n.add("sd_peak", 0.01, "", unit="inactive unit").add("mean_end", 0.01, "", unit="inactive unit")
+    return {"numbers": n.records()}
 
 
 DYNAMICS_BREAKS = [
-    (0, lambda r: r["numbers"].update({"layer 2: fraction of activations below 0.1": 0.3})),
-    (1, lambda r: r["numbers"].update({"active unit: dropout sd at start, peak, end": [0.05, 0.2, 0.15]})),
-    (2, lambda r: r["numbers"].update({"active unit: t of the sd trend over the last quarter of epochs": -4.0})),
-    (3, lambda r: r["numbers"].update({"inactive unit: mean output at end": 0.3})),
-    (3, lambda r: r["numbers"].update({"inactive unit: peak dropout sd": 0.3})),
-    (4, lambda r: r["numbers"].update({"layer 3: active units, mean dropout sd at the end, its SE, count": [0.2, 0.005,
-                                                                                                          300]})),
+    (0, put("fraction_below_0_1", 0.3, layer=2)),
+    (1, put("sd_start", 0.05, unit="active unit")),
+    (2, put("sd_trend_t", -4.0, unit="active unit")),
+    (3, put("mean_end", 0.3, unit="inactive unit")),
+    (3, put("sd_peak", 0.3, unit="inactive unit")),
+    (4, put("active_mean_sd_end", 0.2, layer=3)),
 ]
 
 
 def three_networks_holding():
-    n = {}
-    for h in (1, 2):
-        for name in ("dropout", "spiking"):
-            n[f"layer {h}: mean |E({name}) - W|"] = 0.01
-            n[f"layer {h}: mean sd(O) ({name})"] = 0.1
-    n["predicted class agrees with W (dropout)"] = n["predicted class agrees with W (spiking)"] = 1.0
-    return {"numbers": n}
+    n = Numbers()
+    for name in ("dropout", "spiking"):
+        for h in (1, 2):
+            n.add("mean_abs_e_minus_w", 0.01, "", network=name, layer=h).add("mean_sd", 0.1, "", network=name, layer=h)
+        n.add("class_agreement", 1.0, "", network=name)
+    return {"numbers": n.records()}
 
 
 THREE_BREAKS = [
-    (0, lambda r: r["numbers"].update({"layer 2: mean |E(dropout) - W|": 0.2})),
-    (1, lambda r: r["numbers"].update({"layer 1: mean |E(spiking) - W|": 0.2})),
+    (0, put("mean_abs_e_minus_w", 0.2, network="dropout", layer=2)),
+    (1, put("mean_abs_e_minus_w", 0.2, network="spiking", layer=1)),
 ]
 
 
-SMALL_LR = "small learning rate: test error after 2 epochs, backpropagation, backpercolation"
-
-
 def backpercolation_holding():
-    return {"numbers": {
-        "backpercolation p = f'(S): exact expectation against backpropagation, max relative difference": 1e-17,
-        "backpercolation p = f'(S): relative error of the average of 50, 200 samples": [0.4, 0.2],
-        SMALL_LR: [10.0, 10.5], "small learning rate: SE of the difference": 0.9}}
+    n = Numbers().add("exact_relative_difference", 1e-17, "", backward="p = f'(S)")
+    n.add("relative_error_of_average", 0.4, "", backward="p = f'(S)", samples=50)
+    n.add("relative_error_of_average", 0.2, "", backward="p = f'(S)", samples=200)
+    n.add("test_error", 10.0, "", training="backpropagation").add("test_error", 10.5, "", training="backpercolation")
+    n.add("test_error_difference_se", 0.9, "")
+    return {"numbers": n.records()}
 
 
 BACKPERC_BREAKS = [
-    (0, lambda r: r["numbers"].update(
-        {"backpercolation p = f'(S): exact expectation against backpropagation, max relative difference": 0.1})),
-    (1, lambda r: r["numbers"].update(
-        {"backpercolation p = f'(S): relative error of the average of 50, 200 samples": [0.4, 0.35]})),
-    (2, lambda r: r["numbers"].update({SMALL_LR: [10.0, 14.0]})),
+    (0, put("exact_relative_difference", 0.1)),
+    (1, put("relative_error_of_average", 0.35, samples=200)),
+    (2, put("test_error", 14.0, training="backpercolation")),
 ]
 
 
@@ -167,7 +166,7 @@ def generalization_holding():
               "dropin": 80.0}
     mc = {"samples": [1, 2, 5, 10, 20, 50, 100, 200], "error": [7.0, 6.0, 5.0, 4.5, 4.2, 4.1, 4.0, 4.0],
           "weight_scaled": 4.0}
-    return {"errors": errors, "mc": mc, "numbers": {"test examples": 2000}}
+    return {"errors": errors, "mc": mc, "numbers": Numbers().add("test_examples", 2000, "").records()}
 
 
 GENERALIZATION_BREAKS = [
@@ -179,152 +178,156 @@ GENERALIZATION_BREAKS = [
 
 
 def dropin_holding():
-    return {"numbers": {"bernoulli gates on the dropout-trained weights: mean Var(S) per layer": [1.0, 2.0, 3.0, 0.5],
-                        "dropin gates on the dropout-trained weights: mean Var(S) per layer": [2.0, 5.0, 9.0, 3.0],
-                        "dropin: test error": 20.0, "bernoulli: test error": 4.0, "test examples": 2000}}
+    n = Numbers().add("test_error", 20.0, "", gate="dropin").add("test_error", 4.0, "", gate="bernoulli")
+    n.add("test_examples", 2000, "")
+    for gate, values in (("bernoulli", [1.0, 2.0, 3.0, 0.5]), ("dropin", [2.0, 5.0, 9.0, 3.0])):
+        for h, v in enumerate(values, start=1):
+            n.add("mean_var_s", v, "", gate=gate, layer=h)
+    return {"numbers": n.records()}
 
 
 DROPIN_BREAKS = [
-    (0, lambda r: r["numbers"].update({"dropin: test error": 4.5})),
-    (1, lambda r: r["numbers"].update(
-        {"dropin gates on the dropout-trained weights: mean Var(S) per layer": [2.0, 5.0, 2.0, 3.0]})),
+    (0, put("test_error", 4.5, gate="dropin")),
+    (1, put("mean_var_s", 2.0, gate="dropin", layer=3)),
 ]
 
 
 def gradients_holding():
-    return {"numbers": {
-        "single linear unit (Eq. 147): max |E(dE_D/dw) - (dE_ENS/dw + w I^2 Var(delta))|": 1e-16,
-        "deep linear network (Eq. 155): |E(dE_D/dw) - (dE_ENS/dw + w Var(alpha) + Cov(alpha, beta))|": 0.0},
-        "curve": {"scale": [0.1, 1.0], "eq164": [1e-5, 1e-2], "ens164": [1e-2, 1e-1], "eq181": [1e-5, 1e-2],
-                  "ens181": [1e-2, 1e-1]}}
+    n = Numbers().add("difference", 1e-16, "", network="single linear unit (Eq. 147)")
+    n.add("difference", 0.0, "", network="deep linear network (Eq. 155)")
+    for net in ("logistic unit", "top layer"):
+        for scale, corrected, ens in ((0.1, 1e-5, 1e-2), (1.0, 1e-2, 1e-1)):
+            n.add("relative_error_corrected", corrected, "", network=net, weight_scale=scale)
+            n.add("relative_error_ensemble", ens, "", network=net, weight_scale=scale)
+    return {"numbers": n.records()}
 
 
 GRADIENT_BREAKS = [
-    (0, lambda r: r["numbers"].update(
-        {"single linear unit (Eq. 147): max |E(dE_D/dw) - (dE_ENS/dw + w I^2 Var(delta))|": 1e-4})),
-    (1, lambda r: r["numbers"].update(
-        {"deep linear network (Eq. 155): |E(dE_D/dw) - (dE_ENS/dw + w Var(alpha) + Cov(alpha, beta))|": 1e-3})),
-    (2, lambda r: r["curve"].update({"eq164": [2e-2, 1e-2]})),
-    (3, lambda r: r["curve"].update({"eq181": [2e-2, 1e-2]})),
+    (0, put("difference", 1e-4, network="single linear unit (Eq. 147)")),
+    (1, put("difference", 1e-3, network="deep linear network (Eq. 155)")),
+    (2, put("relative_error_corrected", 2e-2, network="logistic unit", weight_scale=0.1)),
+    (3, put("relative_error_corrected", 2e-2, network="top layer", weight_scale=0.1)),
 ]
 
 
 def sampling_holding():
-    names = list(sampling.DISTRIBUTIONS)
-    n = {}
-    for k in names:
-        n[f"{k}: mean E, m=100"] = 0.5 if "0.5)" in k or "[0, 1]" in k else 0.25
-        n[f"{k}: mean NWGM, m=100"] = n[f"{k}: mean E, m=100"] - 0.0001
-        n[f"{k}: sd of NWGM - E, m=100"] = 0.01
-        n[f"{k}: correlation at m=1000"] = 0.99
-        n[f"{k}: m x covariance at m=100 and m=1000, SE of their difference"] = [0.05, 0.051, 0.002]
-    n["uniform [0, 0.5]: fraction of samples with NWGM <= E, m=100"] = 1.0
-    return {"numbers": n, "sizes": [10, 100, 1000], "repeats": 5000}
+    n = Numbers()
+    for k in sampling.DISTRIBUTIONS:
+        e = 0.5 if "0.5)" in k or "[0, 1]" in k else 0.25
+        n.add("mean_e", e, "", distribution=k, m=100).add("mean_nwgm", e - 0.0001, "", distribution=k, m=100)
+        n.add("sd_nwgm_minus_e", 0.01, "", distribution=k, m=100)
+        n.add("correlation", 0.99, "", distribution=k, m=1000)
+        n.add("m_covariance", 0.05, "", distribution=k, m=100).add("m_covariance", 0.051, "", distribution=k, m=1000)
+        n.add("se_m_covariance_difference", 0.002, "", distribution=k)
+        n.add("fraction_nwgm_le_e", 1.0, "", distribution=k, m=100)
+    return {"numbers": n.records(), "sizes": [10, 100, 1000], "repeats": 5000}
 
 
 SAMPLING_BREAKS = [
-    (0, lambda r: r["numbers"].update({"normal (0.5, 0.1): mean NWGM, m=100": 0.45})),
-    (1, lambda r: r["numbers"].update({"uniform [0, 1]: correlation at m=1000": 0.5})),
-    (2, lambda r: r["numbers"].update({"uniform [0, 1]: m x covariance at m=100 and m=1000, SE of their difference":
-                                       [0.05, 0.03, 0.002]})),
-    (3, lambda r: r["numbers"].update({"uniform [0, 0.5]: fraction of samples with NWGM <= E, m=100": 0.9998})),
+    (0, put("mean_nwgm", 0.45, distribution="normal (0.5, 0.1)")),
+    (1, put("correlation", 0.5, distribution="uniform [0, 1]")),
+    (2, put("m_covariance", 0.03, distribution="uniform [0, 1]", m=1000)),
+    (3, put("fraction_nwgm_le_e", 0.9998, distribution="uniform [0, 0.5]")),
 ]
 
 
 def bounds_holding():
     import math
 
-    return {"numbers": {"argmax bound (Fig. 8.1)": 0.5 - math.sqrt(math.sqrt(5) - 2) / 2,
-                        "paper: 0.5 - sqrt(sqrt(5) - 2) / 2": 0.5 - math.sqrt(math.sqrt(5) - 2) / 2,
-                        "argmax 2E(1-E)|1-2E| (Fig. 8.2)": 0.5 - math.sqrt(3) / 6,
-                        "paper: 0.5 - sqrt(3) / 6": 0.5 - math.sqrt(3) / 6}}
+    n = Numbers()
+    for fig, value in (("Fig. 8.1", 0.5 - math.sqrt(math.sqrt(5) - 2) / 2), ("Fig. 8.2", 0.5 - math.sqrt(3) / 6)):
+        n.add("argmax", value, "", figure=fig).add("argmax_paper", value, "", figure=fig)
+    return {"numbers": n.records()}
 
 
 BOUNDS_BREAKS = [
-    (0, lambda r: r["numbers"].update({"argmax bound (Fig. 8.1)": 0.26})),
-    (1, lambda r: r["numbers"].update({"argmax 2E(1-E)|1-2E| (Fig. 8.2)": 0.25})),
+    (0, put("argmax", 0.26, figure="Fig. 8.1")),
+    (1, put("argmax", 0.25, figure="Fig. 8.2")),
 ]
 
 
 def means_holding():
-    n = {"Eq. 88 example: largest difference from the paper": 4e-7, "Eq. 88 example: NWGM - E >= E - G": True,
-         "(0.25, 0.75) example: E, NWGM": [0.5, 0.5],
-         "O = (0.55, 0.65): E - NWGM true, Eq. 85, Eq. 202": [-1.0e-3, -1.01e-3, -1.0e-3],
-         "O = (0.55, 0.65): V": 0.0025,
-         "O = (0.55, 0.65): E - G true, V (Eq. 84), V / (2E) (Appendix B)": [2e-3, 2.5e-3, 2e-3],
-         "Eq. 77: fraction with G <= E": 1.0, "property 2: fraction with G <= NWGM": 1.0,
-         "Eq. 81: fraction with NWGM <= E when every O <= 0.5": 1.0,
-         "Eq. 82: fraction with NWGM >= E when every O >= 0.5": 1.0,
-         "mean |E - NWGM|, mean |E - a random member|": [0.01, 0.2]}
+    n = Numbers().add("eq88_largest_difference", 4e-7, "").add("eq88_nwgm_gap_above_g_gap", True, "")
+    n.add("symmetric_e", 0.5, "").add("symmetric_nwgm", 0.5, "")
+    for estimate, value in (("true", -1.0e-3), ("Eq. 85", -1.01e-3), ("Eq. 202", -1.0e-3)):
+        n.add("e_minus_nwgm", value, "", estimate=estimate)
+    n.add("v", 0.0025, "").add("v_over_2e", 2e-3, "")
+    for key in ("fraction_g_le_e", "fraction_g_le_nwgm", "fraction_nwgm_le_e_low", "fraction_nwgm_ge_e_high"):
+        n.add(key, 1.0, "")
+    n.add("mean_abs_e_minus_nwgm", 0.01, "").add("mean_abs_e_minus_member", 0.2, "")
     for loss in ("squared", "relative entropy"):
         for name in ("E", "G", "NWGM"):
-            n[f"Eqs. 56-58, {loss}, t in [0, 1]: fraction with Error({name}) <= E(Error)"] = 1.0
-    return {"numbers": n}
+            n.add("fraction_error_at_most_expected", 1.0, "", loss=loss, target="t in [0, 1]", mean=name)
+    return {"numbers": n.records()}
 
 
 MEANS_BREAKS = [
-    (0, lambda r: r["numbers"].update({"Eq. 88 example: largest difference from the paper": 3e-6})),
-    (1, lambda r: r["numbers"].update({"(0.25, 0.75) example: E, NWGM": [0.5, 0.5001]})),
-    (2, lambda r: r["numbers"].update({"O = (0.55, 0.65): E - NWGM true, Eq. 85, Eq. 202": [-1e-3, -5e-4, -1e-3]})),
-    (3, lambda r: r["numbers"].update({"Eqs. 56-58, squared, t in [0, 1]: fraction with Error(E) <= E(Error)": 0.99})),
-    (4, lambda r: r["numbers"].update(
-        {"Eqs. 56-58, relative entropy, t in [0, 1]: fraction with Error(NWGM) <= E(Error)": 0.99})),
-    (5, lambda r: r["numbers"].update({"Eqs. 56-58, squared, t in [0, 1]: fraction with Error(G) <= E(Error)": 0.8})),
-    (6, lambda r: r["numbers"].update({"Eq. 81: fraction with NWGM <= E when every O <= 0.5": 0.9999})),
-    (7, lambda r: r["numbers"].update({"mean |E - NWGM|, mean |E - a random member|": [0.3, 0.2]})),
+    (0, put("eq88_largest_difference", 3e-6)),
+    (0, put("eq88_nwgm_gap_above_g_gap", False)),
+    (1, put("symmetric_nwgm", 0.5001)),
+    (2, put("e_minus_nwgm", -5e-4, estimate="Eq. 85")),
+    (3, put("fraction_error_at_most_expected", 0.99, loss="squared", mean="E")),
+    (4, put("fraction_error_at_most_expected", 0.99, loss="relative entropy", mean="NWGM")),
+    (5, put("fraction_error_at_most_expected", 0.8, loss="squared", mean="G")),
+    (6, put("fraction_nwgm_le_e_low", 0.9999)),
+    (7, put("mean_abs_e_minus_nwgm", 0.3)),
 ]
 
 
 def lecture_holding():
-    return {"numbers": {"worked example output (lecture: [60, 132])": [60.0, 132.0],
-                        "linear-unit penalty: max |measured - p(1-p) formula|": 1e-16,
-                        "linear-unit penalty: p of the largest penalty": 0.5},
-            "worked": [60.0, 132.0], "l2": {"rows": [[1.001, 1.0, 0.8], [2.0, 2.002, 1.5]]},
+    n = Numbers().add("worked_example", [60.0, 132.0], "").add("penalty_gap", 1e-16, "").add("penalty_argmax", 0.5, "")
+    return {"numbers": n.records(), "l2": {"rows": [[1.001, 1.0, 0.8], [2.0, 2.002, 1.5]]},
             "ensemble": {"n": [1, 2], "curves": {"0.5": {"measured": [1.0, 0.751], "formula": [1.0, 0.75]}}},
             "coadapt": {"with dropout": {"co-adapted weights before": 1.0, "co-adapted weights after": 0.2},
                         "without dropout": {"co-adapted weights before": 1.0, "co-adapted weights after": 1.0}}}
 
 
 LECTURE_BREAKS = [
-    (0, lambda r: r.update({"worked": [60.0, 133.0]})),
+    (0, put("worked_example", [60.0, 133.0])),
     (1, lambda r: r.update({"l2": {"rows": [[1.05, 1.0, 0.8]]}})),
     (2, lambda r: r.update({"ensemble": {"n": [2], "curves": {"0.5": {"measured": [0.8], "formula": [0.75]}}}})),
     (3, lambda r: r["coadapt"]["with dropout"].update({"co-adapted weights after": 0.7})),
     (3, lambda r: r["coadapt"]["without dropout"].update({"co-adapted weights after": 0.5})),
-    (4, lambda r: r["numbers"].update({"linear-unit penalty: p of the largest penalty": 0.45})),
+    (4, put("penalty_argmax", 0.45)),
+    (4, put("penalty_gap", 1e-6)),
 ]
 
+
 def appendix_holding():
-    n = {}
+    n = Numbers()
     for h in (1, 2):
-        n[f"layer {h} after: mean |E - Eq. 242|, mean |E - NWGM|"] = [0.002, 0.003]
-        n[f"layer {h} after: mean |E - gaussian_moments|, mean |E - W|"] = [0.003, 0.004]
-        n[f"layer {h} after: mean sd(O)"] = 0.05
-    return {"numbers": n}
+        at = {"layer": h, "when": "after"}
+        n.add("mean_abs_e_minus_eq242", 0.002, "", **at).add("mean_abs_e_minus_nwgm", 0.003, "", **at)
+        n.add("mean_abs_e_minus_gaussian_moments", 0.003, "", **at).add("mean_sd", 0.05, "", **at)
+    return {"numbers": n.records()}
 
 
 APPENDIX_BREAKS = [
-    (0, lambda r: r["numbers"].update({"layer 2 after: mean |E - Eq. 242|, mean |E - NWGM|": [0.06, 0.003]})),
-    (1, lambda r: r["numbers"].update({"layer 1 after: mean |E - gaussian_moments|, mean |E - W|": [0.07, 0.004]})),
+    (0, put("mean_abs_e_minus_eq242", 0.06, layer=2)),
+    (1, put("mean_abs_e_minus_gaussian_moments", 0.07, layer=1)),
 ]
 
+
 def transfer_holding():
-    n = {}
+    n = Numbers()
     for t in ("logistic", "tanh", "relu"):
         for h in (1, 2):
-            n[f"{t} layer {h}: mean |E - W|, mean sd(O)"] = [0.01, 0.1]
+            n.add("mean_abs_e_minus_w", 0.01, "", transfer=t, layer=h).add("mean_sd", 0.1, "", transfer=t, layer=h)
     for h in (1, 2):
-        n[f"relu layer {h}: mean |E - RL(E(S))| where |E(S)|/sd(S) < 1, > 2 (units)"] = [0.1, 0.01, 50, 300]
-        n[f"relu layer {h}: mean |E - Eq. 72|, mean |E - RL(E(S))|"] = [0.005, 0.02]
-    return {"numbers": n}
+        at = {"transfer": "relu", "layer": h}
+        for region, units, err in (("near", 50, 0.1), ("far", 300, 0.01), ("all", None, 0.02)):
+            if units is not None:
+                n.add("units", units, "", **at, region=region)
+            n.add("mean_abs_e_minus_relu_of_mean", err, "", **at, region=region)
+        n.add("mean_abs_e_minus_eq72", 0.005, "", **at)
+    return {"numbers": n.records()}
 
 
 TRANSFER_BREAKS = [
-    (0, lambda r: r["numbers"].update({"tanh layer 2: mean |E - W|, mean sd(O)": [0.2, 0.1]})),
-    (1, lambda r: r["numbers"].update({"relu layer 1: mean |E - W|, mean sd(O)": [0.2, 0.1]})),
-    (2, lambda r: r["numbers"].update(
-        {"relu layer 2: mean |E - RL(E(S))| where |E(S)|/sd(S) < 1, > 2 (units)": [0.01, 0.1, 50, 300]})),
-    (3, lambda r: r["numbers"].update({"relu layer 1: mean |E - Eq. 72|, mean |E - RL(E(S))|": [0.03, 0.02]})),
+    (0, put("mean_abs_e_minus_w", 0.2, transfer="tanh", layer=2)),
+    (1, put("mean_abs_e_minus_w", 0.2, transfer="relu", layer=1)),
+    (2, put("mean_abs_e_minus_relu_of_mean", 0.01, transfer="relu", layer=2, region="near")),
+    (3, put("mean_abs_e_minus_eq72", 0.03, transfer="relu", layer=1)),
 ]
 
 CASES = [
@@ -381,3 +384,29 @@ def test_worst_ratio():
     assert worst_ratio([0.01, 0.02], [0.0, 0.1]) == float("inf")  # an error where the scale is 0 fails any threshold
     with pytest.raises(ValueError, match="as many errors as scales"):
         worst_ratio([0.1], [0.1, 0.2])
+
+
+def test_numbers_table():
+    n = Numbers().add("mean_sd", 0.2, "mean sd(O)", layer=2, when="after").add("mean_sd", 0.1, "mean sd(O)", layer=1,
+                                                                               when="after")
+    n.add("mean_sd", 0.5, "mean sd(O)", layer=1, when="before").add("count", 3, "units")
+    assert n.series("mean_sd", when="after") == [0.1, 0.2]  # ordered by layer, not by insertion
+    assert n.get("mean_sd", layer=1, when="before") == 0.5
+    assert n.coordinates("layer", "mean_sd") == [1, 2]
+    assert n.labelled() == {"layer 2, after: mean sd(O)": 0.2, "layer 1, after: mean sd(O)": 0.1,
+                            "layer 1, before: mean sd(O)": 0.5, "units": 3}
+    assert Numbers(n.records()).records() == n.records()  # a cached result reads back the same
+    with pytest.raises(KeyError, match="found 2"):
+        n.get("mean_sd", layer=1)  # ambiguous
+    with pytest.raises(KeyError, match="recorded keys: count, mean_sd"):
+        n.get("mean_var")
+    with pytest.raises(ValueError, match="recorded twice"):
+        n.add("count", 4, "units")
+    with pytest.raises(ValueError, match="lower-case identifier"):
+        n.add("mean sd(O)", 1.0, "")
+    with pytest.raises(TypeError, match="coordinate layer"):
+        n.add("x", 1.0, "", layer=[1])
+    with pytest.raises(KeyError):
+        n.set("count", 1, layer=9)  # a change that matches nothing is an error, not a no-op
+    with pytest.raises(ValueError, match="older droplab"):
+        Numbers.of({"numbers": {"mean sd(O)": 0.1}})

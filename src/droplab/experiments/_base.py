@@ -1,21 +1,24 @@
 """What every experiment is: a claim, a computation that returns plain data, a figure, and verdicts.
 
-``compute(ctx)`` returns a JSON-serializable dict (lists and numbers only); ``plot(result)`` draws it from
-that dict alone, so a cached result redraws without recomputing; ``verdicts(result)`` turns the measured
-numbers into sentences that say whether the paper's claim holds here, never written by hand.
+``compute(ctx)`` returns a JSON-serializable dict (lists and numbers only) whose ``"numbers"`` are the records of
+a ``Numbers`` table; ``plot(result)`` draws it from that dict alone, so a cached result redraws without
+recomputing; ``verdicts(result)`` reads the numbers by identifier and coordinates (never by the report's words)
+and turns them into sentences that say whether the paper's claim holds here, never written by hand.
 """
 
 from __future__ import annotations
 
+import copy
 import math
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-__all__ = ["GROUPS", "Context", "Experiment", "Verdict", "binomial_se", "hist", "mc_precision", "to_json",
-           "worst_ratio"]
+__all__ = ["GROUPS", "Context", "Experiment", "Numbers", "Verdict", "binomial_se", "hist", "mc_precision",
+           "to_json", "worst_ratio"]
 
 
 GROUPS = {"paper": "Baldi & Sadowski (2014)", "other": "other papers (Hinton et al. 2012, Srivastava et al. 2014)",
@@ -72,6 +75,105 @@ def binomial_se(error_percent: float, n: int) -> float:
     return 100.0 * math.sqrt(max(p * (1 - p), 1.0 / n) / n)  # at p = 0 or 1, one error's worth
 
 
+_IDENTIFIER = re.compile(r"[a-z][a-z0-9_]*\Z")
+
+
+class Numbers:
+    """An experiment's measured numbers as a table: each value under an identifier (``key``), at coordinates
+    (``layer=1, when="after"``), with the words the report shows (``label``).
+
+    Verdicts and plots read values by key and coordinates (``get``, ``series``), so the report's wording can change
+    without touching a verdict. A result stores ``records()``, plain dicts ``{"key", "value", "label", "where"}``,
+    so a cached result reads back the same (``Numbers.of(result)``).
+    """
+
+    def __init__(self, records: Iterable[Mapping[str, Any]] = ()) -> None:
+        self._records: list[dict[str, Any]] = []
+        for rec in records:
+            if not isinstance(rec, Mapping) or "key" not in rec or "value" not in rec:
+                raise ValueError(f"expected number records {{'key', 'value', 'label', 'where'}}, got {rec!r}")
+            self.add(rec["key"], rec["value"], rec.get("label", ""), **dict(rec.get("where") or {}))
+
+    @classmethod
+    def of(cls, result: Mapping[str, Any]) -> Numbers:
+        """The numbers of a computed (or cached) result."""
+        numbers = result.get("numbers", [])
+        if not isinstance(numbers, list):
+            raise ValueError(f"expected the result's numbers as a list of records, got {type(numbers).__name__}; "
+                             "a result from an older droplab is recomputed by droplab reproduce")
+        return cls(numbers)
+
+    def add(self, key: str, value: Any, label: str, **where: str | int | float) -> Numbers:
+        """Record ``value`` under ``key`` at coordinates ``where``; ``label`` is what the report prints."""
+        if not isinstance(key, str) or not _IDENTIFIER.match(key):
+            raise ValueError(f"a number's key must be a lower-case identifier like 'mean_abs_e_minus_w', got {key!r}")
+        for name, coordinate in where.items():
+            if not isinstance(coordinate, (str, int, float)) or isinstance(coordinate, bool):
+                raise TypeError(f"coordinate {name} must be a string or a number, got {coordinate!r}")
+        if self._find(key, where, exact=True):
+            raise ValueError(f"number {key!r} at {where} recorded twice")
+        self._records.append({"key": key, "value": to_json(value), "label": str(label), "where": dict(where)})
+        return self
+
+    def _find(self, key: str, where: Mapping[str, Any], *, exact: bool = False) -> list[dict[str, Any]]:
+        return [r for r in self._records if r["key"] == key and (
+            r["where"] == dict(where) if exact else all(r["where"].get(k) == v for k, v in where.items()))]
+
+    def _missing(self, key: str, where: Mapping[str, Any], found: int) -> KeyError:
+        have = sorted({r["key"] for r in self._records})
+        return KeyError(f"expected one number {key!r} at {dict(where)}, found {found}"
+                        + ("" if key in have else f"; recorded keys: {', '.join(have)}"))
+
+    def get(self, key: str, **where: Any) -> Any:
+        """The one value under ``key`` whose coordinates include ``where``."""
+        found = self._find(key, where)
+        if len(found) != 1:
+            raise self._missing(key, where, len(found))
+        return found[0]["value"]
+
+    def series(self, key: str, by: str = "layer", **where: Any) -> list[Any]:
+        """Every value under ``key`` at ``where``, ordered by coordinate ``by`` (e.g. one per layer)."""
+        found = [r for r in self._find(key, where) if by in r["where"]]
+        if not found:
+            raise self._missing(key, {**where, by: "any"}, 0)
+        return [r["value"] for r in sorted(found, key=lambda r: r["where"][by])]
+
+    def values(self, key: str, **where: Any) -> list[Any]:
+        """Every value under ``key`` whose coordinates include ``where``, in the order recorded."""
+        found = self._find(key, where)
+        if not found:
+            raise self._missing(key, where, 0)
+        return [r["value"] for r in found]
+
+    def coordinates(self, by: str, key: str, **where: Any) -> list[Any]:
+        """The distinct values of coordinate ``by`` among the numbers under ``key`` at ``where``, sorted."""
+        return sorted({r["where"][by] for r in self._find(key, where) if by in r["where"]})
+
+    def set(self, key: str, value: Any, **where: Any) -> Numbers:
+        """Replace the values under ``key`` at ``where`` (at least one must exist)."""
+        found = self._find(key, where)
+        if not found:
+            raise self._missing(key, where, 0)
+        for r in found:
+            r["value"] = to_json(value)
+        return self
+
+    def records(self) -> list[dict[str, Any]]:
+        """Plain JSON records, for a result."""
+        return copy.deepcopy(self._records)
+
+    def labelled(self) -> dict[str, Any]:
+        """``{"layer 1, after: mean |E - W|": value, ...}``, what the report's table of numbers shows."""
+        out = {}
+        for r in self._records:
+            place = ", ".join(f"{k} {v}" if isinstance(v, (int, float)) else str(v) for k, v in r["where"].items())
+            out[f"{place}: {r['label']}" if place else r["label"]] = r["value"]
+        return out
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+
 @dataclass(frozen=True)
 class Context:
     """What experiments share: the preset's sizes, the study network's snapshots, a seed and a device."""
@@ -95,7 +197,7 @@ class Experiment:
     plot: Callable[[dict[str, Any]], Any]
     verdicts: Callable[[dict[str, Any]], list[Verdict]]
     needs_study: bool = False
-    numbers: Callable[[dict[str, Any]], dict[str, Any]] = field(default=lambda r: r.get("numbers", {}))
+    numbers: Callable[[dict[str, Any]], dict[str, Any]] = field(default=lambda r: Numbers.of(r).labelled())
 
 
 def mc_precision(ctx: Context) -> str | None:

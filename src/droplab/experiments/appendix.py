@@ -13,12 +13,13 @@ from typing import Any
 import numpy as np
 
 from .. import ensemble, means
-from ._base import Context, Experiment, Verdict, hist, worst_ratio
-from .network import WHEN, WITHIN_SD, flat, mc_stats, per_layer
+from ._base import Context, Experiment, Numbers, Verdict, hist, worst_ratio
+from .network import WHEN, WITHIN_SD, flat, mc_stats
 
 
 def compute(ctx: Context) -> dict[str, Any]:
-    out: dict[str, Any] = {"numbers": {}, "hist": {}}
+    out: dict[str, Any] = {"hist": {}}
+    n = Numbers()
     for when, epoch in WHEN:
         mc, ws = mc_stats(ctx, epoch)
         gm = ensemble.gaussian_moments(ctx.study.model(epoch), ctx.study.inputs())
@@ -30,18 +31,21 @@ def compute(ctx: Context) -> dict[str, Any]:
             d_true = flat(mc.layers[h].E_derivative)
             d220 = means.expected_derivative_mean_field(e_s)
             d223 = means.expected_derivative_second_order(e_s, var_s)
-            n = out["numbers"]
-            tag = f"layer {h} {when}"
-            n[f"{tag}: mean |E - Eq. 242|, mean |E - NWGM|"] = [float(np.abs(e - eq242).mean()),
-                                                                float(np.abs(e - nwgm).mean())]
-            n[f"{tag}: mean |E - gaussian_moments|, mean |E - W|"] = [float(np.abs(e - flat(gm.layers[h].E)).mean()),
-                                                                      float(np.abs(e - flat(ws.layers[h].E)).mean())]
-            n[f"{tag}: mean sd(O)"] = float(sd.mean())
-            n[f"{tag}: mean |E(f'(S)) - Eq. 223|, mean |E(f'(S)) - Eq. 220|"] = [
-                float(np.abs(d_true - d223).mean()), float(np.abs(d_true - d220).mean())]
+            at = {"layer": h, "when": when}
+            n.add("mean_abs_e_minus_eq242", float(np.abs(e - eq242).mean()), "mean |E - Eq. 242|", **at)
+            n.add("mean_abs_e_minus_nwgm", float(np.abs(e - nwgm).mean()), "mean |E - NWGM|", **at)
+            n.add("mean_abs_e_minus_gaussian_moments", float(np.abs(e - flat(gm.layers[h].E)).mean()),
+                  "mean |E - gaussian_moments|", **at)
+            n.add("mean_abs_e_minus_w", float(np.abs(e - flat(ws.layers[h].E)).mean()), "mean |E - W|", **at)
+            n.add("mean_sd", float(sd.mean()), "mean sd(O)", **at)
+            n.add("mean_derivative_error_eq223", float(np.abs(d_true - d223).mean()), "mean |E(f'(S)) - Eq. 223|",
+                  **at)
+            n.add("mean_derivative_error_eq220", float(np.abs(d_true - d220).mean()), "mean |E(f'(S)) - Eq. 220|",
+                  **at)
             if when == "after":
                 out["hist"][f"layer {h}"] = {"eq242": hist(eq242 - e), "nwgm": hist(nwgm - e),
                                              "gm": hist(flat(gm.layers[h].E) - e)}
+    out["numbers"] = n.records()
     return out
 
 
@@ -67,13 +71,12 @@ def plot(r: dict[str, Any]) -> Any:
 
 
 def verdicts(r: dict[str, Any]) -> list[Verdict]:
-    n = r["numbers"]
-    sd = per_layer(n, "after", "mean sd(O)")
-    e242 = per_layer(n, "after", "mean |E - Eq. 242|, mean |E - NWGM|")
-    gm = per_layer(n, "after", "mean |E - gaussian_moments|, mean |E - W|")
-    worst242 = worst_ratio([a for a, _ in e242], sd)
-    better242 = sum(a < b for a, b in e242)
-    worst_gm = worst_ratio([a for a, _ in gm], sd)
+    n = Numbers.of(r)
+    sd = n.series("mean_sd", when="after")
+    e242 = n.series("mean_abs_e_minus_eq242", when="after")
+    worst242 = worst_ratio(e242, sd)
+    better242 = sum(a < b for a, b in zip(e242, n.series("mean_abs_e_minus_nwgm", when="after"), strict=True))
+    worst_gm = worst_ratio(n.series("mean_abs_e_minus_gaussian_moments", when="after"), sd)
     return [
         Verdict(f"Eq. 242 (Gaussian S) estimates E within {worst242:.3f} of the mean sd(O) in every hidden layer, and "
                 f"more accurately than NWGM in {better242} of {len(e242)} layers", worst242 < 1.0,

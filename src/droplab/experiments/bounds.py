@@ -8,20 +8,23 @@ from typing import Any
 import numpy as np
 
 from .. import means
-from ._base import Context, Experiment, Verdict
+from ._base import Context, Experiment, Numbers, Verdict
 
 
 def compute(ctx: Context) -> dict[str, Any]:
     e = np.linspace(0, 1, 100_001)
     b2, b3 = means.bound_mean_only(e), means.bound_simple(e)
     half = e <= 0.5
-    arg2, arg3 = float(e[half][np.argmax(b2[half])]), float(e[half][np.argmax(b3[half])])
+    n = Numbers()
+    for fig, b, paper, formula in (("8.1", b2, 0.5 - math.sqrt(math.sqrt(5) - 2) / 2, "0.5 - sqrt(sqrt(5) - 2) / 2"),
+                                   ("8.2", b3, 0.5 - math.sqrt(3) / 6, "0.5 - sqrt(3) / 6")):
+        what = "E(1-E)|1-2E| / (1-2E(1-E))" if fig == "8.1" else "2E(1-E)|1-2E|"
+        n.add("argmax", float(e[half][np.argmax(b[half])]), f"argmax of {what} on [0, 0.5]", figure=f"Fig. {fig}")
+        n.add("argmax_paper", paper, f"the paper's argmax, {formula}", figure=f"Fig. {fig}")
+        n.add("max", float(b.max()), f"max of {what}", figure=f"Fig. {fig}")
     stride = 500
     return {"E": e[::stride].tolist(), "bound_mean_only": b2[::stride].tolist(), "bound_simple": b3[::stride].tolist(),
-            "numbers": {"argmax bound (Fig. 8.1)": arg2, "paper: 0.5 - sqrt(sqrt(5) - 2) / 2": 0.5 - math.sqrt(
-                math.sqrt(5) - 2) / 2, "max bound (Fig. 8.1)": float(b2.max()),
-                "argmax 2E(1-E)|1-2E| (Fig. 8.2)": arg3, "paper: 0.5 - sqrt(3) / 6": 0.5 - math.sqrt(3) / 6,
-                "max 2E(1-E)|1-2E| (Fig. 8.2)": float(b3.max())}}
+            "numbers": n.records()}
 
 
 def plot(r: dict[str, Any]) -> Any:
@@ -39,19 +42,17 @@ def plot(r: dict[str, Any]) -> Any:
 
 
 def verdicts(r: dict[str, Any]) -> list[Verdict]:
-    n = r["numbers"]
-    d2 = abs(n["argmax bound (Fig. 8.1)"] - n["paper: 0.5 - sqrt(sqrt(5) - 2) / 2"])
-    d3 = abs(n["argmax 2E(1-E)|1-2E| (Fig. 8.2)"] - n["paper: 0.5 - sqrt(3) / 6"])
+    n = Numbers.of(r)
     grid = 1e-5  # the spacing of the grid the maximum is searched on
-    return [Verdict(f"the bound of Fig. 8.1 peaks at E = {n['argmax bound (Fig. 8.1)']:.4f}, the paper's "
-                    f"0.5 - sqrt(sqrt 5 - 2)/2 = {n['paper: 0.5 - sqrt(sqrt(5) - 2) / 2']:.4f}", d2 <= grid,
-                    source="Eq. 87, Fig. 8.1", words="its maximum over the interval [0, 0.5] is achieved for "
-                                                     "E = 0.5 - sqrt(sqrt 5 - 2)/2", paper="0.2571",
-                    measured=d2, threshold=grid, basis="the spacing of the search grid"),
-            Verdict(f"the bound of Fig. 8.2 peaks at E = {n['argmax 2E(1-E)|1-2E| (Fig. 8.2)']:.4f}, the paper's "
-                    f"0.5 - sqrt(3)/6 = {n['paper: 0.5 - sqrt(3) / 6']:.4f}", d3 <= grid, source="Eq. 87, Fig. 8.2",
-                    words="its maximum over the interval [0, 0.5] is achieved for E = 0.5 - sqrt(3)/6",
-                    paper="0.2113", measured=d3, threshold=grid, basis="the spacing of the search grid")]
+    out = []
+    for fig, formula, paper in (("8.1", "0.5 - sqrt(sqrt 5 - 2)/2", "0.2571"), ("8.2", "0.5 - sqrt(3)/6", "0.2113")):
+        found, expected = n.get("argmax", figure=f"Fig. {fig}"), n.get("argmax_paper", figure=f"Fig. {fig}")
+        d = abs(found - expected)
+        out.append(Verdict(f"the bound of Fig. {fig} peaks at E = {found:.4f}, the paper's {formula} = {expected:.4f}",
+                           d <= grid, source=f"Eq. 87, Fig. {fig}",
+                           words=f"its maximum over the interval [0, 0.5] is achieved for E = {formula}", paper=paper,
+                           measured=d, threshold=grid, basis="the spacing of the search grid"))
+    return out
 
 
 EXPERIMENT = Experiment("bounds", "Figs. 8.1-8.2", "Bounds on |E - NWGM|",

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from .. import modes
-from ._base import Context, Experiment, Verdict, draw_hist, hist
+from ._base import Context, Experiment, Numbers, Verdict, draw_hist, hist
 from .network import mc_stats
 
 
@@ -40,12 +40,13 @@ def compute(ctx: Context) -> dict[str, Any]:
     with modes.expect(final), torch.no_grad():
         trace = final.trace(data_x)
     n_hidden = len(trace.O) - 2
-    out: dict[str, Any] = {"sparsity": {}, "numbers": {}, "phases": {}, "consistency": {}}
+    out: dict[str, Any] = {"sparsity": {}, "phases": {}, "consistency": {}}
+    n = Numbers()
     for h in range(1, n_hidden + 1):
         o = trace.O[h].double().cpu().numpy()
         out["sparsity"][f"layer {h}"] = hist(o, 40, (0, 1))
-        out["numbers"][f"layer {h}: fraction of activations below 0.1"] = float(np.mean(o < 0.1))
-        out["numbers"][f"layer {h}: median activation"] = float(np.median(o))
+        n.add("fraction_below_0_1", float(np.mean(o < 0.1)), "fraction of activations below 0.1", layer=h)
+        n.add("median_activation", float(np.median(o)), "median activation", layer=h)
     # Fig. 11.2: one input, an active and an inactive unit of the last hidden layer, over training
     x = study.inputs(1)
     with modes.expect(final), torch.no_grad():
@@ -64,11 +65,12 @@ def compute(ctx: Context) -> dict[str, Any]:
     out["epochs"] = study.epochs
     sd = out["phases"]["active"]["sd"]
     last_quarter = sd[-max(3, len(sd) // 4):]
-    out["numbers"].update({
-        "active unit: dropout sd at start, peak, end": [sd[0], max(sd), sd[-1]],
-        "active unit: t of the sd trend over the last quarter of epochs": trend_t(last_quarter),
-        "inactive unit: peak dropout sd": max(out["phases"]["inactive"]["sd"]),
-        "inactive unit: mean output at end": out["phases"]["inactive"]["mean"][-1]})
+    n.add("sd_start", sd[0], "dropout sd at the start", unit="active unit")
+    n.add("sd_peak", max(sd), "peak dropout sd", unit="active unit")
+    n.add("sd_end", sd[-1], "dropout sd at the end", unit="active unit")
+    n.add("sd_trend_t", trend_t(last_quarter), "t of the sd trend over the last quarter of epochs", unit="active unit")
+    n.add("sd_peak", max(out["phases"]["inactive"]["sd"]), "peak dropout sd", unit="inactive unit")
+    n.add("mean_end", out["phases"]["inactive"]["mean"][-1], "mean output at the end", unit="inactive unit")
     # Fig. 11.3: dropout sd of active units (W > 0.1 at the end) per layer over training
     _, ws_final = mc_stats(ctx, "last", samples=k)
     for h in range(1, n_hidden + 1):
@@ -81,8 +83,12 @@ def compute(ctx: Context) -> dict[str, Any]:
                           if sd_h.size else [None] * 3)  # no active unit in this layer
         out["consistency"][f"layer {h}"] = series
         sd_end = mc_stats(ctx, "last", samples=k)[0].layers[h].Var.sqrt().cpu()[mask].double().numpy()
-        out["numbers"][f"layer {h}: active units, mean dropout sd at the end, its SE, count"] = [
-            series[-1][0], float(sd_end.std() / np.sqrt(sd_end.size)) if sd_end.size else None, int(sd_end.size)]
+        n.add("active_units", int(sd_end.size), "active units (W > 0.1 at the end)", layer=h)
+        if sd_end.size:
+            n.add("active_mean_sd_end", series[-1][0], "active units: mean dropout sd at the end", layer=h)
+            n.add("active_mean_sd_end_se", float(sd_end.std() / np.sqrt(sd_end.size)),
+                  "active units: SE of the mean dropout sd at the end", layer=h)
+    out["numbers"] = n.records()
     return out
 
 
@@ -111,16 +117,16 @@ def plot(r: dict[str, Any]) -> Any:
 
 
 def verdicts(r: dict[str, Any]) -> list[Verdict]:
-    n = r["numbers"]
-    layers = sorted(k.split(":")[0] for k in n if k.endswith("fraction of activations below 0.1"))
-    sparse = [n[f"{layer}: fraction of activations below 0.1"] for layer in layers]
-    start, peak, end = n["active unit: dropout sd at start, peak, end"]
-    t = n["active unit: t of the sd trend over the last quarter of epochs"]
-    first, se_first, _ = n[f"{layers[0]}: active units, mean dropout sd at the end, its SE, count"]
-    top, se_top, _ = n[f"{layers[-1]}: active units, mean dropout sd at the end, its SE, count"]
-    if first is None or top is None:  # a layer without active units: nothing to compare
+    n = Numbers.of(r)
+    sparse = n.series("fraction_below_0_1")
+    start, peak, end, t = (n.get(k, unit="active unit") for k in ("sd_start", "sd_peak", "sd_end", "sd_trend_t"))
+    layers = n.coordinates("layer", "active_units")
+    if all(n.get("active_units", layer=h) > 0 for h in (layers[0], layers[-1])):
+        first, se_first, top, se_top = (n.get(k, layer=h) for h in (layers[0], layers[-1])
+                                        for k in ("active_mean_sd_end", "active_mean_sd_end_se"))
+    else:  # a layer without active units: nothing to compare
         first, se_first, top, se_top = 0.0, 0.0, np.inf, 0.0
-    inactive_peak, inactive_mean = n["inactive unit: peak dropout sd"], n["inactive unit: mean output at end"]
+    inactive_peak, inactive_mean = n.get("sd_peak", unit="inactive unit"), n.get("mean_end", unit="inactive unit")
     noise = float(np.hypot(se_first, se_top))
     return [
         Verdict(f"trained representations are sparse: {100 * min(sparse):.0f}-{100 * max(sparse):.0f}% of hidden "

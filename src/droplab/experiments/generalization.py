@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from .. import ensemble
-from ._base import Context, Experiment, Verdict, binomial_se, mc_precision
+from ._base import Context, Experiment, Numbers, Verdict, binomial_se, mc_precision
 
 # Networks without unit dropout see input sums about twice as large (keep 0.5 in the paper's scaling): at the
 # study's learning rate they diverge (measured on the standard preset: loss 71 at epoch 10 at 1.0, training to
@@ -32,14 +32,15 @@ def _variants(keep: list[float]) -> dict[str, dict[str, Any]]:
 
 def compute(ctx: Context) -> dict[str, Any]:
     data = ctx.study.data
-    out: dict[str, Any] = {"errors": {}, "numbers": {}}
+    out: dict[str, Any] = {"errors": {}}
+    n = Numbers()
     models = {}
     for label, changes in _variants(ctx.study.model_config()["keep"]).items():
         result = ctx.study.train_variant(**changes)  # "dropout" is the study network itself, not retrained
         out["errors"][label] = result["test_error"]
-        out["numbers"][f"{label}: test error %"] = result["test_error"]
+        n.add("test_error", result["test_error"], "test error %", regularizer=label)
         models[label] = result["model"]
-    out["numbers"]["test examples"] = len(data.x_test)
+    n.add("test_examples", len(data.x_test), "test examples")
     # Monte Carlo prediction against weight scaling as the number of samples grows (dropout network)
     net = models["dropout"].eval()
     x, y = data.x_test.to(ctx.device), data.y_test.to(ctx.device)
@@ -54,8 +55,10 @@ def compute(ctx: Context) -> dict[str, Any]:
         done = k
         errs.append(100 * float((total.argmax(1) != y).float().mean()))
     out["mc"] = {"samples": ks, "error": errs, "weight_scaled": ws_err}
-    out["numbers"]["weight-scaled test error %"] = ws_err
-    out["numbers"].update({f"Monte Carlo, {k} samples: test error %": e for k, e in zip(ks, errs, strict=True)})
+    n.add("weight_scaled_test_error", ws_err, "weight-scaled test error % (dropout network)")
+    for k, err in zip(ks, errs, strict=True):
+        n.add("monte_carlo_test_error", err, "Monte Carlo test error % (dropout network)", samples=k)
+    out["numbers"] = n.records()
     return out
 
 
@@ -65,7 +68,7 @@ def plot(r: dict[str, Any]) -> Any:
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.2))
     labels = list(r["errors"])
     values = [r["errors"][k] for k in labels]
-    n = r["numbers"]["test examples"]
+    n = Numbers.of(r).get("test_examples")
     bars = [2 * binomial_se(v, n) for v in values]
     axes[0].barh(labels, values, xerr=bars, capsize=3)
     for y, (v, b) in enumerate(zip(values, bars, strict=True)):  # log axis: a run stuck at chance squashes nothing
@@ -85,7 +88,7 @@ def plot(r: dict[str, Any]) -> Any:
 
 
 def verdicts(r: dict[str, Any]) -> list[Verdict]:
-    e, mc, n = r["errors"], r["mc"], r["numbers"]["test examples"]
+    e, mc, n = r["errors"], r["mc"], Numbers.of(r).get("test_examples")
 
     def se(*errors: float) -> float:  # binomial SE of a difference of test errors on the same n examples
         return float(np.hypot(*(binomial_se(x, n) for x in errors)))

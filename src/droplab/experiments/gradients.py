@@ -11,7 +11,7 @@ import torch
 
 from .. import ensemble, modes, theory
 from ..net import DropoutMLP
-from ._base import Context, Experiment, Verdict, binomial_se
+from ._base import Context, Experiment, Numbers, Verdict, binomial_se
 
 F64 = torch.float64
 
@@ -34,8 +34,8 @@ def single_linear(gen: torch.Generator) -> dict[str, float]:
     for d, p in masks(keep):
         expected += p * (-(t - (d * w * inputs).sum()) * d * inputs)  # Eq. 145
     predicted = theory.linear_unit_expected_gradient(w, inputs, keep, t)  # Eq. 147
-    return {"max |E(dE_D/dw) - (dE_ENS/dw + w I^2 Var(delta))|": float((expected - predicted).abs().max()),
-            "size of the weight-decay term": float((w * inputs**2 * keep * (1 - keep)).abs().max())}
+    return {"difference": float((expected - predicted).abs().max()),
+            "decay": float((w * inputs**2 * keep * (1 - keep)).abs().max())}
 
 
 def deep_linear(gen: torch.Generator) -> dict[str, float]:
@@ -61,8 +61,8 @@ def deep_linear(gen: torch.Generator) -> dict[str, float]:
     var_a, cov_ab = (p * (a - ea) ** 2).sum(), (p * (a - ea) * (b - eb)).sum()
     ens = (ea * w1[0, 0] + eb - t) * ea  # Eq. 153
     predicted = ens + theory.deep_linear_correction(w1[0, 0], var_a, cov_ab)  # Eq. 155
-    return {"|E(dE_D/dw) - (dE_ENS/dw + w Var(alpha) + Cov(alpha, beta))|": float((p * g).sum() - predicted),
-            "w Var(alpha)": float(w1[0, 0] * var_a), "Cov(alpha, beta)": float(cov_ab)}
+    return {"difference": float((p * g).sum() - predicted), "w_var_alpha": float(w1[0, 0] * var_a),
+            "cov_alpha_beta": float(cov_ab)}
 
 
 def logistic_unit(gen: torch.Generator, scale: float) -> dict[str, float]:
@@ -77,8 +77,8 @@ def logistic_unit(gen: torch.Generator, scale: float) -> dict[str, float]:
         expected += p * (-(t - o) * d * inputs)  # Eq. 160 with lambda = 1
     ens = theory.ensemble_gradient_logistic_unit(w, inputs, keep, t)  # Eq. 159
     predicted = theory.logistic_unit_expected_gradient(w, inputs, keep, t)  # Eq. 164
-    return {"relative error of Eq. 164": float((expected - predicted).norm() / expected.norm()),
-            "relative error of the ensemble gradient alone": float((expected - ens).norm() / expected.norm())}
+    return {"corrected": float((expected - predicted).norm() / expected.norm()),
+            "ensemble": float((expected - ens).norm() / expected.norm())}
 
 
 def top_layer(gen: torch.Generator, scale: float) -> dict[str, float]:
@@ -107,29 +107,34 @@ def top_layer(gen: torch.Generator, scale: float) -> dict[str, float]:
     ens = -(t - w_top) * keep * w_hidden
     wij = net.linears[1].weight[0].detach()
     predicted = theory.top_layer_expected_gradient(wij, w_hidden, e_o, var_o, keep, t, w_top, u)  # Eq. 181
-    return {"relative error of Eq. 181": float((expected - predicted).norm() / expected.norm()),
-            "relative error of the ensemble gradient alone": float((expected - ens).norm() / expected.norm())}
+    return {"corrected": float((expected - predicted).norm() / expected.norm()),
+            "ensemble": float((expected - ens).norm() / expected.norm())}
 
 
 def compute(ctx: Context) -> dict[str, Any]:
     gen = torch.Generator().manual_seed(ctx.seed)
-    numbers: dict[str, Any] = {}
-    for name, values in (("single linear unit (Eq. 147)", single_linear(gen)),
-                         ("deep linear network (Eq. 155)", deep_linear(gen))):
-        numbers.update({f"{name}: {k}": v for k, v in values.items()})
-    curve = {"scale": [], "eq164": [], "ens164": [], "eq181": [], "ens181": []}
+    n = Numbers()
+    lin = single_linear(gen)
+    n.add("difference", lin["difference"], "max |E(dE_D/dw) - (dE_ENS/dw + w I^2 Var(delta))|",
+          network="single linear unit (Eq. 147)")
+    n.add("decay", lin["decay"], "size of the weight-decay term", network="single linear unit (Eq. 147)")
+    deep = deep_linear(gen)
+    n.add("difference", deep["difference"], "|E(dE_D/dw) - (dE_ENS/dw + w Var(alpha) + Cov(alpha, beta))|",
+          network="deep linear network (Eq. 155)")
+    n.add("w_var_alpha", deep["w_var_alpha"], "w Var(alpha)", network="deep linear network (Eq. 155)")
+    n.add("cov_alpha_beta", deep["cov_alpha_beta"], "Cov(alpha, beta)", network="deep linear network (Eq. 155)")
+    curve: dict[str, list[float]] = {"scale": [], "eq164": [], "ens164": [], "eq181": [], "ens181": []}
     for scale in (0.1, 0.3, 1.0, 3.0):
         lu, tl = logistic_unit(gen, scale), top_layer(gen, scale)
         curve["scale"].append(scale)
-        curve["eq164"].append(lu["relative error of Eq. 164"])
-        curve["ens164"].append(lu["relative error of the ensemble gradient alone"])
-        curve["eq181"].append(tl["relative error of Eq. 181"])
-        curve["ens181"].append(tl["relative error of the ensemble gradient alone"])
-        numbers[f"logistic unit, weight scale {scale}: relative error of Eq. 164, of the ensemble gradient"] = [
-            lu["relative error of Eq. 164"], lu["relative error of the ensemble gradient alone"]]
-        numbers[f"top layer, weight scale {scale}: relative error of Eq. 181, of the ensemble gradient"] = [
-            tl["relative error of Eq. 181"], tl["relative error of the ensemble gradient alone"]]
-    return {"curve": curve, "numbers": numbers}
+        for network, eq, errors in (("logistic unit", "164", lu), ("top layer", "181", tl)):
+            curve[f"eq{eq}"].append(errors["corrected"])
+            curve[f"ens{eq}"].append(errors["ensemble"])
+            n.add("relative_error_corrected", errors["corrected"], f"relative error of Eq. {eq}", network=network,
+                  weight_scale=scale)
+            n.add("relative_error_ensemble", errors["ensemble"], "relative error of the ensemble gradient alone",
+                  network=network, weight_scale=scale)
+    return {"curve": curve, "numbers": n.records()}
 
 
 def plot(r: dict[str, Any]) -> Any:
@@ -150,10 +155,13 @@ def plot(r: dict[str, Any]) -> Any:
 
 
 def verdicts(r: dict[str, Any]) -> list[Verdict]:
-    n, c = r["numbers"], r["curve"]
-    lin = abs(n["single linear unit (Eq. 147): max |E(dE_D/dw) - (dE_ENS/dw + w I^2 Var(delta))|"])
-    deep = abs(n["deep linear network (Eq. 155): |E(dE_D/dw) - (dE_ENS/dw + w Var(alpha) + Cov(alpha, beta))|"])
+    n = Numbers.of(r)
+    lin = abs(n.get("difference", network="single linear unit (Eq. 147)"))
+    deep = abs(n.get("difference", network="deep linear network (Eq. 155)"))
     small = 0  # index of the smallest weight scale
+    c = {f"{kind}{eq}": n.series(f"relative_error_{key}", by="weight_scale", network=network)
+         for eq, network in (("164", "logistic unit"), ("181", "top layer"))
+         for kind, key in (("eq", "corrected"), ("ens", "ensemble"))}
     exact = dict(threshold=1e-10, basis="float64 rounding (sums of tens of terms give about 1e-15), with room")
     return [
         Verdict(f"single linear unit: E(dropout gradient) = ensemble gradient + w I^2 Var(delta) exactly "
@@ -185,14 +193,15 @@ EXPERIMENT = Experiment(
 
 # ------------------------------------------------------------------------------------------- dropin
 def compute_dropin(ctx: Context) -> dict[str, Any]:
-    out: dict[str, Any] = {"curves": {}, "numbers": {}}
+    out: dict[str, Any] = {"curves": {}}
+    n = Numbers()
     nets = {}
     for gate in ("bernoulli", "dropin"):
         result = ctx.study.train_variant(gate=gate)  # Bernoulli: the study network itself
         out["curves"][gate] = [row["test_error"] for row in result["history"]]
-        out["numbers"][f"{gate}: test error"] = result["test_error"]
+        n.add("test_error", result["test_error"], "test error %", gate=gate)
         nets[gate] = result["model"]
-    out["numbers"]["test examples"] = len(ctx.study.data.x_test)
+    n.add("test_examples", len(ctx.study.data.x_test), "test examples")
     # the variance argument (Eq. 189): the same trained weights, gated by dropout or by dropin
     x = ctx.study.inputs()
     trained = nets["bernoulli"]
@@ -200,8 +209,10 @@ def compute_dropin(ctx: Context) -> dict[str, Any]:
         net = DropoutMLP.from_config({**trained.config(), "gate": gate}).to(ctx.device).eval()
         net.load_state_dict(trained.state_dict())
         gm = ensemble.gaussian_moments(net, x)
-        var_s = [float(layer.Var_S.mean()) for layer in gm.layers[1:]]
-        out["numbers"][f"{gate} gates on the dropout-trained weights: mean Var(S) per layer"] = var_s
+        for h, layer in enumerate(gm.layers[1:], start=1):
+            n.add("mean_var_s", float(layer.Var_S.mean()), "mean Var(S) with the dropout-trained weights", gate=gate,
+                  layer=h)
+    out["numbers"] = n.records()
     return out
 
 
@@ -216,7 +227,7 @@ def plot_dropin(r: dict[str, Any]) -> Any:
     axes[0].set_title("Section 11.6: dropin against dropout")
     axes[0].legend(fontsize=9)
     for gate in ("bernoulli", "dropin"):
-        v = r["numbers"][f"{gate} gates on the dropout-trained weights: mean Var(S) per layer"]
+        v = Numbers.of(r).series("mean_var_s", gate=gate)
         axes[1].semilogy(range(1, len(v) + 1), v, marker="o", label="dropout" if gate == "bernoulli" else gate)
     axes[1].set_xlabel("layer (the last is the softmax output)")
     axes[1].set_ylabel("mean Var(S)")
@@ -228,11 +239,11 @@ def plot_dropin(r: dict[str, Any]) -> Any:
 
 
 def verdicts_dropin(r: dict[str, Any]) -> list[Verdict]:
-    n = r["numbers"]
-    var_out = n["bernoulli gates on the dropout-trained weights: mean Var(S) per layer"]
-    var_in = n["dropin gates on the dropout-trained weights: mean Var(S) per layer"]
-    e_in, e_out = n["dropin: test error"], n["bernoulli: test error"]
-    se = float(np.hypot(binomial_se(e_in, n["test examples"]), binomial_se(e_out, n["test examples"])))
+    n = Numbers.of(r)
+    var_out, var_in = n.series("mean_var_s", gate="bernoulli"), n.series("mean_var_s", gate="dropin")
+    e_in, e_out = n.get("test_error", gate="dropin"), n.get("test_error", gate="bernoulli")
+    count = n.get("test_examples")
+    se = float(np.hypot(binomial_se(e_in, count), binomial_se(e_out, count)))
     return [
         Verdict(f"dropin generalizes worse than dropout: test error {e_in:.2f}% against {e_out:.2f}%",
                 e_in - e_out > 2 * se, source="Section 11.6",

@@ -12,7 +12,7 @@ import torch
 from .. import modes, theory, train
 from ..data import Dataset
 from ..net import DropoutMLP
-from ._base import Context, Experiment, Verdict
+from ._base import Context, Experiment, Numbers, Verdict
 from .gradients import masks
 
 F64 = torch.float64
@@ -102,19 +102,26 @@ def compute(ctx: Context) -> dict[str, Any]:
     rng = np.random.default_rng(ctx.seed)
     out = {"l2": l2_as_noise(rng), "ensemble": ensemble_error(rng), "worked": worked_example(),
            "coadapt": co_adaptation(ctx.seed, ctx.settings["coadapt_epochs"]), "penalty": linear_penalty()}
-    n = {"worked example output (lecture: [60, 132])": out["worked"]}
-    for i, (noisy, predicted, plain) in enumerate(out["l2"]["rows"]):
-        n[f"w #{i + 1}: noise-augmented loss, f(w) + alpha |w|^2, f(w)"] = [noisy, predicted, plain]
+    n = Numbers()
+    n.add("worked_example", out["worked"], "worked example output (lecture: [60, 132])")
+    for i, (noisy, predicted, plain) in enumerate(out["l2"]["rows"], start=1):
+        n.add("noisy_loss", noisy, "loss with Gaussian input noise", weights=i)
+        n.add("l2_loss", predicted, "f(w) + alpha |w|^2", weights=i)
+        n.add("plain_loss", plain, "f(w)", weights=i)
+    size = out["ensemble"]["n"][-1]
     for c, curve in out["ensemble"]["curves"].items():
-        n[f"c = {c}: ensemble MSE at n = 20 (measured, v/n + (n-1)c/n)"] = [curve["measured"][-1], curve["formula"][-1]]
+        n.add("ensemble_mse", curve["measured"][-1], f"ensemble MSE at n = {size}, measured", c=c)
+        n.add("ensemble_mse_formula", curve["formula"][-1], f"ensemble MSE at n = {size}, v/n + (n-1)c/n", c=c)
     for label, row in out["coadapt"].items():
-        n[f"co-adaptation {label}: mean |w| of the x3, x4 columns before, after"] = [
-            row["co-adapted weights before"], row["co-adapted weights after"]]
+        n.add("coadapted_weights_before", row["co-adapted weights before"], "mean |w| of the x3, x4 columns before",
+              training=label)
+        n.add("coadapted_weights_after", row["co-adapted weights after"], "mean |w| of the x3, x4 columns after",
+              training=label)
     pen = out["penalty"]
-    n["linear-unit penalty: max |measured - p(1-p) formula|"] = float(np.max(np.abs(np.subtract(pen["measured"],
-                                                                                               pen["formula"]))))
-    n["linear-unit penalty: p of the largest penalty"] = pen["p"][int(np.argmax(pen["measured"]))]
-    out["numbers"] = n
+    n.add("penalty_gap", float(np.max(np.abs(np.subtract(pen["measured"], pen["formula"])))),
+          "linear-unit penalty: max |measured - p(1-p) formula|")
+    n.add("penalty_argmax", pen["p"][int(np.argmax(pen["measured"]))], "linear-unit penalty: p of the largest penalty")
+    out["numbers"] = n.records()
     return out
 
 
@@ -159,7 +166,7 @@ def verdicts(r: dict[str, Any]) -> list[Verdict]:
 
 
 def _verdicts(r: dict[str, Any]) -> list[Verdict]:
-    n = r["numbers"]
+    n = Numbers.of(r)
     rows = np.array(r["l2"]["rows"])
     rel = float(np.max(np.abs(rows[:, 0] - rows[:, 1]) / rows[:, 1]))
     ens = max(abs(c["measured"][i] - c["formula"][i]) / c["formula"][i]
@@ -167,10 +174,9 @@ def _verdicts(r: dict[str, Any]) -> list[Verdict]:
     co = r["coadapt"]
     after, before = co["with dropout"]["co-adapted weights after"], co["with dropout"]["co-adapted weights before"]
     plain = co["without dropout"]["co-adapted weights after"]
-    gap = n["linear-unit penalty: max |measured - p(1-p) formula|"]
-    p_max = n["linear-unit penalty: p of the largest penalty"]
+    gap, p_max, worked = n.get("penalty_gap"), n.get("penalty_argmax"), n.get("worked_example")
     return [
-        Verdict(f"the worked example gives {n['worked example output (lecture: [60, 132])']}", r["worked"] == [60, 132],
+        Verdict(f"the worked example gives {worked}", worked == [60, 132],
                 words="y = [60, 132]", paper="[60, 132]", measured=None, basis="exact (integers)"),
         Verdict(f"training with Gaussian input noise equals f(w) + alpha |w|^2 within {100 * rel:.2f}%", rel < 0.01,
                 words="L2 regularization is equivalent to Gaussian noise augmentation of the inputs", measured=rel,

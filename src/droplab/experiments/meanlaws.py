@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from .. import means
-from ._base import Context, Experiment, Verdict
+from ._base import Context, Experiment, Numbers, Verdict
 
 # Eq. 88's example, as printed (six decimals)
 EQ88_O = (0.622459, 0.731059)
@@ -33,28 +33,35 @@ def _errors(o: np.ndarray, t: np.ndarray) -> dict[str, np.ndarray]:
             "relative entropy": -t * np.log(clipped) - (1 - t) * np.log1p(-clipped)}  # Eq. 55
 
 
+PAIR = "O = (0.55, 0.65)"  # the example Eq. 85 is measured on, equal weights
+
+
 def compute(ctx: Context) -> dict[str, Any]:
     rng = np.random.default_rng(ctx.seed)
-    n: dict[str, Any] = {}
+    n = Numbers()
     ex = _ensemble(np.array(EQ88_O), np.array([0.5, 0.5]))
     ours = {"E": ex["E"], "G": ex["G"], "G'": ex["G'"], "NWGM": ex["NWGM"], "E - G": ex["E"] - ex["G"],
             "NWGM - E": ex["NWGM"] - ex["E"]}
-    n["Eq. 88 example: measured E, G, G', NWGM, E - G, NWGM - E"] = [float(v) for v in ours.values()]
-    n["Eq. 88 example: the paper's numbers"] = list(EQ88_PAPER.values())
-    n["Eq. 88 example: largest difference from the paper"] = float(max(abs(ours[k] - v) for k, v in EQ88_PAPER.items()))
-    n["Eq. 88 example: NWGM - E >= E - G"] = bool(ours["NWGM - E"] >= ours["E - G"])
+    n.add("eq88_measured", [float(v) for v in ours.values()],
+          "Eq. 88 example: measured E, G, G', NWGM, E - G, NWGM - E")
+    n.add("eq88_paper", list(EQ88_PAPER.values()), "Eq. 88 example: the paper's numbers")
+    n.add("eq88_largest_difference", float(max(abs(ours[k] - v) for k, v in EQ88_PAPER.items())),
+          "Eq. 88 example: largest difference from the paper")
+    n.add("eq88_nwgm_gap_above_g_gap", bool(ours["NWGM - E"] >= ours["E - G"]), "Eq. 88 example: NWGM - E >= E - G")
     half = _ensemble(np.array([0.25, 0.75]), np.array([0.5, 0.5]))
-    n["(0.25, 0.75) example: E, NWGM"] = [float(half["E"]), float(half["NWGM"])]
-    # Eq. 85 against the truth and Eq. 202, at O = (0.55, 0.65), equal weights
+    n.add("symmetric_e", float(half["E"]), "(0.25, 0.75) example: E")
+    n.add("symmetric_nwgm", float(half["NWGM"]), "(0.25, 0.75) example: NWGM")
+    # Eq. 85 against the truth and Eq. 202
     o = _ensemble(np.array([0.55, 0.65]), np.array([0.5, 0.5]))
     truth = float(o["E"] - o["NWGM"])
     eq85 = float(o["V"] * (1 - 2 * o["E"]) / (1 - 2 * o["V"]))
     eq202 = float(o["E"] - means.nwgm_around_mean(o["E"], o["V"]))
-    n["O = (0.55, 0.65): E - NWGM true, Eq. 85, Eq. 202"] = [truth, eq85, eq202]
-    n["O = (0.55, 0.65): V"] = float(o["V"])
+    for estimate, value in (("true", truth), ("Eq. 85", eq85), ("Eq. 202", eq202)):
+        n.add("e_minus_nwgm", value, "E - NWGM", example=PAIR, estimate=estimate)
+    n.add("v", float(o["V"]), "V", example=PAIR)
     # what Eq. 85 drops: G = E - V/(2E) to second order around E (Appendix B), not E - V
-    n["O = (0.55, 0.65): E - G true, V (Eq. 84), V / (2E) (Appendix B)"] = [
-        float(o["E"] - o["G"]), float(o["V"]), float(o["V"] / (2 * o["E"]))]
+    n.add("e_minus_g", float(o["E"] - o["G"]), "E - G, true", example=PAIR)
+    n.add("v_over_2e", float(o["V"] / (2 * o["E"])), "V / (2E), E - G to second order (Appendix B)", example=PAIR)
     # random ensembles: m values with random weights; every inequality checked per ensemble
     count, m = 20_000, 10
     p = rng.dirichlet(np.ones(m), size=count)
@@ -66,35 +73,38 @@ def compute(ctx: Context) -> dict[str, Any]:
             expected = (p * _errors(vals, t[:, None])[loss]).sum(-1)
             for name in ("E", "G", "NWGM"):
                 ok = _errors(ens[name], t)[loss] <= expected + ROUNDING
-                n[f"Eqs. 56-58, {loss}, {target_kind}: fraction with Error({name}) <= E(Error)"] = float(ok.mean())
-    n["Eq. 77: fraction with G <= E"] = float(np.mean(ens["G"] <= ens["E"] + ROUNDING))
-    n["property 2: fraction with G <= NWGM"] = float(np.mean(ens["G"] <= ens["NWGM"] + ROUNDING))
+                n.add("fraction_error_at_most_expected", float(ok.mean()),
+                      f"Eqs. 56-58: fraction with Error({name}) <= E(Error)", loss=loss, target=target_kind, mean=name)
+    n.add("fraction_g_le_e", float(np.mean(ens["G"] <= ens["E"] + ROUNDING)), "Eq. 77: fraction with G <= E")
+    n.add("fraction_g_le_nwgm", float(np.mean(ens["G"] <= ens["NWGM"] + ROUNDING)),
+          "property 2: fraction with G <= NWGM")
     low = _ensemble(vals * 0.5, p)
     high = _ensemble(0.5 + vals * 0.5, p)
-    n["Eq. 81: fraction with NWGM <= E when every O <= 0.5"] = float(np.mean(low["NWGM"] <= low["E"] + ROUNDING))
-    n["Eq. 82: fraction with NWGM >= E when every O >= 0.5"] = float(np.mean(high["NWGM"] >= high["E"] - ROUNDING))
+    n.add("fraction_nwgm_le_e_low", float(np.mean(low["NWGM"] <= low["E"] + ROUNDING)),
+          "Eq. 81: fraction with NWGM <= E when every O <= 0.5")
+    n.add("fraction_nwgm_ge_e_high", float(np.mean(high["NWGM"] >= high["E"] - ROUNDING)),
+          "Eq. 82: fraction with NWGM >= E when every O >= 0.5")
     # NWGM against one randomly chosen member as an estimate of E (Section 8, in short)
     pick = np.array([rng.choice(m, p=row) for row in p])
-    n["mean |E - NWGM|, mean |E - a random member|"] = [float(np.abs(ens["E"] - ens["NWGM"]).mean()),
-                                                        float(np.abs(ens["E"] - vals[np.arange(count), pick]).mean())]
-    return {"numbers": n, "eq85": {"V": float(o["V"]), "truth": truth, "eq85": eq85, "eq202": eq202}}
+    n.add("mean_abs_e_minus_nwgm", float(np.abs(ens["E"] - ens["NWGM"]).mean()), "mean |E - NWGM|")
+    n.add("mean_abs_e_minus_member", float(np.abs(ens["E"] - vals[np.arange(count), pick]).mean()),
+          "mean |E - a random member|")
+    return {"numbers": n.records(), "eq85": {"V": float(o["V"]), "truth": truth, "eq85": eq85, "eq202": eq202}}
 
 
 def plot(r: dict[str, Any]) -> Any:
     import matplotlib.pyplot as plt
 
-    n = r["numbers"]
+    n = Numbers.of(r)
     fig, axes = plt.subplots(1, 2, figsize=(12, 4))
     labels = ["E", "G", "G'", "NWGM", "E - G", "NWGM - E"]
-    ours = n["Eq. 88 example: measured E, G, G', NWGM, E - G, NWGM - E"]
-    paper = n["Eq. 88 example: the paper's numbers"]
-    diff = np.abs(np.subtract(ours, paper))
+    diff = np.abs(np.subtract(n.get("eq88_measured"), n.get("eq88_paper")))
     axes[0].bar(labels, np.maximum(diff, 1e-12), color="tab:blue")
     axes[0].axhline(PRINTED, color="k", ls="--", label="the paper's printed precision")
     axes[0].set_yscale("log")
     axes[0].set(ylabel="|droplab - paper|", title="Eq. 88 example: O = (0.622459, 0.731059)")
     axes[0].legend(fontsize=9)
-    truth, eq85, eq202 = n["O = (0.55, 0.65): E - NWGM true, Eq. 85, Eq. 202"]
+    truth, eq85, eq202 = (n.get("e_minus_nwgm", estimate=k) for k in ("true", "Eq. 85", "Eq. 202"))
     axes[1].bar(["true", "Eq. 85 (around 0.5)", "Eq. 202 (around E)"], [-truth, -eq85, -eq202],
                 color=["k", "tab:red", "tab:green"])
     axes[1].set(ylabel="NWGM - E", title="O = (0.55, 0.65): second-order estimates of NWGM - E")
@@ -103,24 +113,22 @@ def plot(r: dict[str, Any]) -> Any:
 
 
 def verdicts(r: dict[str, Any]) -> list[Verdict]:
-    n = r["numbers"]
-    worst = n["Eq. 88 example: largest difference from the paper"]
-    e, nwgm = n["(0.25, 0.75) example: E, NWGM"]
-    truth, eq85, eq202 = n["O = (0.55, 0.65): E - NWGM true, Eq. 85, Eq. 202"]
-    v = n["O = (0.55, 0.65): V"]
+    n = Numbers.of(r)
+    worst, ordered = n.get("eq88_largest_difference"), n.get("eq88_nwgm_gap_above_g_gap")
+    e, nwgm = n.get("symmetric_e"), n.get("symmetric_nwgm")
+    truth, eq85, eq202 = (n.get("e_minus_nwgm", estimate=k) for k in ("true", "Eq. 85", "Eq. 202"))
+    v, g_appendix = n.get("v"), n.get("v_over_2e")
     rel85, rel202 = abs(eq85 - truth) / abs(truth), abs(eq202 - truth) / abs(truth)
-    _, g_v, g_appendix = n["O = (0.55, 0.65): E - G true, V (Eq. 84), V / (2E) (Appendix B)"]
-    eq56 = min(val for k, val in n.items() if k.startswith("Eqs. 56-58") and "Error(E)" in k)
-    geo_ce = min(val for k, val in n.items() if k.startswith("Eqs. 56-58, relative entropy") and "Error(E)" not in k)
-    geo_sq = min(val for k, val in n.items() if k.startswith("Eqs. 56-58, squared") and "Error(E)" not in k)
-    ineq = {k: n[k] for k in ("Eq. 77: fraction with G <= E", "property 2: fraction with G <= NWGM",
-                              "Eq. 81: fraction with NWGM <= E when every O <= 0.5",
-                              "Eq. 82: fraction with NWGM >= E when every O >= 0.5")}
-    err_nwgm, err_member = n["mean |E - NWGM|, mean |E - a random member|"]
+    eq56 = min(n.values("fraction_error_at_most_expected", mean="E"))
+    geo_ce, geo_sq = (min(min(n.values("fraction_error_at_most_expected", loss=loss, mean=m)) for m in ("G", "NWGM"))
+                      for loss in ("relative entropy", "squared"))
+    ineq = [n.get(k) for k in ("fraction_g_le_e", "fraction_g_le_nwgm", "fraction_nwgm_le_e_low",
+                               "fraction_nwgm_ge_e_high")]
+    err_nwgm, err_member = n.get("mean_abs_e_minus_nwgm"), n.get("mean_abs_e_minus_member")
     return [
         Verdict(f"the worked example of Eq. 88 is reproduced: largest difference from the paper's six printed numbers "
-                f"{worst:.1e}, and NWGM - E >= E - G: {n['Eq. 88 example: NWGM - E >= E - G']}",
-                worst <= PRINTED and n["Eq. 88 example: NWGM - E >= E - G"], source="Section 8, Eq. 88",
+                f"{worst:.1e}, and NWGM - E >= E - G: {ordered}", worst <= PRINTED and ordered,
+                source="Section 8, Eq. 88",
                 words="E = 0.676759, G = 0.674577, G' = 0.318648, NWGM = 0.679179, E - G = 0.002182 and "
                       "NWGM - E = 0.002420", paper="0.676759, 0.674577, 0.318648, 0.679179, 0.002182, 0.002420",
                 measured=worst, threshold=PRINTED, basis="the paper's six printed decimals"),
@@ -131,7 +139,7 @@ def verdicts(r: dict[str, Any]) -> list[Verdict]:
         Verdict(f"Eq. 85 estimates E - NWGM to second order: at O = (0.55, 0.65) it gives {eq85:.3e} against the true "
                 f"{truth:.3e} ({100 * rel85:.0f}% off); Eq. 202 gives {eq202:.3e} ({100 * rel202:.1f}% off). Found: "
                 f"Eq. 84's G ~ E - V drops a term of the same order (true E - G = V / (2E) = {g_appendix:.2e}, not "
-                f"V = {g_v:.2e})", rel85 <= 2 * np.sqrt(v), source="Section 8, Eqs. 84-85",
+                f"V = {v:.2e})", rel85 <= 2 * np.sqrt(v), source="Section 8, Eqs. 84-85",
                 words="E - G/(G + G') ~ V(1 - 2E)/(1 - 2V)", measured=rel85, threshold=float(2 * np.sqrt(v)),
                 basis="the next order is smaller by a factor sd = sqrt(V); 2 sqrt(V) allows twice that"),
         Verdict(f"the error of the ensemble mean E is never above the expected error (Eq. 56, squared error and "
@@ -152,9 +160,9 @@ def verdicts(r: dict[str, Any]) -> list[Verdict]:
                       "expected error", measured=geo_sq, threshold=1.0, basis="every ensemble (an inequality)"),
         Verdict("G <= E, G <= NWGM, and the Ky Fan inequalities (NWGM <= E when every O <= 0.5, >= when every "
                 "O >= 0.5) hold for every one of 20,000 random ensembles: "
-                + ", ".join(f"{100 * val:.2f}%" for val in ineq.values()), min(ineq.values()) >= 1.0,
+                + ", ".join(f"{100 * val:.2f}%" for val in ineq), min(ineq) >= 1.0,
                 source="Section 8, Eqs. 77, 81-82", words="G <= E ... G <= G/(G + G') <= E (consistently low)",
-                measured=min(ineq.values()), threshold=1.0, basis="every ensemble (an inequality)"),
+                measured=min(ineq), threshold=1.0, basis="every ensemble (an inequality)"),
         Verdict(f"NWGM is a better estimate of E than a randomly chosen member: mean error {err_nwgm:.3e} against "
                 f"{err_member:.3e}", err_nwgm < err_member, source="Section 8",
                 words="in general the NWGM is a better approximation to the mean than a random sample",

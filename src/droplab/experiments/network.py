@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .. import ensemble, means
-from ._base import Context, Experiment, Verdict, draw_hist, hist, mc_precision, worst_ratio
+from ._base import Context, Experiment, Numbers, Verdict, draw_hist, hist, mc_precision, worst_ratio
 
 WHEN = (("before", 0), ("after", "last"))
 # George & Mallery (2010): skewness and excess kurtosis within +-2 are read as acceptably close to Gaussian
@@ -62,8 +62,8 @@ def _logistic_second_derivative(e_s: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------- Figs. 9.3-9.7, 9.15
-def _layer_numbers(mc: Any, ws: Any, h: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(numbers, plotted arrays) of hidden layer h."""
+def _layer_numbers(n: Numbers, mc: Any, ws: Any, h: int, when: str) -> dict[str, Any]:
+    """Record hidden layer h's numbers in ``n``; return its plotted arrays."""
     e, v, nwgm = (flat(getattr(mc.layers[h], k)) for k in ("E", "Var", "NWGM"))
     w, se, sd = flat(ws.layers[h].E), flat(mc.layers[h].se_E), np.sqrt(flat(mc.layers[h].Var))
     err = e - nwgm  # alpha of Section 9.5
@@ -73,43 +73,46 @@ def _layer_numbers(mc: Any, ws: Any, h: int) -> tuple[dict[str, Any], dict[str, 
     e_s, sd_s = flat(mc.layers[h].E_S), np.sqrt(flat(mc.layers[h].Var_S))
     d_true, d_mean_field = flat(mc.layers[h].E_derivative), means.expected_derivative_mean_field(e_s)  # Eq. 220
     beta = nwgm - w
-    numbers = {
-        "mean |E - W|": float(np.abs(e - w).mean()), "mean |E - NWGM|": float(np.abs(err).mean()),
-        "mean sd(O)": float(sd.mean()), "mean SE of E": float(se.mean()),
-        "fraction |E - NWGM| <= bound 1 + 5 SE": float(np.mean(np.abs(err) <= b1 + 5 * se)),
-        "fraction |E - NWGM| <= bound 2 + 5 SE": float(np.mean(np.abs(err) <= b2 + 5 * se)),
-        "mean error of Eq. 87 (E - NWGM)": float(np.abs(err - approx87).mean()),
-        "mean error of Eq. 202 (E - NWGM)": float(np.abs(err - approx202).mean()),
-        "mean |E(f'(S)) - f'(E(S))|": float(np.abs(d_true - d_mean_field).mean()),
-        "mean first-order spread of f'(S), |f''(E(S))| sd(S)": float(
-            (np.abs(_logistic_second_derivative(e_s)) * sd_s).mean()),
-        "NWGM - E: mean, sd, skewness, excess kurtosis": shape_moments(nwgm - e),
-        "W - E: mean, sd, skewness, excess kurtosis": shape_moments(w - e),
-        "correlation(alpha, beta)": float(np.corrcoef(err, beta)[0, 1]) if err.std() and beta.std() else 0.0,
-        "sd(alpha), sd(beta), sd(E - W)": [float(err.std()), float(beta.std()), float((e - w).std())],
-    }
-    arrays = {"E": _sub(e), "NWGM": _sub(nwgm), "W": _sub(w), "err": _sub(np.abs(err)),
-              "approx1": _sub(np.abs(approx87)), "bound1": _sub(b1), "bound2": _sub(b2),
-              "hist_nwgm_e": hist(nwgm - e), "hist_w_e": hist(w - e), "hist_approx": hist(np.abs(err - approx87)),
-              "hist_approx2": hist(np.abs(err - approx202)), "hist_deriv": hist(d_true - d_mean_field)}
-    return numbers, arrays
+    at = {"layer": h, "when": when}
+    for key, value, label in (
+        ("mean_abs_e_minus_w", np.abs(e - w).mean(), "mean |E - W|"),
+        ("mean_abs_e_minus_nwgm", np.abs(err).mean(), "mean |E - NWGM|"),
+        ("mean_sd", sd.mean(), "mean sd(O)"), ("mean_se_e", se.mean(), "mean SE of E"),
+        ("fraction_within_bound_1", np.mean(np.abs(err) <= b1 + 5 * se), "fraction |E - NWGM| <= bound 1 + 5 SE"),
+        ("fraction_within_bound_2", np.mean(np.abs(err) <= b2 + 5 * se), "fraction |E - NWGM| <= bound 2 + 5 SE"),
+        ("mean_error_eq87", np.abs(err - approx87).mean(), "mean error of Eq. 87 (E - NWGM)"),
+        ("mean_error_eq202", np.abs(err - approx202).mean(), "mean error of Eq. 202 (E - NWGM)"),
+        ("mean_derivative_gap", np.abs(d_true - d_mean_field).mean(), "mean |E(f'(S)) - f'(E(S))|"),
+        ("mean_derivative_spread", (np.abs(_logistic_second_derivative(e_s)) * sd_s).mean(),
+         "mean first-order spread of f'(S), |f''(E(S))| sd(S)"),
+        ("shape_nwgm_minus_e", shape_moments(nwgm - e), "NWGM - E: mean, sd, skewness, excess kurtosis"),
+        ("shape_w_minus_e", shape_moments(w - e), "W - E: mean, sd, skewness, excess kurtosis"),
+        ("correlation_alpha_beta", np.corrcoef(err, beta)[0, 1] if err.std() and beta.std() else 0.0,
+         "correlation(alpha, beta)"),
+        ("sd_alpha", err.std(), "sd(alpha), alpha = E - NWGM"), ("sd_beta", beta.std(), "sd(beta), beta = NWGM - W"),
+        ("sd_e_minus_w", (e - w).std(), "sd(E - W)"),
+    ):
+        n.add(key, value if isinstance(value, list) else float(value), label, **at)
+    return {"E": _sub(e), "NWGM": _sub(nwgm), "W": _sub(w), "err": _sub(np.abs(err)),
+            "approx1": _sub(np.abs(approx87)), "bound1": _sub(b1), "bound2": _sub(b2),
+            "hist_nwgm_e": hist(nwgm - e), "hist_w_e": hist(w - e), "hist_approx": hist(np.abs(err - approx87)),
+            "hist_approx2": hist(np.abs(err - approx202)), "hist_deriv": hist(d_true - d_mean_field)}
 
 
 def compute_approximations(ctx: Context) -> dict[str, Any]:
-    out: dict[str, Any] = {"layers": {}, "numbers": {}, "hidden": 0}
+    out: dict[str, Any] = {"layers": {}, "hidden": 0}
+    n = Numbers()
     for when, epoch in WHEN:
         mc, ws = mc_stats(ctx, epoch)
         out["hidden"] = len(mc.layers) - 2
         for h in range(1, len(mc.layers) - 1):  # hidden layers
-            numbers, arrays = _layer_numbers(mc, ws, h)
-            out["layers"][f"layer {h} {when}"] = arrays
-            out["numbers"].update({f"layer {h} {when}: {k}": v for k, v in numbers.items()})
+            out["layers"][f"layer {h} {when}"] = _layer_numbers(n, mc, ws, h, when)
         # Section 9.5: how the error of W at the top hidden layer compares with every layer's own NWGM error
         top = len(mc.layers) - 2
-        sd_alpha = [out["numbers"][f"layer {h} {when}: sd(alpha), sd(beta), sd(E - W)"][0] for h in range(1, top + 1)]
-        out["numbers"][f"{when}: sd(E - W) at the top hidden layer, sqrt(sum of Var(alpha) over layers)"] = [
-            out["numbers"][f"layer {top} {when}: sd(alpha), sd(beta), sd(E - W)"][2],
-            float(np.sqrt(np.sum(np.square(sd_alpha))))]
+        n.add("accumulated_sd_alpha", float(np.sqrt(np.sum(np.square(n.series("sd_alpha", when=when))))),
+              "sqrt(sum of Var(alpha) over layers), to compare with sd(E - W) at the top hidden layer", when=when,
+              top_layer=top)
+    out["numbers"] = n.records()
     return out
 
 
@@ -142,31 +145,25 @@ def plot_approximations(r: dict[str, Any]) -> Any:
     return fig
 
 
-def per_layer(n: dict[str, Any], when: str, key: str) -> list[Any]:
-    """``n["layer h <when>: <key>"]`` for every hidden layer h, in order."""
-    layers = sorted({int(k.split()[1]) for k in n if k.startswith("layer ") and f" {when}: " in k})
-    return [n[f"layer {h} {when}: {key}"] for h in layers]
-
-
 def verdicts_approximations(r: dict[str, Any]) -> list[Verdict]:
-    n = r["numbers"]
+    n = Numbers.of(r)
     out = []
-    for name, key, fig in (("W", "mean |E - W|", "Figs. 9.3, 9.7"), ("NWGM", "mean |E - NWGM|", "Figs. 9.3, 9.6")):
-        worst = worst_ratio(per_layer(n, "after", key), per_layer(n, "after", "mean sd(O)"))
+    for name, key, fig in (("W", "mean_abs_e_minus_w", "Figs. 9.3, 9.7"),
+                           ("NWGM", "mean_abs_e_minus_nwgm", "Figs. 9.3, 9.6")):
+        worst = worst_ratio(n.series(key, when="after"), n.series("mean_sd", when="after"))
         out.append(Verdict(
             f"{name} approximates E: in every hidden layer after training, mean |E - {name}| is at most "
             f"{worst:.3f} of the mean dropout sd(O)", worst < 1.0, source=f"Section 9.5, {fig}",
             words="both W and NWGM(O) can be viewed as good approximations to E(O) with small deviations",
             measured=worst, threshold=1.0, basis=WITHIN_SD))
-    frac = float(min(per_layer(n, "after", "fraction |E - NWGM| <= bound 2 + 5 SE")))
+    frac = float(min(n.series("fraction_within_bound_2", when="after")))
     out.append(Verdict(
         f"|E - NWGM| is within bound 2 of Eq. 87 for {100 * frac:.2f}% of the hidden units of the worst layer after "
         "training", frac >= 1.0, source="Eq. 87, Figs. 9.3-9.4", words="well within the bounds derived in Section 8",
         measured=frac, threshold=1.0,
         basis="every unit, allowing 5 Monte Carlo standard errors of E (a false exceedance among ~50,000 units has "
               "probability about 1%)"))
-    e87, e202 = per_layer(n, "after", "mean error of Eq. 87 (E - NWGM)"), per_layer(
-        n, "after", "mean error of Eq. 202 (E - NWGM)")
+    e87, e202 = n.series("mean_error_eq87", when="after"), n.series("mean_error_eq202", when="after")
     better = sum(b < a for a, b in zip(e87, e202, strict=True))
     out.append(Verdict(
         f"the expansion around the mean (Eq. 202) approximates E - NWGM better than Eq. 87 in {better} of "
@@ -174,17 +171,16 @@ def verdicts_approximations(r: dict[str, Any]) -> list[Verdict]:
         f"{', '.join(f'{a:.1e}' for a in e87)})", better == len(e87), source="Fig. 9.5, Eq. 202",
         words="the sharper but potentially more restricted second order approximation", measured=float(better),
         threshold=float(len(e87)), basis="the same error measure |(E - NWGM) - estimate| for both, in every layer"))
-    d, spread = per_layer(n, "after", "mean |E(f'(S)) - f'(E(S))|"), per_layer(
-        n, "after", "mean first-order spread of f'(S), |f''(E(S))| sd(S)")
+    d, spread = n.series("mean_derivative_gap", when="after"), n.series("mean_derivative_spread", when="after")
     ratio = worst_ratio(d, spread)
     out.append(Verdict(
         f"E(f'(S)) ~ f'(E(S)): the mean difference is at most {ratio:.2f} of the first-order dropout spread of "
         "f'(S) in every hidden layer", ratio < 1.0, source="Eq. 220, Fig. 9.15",
         words="E(sigma'(S)) is approximated by sigma'(E(S))", measured=ratio, threshold=1.0,
         basis="a second-order error against the first-order spread |f''(E(S))| sd(S) (delta method)"))
-    for what, fig in (("NWGM - E", "Fig. 9.6"), ("W - E", "Fig. 9.7")):
+    for what, key, fig in (("NWGM - E", "shape_nwgm_minus_e", "Fig. 9.6"), ("W - E", "shape_w_minus_e", "Fig. 9.7")):
         for when in ("before", "after"):
-            moments = per_layer(n, when, f"{what}: mean, sd, skewness, excess kurtosis")
+            moments = n.series(key, when=when)
             worst = float(max(max(abs(m[2]), abs(m[3])) for m in moments))
             centred = all(abs(m[0]) <= m[1] for m in moments)
             out.append(Verdict(
@@ -195,22 +191,21 @@ def verdicts_approximations(r: dict[str, Any]) -> list[Verdict]:
                                   "before and after training", measured=worst, threshold=GAUSSIAN_LIMIT,
                 basis=GAUSSIAN_BASIS))
     skew = [(abs(b[2]), abs(a[2])) for b, a in zip(
-        per_layer(n, "before", "W - E: mean, sd, skewness, excess kurtosis"),
-        per_layer(n, "after", "W - E: mean, sd, skewness, excess kurtosis"), strict=True)]
+        n.series("shape_w_minus_e", when="before"), n.series("shape_w_minus_e", when="after"), strict=True)]
     more = sum(a > b for b, a in skew)
     out.append(Verdict(
         f"after training W - E is more asymmetric than before in {more} of {len(skew)} layers (|skewness| "
         + ", ".join(f"{b:.2f} -> {a:.2f}" for b, a in skew) + ")", 2 * more > len(skew), source="Figs. 9.6-9.7",
         words="After training, the distribution is slightly asymmetric", measured=float(more),
         threshold=len(skew) / 2, basis="a majority of layers"))
-    corr = per_layer(n, "after", "correlation(alpha, beta)")[1:]
+    corr = n.series("correlation_alpha_beta", when="after")[1:]
     worst_c = float(max(abs(c) for c in corr)) if corr else 0.0
     out.append(Verdict(
         "alpha = E - NWGM and beta = NWGM - W are uncorrelated above the first layer: correlations "
         + ", ".join(f"{c:+.2f}" for c in corr), worst_c < COHEN_SMALL, source="Section 9.5, Eq. 116",
         words="the error is uncorrelated with the error alpha = E(O) - NWGM(O) for l > 1", measured=worst_c,
         threshold=COHEN_SMALL, basis="Cohen (1988): |r| below 0.1, under a small correlation"))
-    top, accumulated = n["after: sd(E - W) at the top hidden layer, sqrt(sum of Var(alpha) over layers)"]
+    top, accumulated = n.series("sd_e_minus_w", when="after")[-1], n.get("accumulated_sd_alpha", when="after")
     out.append(Verdict(
         f"errors do not accumulate with depth: sd(E - W) at the top hidden layer is {top:.2e}, against "
         f"{accumulated:.2e}"
@@ -231,7 +226,8 @@ APPROXIMATIONS = Experiment(
 
 # ------------------------------------------------------------------------------------------- Figs. 9.8-9.11
 def compute_variance(ctx: Context) -> dict[str, Any]:
-    out: dict[str, Any] = {"epochs": [], "mean_var": [], "mean_gap": [], "hist": {}, "numbers": {}}
+    out: dict[str, Any] = {"epochs": [], "mean_var": [], "mean_gap": [], "hist": {}}
+    n = Numbers()
     k = ctx.settings["trajectory_samples"]
     for epoch in ctx.study.epochs:
         mc, ws = mc_stats(ctx, epoch, samples=k)
@@ -247,15 +243,19 @@ def compute_variance(ctx: Context) -> dict[str, Any]:
         e2 = v + np.concatenate([flat(layer.E) for layer in mc.layers[1:-1]]) ** 2  # E(O O)
         out["hist"][when] = {"e2_minus_w": hist(e2 - w), "e2_minus_w2": hist(e2 - w * w),
                              "var_minus_bound": hist(v - w * (1 - w))}
-        out["numbers"][f"{when}: mean |E(OO) - W|"] = float(np.abs(e2 - w).mean())
-        out["numbers"][f"{when}: mean |E(OO) - W W|"] = float(np.abs(e2 - w * w).mean())
+        n.add("mean_abs_e_oo_minus_w", float(np.abs(e2 - w).mean()), "mean |E(OO) - W|", when=when)
+        n.add("mean_abs_e_oo_minus_ww", float(np.abs(e2 - w * w).mean()), "mean |E(OO) - W W|", when=when)
         # a unit's Var has standard error about Var sqrt(2 / K) (K samples): allow 5 of them
         slack = 5 * v * np.sqrt(2 / ctx.settings["samples"])
-        out["numbers"][f"{when}: fraction Var <= W(1 - W) + 5 SE"] = float(np.mean(v <= w * (1 - w) + slack))
-        out["numbers"][f"{when}: mean Var"] = float(v.mean())
+        n.add("fraction_var_within_bound", float(np.mean(v <= w * (1 - w) + slack)),
+              "fraction Var <= W(1 - W) + 5 SE", when=when)
+        n.add("mean_var", float(v.mean()), "mean Var", when=when)
     mv = out["mean_var"]
-    out["numbers"]["mean Var at the start, its peak (epoch), at the end"] = [
-        mv[0], max(mv), float(out["epochs"][int(np.argmax(mv))]), mv[-1]]
+    n.add("curve_var_start", mv[0], "mean Var over training: at the start")
+    n.add("curve_var_peak", max(mv), "mean Var over training: its peak")
+    n.add("curve_var_peak_epoch", out["epochs"][int(np.argmax(mv))], "mean Var over training: the epoch of its peak")
+    n.add("curve_var_end", mv[-1], "mean Var over training: at the end")
+    out["numbers"] = n.records()
     return out
 
 
@@ -282,15 +282,15 @@ def plot_variance(r: dict[str, Any]) -> Any:
 
 
 def verdicts_variance(r: dict[str, Any]) -> list[Verdict]:
-    n = r["numbers"]
-    start, peak, peak_epoch, end = n["mean Var at the start, its peak (epoch), at the end"]
-    frac = n["after: fraction Var <= W(1 - W) + 5 SE"]
+    n = Numbers.of(r)
+    start, peak, peak_epoch, end = (n.get(f"curve_var_{k}") for k in ("start", "peak", "peak_epoch", "end"))
+    frac = n.get("fraction_var_within_bound", when="after")
     out = [Verdict(
         f"W(1 - W) bounds the dropout variance of {100 * frac:.1f}% of hidden units after training", frac >= 0.95,
         source="Eq. 117, Fig. 9.9", words="rough upperbounds", measured=frac, threshold=0.95,
         basis="a rough bound: 95% of units (5% the conventional tail), each allowed 5 standard errors of its Var")]
     for when in ("before", "after"):
-        ww, w = n[f"{when}: mean |E(OO) - W W|"], n[f"{when}: mean |E(OO) - W|"]
+        ww, w = n.get("mean_abs_e_oo_minus_ww", when=when), n.get("mean_abs_e_oo_minus_w", when=when)
         out.append(Verdict(
             f"{when} training, E(OO) is closer to W W (Var ~ 0, Eq. 118) than to W (Eq. 117): mean error {ww:.2e} "
             f"against {w:.2e}", ww < w, source="Eqs. 117-118, Fig. 9.8",
@@ -342,7 +342,8 @@ def _paired(a: np.ndarray, b: np.ndarray) -> list[float]:
 def compute_pairs(ctx: Context) -> dict[str, Any]:
     sizes = ctx.study.model_config()["sizes"]
     unconnected, connected = _pairs(sizes, ctx.settings["pairs"], ctx.seed)
-    out: dict[str, Any] = {"hist": {}, "numbers": {}}
+    out: dict[str, Any] = {"hist": {}}
+    n = Numbers()
     for when, epoch in WHEN:
         mc, _ = mc_stats(ctx, epoch, unconnected + connected)
         approx = ensemble.pair_approximations(ctx.study.model(epoch), ctx.study.inputs(), unconnected + connected)
@@ -355,14 +356,16 @@ def compute_pairs(ctx: Context) -> dict[str, Any]:
         wij_c, taylor_c = cat(approx["W_ij W_j"], connected), cat(approx["taylor"], connected)
         out["hist"][when] = {"u_ww": hist(true_u - ww_u), "u_0": hist(true_u), "c_ww": hist(true_c - ww_c),
                              "c_wij": hist(true_c - wij_c)}
-        n = out["numbers"]
-        n[f"{when}: unconnected, mean |E(OO) - W W|"] = float(np.abs(true_u - ww_u).mean())
-        n[f"{when}: unconnected, mean |E(OO) - 0|"] = float(np.abs(true_u).mean())
-        n[f"{when}: connected, mean |E(OO) - W W|"] = float(np.abs(true_c - ww_c).mean())
-        n[f"{when}: connected, mean |E(OO) - W_ij W_j|"] = float(np.abs(true_c - wij_c).mean())
-        n[f"{when}: connected, mean |E(OO) - Eq. 122 Taylor form|"] = float(np.abs(true_c - taylor_c).mean())
-        n[f"{when}: connected, W W error minus W_ij W_j error (mean, SE)"] = _paired(
-            np.abs(true_c - ww_c), np.abs(true_c - wij_c))
+        for pairs, estimate, truth, approx, label in (
+                ("unconnected", "ww", true_u, ww_u, "W W"), ("unconnected", "zero", true_u, 0.0, "0"),
+                ("connected", "ww", true_c, ww_c, "W W"), ("connected", "wij_wj", true_c, wij_c, "W_ij W_j"),
+                ("connected", "taylor", true_c, taylor_c, "Eq. 122 Taylor form")):
+            n.add(f"mean_abs_error_{estimate}", float(np.abs(truth - approx).mean()), f"mean |E(OO) - {label}|",
+                  when=when, pairs=pairs)
+        gain, se = _paired(np.abs(true_c - ww_c), np.abs(true_c - wij_c))
+        n.add("correction_gain", gain, "W W error minus W_ij W_j error, mean over pairs", when=when, pairs="connected")
+        n.add("correction_gain_se", se, "W W error minus W_ij W_j error, its SE", when=when, pairs="connected")
+    out["numbers"] = n.records()
     return out
 
 
@@ -387,17 +390,17 @@ def plot_pairs(r: dict[str, Any]) -> Any:
 
 
 def verdicts_pairs(r: dict[str, Any]) -> list[Verdict]:
-    n = r["numbers"]
+    n = Numbers.of(r)
     out = []
     for when in ("before", "after"):
-        ww, zero = n[f"{when}: unconnected, mean |E(OO) - W W|"], n[f"{when}: unconnected, mean |E(OO) - 0|"]
+        ww, zero = (n.get(f"mean_abs_error_{k}", when=when, pairs="unconnected") for k in ("ww", "zero"))
         out.append(Verdict(
             f"{when} training, for unconnected hidden pairs W W approximates E(O_i O_j) much better than 0: mean error "
             f"{ww:.2e} against {zero:.2e}", ww < 0.1 * zero, source="Eq. 119, Figs. 9.12-9.13",
             words="The approximation is much better than simply using 0", measured=ww, threshold=0.1 * zero,
             basis="much better: under a tenth of the error of 0"))
     for when in ("before", "after"):
-        gain, se = n[f"{when}: connected, W W error minus W_ij W_j error (mean, SE)"]
+        gain, se = n.get("correction_gain", when=when), n.get("correction_gain_se", when=when)
         expected = when == "after"
         holds = gain > 2 * se if expected else gain <= 2 * se
         out.append(Verdict(

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from .. import means
-from ._base import Context, Experiment, Verdict, draw_hist, hist
+from ._base import Context, Experiment, Numbers, Verdict, draw_hist, hist
 
 DISTRIBUTIONS = {
     "uniform [0, 1]": lambda rng, shape: rng.uniform(0, 1, shape),
@@ -21,17 +21,18 @@ EPS = 1e-6  # a normal draw outside (0, 1) is clipped: O is a probability
 def compute(ctx: Context) -> dict[str, Any]:
     rng = np.random.default_rng(ctx.seed)
     repeats, sizes = ctx.settings["sampling_repeats"], ctx.settings["sampling_sizes"]
-    out: dict[str, Any] = {"hist": {}, "sizes": sizes, "correlation": {}, "covariance": {}, "numbers": {},
-                           "repeats": repeats}
+    out: dict[str, Any] = {"hist": {}, "sizes": sizes, "correlation": {}, "covariance": {}, "repeats": repeats}
+    n = Numbers()
     for name, draw in DISTRIBUTIONS.items():
         o = np.clip(draw(rng, (repeats, 100)), EPS, 1 - EPS)
         e, nwgm = means.weighted_mean(o), means.normalized_geometric_mean(o)
         out["hist"][name] = {"NWGM": hist(nwgm, 40), "E": hist(e, 40)}
-        out["numbers"][f"{name}: mean E, m=100"] = float(e.mean())
-        out["numbers"][f"{name}: mean NWGM, m=100"] = float(nwgm.mean())
-        out["numbers"][f"{name}: sd NWGM, m=100"] = float(nwgm.std())
-        out["numbers"][f"{name}: sd of NWGM - E, m=100"] = float((nwgm - e).std())
-        out["numbers"][f"{name}: fraction of samples with NWGM <= E, m=100"] = float(np.mean(nwgm <= e + 1e-12))
+        n.add("mean_e", float(e.mean()), "mean E", distribution=name, m=100)
+        n.add("mean_nwgm", float(nwgm.mean()), "mean NWGM", distribution=name, m=100)
+        n.add("sd_nwgm", float(nwgm.std()), "sd NWGM", distribution=name, m=100)
+        n.add("sd_nwgm_minus_e", float((nwgm - e).std()), "sd of NWGM - E", distribution=name, m=100)
+        n.add("fraction_nwgm_le_e", float(np.mean(nwgm <= e + 1e-12)), "fraction of samples with NWGM <= E",
+              distribution=name, m=100)
         corr, cov, se_mcov = [], [], []
         for m in sizes:
             o = np.clip(draw(rng, (repeats, m)), EPS, 1 - EPS)
@@ -42,11 +43,14 @@ def compute(ctx: Context) -> dict[str, Any]:
             # standard error of a sample covariance of near-Gaussian pairs: sqrt((var_x var_y + cov^2) / (n - 1))
             se_mcov.append(float(m * np.sqrt((c[0, 0] * c[1, 1] + c[0, 1] ** 2) / (repeats - 1))))
         out["correlation"][name], out["covariance"][name] = corr, cov
-        out["numbers"][f"{name}: correlation at m={sizes[-1]}"] = corr[-1]
+        n.add("correlation", corr[-1], "correlation(E, NWGM)", distribution=name, m=sizes[-1])
         # the paper's 1/m law is asymptotic (m -> infinity): compare from the middle sample size up
         mid = len(sizes) // 2
-        out["numbers"][f"{name}: m x covariance at m={sizes[mid]} and m={sizes[-1]}, SE of their difference"] = [
-            sizes[mid] * cov[mid], sizes[-1] * cov[-1], float(np.hypot(se_mcov[mid], se_mcov[-1]))]
+        for i in sorted({mid, len(sizes) - 1}):  # one size when there are only two
+            n.add("m_covariance", sizes[i] * cov[i], "m x covariance(E, NWGM)", distribution=name, m=sizes[i])
+        n.add("se_m_covariance_difference", float(np.hypot(se_mcov[mid], se_mcov[-1])),
+              f"SE of the difference of m x covariance at m={sizes[mid]} and m={sizes[-1]}", distribution=name)
+    out["numbers"] = n.records()
     return out
 
 
@@ -70,15 +74,18 @@ def plot(r: dict[str, Any]) -> Any:
 
 
 def verdicts(r: dict[str, Any]) -> list[Verdict]:
-    n, first, last = r["numbers"], r["sizes"][len(r["sizes"]) // 2], r["sizes"][-1]
-    gaps = {k: abs(n[f"{k}: mean E, m=100"] - n[f"{k}: mean NWGM, m=100"]) for k in DISTRIBUTIONS}
+    n, first, last = Numbers.of(r), r["sizes"][len(r["sizes"]) // 2], r["sizes"][-1]
+    gaps = {k: abs(n.get("mean_e", distribution=k) - n.get("mean_nwgm", distribution=k)) for k in DISTRIBUTIONS}
     # the bound, plus 4 standard errors of the measured mean gap (it is estimated from r["repeats"] samples)
-    bounds = {k: float(means.bound_mean_only(np.array(n[f"{k}: mean E, m=100"])))
-              + 4 * n[f"{k}: sd of NWGM - E, m=100"] / r["repeats"] ** 0.5 for k in DISTRIBUTIONS}
-    corr = {k: n[f"{k}: correlation at m={last}"] for k in DISTRIBUTIONS}
-    mcov = {k: n[f"{k}: m x covariance at m={first} and m={last}, SE of their difference"] for k in DISTRIBUTIONS}
-    z = {k: abs(a - b) / se if se > 0 else 0.0 for k, (a, b, se) in mcov.items()}
-    kyfan = n["uniform [0, 0.5]: fraction of samples with NWGM <= E, m=100"]
+    bounds = {k: float(means.bound_mean_only(np.array(n.get("mean_e", distribution=k))))
+              + 4 * n.get("sd_nwgm_minus_e", distribution=k) / r["repeats"] ** 0.5 for k in DISTRIBUTIONS}
+    corr = {k: n.get("correlation", distribution=k, m=last) for k in DISTRIBUTIONS}
+    z = {}
+    for k in DISTRIBUTIONS:
+        a, b = n.get("m_covariance", distribution=k, m=first), n.get("m_covariance", distribution=k, m=last)
+        se = n.get("se_m_covariance_difference", distribution=k)
+        z[k] = abs(a - b) / se if se > 0 else 0.0
+    kyfan = n.get("fraction_nwgm_le_e", distribution="uniform [0, 0.5]", m=100)
     return [
         Verdict("NWGM is centred near E for every distribution, within bound 2 of Eq. 87 at E (+ 4 SE): gaps "
                 + ", ".join(f"{gaps[k]:.3f} (bound {bounds[k]:.3f})" for k in DISTRIBUTIONS),

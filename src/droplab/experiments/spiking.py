@@ -9,7 +9,7 @@ import torch
 
 from .. import ensemble, modes, train
 from ..net import DropoutMLP
-from ._base import Context, Experiment, Verdict, binomial_se, mc_precision, worst_ratio
+from ._base import Context, Experiment, Numbers, Verdict, binomial_se, mc_precision, worst_ratio
 from .network import WITHIN_SD, flat, mc_stats
 
 
@@ -25,17 +25,20 @@ def compute_three_networks(ctx: Context) -> dict[str, Any]:
     stats = {"dropout": mc_stats(ctx, "last")[0],  # the study network's own measurement (Figs. 9.3-9.15)
              "spiking": ensemble.monte_carlo(spiking_net, x, samples=k, generator=gen,
                                                  precision=mc_precision(ctx))}
-    out: dict[str, Any] = {"layers": {}, "numbers": {}}
+    out: dict[str, Any] = {"layers": {}}
+    n = Numbers()
     for h in range(1, len(w.layers)):
         row = {"W": flat(w.layers[h].E)[:2000].tolist()}
         for name, st in stats.items():
             row[name] = flat(st.layers[h].E)[:2000].tolist()
-            out["numbers"][f"layer {h}: mean |E({name}) - W|"] = float(np.abs(flat(st.layers[h].E) -
-                                                                            flat(w.layers[h].E)).mean())
-            out["numbers"][f"layer {h}: mean sd(O) ({name})"] = float(np.sqrt(flat(st.layers[h].Var)).mean())
+            n.add("mean_abs_e_minus_w", float(np.abs(flat(st.layers[h].E) - flat(w.layers[h].E)).mean()),
+                  "mean |E - W|", network=name, layer=h)
+            n.add("mean_sd", float(np.sqrt(flat(st.layers[h].Var)).mean()), "mean sd(O)", network=name, layer=h)
         out["layers"][f"layer {h}"] = row
-    agree = {name: float((st.output.E.argmax(1) == w.output.E.argmax(1)).float().mean()) for name, st in stats.items()}
-    out["numbers"].update({f"predicted class agrees with W ({name})": a for name, a in agree.items()})
+    for name, st in stats.items():
+        n.add("class_agreement", float((st.output.E.argmax(1) == w.output.E.argmax(1)).float().mean()),
+              "fraction of inputs whose predicted class agrees with W", network=name)
+    out["numbers"] = n.records()
     return out
 
 
@@ -58,13 +61,11 @@ def plot_three_networks(r: dict[str, Any]) -> Any:
 
 
 def verdicts_three_networks(r: dict[str, Any]) -> list[Verdict]:
-    n = r["numbers"]
-    layers = sorted({int(k.split()[1].rstrip(":")) for k in n if k.startswith("layer")})
+    n = Numbers.of(r)
     out = []
     for name in ("dropout", "spiking"):
-        ratio = worst_ratio([n[f"layer {h}: mean |E({name}) - W|"] for h in layers],
-                            [n[f"layer {h}: mean sd(O) ({name})"] for h in layers])
-        agree = n[f"predicted class agrees with W ({name})"]
+        ratio = worst_ratio(n.series("mean_abs_e_minus_w", network=name), n.series("mean_sd", network=name))
+        agree = n.get("class_agreement", network=name)
         out.append(Verdict(
             f"the {name} network's average matches the deterministic network in every layer: mean |E - W| at most "
             f"{ratio:.3f} of the mean sd(O); same predicted class for {100 * agree:.0f}% of inputs", ratio < 1.0,
@@ -120,8 +121,7 @@ def expected_gradient(ctx: Context, backward: str | float) -> dict[str, float]:
         total += _weight_gradients(perc, x, y, noise)
         if i in (k // 4, k):
             errors[i] = float((total / i - bp).norm() / bp.norm())
-    return {"exact": float((at_mean - bp).abs().max() / bp.abs().max()),
-            "relative error at K/4, K": [errors[k // 4], errors[k]]}
+    return {"exact": float((at_mean - bp).abs().max() / bp.abs().max()), "relative errors": errors}
 
 
 def _finetune(ctx: Context, start: int, backward: str | None, lr: float, epochs: int) -> tuple[float, torch.Tensor]:
@@ -142,14 +142,14 @@ def _finetune(ctx: Context, start: int, backward: str | None, lr: float, epochs:
 
 
 def compute_backpercolation(ctx: Context) -> dict[str, Any]:
-    out: dict[str, Any] = {"numbers": {}, "curves": {}}
-    k = ctx.settings["gradient_samples"]
+    n = Numbers()
     for label, backward in (("p = f'(S)", "derivative"), ("p = 0.5 fixed", 0.5)):
         g = expected_gradient(ctx, backward)
-        out["numbers"][f"backpercolation {label}: exact expectation against backpropagation, max relative "
-                       "difference"] = g["exact"]
-        out["numbers"][f"backpercolation {label}: relative error of the average of {k // 4}, {k} samples"] = g[
-            "relative error at K/4, K"]
+        n.add("exact_relative_difference", g["exact"],
+              "exact expectation against backpropagation, max relative difference", backward=label)
+        for samples, error in g["relative errors"].items():
+            n.add("relative_error_of_average", error, "relative error of the average of sampled backward passes",
+                  backward=label, samples=samples)
     # training from a snapshot where learning is under way, with a small learning rate
     errors = [row["test_error"] for row in ctx.study.metrics]
     start = next((i + 1 for i, e in enumerate(errors) if e < 50.0), max(1, len(errors) // 2))
@@ -159,33 +159,36 @@ def compute_backpercolation(ctx: Context) -> dict[str, Any]:
                (("backpropagation", None), ("backpercolation", "derivative"))}
     (e_bp, d_bp), (e_perc, d_perc) = results["backpropagation"], results["backpercolation"]
     n_test = len(ctx.study.data.x_test)
-    out["numbers"]["small learning rate: start epoch, learning rate, test error at the start"] = [
-        start, lr, errors[start - 1]]
-    out["numbers"]["small learning rate: test error after 2 epochs, backpropagation, backpercolation"] = [e_bp, e_perc]
-    out["numbers"]["small learning rate: SE of the difference"] = float(np.hypot(
-        binomial_se(e_bp, n_test), binomial_se(e_perc, n_test)))
-    out["numbers"]["small learning rate: cosine of the two weight changes"] = float(
-        (d_bp @ d_perc) / (d_bp.norm() * d_perc.norm() + 1e-300))
-    return out
+    at = {"run": "small learning rate"}
+    n.add("start_epoch", start, "start epoch", **at)
+    n.add("lr", lr, "learning rate", **at)
+    n.add("start_test_error", errors[start - 1], "test error % at the start", **at)
+    n.add("test_error", e_bp, "test error % after 2 epochs", training="backpropagation", **at)
+    n.add("test_error", e_perc, "test error % after 2 epochs", training="backpercolation", **at)
+    n.add("test_error_difference_se", float(np.hypot(binomial_se(e_bp, n_test), binomial_se(e_perc, n_test))),
+          "SE of the difference of the test errors", **at)
+    n.add("weight_change_cosine", float((d_bp @ d_perc) / (d_bp.norm() * d_perc.norm() + 1e-300)),
+          "cosine of the two weight changes", **at)
+    return {"numbers": n.records()}
 
 
 def plot_backpercolation(r: dict[str, Any]) -> Any:
     import matplotlib.pyplot as plt
 
-    n = r["numbers"]
+    n = Numbers.of(r)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     labels = ["p = f'(S)", "p = 0.5 fixed"]
     for label, color in zip(labels, ("tab:green", "tab:gray"), strict=True):
-        key = next(k for k in n if k.startswith(f"backpercolation {label}: relative error of the average"))
-        ks = [int(v) for v in key.rsplit("of the average of ", 1)[1].split(" samples")[0].split(", ")]
-        axes[0].loglog(ks, n[key], "o-", color=color, label=f"backpercolation, {label}")
-        axes[0].loglog(ks, [n[key][0], n[key][0] * (ks[0] / ks[1]) ** 0.5], ":", color=color)
+        ks = n.coordinates("samples", "relative_error_of_average", backward=label)
+        errs = n.series("relative_error_of_average", by="samples", backward=label)
+        axes[0].loglog(ks, errs, "o-", color=color, label=f"backpercolation, {label}")
+        axes[0].loglog(ks, [errs[0], errs[0] * (ks[0] / ks[1]) ** 0.5], ":", color=color)
     axes[0].set(xlabel="backward passes averaged (K)", ylabel="||average - backprop|| / ||backprop||",
                 title="average of sampled backpercolation gradients")
     axes[0].legend(fontsize=8, title="dotted: 1/sqrt(K)", title_fontsize=8)
-    start, lr, e0 = n["small learning rate: start epoch, learning rate, test error at the start"]
-    e_bp, e_perc = n["small learning rate: test error after 2 epochs, backpropagation, backpercolation"]
-    se = n["small learning rate: SE of the difference"]
+    start, lr, e0 = n.get("start_epoch"), n.get("lr"), n.get("start_test_error")
+    e_bp, e_perc = (n.get("test_error", training=t) for t in ("backpropagation", "backpercolation"))
+    se = n.get("test_error_difference_se")
     axes[1].bar(["start", "backpropagation", "backpercolation"], [e0, e_bp, e_perc],
                 yerr=[0, se / np.sqrt(2), se / np.sqrt(2)], color=["tab:gray", "tab:blue", "tab:green"])
     axes[1].set(ylabel="test error (%)", title=f"2 epochs from epoch {start:.0f} at learning rate {lr:g}")
@@ -195,12 +198,11 @@ def plot_backpercolation(r: dict[str, Any]) -> Any:
 
 
 def verdicts_backpercolation(r: dict[str, Any]) -> list[Verdict]:
-    n = r["numbers"]
-    exact = n["backpercolation p = f'(S): exact expectation against backpropagation, max relative difference"]
-    key = next(k for k in n if k.startswith("backpercolation p = f'(S): relative error of the average"))
-    quarter, full = n[key]
-    e_bp, e_perc = n["small learning rate: test error after 2 epochs, backpropagation, backpercolation"]
-    se = n["small learning rate: SE of the difference"]
+    n = Numbers.of(r)
+    exact = n.get("exact_relative_difference", backward="p = f'(S)")
+    quarter, full = n.series("relative_error_of_average", by="samples", backward="p = f'(S)")
+    e_bp, e_perc = (n.get("test_error", training=t) for t in ("backpropagation", "backpercolation"))
+    se = n.get("test_error_difference_se")
     words = "backpropagation can be viewed as the ensemble average of backpercolation (paraphrase)"
     return [
         Verdict(f"the expected backpercolation gradient (masks at their means f'(S)) is the backpropagation gradient: "

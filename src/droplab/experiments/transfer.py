@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .. import ensemble, means, train
-from ._base import Context, Experiment, Verdict, mc_precision, worst_ratio
+from ._base import Context, Experiment, Numbers, Verdict, mc_precision, worst_ratio
 from .network import WITHIN_SD, flat
 
 TRANSFERS = ("logistic", "tanh", "relu")
@@ -34,9 +34,9 @@ def _train(ctx: Context, transfer: str) -> Any:
 
 
 def compute(ctx: Context) -> dict[str, Any]:
-    out: dict[str, Any] = {"numbers": {}, "scatter": {}}
+    out: dict[str, Any] = {"scatter": {}}
     x = ctx.study.inputs()
-    n = out["numbers"]
+    n = Numbers()
     for transfer in TRANSFERS:
         result = _train(ctx, transfer)
         net = result.model.eval()
@@ -44,10 +44,11 @@ def compute(ctx: Context) -> dict[str, Any]:
         mc = ensemble.monte_carlo(net, x, samples=ctx.settings["samples"], generator=gen,
                                   precision=mc_precision(ctx))
         ws = ensemble.weight_scaled(net, x)
-        n[f"{transfer}: test error %"] = result.test_error
+        n.add("test_error", result.test_error, "test error %", transfer=transfer)
         for h in range(1, len(mc.layers) - 1):
             e, w, sd = flat(mc.layers[h].E), flat(ws.layers[h].E), np.sqrt(flat(mc.layers[h].Var))
-            n[f"{transfer} layer {h}: mean |E - W|, mean sd(O)"] = [float(np.abs(e - w).mean()), float(sd.mean())]
+            n.add("mean_abs_e_minus_w", float(np.abs(e - w).mean()), "mean |E - W|", transfer=transfer, layer=h)
+            n.add("mean_sd", float(sd.mean()), "mean sd(O)", transfer=transfer, layer=h)
             if transfer != "relu":
                 continue
             mu, var = flat(mc.layers[h].E_S), flat(mc.layers[h].Var_S)
@@ -55,23 +56,28 @@ def compute(ctx: Context) -> dict[str, Any]:
             err_plain = np.abs(e - np.maximum(mu, 0))  # RL(E(S)), Eq. 70
             err72 = np.abs(e - flat(means.relu_expectation_gaussian(mc.layers[h].E_S, mc.layers[h].Var_S)))
             near, far = z < 1, z > 2
-            n[f"relu layer {h}: mean |E - RL(E(S))| where |E(S)|/sd(S) < 1, > 2 (units)"] = [
-                float(err_plain[near].mean()) if near.any() else None,
-                float(err_plain[far].mean()) if far.any() else None, int(near.sum()), int(far.sum())]
-            n[f"relu layer {h}: mean |E - Eq. 72|, mean |E - RL(E(S))|"] = [float(err72.mean()),
-                                                                             float(err_plain.mean())]
+            at = {"transfer": transfer, "layer": h}
+            for units, where, words in (("near", near, "|E(S)|/sd(S) < 1"), ("far", far, "|E(S)|/sd(S) > 2")):
+                n.add("units", int(where.sum()), f"units where {words}", **at, region=units)
+                if where.any():
+                    n.add("mean_abs_e_minus_relu_of_mean", float(err_plain[where].mean()),
+                          f"mean |E - RL(E(S))| where {words}", **at, region=units)
+            n.add("mean_abs_e_minus_eq72", float(err72.mean()), "mean |E - Eq. 72|", **at)
+            n.add("mean_abs_e_minus_relu_of_mean", float(err_plain.mean()), "mean |E - RL(E(S))|", **at, region="all")
             out["scatter"][f"layer {h}"] = {"z": z[:3000].tolist(), "err": err_plain[:3000].tolist(),
                                             "err72": err72[:3000].tolist()}
+    out["numbers"] = n.records()
     return out
 
 
 def plot(r: dict[str, Any]) -> Any:
     import matplotlib.pyplot as plt
 
-    n = r["numbers"]
+    n = Numbers.of(r)
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.4))
     for transfer in TRANSFERS:
-        rows = [v for k, v in n.items() if k.startswith(f"{transfer} layer") and "mean |E - W|" in k]
+        rows = list(zip(n.series("mean_abs_e_minus_w", transfer=transfer), n.series("mean_sd", transfer=transfer),
+                        strict=True))
         axes[0].plot(range(1, len(rows) + 1), [a / b for a, b in rows], "o-", label=transfer)
     axes[0].axhline(1.0, color="k", ls="--", label="one dropout sd")
     axes[0].set(xlabel="hidden layer", ylabel="mean |E - W| / mean sd(O)", title="W against E, per transfer function")
@@ -93,18 +99,20 @@ def plot(r: dict[str, Any]) -> Any:
 
 
 def verdicts(r: dict[str, Any]) -> list[Verdict]:
-    n = r["numbers"]
+    n = Numbers.of(r)
     out = []
     for transfer in ("tanh", "relu"):
-        rows = [v for k, v in n.items() if k.startswith(f"{transfer} layer") and "mean |E - W|" in k]
-        worst = worst_ratio([a for a, _ in rows], [b for _, b in rows])
+        worst = worst_ratio(n.series("mean_abs_e_minus_w", transfer=transfer), n.series("mean_sd", transfer=transfer))
         out.append(Verdict(
             f"with {transfer} units the deterministic network approximates the ensemble too: mean |E - W| at most "
             f"{worst:.3f} of the mean sd(O) in every hidden layer", worst < 1.0, source="Section 7.2, Eq. 68",
             words="the ensemble averaging property of dropout is preserved to some extent also for rectified linear "
                   "transfer functions", measured=float(worst), threshold=1.0, basis=WITHIN_SD))
-    near_far = [v for k, v in n.items() if "where |E(S)|/sd(S)" in k and v[2] > 0 and v[3] > 0]
-    worse_near = sum(a > b for a, b, _, _ in near_far)
+    layers = n.coordinates("layer", "units", transfer="relu")
+    near_far = [(n.get("mean_abs_e_minus_relu_of_mean", transfer="relu", layer=h, region="near"),
+                 n.get("mean_abs_e_minus_relu_of_mean", transfer="relu", layer=h, region="far")) for h in layers
+                if all(n.get("units", transfer="relu", layer=h, region=k) > 0 for k in ("near", "far"))]
+    worse_near = sum(a > b for a, b in near_far)
     out.append(Verdict(
         f"RL(E(S)) is a worse estimate of E(RL(S)) near the threshold (|E(S)| < sd(S)) than far from it (> 2 sd) in "
         f"{worse_near} of {len(near_far)} layers", bool(near_far) and worse_near == len(near_far),
@@ -112,7 +120,8 @@ def verdicts(r: dict[str, Any]) -> list[Verdict]:
         words="Eq. (68) is satisfied within each linear portion and will be satisfied around the threshold if the "
               "variance of S is small", measured=float(worse_near), threshold=float(len(near_far)),
         basis="every layer with units on both sides"))
-    e72 = [v for k, v in n.items() if "mean |E - Eq. 72|" in k]
+    e72 = list(zip(n.series("mean_abs_e_minus_eq72", transfer="relu"),
+                   n.series("mean_abs_e_minus_relu_of_mean", transfer="relu", region="all"), strict=True))
     better = sum(a < b for a, b in e72)
     out.append(Verdict(
         f"Eq. 72 (S Gaussian) estimates E(RL(S)) better than RL(E(S)) in {better} of {len(e72)} layers",
