@@ -211,3 +211,37 @@ def test_reproduce_in_bfloat16x3_is_its_own_stage_and_says_so(tiny_report, tmp_p
     assert "Monte Carlo products in bfloat16x3" in (copy / "report.html").read_text()
     with pytest.raises(ValueError, match="precision must be"):
         reproduce(copy, preset="tiny", progress=False, precision="half")
+
+
+@pytest.mark.parametrize("study_preset", ["tiny", "quick", "standard", "paper"])
+def test_each_reproduction_preset_studies_a_training_preset(study_preset):
+    # one source: the study's network and schedule are the training preset's, field by field
+    from droplab.experiments import STUDY_PRESETS
+    from droplab.presets import preset
+
+    sp = STUDY_PRESETS[study_preset]
+    p, s = preset(sp.training), sp.settings()
+    assert (s["dataset"], tuple(s["hidden"]), s["init_gain"]) == (p.dataset, p.model.sizes[1:-1], p.model.init_gain)
+    assert [s["keep_input"]] + [s["keep_hidden"]] * len(s["hidden"]) == list(p.model.keeps)
+    m = p.model  # what the study builds besides (Study.model_config)
+    assert (m.transfer, m.output, m.scaling, m.init, m.gate, m.connection_keep) == (
+        "logistic", "softmax", "paper", "glorot", "bernoulli", None)
+    for field in ("epochs", "batch_size", "lr", "lr_decay", "momentum_start", "momentum_end", "momentum_epochs",
+                  "max_norm"):
+        assert s[field] == getattr(p.train, field), field
+
+
+def test_droplab_train_with_the_study_preset_gives_the_study_network(tmp_path, monkeypatch):
+    # `droplab train --preset tiny --seed 3` trains, weight for weight, the network `reproduce --preset tiny --seed 3`
+    # studies, at the same thread count (the command line's adaptation off: another job may hold a core)
+    monkeypatch.setenv("DROPLAB_ADAPT_THREADS", "0")
+    from droplab.experiments import PRESETS
+    from droplab.experiments.study import Study
+    from droplab.train import load_model
+
+    assert main(["train", "--preset", "tiny", "--seed", "3", "--out", str(tmp_path / "run"), "--no-progress"]) == 0
+    trained, _ = load_model(tmp_path / "run" / "last.safetensors")
+    study = Study(tmp_path / "report", PRESETS["tiny"], seed=3, device="cpu")
+    study.ensure()
+    studied = study.model("last").state_dict()
+    assert {k: v.tolist() for k, v in trained.state_dict().items()} == {k: v.tolist() for k, v in studied.items()}

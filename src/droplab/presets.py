@@ -6,6 +6,8 @@
 | standard | mnist-10k | 784-1200-1200-1200-1200-10 logistic  | 0.8 input, 0.5 hidden         |
 | paper    | mnist     | 784-1200-1200-1200-1200-10 logistic  | 0.8 input, 0.5 hidden         |
 | hinton   | mnist     | 784-800-800-10 logistic, softmax     | 0.8 input, 0.5 hidden         |
+| digits-deep | digits | 64-128-128-128-128-10 logistic, Glorot x4 | 0.8 input, 0.5 hidden      |
+| tiny     | digits    | 64-12-12-10 logistic, 2 epochs       | 0.8 input, 0.5 hidden         |
 
 ``standard`` and ``paper`` are the network of Baldi & Sadowski's simulations (Section 9.5: 784-1200-1200-
 1200-1200-10, keep 0.8 for the inputs and 0.5 for the hidden units), trained from small random weights
@@ -14,6 +16,10 @@ learning rate 1.0 decaying by 0.98 per epoch, momentum 0.5 rising to 0.9 over 10
 15. ``standard`` trains on the 10,000 MNIST digits of the t10k files (8,000 / 2,000), ``paper`` on the full
 60,000 + 10,000. ``hinton`` follows Hinton et al. (2012): momentum 0.5 rising to 0.99, max-norm 15.
 ``quick`` standardizes its inputs (``normalize="standard"``); the others scale pixels to [0, 1].
+
+Every ``droplab reproduce`` preset studies the network of one of these (``droplab.experiments.STUDY_PRESETS``):
+``standard`` and ``paper`` their namesakes, the quick reproduction ``digits-deep``, the test reproduction ``tiny``;
+``droplab train --preset NAME`` trains the same network with the same schedule.
 """
 
 from __future__ import annotations
@@ -57,6 +63,10 @@ PAPER_SCHEDULE = TrainConfig(epochs=30, batch_size=32, lr=1.0, lr_decay=0.98, mo
                              momentum_epochs=10, max_norm=15.0)
 
 
+DIGITS_SCHEDULE = TrainConfig(epochs=150, batch_size=32, lr=1.0, lr_decay=0.99, momentum_start=0.5, momentum_end=0.95,
+                              momentum_epochs=20, max_norm=4.0)
+
+
 PRESETS: dict[str, Preset] = {
     # Glorot x4 weights and standardized inputs: about 9% test error after 3 epochs (from the default
     # initialisation and [0, 1] pixels it sat at chance, 88.9%, for the first epochs) and 1.4% after 100
@@ -72,6 +82,13 @@ PRESETS: dict[str, Preset] = {
                        "Baldi & Sadowski (2014) Section 9 network on the 10,000 MNIST t10k digits (8,000 / 2,000)"),
     "paper": Preset("mnist", _mlp(PAPER_NETWORK, 0.8, 0.5, "glorot", 2.0), PAPER_SCHEDULE,
                     "Baldi & Sadowski (2014) Section 9 network on full MNIST; for a GPU or a long CPU run"),
+    # the quick reproduction's study network: four hidden layers like the paper's, small enough for the 8x8 digits;
+    # it trains only from Glorot x4 weights, so its dropout variances are large from the first epoch
+    "digits-deep": Preset("digits", _mlp([64, 128, 128, 128, 128, 10], 0.8, 0.5, "glorot"), DIGITS_SCHEDULE,
+                          "the quick reproduction's network: four logistic hidden layers on scikit-learn's digits"),
+    "tiny": Preset("digits", _mlp([64, 12, 12, 10], 0.8, 0.5, "glorot"),
+                   replace(DIGITS_SCHEDULE, epochs=2, batch_size=128),
+                   "a 2-epoch, 12-unit network (the test reproduction's): checks code, learns little"),
 }
 
 

@@ -5,6 +5,7 @@ The library never imports this package; ``droplab.report`` and the command line 
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from ..presets import preset as training_preset
@@ -41,51 +42,76 @@ EXPERIMENTS: list[Experiment] = [
     lecture.EXPERIMENT,
 ]
 
-def _from_training_preset(name: str) -> dict[str, Any]:
-    """The study network and its schedule, taken from a training preset (one place for the paper's recipe)."""
-    p = training_preset(name)
-    t = p.train
-    return dict(dataset=p.dataset, hidden=list(p.model.sizes[1:-1]), keep_input=p.model.keeps[0],
-                keep_hidden=p.model.keeps[1], init_gain=p.model.init_gain, epochs=t.epochs,
-                batch_size=t.batch_size, lr=t.lr, lr_decay=t.lr_decay, momentum_end=t.momentum_end,
-                momentum_epochs=t.momentum_epochs, max_norm=t.max_norm)
+@dataclass(frozen=True)
+class Measurements:
+    """How much a reproduction measures: the study network's snapshots and the sizes of every experiment."""
+
+    snapshots: str | tuple[int, ...]  # "every" epoch, or the epochs whose weights are kept
+    inputs: int  # fixed inputs every unit is measured on (Section 9: 10)
+    samples: int  # dropout samples per input (Figs. 9.3-9.15: 10,000)
+    trajectory_samples: int  # per input and snapshot, for the curves over training (Figs. 9.10-9.11, 11.2-11.3)
+    pairs: int  # unit pairs for E(O_i O_j) (Figs. 9.12-9.14)
+    sampling_repeats: int  # samples of m values (Figs. 9.1-9.2)
+    sampling_sizes: tuple[int, ...]  # the m of Fig. 9.2
+    coadapt_epochs: int  # the lecture's co-adaptation example
+    gradient_samples: int  # sampled backward passes (Section 10.2)
+    transfer_hidden: tuple[int, ...]  # the tanh / rectified linear networks of Section 7.2
+    transfer_epochs: int
+
+
+@dataclass(frozen=True)
+class StudyPreset:
+    """A ``droplab reproduce`` preset: the training preset whose network and schedule are studied (one source for
+    both commands: ``droplab train --preset <training>`` trains the same network) and the measurement sizes."""
+
+    training: str
+    measurements: Measurements
+    substitute: str = ""  # what the report says at the top of a preset that is not the paper's setting
+
+    def settings(self) -> dict[str, Any]:
+        """The flat settings the study and the experiments read (and stage caches are keyed on)."""
+        p = training_preset(self.training)
+        t, keeps = p.train, p.model.keeps
+        return dict(dataset=p.dataset, hidden=list(p.model.sizes[1:-1]), keep_input=keeps[0],
+                    keep_hidden=keeps[1], init_gain=p.model.init_gain, epochs=t.epochs, batch_size=t.batch_size,
+                    lr=t.lr, lr_decay=t.lr_decay, momentum_start=t.momentum_start, momentum_end=t.momentum_end,
+                    momentum_epochs=t.momentum_epochs, max_norm=t.max_norm,
+                    **{k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self.measurements).items()})
 
 
 # the paper's measurement sizes (Section 9): 10 inputs x 10,000 dropout samples (Figs. 9.3-9.15), 1,000 samples
 # per epoch for the curves over training (Figs. 11.2-11.3), 5,000-10,000 repeats (Figs. 9.1-9.2)
-_PAPER_SIZES: dict[str, Any] = dict(
+PAPER_SIZES = Measurements(
     snapshots="every", inputs=10, samples=10_000, trajectory_samples=1000, pairs=100_000, sampling_repeats=10_000,
-    sampling_sizes=[10, 30, 100, 300, 1000, 3000], coadapt_epochs=30, gradient_samples=200,
-    transfer_hidden=[512, 512], transfer_epochs=10,
-)
+    sampling_sizes=(10, 30, 100, 300, 1000, 3000), coadapt_epochs=30, gradient_samples=200,
+    transfer_hidden=(512, 512), transfer_epochs=10)
+QUICK_SIZES = Measurements(
+    snapshots=(1, 2, 5, 10, 20, 30, 45, 60, 90, 120, 150), inputs=10, samples=2000, trajectory_samples=1000,
+    pairs=2000, sampling_repeats=2000, sampling_sizes=(10, 30, 100, 300, 1000), coadapt_epochs=30,
+    gradient_samples=200, transfer_hidden=(128, 128), transfer_epochs=20)
 
-PRESETS: dict[str, dict[str, Any]] = {
+STUDY_PRESETS: dict[str, StudyPreset] = {
     # the default: the paper's network and keep rates on 10,000 real MNIST digits, from small weights
-    "standard": {**_from_training_preset("standard"), **_PAPER_SIZES},
+    "standard": StudyPreset("standard", PAPER_SIZES),
     # the same on full MNIST (60,000 + 10,000): a GPU, or a long CPU run
-    "paper": {**_from_training_preset("paper"), **_PAPER_SIZES},
-    # a substitute, no download: scikit-learn's 8x8 digits and a small network that only trains from Glorot x4
-    # weights, so its dropout variances are large from the first epoch (not the paper's regime)
-    "quick": dict(dataset="digits", hidden=[128, 128, 128, 128], keep_input=0.8, keep_hidden=0.5, init_gain=None,
-                  epochs=150, batch_size=32, lr=1.0, lr_decay=0.99, momentum_end=0.95, momentum_epochs=20,
-                  max_norm=4.0, snapshots=[1, 2, 5, 10, 20, 30, 45, 60, 90, 120, 150], inputs=10, samples=2000,
-                  trajectory_samples=1000, pairs=2000, sampling_repeats=2000, sampling_sizes=[10, 30, 100, 300, 1000],
-                  coadapt_epochs=30, gradient_samples=200, transfer_hidden=[128, 128], transfer_epochs=20),
+    "paper": StudyPreset("paper", PAPER_SIZES),
+    # a substitute, no download
+    "quick": StudyPreset("digits-deep", QUICK_SIZES, substitute=(
+        "This is the quick substitute, not the paper's setting: scikit-learn's 1,797 8x8 digits instead of MNIST, a "
+        "64-128-128-128-128-10 network instead of 784-1200-1200-1200-1200-10, Glorot x4 weights instead of small "
+        "random ones (the small network does not train from small weights), so dropout variances are large from "
+        "the first epoch and the paper's regime does not appear; 2,000 dropout samples instead of 10,000. Run the "
+        "standard preset for the paper's setting.")),
+    # every section, in seconds: for tests
+    "tiny": StudyPreset("tiny", replace(
+        QUICK_SIZES, snapshots=(1, 2), inputs=3, samples=200, trajectory_samples=100, pairs=50, sampling_repeats=200,
+        sampling_sizes=(10, 100), coadapt_epochs=3, gradient_samples=20, transfer_hidden=(12, 12), transfer_epochs=2),
+        substitute="This is the tiny test preset: a 2-epoch, 12-unit network. Its numbers test the code, not the "
+                   "paper."),
 }
-# a tiny setting for tests: every section, in seconds
-PRESETS["tiny"] = {**PRESETS["quick"], "hidden": [12, 12], "epochs": 2, "batch_size": 128, "snapshots": [1, 2],
-                   "inputs": 3, "samples": 200, "trajectory_samples": 100, "pairs": 50, "sampling_repeats": 200,
-                   "sampling_sizes": [10, 100], "coadapt_epochs": 3, "gradient_samples": 20,
-                   "transfer_hidden": [12, 12], "transfer_epochs": 2}
+# the flat settings of each (what ``Study`` and the experiments read), and what the report says at the top
+PRESETS: dict[str, dict[str, Any]] = {name: p.settings() for name, p in STUDY_PRESETS.items()}
+SUBSTITUTES = {name: p.substitute for name, p in STUDY_PRESETS.items() if p.substitute}
 
-# what the report says at the top of a substitute preset
-SUBSTITUTES = {
-    "quick": "This is the quick substitute, not the paper's setting: scikit-learn's 1,797 8x8 digits instead of "
-             "MNIST, a 64-128-128-128-128-10 network instead of 784-1200-1200-1200-1200-10, Glorot x4 weights "
-             "instead of small random ones (the small network does not train from small weights), so dropout "
-             "variances are large from the first epoch and the paper's regime does not appear; 2,000 dropout samples "
-             "instead of 10,000. Run the standard preset for the paper's setting.",
-    "tiny": "This is the tiny test preset: a 2-epoch, 12-unit network. Its numbers test the code, not the paper.",
-}
-
-__all__ = ["EXPERIMENTS", "PRESETS", "SUBSTITUTES", "Context", "Experiment", "Verdict"]
+__all__ = ["EXPERIMENTS", "PRESETS", "STUDY_PRESETS", "SUBSTITUTES", "Context", "Experiment", "Measurements",
+           "StudyPreset", "Verdict"]

@@ -18,6 +18,7 @@ import torch
 from .. import data as data_mod
 from .. import train
 from ..checkpoint import load_checkpoint_file, save_checkpoint_file
+from ..config import ModelConfig
 from ..net import DropoutMLP
 
 __all__ = ["Study"]
@@ -55,13 +56,11 @@ class Study:
         return self._data
 
     def model_config(self) -> dict[str, Any]:
+        """The study network: logistic units, softmax output, Glorot weights (``ModelConfig`` validates it)."""
         s = self.settings
-        sizes = [self.data.input_size, *s["hidden"], self.data.output_size]
-        config = dict(sizes=sizes, transfer="logistic", output="softmax",
-                      keep=[s["keep_input"]] + [s["keep_hidden"]] * len(s["hidden"]), scaling="paper", init="glorot")
-        if s.get("init_gain") is not None:
-            config["init_gain"] = s["init_gain"]
-        return config
+        return ModelConfig(sizes=(self.data.input_size, *s["hidden"], self.data.output_size), transfer="logistic",
+                           output="softmax", keep=(s["keep_input"], *[s["keep_hidden"]] * len(s["hidden"])),
+                           scaling="paper", init="glorot", init_gain=s.get("init_gain")).as_dict()
 
     @property
     def snapshot_epochs(self) -> set[int]:
@@ -72,7 +71,7 @@ class Study:
     def train_config(self) -> train.TrainConfig:
         s = self.settings
         return train.TrainConfig(epochs=s["epochs"], batch_size=s["batch_size"], lr=s["lr"], lr_decay=s["lr_decay"],
-                                 momentum_start=0.5, momentum_end=s["momentum_end"],
+                                 momentum_start=s.get("momentum_start", 0.5), momentum_end=s["momentum_end"],
                                  momentum_epochs=s["momentum_epochs"], max_norm=s["max_norm"], seed=self.seed)
 
     def train_variant(self, *, l2: float = 0.0, lr_scale: float = 1.0, **model_changes: Any) -> dict[str, Any]:
