@@ -75,20 +75,21 @@ def run_droplab(args, device) -> dict:
         _sampling.CPU_TILE = int(args.tile_mib * 2**20)
     net, x = _net(device), _inputs(args.inputs, device)
     gen = torch.Generator(device=device).manual_seed(0)
-    precision = args.precision
-    ensemble.monte_carlo(net, x, samples=100, generator=gen, statistics=("E", "Var", "NWGM"),
-                         precision=precision)  # warm-up (and the bfloat16 weights made once)
+    precision, fused = args.precision, args.fused
+    _, warmup = _timed(lambda: ensemble.monte_carlo(net, x, samples=100, generator=gen,
+                                                    statistics=("E", "Var", "NWGM"), precision=precision,
+                                                    fused=fused), device)  # (bfloat16 weights made; compiled)
     times, peaks = [], []
     for _ in range(args.repeats):  # the machine's matmul rate is sampled between runs, under the same load
         peaks += matmul_rates(device, repeats=4)
         stats, seconds = _timed(lambda: ensemble.monte_carlo(net, x, samples=args.samples, generator=gen,
                                                              statistics=("E", "Var", "NWGM"), memory=args.memory,
-                                                             precision=precision),
+                                                             precision=precision, fused=fused),
                                 device)
         times.append(seconds)
         assert stats.layers[3].NWGM is not None and stats.layers[3].Var is not None
     peaks += matmul_rates(device, repeats=4)
-    return {"seconds": min(times), "times": times, "peaks": peaks}
+    return {"seconds": min(times), "times": times, "peaks": peaks, "warmup_seconds": warmup}
 
 
 def run_accuracy(args, device) -> dict:
@@ -236,8 +237,9 @@ def main() -> None:
                         help="droplab's CPU chunk size per layer tensor (default: droplab.ensemble._sampling.CPU_TILE)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of each library (best and median shown)")
     parser.add_argument("--skip", nargs="*", default=[],
-                        choices=["baal", "exact", "linear", "breakdown", "bfloat16", "accuracy"])
+                        choices=["baal", "exact", "linear", "breakdown", "bfloat16", "accuracy", "fused"])
     parser.add_argument("--precision", default="float32", help=argparse.SUPPRESS)
+    parser.add_argument("--fused", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -297,6 +299,18 @@ def main() -> None:
                   f"{theirs['seconds'] / min(low['bfloat16x3']['times']):.2f}x and "
                   f"{auto['seconds'] / min(low['bfloat16x3']['times']):.2f}x")
             lines.append(f"speed-up droplab bfloat16 / baal float32: {theirs['seconds'] / best16:.2f}x")
+    if "fused" not in args.skip:  # monte_carlo(fused=True): the statistics of each layer in one compiled kernel
+        for p in ("float32", "bfloat16"):
+            plain = ours if p == "float32" else low["bfloat16"] if "bfloat16" not in args.skip else None
+            if plain is None:
+                continue
+            r = _child("droplab", argv + ["--precision", p, "--fused"])
+            print(f"droplab monte_carlo, precision={p}, fused=True: best {min(r['times']):.2f} s, median "
+                  f"{statistics.median(r['times']):.2f} s ({min(plain['times']) / min(r['times']):.2f}x unfused best "
+                  f"to best); first call with compilation {r['warmup_seconds']:.1f} s")
+            if p == "float32":
+                rate = flops / min(r["times"]) / 1e9
+                print(f"  fused float32: {rate:.1f} GFLOP/s = {100 * rate / peak:.1f}% of the float32 peak")
     if "accuracy" not in args.skip:
         acc = _child("accuracy", argv)
         for p in ("float32", "bfloat16", "bfloat16x3"):

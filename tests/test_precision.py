@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from droplab import DropoutMLP, data, ensemble, presets, train
+from droplab.ensemble._stats import STATISTICS
 
 
 def _net():
@@ -80,3 +81,40 @@ def test_bfloat16_training_gradients_match_float32_and_it_learns(tmp_path):
     with pytest.raises(ValueError, match="train precision = 'bfloat16' \\(now 'float32'\\)"):
         train.fit(train.build_model(p.model, seed=0), digits, dataclasses.replace(config, precision="float32"),
                   out_dir=tmp_path, resume=True, progress=False)
+
+
+@pytest.mark.parametrize("statistics", [STATISTICS, ("E",)])
+def test_fused_statistics_match_the_unfused_pass_and_exact_enumeration(statistics):
+    # fused=True sums every logistic layer's statistics in one compiled kernel: the same masks give the same
+    # statistics up to float32 summation order, for all statistics and for the mean alone (no shift)
+    torch.manual_seed(0)
+    net = DropoutMLP((4, 7, 5, 3), keep=(0.8, 0.5, 0.5)).eval()
+    x = torch.rand(4, 4)
+    runs = [ensemble.monte_carlo(net, x, samples=3000, generator=torch.Generator().manual_seed(5),
+                                 statistics=statistics, fused=fused) for fused in (False, True)]
+    for a, b in zip(runs[0].layers[1:], runs[1].layers[1:], strict=True):
+        for key in ("E", "Var", "Var_S", "E_S", "E_derivative", "WGM", "NWGM", "se_E"):
+            ours, theirs = getattr(b, key), getattr(a, key)
+            assert (ours is None) == (theirs is None), key
+            if ours is not None:
+                torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-7)
+    if statistics == ("E",):
+        return
+    truth = ensemble.exact(net.double(), x.double())  # 2^(4 + 7 + 5) configurations: the ensemble itself
+    for b, t in zip(runs[1].layers[1:], truth.layers[1:], strict=True):
+        assert float(((b.E.double() - t.E).abs() / b.se_E.double().clamp_min(1e-12)).max()) < 5
+        torch.testing.assert_close(b.Var.double(), t.Var, rtol=0.1, atol=1e-4)
+
+
+def test_fused_with_bfloat16_and_bad_input():
+    torch.manual_seed(0)
+    net = DropoutMLP((6, 9, 3), keep=(0.8, 0.5)).eval()
+    x = torch.rand(4, 6)
+    a, b = (ensemble.monte_carlo(net, x, samples=500, generator=torch.Generator().manual_seed(1), precision="bfloat16",
+                                 fused=fused) for fused in (False, True))
+    torch.testing.assert_close(b.layers[1].Var, a.layers[1].Var, rtol=1e-5, atol=1e-7)
+    with pytest.raises(TypeError, match="fused must be True or False"):
+        ensemble.monte_carlo(net, x, samples=10, fused="yes")
+    with pytest.raises(ValueError, match="fused=True fuses a DropoutMLP"):
+        ensemble.monte_carlo(torch.nn.Sequential(torch.nn.Linear(6, 3), torch.nn.Dropout(0.5)), x, samples=10,
+                             fused=True)

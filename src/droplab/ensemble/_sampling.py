@@ -164,7 +164,7 @@ def _stream(net: DropoutMLP, x: Tensor, members: int, acc: Accumulator, weights:
 def monte_carlo(net: nn.Module, x: Tensor, *, samples: int = 1000, generator: torch.Generator | None = None,
                 pairs: Sequence[Pair] = (), histogram_units: Sequence[tuple[int, int]] = (), bins: int = 50,
                 statistics: Sequence[str] = STATISTICS, memory: int = DEFAULT_MEMORY, output: str | None = None,
-                batch_dim: int = 0, precision: str | None = None) -> EnsembleStatistics:
+                batch_dim: int = 0, precision: str | None = None, fused: bool = False) -> EnsembleStatistics:
     """K sampled subnetworks per input, run as one large batched product per chunk; statistics streamed.
 
     For a ``DropoutMLP``, every layer's statistics (E, Var, NWGM, WGM, E(S), Var(S), E(f'(S)), standard
@@ -189,6 +189,10 @@ def monte_carlo(net: nn.Module, x: Tensor, *, samples: int = 1000, generator: to
     error, so use it where that error is acceptable (predictions, uncertainty scores) and not to test the
     paper's claims at its sample sizes; ``bfloat16x3`` at about 0.07 standard errors.
     ``statistics`` restricts the per-unit statistics to those named (E is always computed), to save time.
+    ``fused=True`` (a ``DropoutMLP``) takes each logistic layer's per-member statistics in one kernel compiled by
+    ``torch.compile`` (one read of S and O instead of a pass per statistic); the first call in a process
+    compiles it (seconds), later calls of any size reuse it. Its sums are taken in another order, so results
+    match the unfused path to float32 rounding, not bit for bit.
     Memory does not grow with K: members run in chunks, one layer at a time, sized to ``memory`` bytes (and,
     on a CPU, to about 4 MiB per layer tensor, so that the elementwise work runs from cache).
 
@@ -205,12 +209,17 @@ def monte_carlo(net: nn.Module, x: Tensor, *, samples: int = 1000, generator: to
         assert output is not None
         if precision not in (None, "float32"):
             raise ValueError("precision='bfloat16' is for a DropoutMLP; for another model use torch.autocast")
+        if fused:
+            raise ValueError("fused=True fuses a DropoutMLP's per-layer statistics; for another model leave it False "
+                             "(torch.compile the model itself)")
         return _monte_carlo_module(net, x, samples, generator, memory, output, batch_dim)
     precision = _check_precision(precision, x)
+    if not isinstance(fused, bool):
+        raise TypeError(f"fused must be True or False, got {fused!r}")
     low = low_precision_weights(net) if precision.startswith("bfloat16") else None
     ref = _reference(net, x)
     acc = Accumulator(net, ref, pairs=_check_pairs(net, pairs), histogram_units=histogram_units, bins=bins,
-                      statistics=statistics)
+                      statistics=statistics, fused=fused)
     chunk = _chunk(net, x, memory, samples)
     done = 0
     with modes.sample(net, generator=generator), per_example_masks(net):

@@ -116,19 +116,32 @@ class _ShiftedMoments:
     def add(self, x: Tensor, reference: Tensor, wsum: Any, chunk_weight: float) -> None:
         """One chunk x (k, B, n); ``wsum(t)`` is sum_k w_k t_k."""
         if not self.second:
-            a = wsum(x).to(torch.float64)
+            self.update(wsum(x), None, None, chunk_weight)
+            return
+        shift = self.current_shift(reference)
+        d = x - shift
+        a = wsum(d)
+        self.update(a, wsum(d.square_()), shift, chunk_weight)
+
+    def current_shift(self, reference: Tensor) -> Tensor:
+        """The shift c the next chunk's sums are taken about: the reference (W or U) before the first chunk."""
+        return reference if self.shift is None else self.shift
+
+    def update(self, a: Tensor, q: Tensor | None, shift: Tensor | None, chunk_weight: float) -> None:
+        """Add one chunk's sums A = sum w (x - c) and Q = sum w (x - c)^2, taken about ``shift`` = c (for a
+        mean-only accumulator: A = sum w x, and Q and c None)."""
+        a = a.to(torch.float64)
+        if not self.second:
             self.a = a if self.a is None else self.a + a
             return
+        assert q is not None and shift is not None
+        q = q.to(torch.float64)
         first = self.a is None
-        shift = reference if first else self.shift
-        d = x - shift
-        a = wsum(d).to(torch.float64)
-        q = wsum(d.square_()).to(torch.float64)
         if not first or chunk_weight == 0:  # (a first chunk of weight 0 keeps the shift W)
             self.a, self.q, self.shift = (a, q, shift) if first else (self.a + a, self.q + q, shift)
             return
-        # first chunk: re-centre the sums on its own mean c' (held in x's dtype), exactly, in float64
-        new_shift = (shift.to(torch.float64) + a / chunk_weight).to(x.dtype)
+        # first chunk: re-centre the sums on its own mean c' (held in the values' dtype), exactly, in float64
+        new_shift = (shift.to(torch.float64) + a / chunk_weight).to(shift.dtype)
         delta = new_shift.to(torch.float64) - shift.to(torch.float64)
         self.a, self.q, self.shift = a - chunk_weight * delta, q - 2 * delta * a + chunk_weight * delta.square(), \
             new_shift
@@ -140,6 +153,37 @@ class _ShiftedMoments:
             return self.a / total, None
         offset = self.a / total
         return self.shift.to(torch.float64) + offset, self.q - self.a * offset
+
+
+def _logistic_layer_sums(s: Tensor, o: Tensor, w: Tensor, shift_o: Tensor, shift_s: Tensor, lam: float,
+                         log_c: float, var_o: bool, var_s: bool, deriv: bool, logo: bool) -> list[Tensor]:
+    """One chunk's weighted sums over members for a logistic layer, s and o (k, B, n), w (k,): sum w (O - c),
+    [sum w (O - c)^2], [sum w (S - c_S), sum w (S - c_S)^2], [sum w f'(S)], [sum w log O], in that order.
+    Compiled (``fused_layer_sums``), it reads S and O once and writes only the (B, n) sums."""
+    wk = w[:, None, None]
+    d = o - shift_o
+    out = [(wk * d).sum(0)]
+    if var_o:
+        out.append((wk * d * d).sum(0))
+    if var_s:
+        ds = s - shift_s
+        out += [(wk * ds).sum(0), (wk * ds * ds).sum(0)]
+    if deriv:
+        out.append((wk * (lam * o * (1 - o))).sum(0))  # sigma'(S) = lam sigma (1 - sigma)
+    if logo:
+        out.append((wk * -torch.nn.functional.softplus(log_c - lam * s)).sum(0))  # log O without log(0)
+    return out
+
+
+_compiled: dict[str, Any] = {}  # the compiled kernel, made on first use (compiling takes seconds); not a result cache
+
+
+def fused_layer_sums() -> Any:
+    """``_logistic_layer_sums`` compiled by ``torch.compile`` (dynamic shapes: one compilation serves every
+    chunk, batch and layer size), made once per process."""
+    if "logistic" not in _compiled:
+        _compiled["logistic"] = torch.compile(_logistic_layer_sums, dynamic=True, fullgraph=True)
+    return _compiled["logistic"]
 
 
 class _PairProducts:
@@ -211,11 +255,12 @@ class Accumulator:
 
     def __init__(self, net: DropoutMLP, reference: Trace, *, pairs: Sequence[Pair] = (),
                  histogram_units: Sequence[tuple[int, int]] = (), bins: int = 50,
-                 statistics: Sequence[str] = STATISTICS) -> None:
+                 statistics: Sequence[str] = STATISTICS, fused: bool = False) -> None:
         unknown = sorted(set(statistics) - set(STATISTICS))
         if unknown:
             raise ValueError(f"unknown statistics {unknown}; expected some of {STATISTICS}")
         self.want = set(statistics) | {"E"}
+        self.fused = bool(fused)
         self.net, self.ref = net, reference
         self.batch = reference.O[0].shape[0]
         device = reference.O[0].device
@@ -238,6 +283,25 @@ class Accumulator:
     def _moments(self, key: str, h: int, x: Tensor, ref: Tensor, second: bool) -> None:
         acc = self.moments.setdefault((key, h), _ShiftedMoments(second))
         acc.add(x, ref, self._wsum, self.chunk_weight)
+
+    def _fused_logistic(self, h: int, s3: Tensor, o3: Tensor) -> None:
+        """Layer h's per-member statistics in one compiled pass (``fused_layer_sums``)."""
+        transfer = self.net.transfers[h - 1]
+        var_o, var_s = "Var" in self.want, "Var_S" in self.want
+        deriv, logo = "E_derivative" in self.want, "WGM" in self.want
+        mo = self.moments.setdefault(("o", h), _ShiftedMoments(var_o))
+        ms = self.moments.setdefault(("s", h), _ShiftedMoments(True)) if var_s else None
+        shift_o = mo.current_shift(self.ref.O[h]) if var_o else torch.zeros_like(self.ref.O[h])
+        shift_s = ms.current_shift(self.ref.S[h]) if ms is not None else shift_o
+        sums = list(fused_layer_sums()(s3, o3, self.w, shift_o, shift_s, float(transfer.lam),
+                                       math.log(transfer.c), var_o, var_s, deriv, logo))
+        mo.update(sums.pop(0), sums.pop(0) if var_o else None, shift_o if var_o else None, self.chunk_weight)
+        if ms is not None:
+            ms.update(sums.pop(0), sums.pop(0), shift_s, self.chunk_weight)
+        if deriv:
+            self._acc("deriv", h, sums.pop(0))
+        if logo:
+            self._acc("logo", h, sums.pop(0))
 
     def _mean_m2(self, key: str, h: int) -> tuple[Tensor, Tensor | None]:
         return self.moments[(key, h)].mean_m2(self.total)
@@ -269,6 +333,9 @@ class Accumulator:
             return
         s3 = s.view(k, self.batch, -1)
         transfer = self.net.transfers[h - 1]
+        if self.fused and transfer.name == "logistic":
+            self._fused_logistic(h, s3, o3)
+            return
         self._moments("o", h, o3, self.ref.O[h], "Var" in self.want)
         if "Var_S" in self.want:  # E(S) itself comes from E(O^{h-1}) in finalize, at no cost per member
             self._moments("s", h, s3, self.ref.S[h], True)
