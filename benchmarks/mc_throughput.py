@@ -76,14 +76,17 @@ def run_droplab(args, device) -> dict:
     net, x = _net(device), _inputs(args.inputs, device)
     gen = torch.Generator(device=device).manual_seed(0)
     precision, fused = args.precision, args.fused
-    _, warmup = _timed(lambda: ensemble.monte_carlo(net, x, samples=100, generator=gen,
-                                                    statistics=("E", "Var", "NWGM"), precision=precision,
-                                                    fused=fused), device)  # (bfloat16 weights made; compiled)
+    from droplab.ensemble._stats import STATISTICS
+
+    wanted = STATISTICS if args.all_statistics else ("E", "Var", "NWGM")
+    _, warmup = _timed(lambda: ensemble.monte_carlo(net, x, samples=100, generator=gen, statistics=wanted,
+                                                    precision=precision, fused=fused),
+                       device)  # (bfloat16 weights made; compiled)
     times, peaks = [], []
     for _ in range(args.repeats):  # the machine's matmul rate is sampled between runs, under the same load
         peaks += matmul_rates(device, repeats=4)
         stats, seconds = _timed(lambda: ensemble.monte_carlo(net, x, samples=args.samples, generator=gen,
-                                                             statistics=("E", "Var", "NWGM"), memory=args.memory,
+                                                             statistics=wanted, memory=args.memory,
                                                              precision=precision, fused=fused),
                                 device)
         times.append(seconds)
@@ -240,6 +243,7 @@ def main() -> None:
                         choices=["baal", "exact", "linear", "breakdown", "bfloat16", "accuracy", "fused"])
     parser.add_argument("--precision", default="float32", help=argparse.SUPPRESS)
     parser.add_argument("--fused", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--all-statistics", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -301,16 +305,17 @@ def main() -> None:
             lines.append(f"speed-up droplab bfloat16 / baal float32: {theirs['seconds'] / best16:.2f}x")
     if "fused" not in args.skip:  # monte_carlo(fused=True): the statistics of each layer in one compiled kernel
         for p in ("float32", "bfloat16"):
-            plain = ours if p == "float32" else low["bfloat16"] if "bfloat16" not in args.skip else None
-            if plain is None:
-                continue
-            r = _child("droplab", argv + ["--precision", p, "--fused"])
-            print(f"droplab monte_carlo, precision={p}, fused=True: best {min(r['times']):.2f} s, median "
-                  f"{statistics.median(r['times']):.2f} s ({min(plain['times']) / min(r['times']):.2f}x unfused best "
-                  f"to best); first call with compilation {r['warmup_seconds']:.1f} s")
-            if p == "float32":
-                rate = flops / min(r["times"]) / 1e9
-                print(f"  fused float32: {rate:.1f} GFLOP/s = {100 * rate / peak:.1f}% of the float32 peak")
+            for extra, what in (([], "E, NWGM, Var"), (["--all-statistics"], "all statistics")):
+                plain = (ours if p == "float32" else low["bfloat16"]) if not extra and (
+                    p == "float32" or "bfloat16" not in args.skip) else _child("droplab", argv + ["--precision", p,
+                                                                                               *extra])
+                r = _child("droplab", argv + ["--precision", p, "--fused", *extra])
+                print(f"droplab monte_carlo ({what}), precision={p}: unfused {min(plain['times']):.2f} s, "
+                      f"fused=True {min(r['times']):.2f} s: {min(plain['times']) / min(r['times']):.2f}x (best to "
+                      f"best); the first fused call, compiling, {r['warmup_seconds']:.1f} s")
+                if p == "float32" and not extra:
+                    rate = flops / min(r["times"]) / 1e9
+                    print(f"  fused float32: {rate:.1f} GFLOP/s = {100 * rate / peak:.1f}% of the float32 peak")
     if "accuracy" not in args.skip:
         acc = _child("accuracy", argv)
         for p in ("float32", "bfloat16", "bfloat16x3"):
