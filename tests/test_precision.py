@@ -118,3 +118,24 @@ def test_fused_with_bfloat16_and_bad_input():
     with pytest.raises(ValueError, match="fused=True fuses a DropoutMLP"):
         ensemble.monte_carlo(torch.nn.Sequential(torch.nn.Linear(6, 3), torch.nn.Dropout(0.5)), x, samples=10,
                              fused=True)
+
+
+@pytest.mark.parametrize("keep, scaling", [(0.5, "paper"), (0.8, "inverted"), (0.75, "paper"), (0.3, "inverted")])
+def test_the_fused_gate_draws_the_gates_own_masks(keep, scaling):
+    # byte words (0.5, 0.75), 32-bit words (0.8, 0.3), both scalings: the compiled gate gives the gate's own
+    # output bit for bit from the same generator, in float32 and cast to bfloat16
+    from droplab import modes
+    from droplab.ensemble._sampling import _fused_gate
+    from droplab.nn import UnitGate
+
+    gate, o = UnitGate(keep, scaling=scaling), torch.rand(37, 50) - 0.2
+    outs = []
+    for fused in (False, True, "bfloat16"):
+        with modes.sample(gate, generator=torch.Generator().manual_seed(2)):
+            outs.append(gate(o) if fused is False else _fused_gate(
+                gate, o, torch.bfloat16 if fused == "bfloat16" else torch.float32))
+    assert torch.equal(outs[1], outs[0]) and torch.equal(outs[2], outs[0].to(torch.bfloat16))
+    assert 0 < float((outs[0] == 0).float().mean()) < 1
+    per_unit = UnitGate(torch.full((50,), keep), scaling=scaling)
+    with modes.sample(per_unit, generator=torch.Generator().manual_seed(2)):
+        assert _fused_gate(per_unit, o, torch.float32) is None  # per-unit rates: the gate runs itself

@@ -123,6 +123,35 @@ def random_words(count: int, *, generator: torch.Generator | None, device: torch
     return words
 
 
+def bernoulli_words(shape: torch.Size | tuple[int, ...], keep: float, *, generator: torch.Generator | None,
+                    device: torch.device) -> tuple[Tensor, int] | None:
+    """The random integers a scalar-``keep`` Bernoulli mask of ``shape`` is cut from, and the limit: the mask is
+    ``words < limit``. None where no words are drawn (keep >= 1, or keep rounds to 0 on the 32-bit grid).
+
+    Each 64-bit draw gives 8 byte words when 256p is an integer (0.5, 0.25, 0.75, ...), 4 16-bit words when
+    65536p is, and otherwise 2 32-bit words with B(p) = [w < round(p 2^32) - 2^31], exact to 2^-32 in p (finer
+    than float32 rand's 2^-24). CPU torch's bernoulli_ and rand draw one mt19937 number per element and made
+    masks cost as much as the matrix products. ``bernoulli_noise`` and the fused Monte Carlo gate
+    (``droplab.ensemble``) both cut their masks from these words, so they are the same masks.
+    """
+    shape = torch.Size(shape)
+    n = shape.numel()
+    if keep >= 1.0:
+        return None
+    for width, dtype_w in ((8, torch.uint8), (16, torch.int16)):
+        count = keep * 2**width
+        if count == int(count):  # p = k / 2^width exactly: 64/width masks per draw
+            per_draw = 64 // width
+            bits = random_words((n + per_draw - 1) // per_draw, generator=generator, device=device)
+            offset = 0 if width == 8 else 2**15  # uint8 words are on [0, 256), int16 on [-2^15, 2^15)
+            return bits.view(dtype_w)[:n].view(shape), int(count) - offset
+    count = round(keep * 2**32)  # P(w <= count - 2^31 - 1) = count / 2^32
+    if count == 0:
+        return None
+    words = random_words((n + 1) // 2, generator=generator, device=device).view(torch.int32)[:n].view(shape)
+    return words, count - 2**31  # words uniform on [-2^31, 2^31)
+
+
 def bernoulli_noise(shape: torch.Size | tuple[int, ...], keep: Keep, *, generator: torch.Generator | None,
                     dtype: torch.dtype, device: torch.device) -> Tensor:
     """Independent B(keep) draws of the given shape, as 0.0/1.0 in ``dtype``.
@@ -132,37 +161,24 @@ def bernoulli_noise(shape: torch.Size | tuple[int, ...], keep: Keep, *, generato
     torch.Size([2, 3])
     """
     shape = torch.Size(shape)
+    if not isinstance(keep, Tensor):
+        drawn = bernoulli_words(shape, keep, generator=generator, device=device)
+        if drawn is None:
+            return (torch.ones if keep >= 1.0 else torch.zeros)(shape, dtype=dtype, device=device)
+        words, limit = drawn
+        if words.dtype != torch.int32:
+            # [w < t] = clamp(t - w, 0, 1) for integers w and t, exactly, in floating point: 3x faster on CPU
+            # than comparing bytes (torch's uint8 compare is not vectorized) and then converting
+            work = dtype if dtype == torch.float64 else torch.float32  # holds every 16-bit integer exactly
+            mask = words.to(work).neg_().add_(limit).clamp_(0, 1)
+            return mask if work == dtype else mask.to(dtype)
+        return (words < limit).view(torch.uint8).to(dtype)  # via uint8: a plain widening copy
+    # per-element probabilities (per-unit or per-connection rates, or spiking's O)
     n = shape.numel()
-    if not isinstance(keep, Tensor) and keep >= 1.0:
-        return torch.ones(shape, dtype=dtype, device=device)
-    # Each 64-bit draw gives two uniform 32-bit words w, and B(p) = [w <= round(p 2^32) - 2^31 - 1] exactly
-    # to 2^-32 in p (finer than float32 rand's 2^-24). CPU torch's bernoulli_ and rand draw one mt19937
-    # number per element and made masks cost as much as the matrix products; this halves the draws and
-    # compares integers. The same code runs on CUDA.
-    if not isinstance(keep, Tensor):
-        for width, dtype_w in ((8, torch.uint8), (16, torch.int16)):
-            count = keep * 2**width
-            if count == int(count):  # p = k / 2^width exactly (0.5, 0.25, 0.75, ...): 64/width masks per draw
-                per_draw = 64 // width
-                bits = random_words((n + per_draw - 1) // per_draw, generator=generator, device=device)
-                words = bits.view(dtype_w)[:n].view(shape)
-                offset = 0 if width == 8 else 2**15  # uint8 words are on [0, 256), int16 on [-2^15, 2^15)
-                # [w < t] = clamp(t - w, 0, 1) for integers w and t, exactly, in floating point: 3x faster on
-                # CPU than comparing bytes (torch's uint8 compare is not vectorized) and then converting
-                work = dtype if dtype == torch.float64 else torch.float32  # holds every 16-bit integer exactly
-                mask = words.to(work).neg_().add_(int(count) - offset).clamp_(0, 1)
-                return mask if work == dtype else mask.to(dtype)
     words = random_words((n + 1) // 2, generator=generator, device=device).view(torch.int32)[:n].view(shape)
-    # words: uniform on [-2^31, 2^31)
-    if not isinstance(keep, Tensor):
-        count = round(keep * 2**32)  # P(w <= count - 2^31 - 1) = count / 2^32
-        if count == 0:
-            return torch.zeros(shape, dtype=dtype, device=device)
-        kept = words <= count - 2**31 - 1
-    else:  # per-element probabilities (per-unit or per-connection rates, or spiking's O)
-        count = (keep.detach().to(device=device, dtype=torch.float64).clamp(0, 1) * 2**32).round().to(torch.int64)
-        kept = words.to(torch.int64) <= count - 2**31 - 1
-    return kept.view(torch.uint8).to(dtype)  # via uint8: a plain widening copy, faster than bool -> float
+    count = (keep.detach().to(device=device, dtype=torch.float64).clamp(0, 1) * 2**32).round().to(torch.int64)
+    kept = words.to(torch.int64) <= count - 2**31 - 1
+    return kept.view(torch.uint8).to(dtype)
 
 
 def _scale(value: Tensor, keep: Keep, scaling: str) -> Tensor:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from .. import modes, threads
+from ..gates import bernoulli_words
 from ..net import DropoutMLP, Trace
 from ..nn import ConnectionDropoutLinear, UnitGate
 from ._stats import STATISTICS, Accumulator, EnsembleStatistics, LayerStatistics, Pair
@@ -125,8 +127,38 @@ def low_precision_weights(net: DropoutMLP) -> list[tuple[Tensor, Tensor] | None]
     return out
 
 
+def _gate_kernel(o: Tensor, words: Tensor, limit: int, keep: float, inverted: bool, dtype: torch.dtype) -> Tensor:
+    """A Bernoulli gate in one pass: O where its word is under the limit, else 0 (divided by p under inverted
+    scaling), in ``dtype``: the mask, the multiply and the cast to bfloat16 that the unfused path runs apart."""
+    g = torch.where(words < limit, o, torch.zeros((), dtype=o.dtype, device=o.device))
+    if inverted:
+        g = g / keep
+    return g.to(dtype)
+
+
+_compiled_gate: dict[str, object] = {}  # the compiled kernel, made on first use; not a result cache
+
+
+def _fused_gate(gate: nn.Module, o: Tensor, dtype: torch.dtype) -> Tensor | None:
+    """The sampled output of a scalar-keep Bernoulli unit gate through ``_gate_kernel`` compiled, with the mask cut
+    from the same random words as the gate's own (``gates.bernoulli_words``), so the same mask; None where the
+    gate is of another kind, per-unit rates, channel-shared, recording, or draws nothing (it then runs itself)."""
+    if not (isinstance(gate, UnitGate) and gate.kind.name == "bernoulli" and gate.mask_sharing == "unit"
+            and isinstance(gate.keep, float) and gate.gate_mode == "sample"
+            and getattr(gate, "_droplab_sink", None) is None):
+        return None
+    drawn = bernoulli_words(o.shape, gate.keep, generator=getattr(gate, "_droplab_generator", None), device=o.device)
+    if drawn is None:
+        return None
+    if "gate" not in _compiled_gate:
+        _compiled_gate["gate"] = torch.compile(_gate_kernel, dynamic=True, fullgraph=True)
+    kernel: Any = _compiled_gate["gate"]
+    return kernel(o, drawn[0], drawn[1], gate.keep, gate.scaling == "inverted", dtype)
+
+
 def _stream(net: DropoutMLP, x: Tensor, members: int, acc: Accumulator, weights: Tensor,
-            low: list[tuple[Tensor, Tensor] | None] | None = None, compensated: bool = False) -> None:
+            low: list[tuple[Tensor, Tensor] | None] | None = None, compensated: bool = False,
+            fused: bool = False) -> None:
     """Run ``members`` ensemble members on the batch x (member-major rows k * B + b), one layer at a time,
     giving each layer's S and O to ``acc`` at once: no trace of the whole network is kept.
 
@@ -135,18 +167,23 @@ def _stream(net: DropoutMLP, x: Tensor, members: int, acc: Accumulator, weights:
     bias: the gates, the transfer functions and the statistics run in float32 as before. ``compensated``
     splits the gated outputs too and adds the three products hi hi + hi lo + lo hi (bfloat16x3): rounding the
     weights and the gated outputs to bfloat16 is a fixed bias that does not average out over samples (1.67
-    Monte Carlo standard errors on the paper network at 10,000 samples; 0.03 with the three products)."""
+    Monte Carlo standard errors on the paper network at 10,000 samples; 0.03 with the three products).
+
+    ``fused``: scalar-keep Bernoulli gates run as one compiled kernel (``_fused_gate``), same masks."""
     o = x.repeat(members, 1)
     acc.begin(weights)
     acc.layer(0, None, o)
     for stage in net.stages():
         parts = low[stage.h - 1] if low is not None else None
+        one_product = parts is not None and not compensated
+        g = _fused_gate(stage.gate, o, torch.bfloat16 if one_product else o.dtype) if fused else None
         if parts is None:
-            s = stage.linear(stage.gate(o))
+            s = stage.linear(g if g is not None else stage.gate(o))
         else:
             hi, lo = parts
-            g = stage.gate(o)
-            g_hi = g.to(torch.bfloat16)
+            if g is None:
+                g = stage.gate(o)
+            g_hi = g.to(torch.bfloat16)  # (already bfloat16 from a fused gate: no copy)
             s = torch.mm(g_hi, hi.T).float()
             if compensated:
                 g_lo = torch.sub(g, g_hi).to(torch.bfloat16)  # float32 difference, then its bfloat16 part
@@ -189,10 +226,11 @@ def monte_carlo(net: nn.Module, x: Tensor, *, samples: int = 1000, generator: to
     error, so use it where that error is acceptable (predictions, uncertainty scores) and not to test the
     paper's claims at its sample sizes; ``bfloat16x3`` at about 0.07 standard errors.
     ``statistics`` restricts the per-unit statistics to those named (E is always computed), to save time.
-    ``fused=True`` (a ``DropoutMLP``) takes each logistic layer's per-member statistics in one kernel compiled by
-    ``torch.compile`` (one read of S and O instead of a pass per statistic); the first call in a process
-    compiles it (seconds), later calls of any size reuse it. Its sums are taken in another order, so results
-    match the unfused path to float32 rounding, not bit for bit.
+    ``fused=True`` (a ``DropoutMLP``) runs two kernels compiled by ``torch.compile``: each scalar-keep Bernoulli
+    gate (mask, multiply and, in bfloat16, the cast, in one pass; the same masks as unfused) and each logistic
+    layer's per-member statistics (one read of S and O instead of a pass per statistic). The first call in a
+    process compiles them (seconds); later calls of any size reuse them. The statistics' sums are taken in
+    another order, so results match the unfused path to float32 rounding, not bit for bit.
     Memory does not grow with K: members run in chunks, one layer at a time, sized to ``memory`` bytes (and,
     on a CPU, to about 4 MiB per layer tensor, so that the elementwise work runs from cache).
 
@@ -227,7 +265,7 @@ def monte_carlo(net: nn.Module, x: Tensor, *, samples: int = 1000, generator: to
             threads.maybe_adapt()
             k = min(chunk, samples - done)
             _stream(net, x, k, acc, torch.full((k,), 1.0 / samples, dtype=torch.float64, device=x.device), low,
-                    precision == "bfloat16x3")
+                    precision == "bfloat16x3", fused)
             done += k
     stats = acc.finalize("monte_carlo", samples=samples, standard_errors=True, dtype=x.dtype)
     stats.precision = precision
