@@ -65,3 +65,22 @@ def test_the_command_line_turns_it_on_and_off_again(monkeypatch, tmp_path):
     monkeypatch.setenv("DROPLAB_ADAPT_THREADS", "0")
     main(["evaluate", str(tmp_path / "none.safetensors")])
     assert calls == ["on"]  # not again: the variable keeps torch's own count
+
+
+def test_the_command_line_gives_the_same_weights_whatever_the_thread_count(tmp_path):
+    # droplab train sets MKL's strict reproducible mode before the first product: 1 thread and 2 threads train
+    # the same network bit for bit (before, the products' sums split by thread and the weights differed)
+    from droplab.train import load_model
+
+    weights = []
+    for n in (1, 2):
+        env = {**os.environ, "OMP_NUM_THREADS": str(n), "DROPLAB_ADAPT_THREADS": "0"}
+        env.pop("MKL_CBWR", None)
+        out = tmp_path / f"threads{n}"
+        argv = ["train", "--preset", "quick", "--epochs", "2", "--seed", "1", "--sizes", "64,300,300,10", "--out",
+                str(out), "--no-progress"]
+        subprocess.run([sys.executable, "-c", f"from droplab.cli import main; raise SystemExit(main({argv!r}))"],
+                       env=env, check=True, capture_output=True)
+        model, _ = load_model(out / "last.safetensors")
+        weights.append({k: v.clone() for k, v in model.state_dict().items()})
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])

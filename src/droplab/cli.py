@@ -461,6 +461,10 @@ def main(argv: list[str] | None = None) -> int:
     args = None
     try:
         args = parser.parse_args(argv)
+        if args.command in ("train", "evaluate", "reproduce", "sweep"):
+            from . import threads
+
+            threads.reproducible_products()  # the same bits whatever the thread count (before the first product)
         if args.command in ("train", "evaluate", "reproduce"):
             import torch
 

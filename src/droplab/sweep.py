@@ -254,6 +254,7 @@ def _trial(config: dict[str, Any]) -> None:
     _log(log, {"trial": name, "event": "start", "point": point, "time": time.time()})
     from . import threads
 
+    threads.reproducible_products()  # a trial's bits do not depend on its thread count (a Ray worker's first product)
     torch.set_num_threads(max(1, int(sweep.cpus_per_trial)))
     threads.enable(max_threads=max(1, int(sweep.cpus_per_trial)))  # never more than the trial was given
     settings = trial_settings(sweep, point)
