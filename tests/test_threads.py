@@ -67,9 +67,9 @@ def test_the_command_line_turns_it_on_and_off_again(monkeypatch, tmp_path):
     assert calls == ["on"]  # not again: the variable keeps torch's own count
 
 
-def test_the_command_line_gives_the_same_weights_whatever_the_thread_count(tmp_path):
-    # droplab train sets MKL's strict reproducible mode before the first product: 1 thread and 2 threads train
-    # the same network bit for bit (before, the products' sums split by thread and the weights differed)
+def test_the_command_line_products_do_not_depend_on_the_thread_count(tmp_path):
+    # droplab train sets MKL's strict reproducible mode before the first product: here 1 thread and 2 threads
+    # train the same network bit for bit (without it the products' sums split by thread and the weights differ)
     from droplab.train import load_model
 
     weights = []

@@ -11,14 +11,14 @@ the other processes' load in cores, and sets ``torch.set_num_threads`` to the co
 1, at most the cores this process may use or the cap given). The command line enables it; the library leaves
 the thread count alone unless asked. Where ``/proc/stat`` is missing (not Linux) nothing changes.
 
-A seed gives the same masks whatever the thread count (``droplab.gates.random_words``), and the products give
-the same bits too once MKL runs in its strict reproducible mode: by default MKL splits a product's sums by
-thread, so a run whose thread count changed differed in the last bits, and after a few hundred training steps
-in its test error (a quick report beside a running standard one: 2.50% against 2.22%). ``reproducible_products``
-sets ``MKL_CBWR=AUTO,STRICT`` (unless the user set ``MKL_CBWR``) before the first product; the command line calls
-it, so the same seed gives the same report whatever the load. It must run before MKL's first product in the
-process; a library user who enables the adaptation sets the variable before starting. bfloat16 products (oneDNN)
-are outside it. ``DROPLAB_ADAPT_THREADS=0`` keeps the command line at torch's own count.
+A seed gives the same masks whatever the thread count (``droplab.gates.random_words``). MKL by default splits a
+product's sums by thread, so a run whose thread count changed differed in the last bits, and after a few hundred
+training steps in its test error (a quick report beside a running standard one: 2.50% against 2.22%).
+``reproducible_products`` sets ``MKL_CBWR=AUTO,STRICT`` (unless the user set ``MKL_CBWR``), MKL's strict
+reproducible mode, in which the products' bits do not depend on the thread count; the command line calls it
+before its first product (it has no effect after MKL's first product in the process). torch's own vectorized
+elementwise functions (``torch.sigmoid`` measured) can still differ in the last bit between thread counts, so
+bit-for-bit reruns keep the count fixed: ``DROPLAB_ADAPT_THREADS=0`` keeps the command line at torch's own count.
 """
 
 from __future__ import annotations
