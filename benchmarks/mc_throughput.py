@@ -223,6 +223,13 @@ def matmul_rates(device: torch.device, n: int = 2048, repeats: int = 10,
     return [2 * n**3 / _timed(lambda: torch.mm(a, b, out=c), device)[1] / 1e9 for _ in range(repeats)]
 
 
+def _timing(run: dict, flops: float, peak: float, peak_name: str) -> str:
+    """'best X s = R GFLOP/s = P% of the <peak_name> peak; median M s' for one library's timed runs."""
+    rate = flops / min(run["times"]) / 1e9
+    return (f"best {min(run['times']):.2f} s = {rate:.1f} GFLOP/s = {100 * rate / peak:.1f}% of the {peak_name} "
+            f"peak; median {statistics.median(run['times']):.2f} s")
+
+
 def _child(which: str, argv: list[str]) -> dict:
     proc = subprocess.run([sys.executable, __file__, "--child", which, *argv], capture_output=True, text=True)
     if proc.returncode != 0:
@@ -266,10 +273,10 @@ def main() -> None:
           f"{args.samples} samples; {args.repeats} timed runs each")
     print(f"float32 2048x2048 matmul, {len(ours['peaks'])} products sampled between droplab's runs: peak (best) "
           f"{peak:.1f} GFLOP/s, median {typical:.1f}")
-    best, median = flops / min(ours["times"]) / 1e9, flops / statistics.median(ours["times"]) / 1e9
-    print(f"droplab monte_carlo (E, NWGM, Var of all {sum(SIZES[1:])} units): best {min(ours['times']):.2f} s = "
-          f"{best:.1f} GFLOP/s = {100 * best / peak:.1f}% of peak (target >= 75%); median "
-          f"{statistics.median(ours['times']):.2f} s = {100 * median / typical:.1f}% of the median matmul rate; "
+    median = flops / statistics.median(ours["times"]) / 1e9
+    print(f"droplab monte_carlo (E, NWGM, Var of all {sum(SIZES[1:])} units): {_timing(ours, flops, peak, 'float32')} "
+          f"(target: best >= 75% of the peak); the median run at {100 * median / typical:.1f}% of the median "
+          "matmul rate; "
           f"peak RSS {ours['peak_rss_mb']:.0f} MB")
     if "baal" not in args.skip:
         theirs = _child("baal", argv)
@@ -289,9 +296,7 @@ def main() -> None:
         print(f"bfloat16 2048x2048 matmul peak: {bf16_peak:.1f} GFLOP/s ({bf16_peak / peak:.1f}x the float32 peak)")
         low = {p: _child("droplab", argv + ["--precision", p]) for p in ("bfloat16", "bfloat16x3")}
         for p, r in low.items():
-            rate = flops / min(r["times"]) / 1e9
-            print(f"droplab monte_carlo, precision={p}: best {min(r['times']):.2f} s = {rate:.1f} GFLOP/s = "
-                  f"{100 * rate / bf16_peak:.1f}% of the bfloat16 peak; median {statistics.median(r['times']):.2f} s; "
+            print(f"droplab monte_carlo, precision={p}: {_timing(r, flops, bf16_peak, 'bfloat16')}; "
                   f"{min(ours['times']) / min(r['times']):.2f}x droplab float32")
         if "baal" not in args.skip:
             auto = _child("baal-autocast", argv)
@@ -303,19 +308,18 @@ def main() -> None:
                   f"{theirs['seconds'] / min(low['bfloat16x3']['times']):.2f}x and "
                   f"{auto['seconds'] / min(low['bfloat16x3']['times']):.2f}x")
             lines.append(f"speed-up droplab bfloat16 / baal float32: {theirs['seconds'] / best16:.2f}x")
-    if "fused" not in args.skip:  # monte_carlo(fused=True): the statistics of each layer in one compiled kernel
+    if "fused" not in args.skip:  # monte_carlo(fused=True): gates and statistics as compiled kernels
+        measured = {("float32", ()): ours, **({("bfloat16", ()): low["bfloat16"]} if "bfloat16" not in args.skip
+                                             else {})}
+        peaks = {"float32": peak, "bfloat16": bf16_peak if "bfloat16" not in args.skip else max(
+            matmul_rates(device, repeats=6, dtype=torch.bfloat16))}
         for p in ("float32", "bfloat16"):
-            for extra, what in (([], "E, NWGM, Var"), (["--all-statistics"], "all statistics")):
-                plain = (ours if p == "float32" else low["bfloat16"]) if not extra and (
-                    p == "float32" or "bfloat16" not in args.skip) else _child("droplab", argv + ["--precision", p,
-                                                                                               *extra])
+            for extra, what in (((), "E, NWGM, Var"), (("--all-statistics",), "all statistics")):
+                plain = measured.get((p, extra)) or _child("droplab", argv + ["--precision", p, *extra])
                 r = _child("droplab", argv + ["--precision", p, "--fused", *extra])
-                print(f"droplab monte_carlo ({what}), precision={p}: unfused {min(plain['times']):.2f} s, "
-                      f"fused=True {min(r['times']):.2f} s: {min(plain['times']) / min(r['times']):.2f}x (best to "
-                      f"best); the first fused call, compiling, {r['warmup_seconds']:.1f} s")
-                if p == "float32" and not extra:
-                    rate = flops / min(r["times"]) / 1e9
-                    print(f"  fused float32: {rate:.1f} GFLOP/s = {100 * rate / peak:.1f}% of the float32 peak")
+                print(f"droplab monte_carlo ({what}), precision={p}, fused=True: {_timing(r, flops, peaks[p], p)}"
+                      f"; unfused best {min(plain['times']):.2f} s: {min(plain['times']) / min(r['times']):.2f}x "
+                      f"(best to best); the first fused call, compiling, {r['warmup_seconds']:.1f} s")
     if "accuracy" not in args.skip:
         acc = _child("accuracy", argv)
         for p in ("float32", "bfloat16", "bfloat16x3"):

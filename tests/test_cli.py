@@ -1,5 +1,6 @@
 """The command line: end to end on digits, TOML configs, and a table of bad inputs (one line, exit 2)."""
 
+import errno
 import json
 import subprocess
 import sys
@@ -282,24 +283,20 @@ def test_a_damaged_checkpoint_is_named_not_a_traceback(tmp_path, capsys):
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
 
 
-def test_a_full_disk_or_read_only_folder_is_one_line(tmp_path, capsys, monkeypatch):
-    import errno
-
+@pytest.mark.parametrize("patched, error, message, file", [
+    ("save_checkpoint_file", lambda p: OSError(errno.ENOSPC, "No space left on device", str(p)),
+     "No space left on device", "best.safetensors"),
+    ("atomic_write_text", lambda p: PermissionError(errno.EACCES, "Permission denied", str(p)),
+     "Permission denied", "config.json"),
+], ids=["full-disk", "read-only"])
+def test_a_full_disk_or_read_only_folder_is_one_line(tmp_path, capsys, monkeypatch, patched, error, message, file):
     from droplab import train as train_mod
 
-    def full(path, *args, **kwargs):
-        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+    def fail(path, *args, **kwargs):
+        raise error(path)
 
-    monkeypatch.setattr(train_mod, "save_checkpoint_file", full)
+    monkeypatch.setattr(train_mod, patched, fail)
     code, _, err = _run(["train", "--epochs", "1", "--sizes", "64,8,10", "--out", str(tmp_path / "r"),
                          "--no-progress"], capsys)
-    assert code == 2 and "No space left on device" in err and "best.safetensors" in err
+    assert code == 2 and message in err and file in err
     assert len(err.strip().splitlines()) == 1
-
-    def read_only(path, *args, **kwargs):
-        raise PermissionError(errno.EACCES, "Permission denied", str(path))
-
-    monkeypatch.setattr(train_mod, "atomic_write_text", read_only)
-    code, _, err = _run(["train", "--epochs", "1", "--sizes", "64,8,10", "--out", str(tmp_path / "s"),
-                         "--no-progress"], capsys)
-    assert code == 2 and "Permission denied" in err and "config.json" in err
