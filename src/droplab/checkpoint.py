@@ -76,21 +76,42 @@ def save_checkpoint_file(path: str | os.PathLike[str], tensors: dict[str, Tensor
         tmp.unlink(missing_ok=True)
 
 
+def _metadata(path: Path) -> dict[str, Any]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as fh:
+        metadata = fh.metadata() or {}
+    if metadata.get("format") != FORMAT or "droplab" not in metadata:
+        raise ValueError(f"{path} is a safetensors file but not a droplab checkpoint (format "
+                         f"{metadata.get('format')!r}, expected {FORMAT!r})")
+    try:
+        meta = json.loads(metadata["droplab"])
+    except json.JSONDecodeError:
+        raise ValueError(f"{path}: its droplab metadata is not JSON; the file is damaged") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path}: its droplab metadata is not a JSON object; the file is damaged")
+    return meta
+
+
+def read_checkpoint_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The meta of a checkpoint written by ``save_checkpoint_file``, without reading its tensors."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"no checkpoint at {path}; expected a .safetensors file written by droplab train")
+    try:
+        return _metadata(path)
+    except (SafetensorError, OSError) as exc:
+        raise ValueError(f"{path} is not a readable safetensors checkpoint ({exc})") from None
+
+
 def load_checkpoint_file(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], dict[str, Any]]:
     """Read a checkpoint written by ``save_checkpoint_file``: (tensors on CPU, meta)."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"no checkpoint at {path}; expected a .safetensors file written by droplab train")
     try:
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as fh:
-            metadata = fh.metadata() or {}
+        meta = _metadata(path)
         tensors = load_file(str(path))
     except (SafetensorError, OSError) as exc:
         raise ValueError(f"{path} is not a readable safetensors checkpoint ({exc})") from None
-    if metadata.get("format") != FORMAT or "droplab" not in metadata:
-        raise ValueError(f"{path} is a safetensors file but not a droplab checkpoint (format "
-                         f"{metadata.get('format')!r}, expected {FORMAT!r})")
-    return tensors, json.loads(metadata["droplab"])
-
+    return tensors, meta

@@ -391,7 +391,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
                         precision=args.precision,
                         seed=args.seed, only=args.only, progress=args.progress)
     reused = sum(r["reused"] for r in summary["sections"])
-    groups = "; ".join(f"{g}: {c['held']} of {c['claims']}" for g, c in summary["groups"].items())
+    groups = "; ".join(f"{g}: {c['held']} of {c['claims']}"
+                       + (f" ({c['not_measured']} not measured)" if c.get("not_measured") else "")
+                       for g, c in summary["groups"].items())
     print(f"droplab reproduce: {summary['claims_held']} of {summary['claims']} claims hold ({groups}); "
           f"{len(summary['sections'])} sections ({reused} reused) in {time.perf_counter() - t0:.0f} s; "
           f"report: {out / 'report.html'}")

@@ -150,13 +150,36 @@ def reproduce(out: str | Path | None = None, *, preset: str = "standard", datase
     held = sum(v["holds"] for r in rows for v in r["verdicts"])
     total = sum(len(r["verdicts"]) for r in rows)
     groups = {g: {"held": sum(v["holds"] for r in rows for v in r["verdicts"] if v["group"] == g),
-                  "claims": sum(v["group"] == g for r in rows for v in r["verdicts"])} for g in GROUPS}
+                  "claims": sum(v["group"] == g for r in rows for v in r["verdicts"]),
+                  "not_measured": sum(v["group"] == g and v["not_measured"] for r in rows for v in r["verdicts"])}
+              for g in GROUPS}
+    record = study.recorded()  # read from the study file when every stage was reused
     summary = {"preset": preset, "settings": settings, "seed": seed, "device": device, "sections": rows,
                "claims_held": held, "claims": total, "groups": groups,
-               "study_test_error": study.test_error if study.trained else None}
+               "study_test_error": record["test_error"] if record else None,
+               "training": [{k: row.get(k) for k in ("epoch", "train_loss", "val_error", "test_error")}
+                            for row in (record["metrics"] if record else [])],
+               "arms": _arms(out)}
     atomic_write_text(out / "results.json", json.dumps(to_json(summary), indent=1) + "\n")
     atomic_write_text(out / "report.html", _html(summary, out))
     return summary
+
+
+def _arms(out: Path) -> dict[str, Any]:
+    """Every compared regularizer's test error, whether it trained, and its learning rate, from the
+    generalization stage (empty when that stage has not run)."""
+    from .experiments._base import Numbers
+
+    try:
+        result = json.loads((out / "stages" / "generalization.json").read_text(encoding="utf-8"))["result"]
+        numbers = Numbers.of(result)
+        return {label: {"test_error": numbers.get("test_error", regularizer=label),
+                        "trained": bool(numbers.get("trained", regularizer=label)),
+                        "lr": numbers.get("lr", regularizer=label),
+                        **({"l2": numbers.get("l2", regularizer=label)} if label == "L2" else {})}
+                for label in result["errors"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
 
 
 def _bar(total: int, enabled: bool) -> Any:
@@ -196,8 +219,12 @@ def _claims_table(r: dict[str, Any]) -> str:
     rows = ["<table><tr><th>verdict</th><th>measured</th><th>paper's words (source)</th><th>paper's number</th>"
             "<th>threshold (basis)</th><th>group</th></tr>"]
     for v in r["verdicts"]:
-        verdict = f"<span class='{'held' if v['holds'] else 'failed'}'>{'holds' if v['holds'] else 'does not hold'}"
-        verdict += "</span>" + (" <span class='noise'>(at its noise)</span>" if v.get("at_noise") else "")
+        if v.get("not_measured"):
+            verdict = "<span class='noise'>not measured</span>"
+        else:
+            verdict = (f"<span class='{'held' if v['holds'] else 'failed'}'>"
+                       f"{'holds' if v['holds'] else 'does not hold'}</span>")
+        verdict += " <span class='noise'>(at its noise)</span>" if v.get("at_noise") else ""
         threshold = "" if v.get("threshold") is None else _fmt(v["threshold"])
         rows.append(f"<tr><td>{verdict}</td><td>{e(v['text'])}</td><td class='words'>&ldquo;{e(v.get('words', ''))}"
                     f"&rdquo; ({e(v.get('source', ''))})</td><td>{e(v.get('paper', '') or '-')}</td>"
@@ -224,7 +251,8 @@ def _html(summary: dict[str, Any], out: Path) -> str:
         f"{s['samples']:,} dropout samples; seed {summary['seed']}, device {e(summary['device'])}"
         + (f", Monte Carlo products in {e(s['precision'])}" if s.get("precision") else "") + ".</p>"
         "<table><tr><th>claims of</th><th>hold</th></tr>"
-        + "".join(f"<tr><td>{e(GROUPS[g])}</td><td><b>{c['held']} of {c['claims']}</b></td></tr>"
+        + "".join(f"<tr><td>{e(GROUPS[g])}</td><td><b>{c['held']} of {c['claims']}</b>"
+                  + (f" ({c['not_measured']} not measured)" if c.get("not_measured") else "") + "</td></tr>"
                   for g, c in groups.items())
         + "</table><p>A verdict marked <span class='noise'>at its noise</span> lies within two standard errors of its "
           "threshold and may flip with the seed. Every number is in <code>results.json</code> and its stage file.</p>"
@@ -297,7 +325,11 @@ def compare_runs(folders: Sequence[str | Path]) -> str:
             measured = (f"{min(values):.4g}" if len(set(values)) <= 1 else f"{min(values):.4g} to {max(values):.4g}"
                         ) if values else "-"
             held = sum(x["holds"] for x in vs)
-            verdict = "yes" if held == len(vs) else "no" if held == 0 else f"{held} of {len(vs)} (flips: at its noise)"
+            unmeasured = sum(bool(x.get("not_measured")) for x in vs)
+            verdict = ("not measured" if unmeasured == len(vs) else "yes" if held == len(vs) else "no" if held == 0
+                       else f"{held} of {len(vs)} (flips: at its noise)")
+            if unmeasured and unmeasured < len(vs):
+                verdict += f"; not measured in {unmeasured}"
             threshold = "-" if v["threshold"] is None else f"{v['threshold']:.4g}"
             text = v["text"].replace("|", "\\|")
             lines.append(f"| {v['group']} | {section['section']} | {text} | {v['paper'] or '-'} | {measured} | "

@@ -78,6 +78,15 @@ PRESETS: dict[str, dict[str, Any]] = {
                     "resources": {"cpus_per_trial": 1}},
 }
 
+# the sweeps that chose each compared regularizer's learning rate (presets.ARMS): arm-none, arm-l2, arm-dropout, ...
+def _arm_sweeps() -> dict[str, dict[str, Any]]:
+    from .presets import ARMS
+
+    return {arm.sweep()["name"]: arm.sweep() for arm in ARMS.values()}
+
+
+PRESETS.update(_arm_sweeps())
+
 # pseudo-keys a grid may use besides "table.field"
 PSEUDO = {"model.keep_input": "keep[0]", "model.keep_hidden": "keep[1:]", "model.dropout": "on: the preset's keep; "
           "off: keep 1"}

@@ -20,6 +20,7 @@ from . import (
     network,
     sampling,
     spiking,
+    training,
     transfer,
 )
 from ._base import Context, Experiment, Verdict
@@ -28,6 +29,7 @@ EXPERIMENTS: list[Experiment] = [
     bounds.EXPERIMENT,
     meanlaws.EXPERIMENT,
     sampling.EXPERIMENT,
+    training.EXPERIMENT,
     network.APPROXIMATIONS,
     network.VARIANCE,
     network.PAIRS,
@@ -75,7 +77,7 @@ class StudyPreset:
         return dict(dataset=p.dataset, hidden=list(p.model.sizes[1:-1]), keep_input=keeps[0],
                     keep_hidden=keeps[1], init_gain=p.model.init_gain, epochs=t.epochs, batch_size=t.batch_size,
                     lr=t.lr, lr_decay=t.lr_decay, momentum_start=t.momentum_start, momentum_end=t.momentum_end,
-                    momentum_epochs=t.momentum_epochs, max_norm=t.max_norm,
+                    momentum_epochs=t.momentum_epochs, max_norm=t.max_norm, optimizer=t.optimizer,
                     **{k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self.measurements).items()})
 
 

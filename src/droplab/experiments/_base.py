@@ -22,7 +22,8 @@ __all__ = ["GROUPS", "Context", "Experiment", "Numbers", "Verdict", "binomial_se
 
 
 GROUPS = {"paper": "Baldi & Sadowski (2014)", "other": "other papers (Hinton et al. 2012, Srivastava et al. 2014)",
-          "lecture": "the lecture and the article"}
+          "lecture": "the lecture and the article",
+          "regime": "the study network's training (the paper's regime: learning from the start, converged)"}
 
 
 @dataclass(frozen=True)
@@ -45,9 +46,18 @@ class Verdict:
     threshold: float | None = None
     basis: str = ""  # where the threshold comes from
     noise: float | None = None
+    # False where what the claim needs could not be measured (a comparison arm that did not train): the report
+    # says "not measured", never "holds", and such a verdict counts neither as held nor as failed
+    measurable: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.measurable:
+            object.__setattr__(self, "holds", False)
 
     @property
     def at_noise(self) -> bool:
+        if not self.measurable:
+            return False
         if self.measured is None or self.threshold is None or not self.noise:
             return False
         return abs(self.measured - self.threshold) < 2 * self.noise
@@ -55,7 +65,8 @@ class Verdict:
     def as_dict(self) -> dict[str, Any]:
         return {"text": self.text, "holds": bool(self.holds), "group": self.group, "source": self.source,
                 "words": self.words, "paper": self.paper, "measured": self.measured, "threshold": self.threshold,
-                "basis": self.basis, "noise": self.noise, "at_noise": self.at_noise}
+                "basis": self.basis, "noise": self.noise, "at_noise": self.at_noise,
+                "not_measured": not self.measurable}
 
 
 def worst_ratio(errors: Any, scales: Any) -> float:

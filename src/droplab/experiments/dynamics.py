@@ -21,16 +21,25 @@ def _samples(net: Any, x: torch.Tensor, layer: int, units: list[int], k: int, se
     return trace.O[layer][:, units].double().cpu().numpy()
 
 
-def trend_t(y: list[float]) -> float:
-    """t statistic of the least-squares slope of y against its index (0 for fewer than 3 points)."""
+# Fig. 11.2's populations: active units end with W >= 0.5 for the input, inactive ones below the paper's 0.1
+ACTIVE, INACTIVE = 0.5, 0.1
+# "settles": over the last quarter of the epochs the fitted change of the mean sd, widened by 2 standard errors,
+# stays within this fraction of its level (an equivalence test: noise cannot make it pass)
+SETTLE_TOLERANCE = 0.1
+# "starts out with low dropout variance": at most half its peak variance (Section 11.7's phases, as in training.py)
+START_SD_FRACTION = 0.5**0.5
+
+
+def trend_change(y: list[float]) -> tuple[float, float]:
+    """(change, its standard error): the least-squares line's rise from the first to the last point of y."""
     y = np.asarray(y, dtype=np.float64)
     if len(y) < 3:
-        return 0.0
+        raise ValueError(f"expected at least 3 points for a trend, got {len(y)}")
     x = np.arange(len(y), dtype=np.float64) - (len(y) - 1) / 2
     slope = float((x * (y - y.mean())).sum() / (x * x).sum())
     resid = y - y.mean() - slope * x
     se = float(np.sqrt((resid**2).sum() / (len(y) - 2) / (x * x).sum()))
-    return slope / se if se > 0 else (0.0 if slope == 0 else float(np.sign(slope)) * np.inf)
+    return slope * (len(y) - 1), se * (len(y) - 1)
 
 
 def compute(ctx: Context) -> dict[str, Any]:
@@ -47,30 +56,48 @@ def compute(ctx: Context) -> dict[str, Any]:
         out["sparsity"][f"layer {h}"] = hist(o, 40, (0, 1))
         n.add("fraction_below_0_1", float(np.mean(o < 0.1)), "fraction of activations below 0.1", layer=h)
         n.add("median_activation", float(np.median(o)), "median activation", layer=h)
-    # Fig. 11.2: one input, an active and an inactive unit of the last hidden layer, over training
+    # Fig. 11.2: one input, the populations of active (W >= 0.5 at the end) and inactive (W < 0.1) units of the last
+    # hidden layer, over training: each unit's dropout mean and sd, summarized over the population
     x = study.inputs(1)
     with modes.expect(final), torch.no_grad():
         w_final = final.trace(x).O[n_hidden][0].cpu().numpy()
-    active, inactive = int(np.argmax(w_final)), int(np.argmin(w_final))
+    populations = {"active": np.flatnonzero(w_final >= ACTIVE), "inactive": np.flatnonzero(w_final < INACTIVE)}
     k = ctx.settings["trajectory_samples"]
-    for name, unit in (("active", active), ("inactive", inactive)):
-        curves: dict[str, list[float]] = {"mean": [], "p5": [], "p95": [], "sd": []}
-        for epoch in study.epochs:
-            s = _samples(study.model(epoch), x, n_hidden, [unit], k, ctx.seed)[:, 0]
-            curves["mean"].append(float(s.mean()))
-            curves["p5"].append(float(np.percentile(s, 5)))
-            curves["p95"].append(float(np.percentile(s, 95)))
-            curves["sd"].append(float(s.std()))
-        out["phases"][name] = curves
+    curves = {name: {"mean": [], "mean_p5": [], "mean_p95": [], "sd": [], "sd_p5": [], "sd_p95": []}
+              for name in populations}
+    for epoch in study.epochs:
+        s = _samples(study.model(epoch), x, n_hidden, list(range(len(w_final))), k, ctx.seed)
+        for name, units in populations.items():
+            means, sds = s[:, units].mean(0), s[:, units].std(0)
+            c = curves[name]
+            if not units.size:
+                for key in c:
+                    c[key].append(None)
+                continue
+            c["mean"].append(float(means.mean()))
+            c["sd"].append(float(sds.mean()))
+            for key, values in (("mean", means), ("sd", sds)):
+                c[f"{key}_p5"].append(float(np.percentile(values, 5)))
+                c[f"{key}_p95"].append(float(np.percentile(values, 95)))
+    out["phases"] = curves
     out["epochs"] = study.epochs
-    sd = out["phases"]["active"]["sd"]
-    last_quarter = sd[-max(3, len(sd) // 4):]
-    n.add("sd_start", sd[0], "dropout sd at the start", unit="active unit")
-    n.add("sd_peak", max(sd), "peak dropout sd", unit="active unit")
-    n.add("sd_end", sd[-1], "dropout sd at the end", unit="active unit")
-    n.add("sd_trend_t", trend_t(last_quarter), "t of the sd trend over the last quarter of epochs", unit="active unit")
-    n.add("sd_peak", max(out["phases"]["inactive"]["sd"]), "peak dropout sd", unit="inactive unit")
-    n.add("mean_end", out["phases"]["inactive"]["mean"][-1], "mean output at the end", unit="inactive unit")
+    for name, units in populations.items():
+        n.add("units", int(units.size), "units in the population", unit=f"{name} units")
+        sd = curves[name]["sd"]
+        if not units.size:
+            continue
+        n.add("sd_start", sd[0], "mean dropout sd at the start", unit=f"{name} units")
+        n.add("sd_peak", max(sd), "peak of the mean dropout sd", unit=f"{name} units")
+        n.add("sd_end", sd[-1], "mean dropout sd at the end", unit=f"{name} units")
+        tail = sd[-max(3, len(sd) // 4):]
+        change, change_se = trend_change(tail)
+        n.add("sd_tail_change", change, "change of the mean sd over the last quarter of epochs (fitted line)",
+              unit=f"{name} units")
+        n.add("sd_tail_change_se", change_se, "its standard error", unit=f"{name} units")
+        n.add("sd_tail_level", float(np.mean(tail)), "mean sd over the last quarter of epochs", unit=f"{name} units")
+        quiet = [i for i, m in enumerate(curves[name]["mean"]) if m < INACTIVE]
+        n.add("first_silent_epoch", study.epochs[quiet[0]] if quiet else -1,
+              "first snapshot epoch whose population mean output is below 0.1 (-1: never)", unit=f"{name} units")
     # Fig. 11.3: dropout sd of active units (W > 0.1 at the end) per layer over training
     _, ws_final = mc_stats(ctx, "last", samples=k)
     for h in range(1, n_hidden + 1):
@@ -104,13 +131,21 @@ def plot(r: dict[str, Any]) -> Any:
     axes[0].legend(fontsize=8)
     for name, color in (("active", "tab:red"), ("inactive", "tab:blue")):
         c = r["phases"][name]
-        axes[1].plot(r["epochs"], c["mean"], color=color, label=f"{name} unit: mean")
-        axes[1].fill_between(r["epochs"], c["p5"], c["p95"], color=color, alpha=0.2, label=f"{name} unit: 5-95%")
-    axes[1].set(title="Fig. 11.2: learning phases, one input", xlabel="epoch", ylabel="dropout output O", ylim=(0, 1))
+        if not c["mean"] or c["mean"][0] is None:
+            continue
+        axes[1].plot(r["epochs"], c["sd"], color=color, label=f"{name} units: mean dropout sd")
+        axes[1].fill_between(r["epochs"], c["sd_p5"], c["sd_p95"], color=color, alpha=0.2,
+                             label=f"{name} units: 5-95% of units")
+    axes[1].set(title="Fig. 11.2: learning phases, one input, populations of units", xlabel="epoch",
+                ylabel="dropout sd of O")
     axes[1].legend(fontsize=8)
     for name, series in r["consistency"].items():
-        axes[2].plot(r["epochs"], [np.nan if s[0] is None else s[0] for s in series], marker="o", ms=3, label=name)
-    axes[2].set(title="Fig. 11.3: consistency of active units", xlabel="epoch", ylabel="mean dropout sd(O)")
+        line, = axes[2].plot(r["epochs"], [np.nan if s[0] is None else s[0] for s in series], marker="o", ms=3,
+                             label=f"{name}: mean")
+        axes[2].fill_between(r["epochs"], [np.nan if s[1] is None else s[1] for s in series],
+                             [np.nan if s[2] is None else s[2] for s in series], color=line.get_color(), alpha=0.12)
+    axes[2].set(title="Fig. 11.3: consistency of active units (bands: 5-95% of units)", xlabel="epoch",
+                ylabel="dropout sd(O)")
     axes[2].legend(fontsize=8)
     fig.tight_layout()
     return fig
@@ -119,44 +154,57 @@ def plot(r: dict[str, Any]) -> Any:
 def verdicts(r: dict[str, Any]) -> list[Verdict]:
     n = Numbers.of(r)
     sparse = n.series("fraction_below_0_1")
-    start, peak, end, t = (n.get(k, unit="active unit") for k in ("sd_start", "sd_peak", "sd_end", "sd_trend_t"))
     layers = n.coordinates("layer", "active_units")
     if all(n.get("active_units", layer=h) > 0 for h in (layers[0], layers[-1])):
         first, se_first, top, se_top = (n.get(k, layer=h) for h in (layers[0], layers[-1])
                                         for k in ("active_mean_sd_end", "active_mean_sd_end_se"))
     else:  # a layer without active units: nothing to compare
         first, se_first, top, se_top = 0.0, 0.0, np.inf, 0.0
-    inactive_peak, inactive_mean = n.get("sd_peak", unit="inactive unit"), n.get("mean_end", unit="inactive unit")
     noise = float(np.hypot(se_first, se_top))
-    return [
-        Verdict(f"trained representations are sparse: {100 * min(sparse):.0f}-{100 * max(sparse):.0f}% of hidden "
-                "activations are below 0.1", min(sparse) > 0.5, source="Section 11.7, Fig. 11.1",
-                words="sparse representations tend to emerge", measured=min(sparse), threshold=0.5,
-                basis="most activations below 0.1, the paper's own cut between active and inactive (Fig. 11.3)"),
-        Verdict(f"an active unit starts with low dropout variance and rises: sd {start:.3f} at the start, "
-                f"peak {peak:.3f}",
-                start < 0.1 * peak, source="Section 11.7, Fig. 11.2",
-                words="a typical active neuron starts out with low dropout variance, experiences an increase in "
-                      "variance "
-                      "during learning", measured=start / peak if peak else None, threshold=0.1,
-                basis="low: under a tenth of its peak"),
-        Verdict(f"and settles: over the last quarter of epochs its sd (now {end:.3f}) shows no significant trend "
-                f"(t = {t:.2f})", abs(t) < 2.0, source="Section 11.7, Fig. 11.2",
-                words="eventually settles to some steady constant consistency value", measured=abs(t), threshold=2.0,
-                basis="a least-squares slope within two standard errors of 0 (5% two-sided)"),
-        Verdict(f"an inactive unit quickly falls silent with little variance: mean output {inactive_mean:.3f} at the "
-                f"end, "
-                f"peak sd {inactive_peak:.3f} against {peak:.3f} for the active unit",
-                inactive_mean < 0.1 and inactive_peak < peak, source="Fig. 11.2",
-                words="A typical inactive neuron quickly learns to stay silent. Its dropout variance grows only "
-                      "minimally",
-                measured=inactive_mean, threshold=0.1, basis="silent: below 0.1, the paper's cut (Fig. 11.3)"),
-        Verdict(f"the consistency of active units does not decline in higher layers: mean sd {top:.3f} in the top "
-                f"layer, {first:.3f} in the first", top <= first + 2 * noise, source="Fig. 11.3",
-                words="Consistency of active neurons does not noticeably decline in the upper layers",
-                measured=top - first, threshold=0.0, noise=noise,
-                basis="the difference of the two layer means, against twice its standard error"),
-    ]
+    out = [Verdict(f"trained representations are sparse: {100 * min(sparse):.0f}-{100 * max(sparse):.0f}% of hidden "
+                   "activations are below 0.1", min(sparse) > 0.5, source="Section 11.7, Fig. 11.1",
+                   words="sparse representations tend to emerge", measured=min(sparse), threshold=0.5,
+                   basis="most activations below 0.1, the paper's own cut between active and inactive (Fig. 11.3)")]
+    active, inactive = (n.get("units", unit=f"{p} units") for p in ("active", "inactive"))
+    if active and inactive:
+        start, peak, level, change, change_se = (n.get(k, unit="active units") for k in (
+            "sd_start", "sd_peak", "sd_tail_level", "sd_tail_change", "sd_tail_change_se"))
+        worst = (abs(change) + 2 * change_se) / level if level > 0 else np.inf
+        quiet_peak, quiet_epoch = n.get("sd_peak", unit="inactive units"), n.get("first_silent_epoch",
+                                                                               unit="inactive units")
+        epochs = r["epochs"][-1]
+        out += [
+            Verdict(f"active units start with low dropout variance and it rises: the {active} active units' mean sd "
+                    f"is {start:.3f} at the start, {peak:.3f} at its peak",
+                    start <= START_SD_FRACTION * peak, source="Section 11.7, Fig. 11.2",
+                    words="a typical active neuron starts out with low dropout variance, experiences an increase in "
+                          "variance during learning", measured=start / peak if peak else None,
+                    threshold=START_SD_FRACTION, basis="low: a variance at most half its peak (sd at most 0.71 of it)"),
+            Verdict(f"and settles: over the last quarter of the epochs their mean sd ({level:.3f}) changes by "
+                    f"{change:+.4f} +- {change_se:.4f}", worst <= SETTLE_TOLERANCE, source="Section 11.7, Fig. 11.2",
+                    words="eventually settles to some steady constant consistency value", measured=worst,
+                    threshold=SETTLE_TOLERANCE,
+                    basis=f"an equivalence test: the fitted change plus two standard errors within "
+                          f"{100 * SETTLE_TOLERANCE:g}% of the level"),
+            Verdict(f"inactive units quickly fall silent with little variance: the {inactive} inactive units' mean "
+                    f"output is below 0.1 from epoch {quiet_epoch} of {epochs}; their mean sd peaks at "
+                    f"{quiet_peak:.3f} against {peak:.3f} for the active units",
+                    0 <= quiet_epoch <= epochs / 4 and quiet_peak <= 0.5 * peak, source="Fig. 11.2",
+                    words="A typical inactive neuron quickly learns to stay silent. Its dropout variance grows only "
+                          "minimally", measured=quiet_peak / peak if peak else None, threshold=0.5,
+                    basis="silent (below 0.1) within the first quarter of the epochs, and a peak sd at most half the "
+                          "active units'"),
+        ]
+    else:
+        out.append(Verdict(f"Fig. 11.2's populations: not measured ({active} active, {inactive} inactive units for "
+                           "the input)", False, source="Fig. 11.2", measurable=False))
+    out.append(Verdict(f"the consistency of active units does not decline in higher layers: mean sd {top:.3f} in the "
+                       f"top layer, {first:.3f} in the first", top <= first + 2 * noise, source="Fig. 11.3",
+                       words="Consistency of active neurons does not noticeably decline in the upper layers",
+                       measured=top - first, threshold=0.0, noise=noise,
+                       basis="the difference of the two layer means, against twice its standard error"))
+    return out
+
 
 EXPERIMENT = Experiment(
     "dynamics", "Figs. 11.1-11.3", "Sparsity, learning phases and consistency",

@@ -17,7 +17,7 @@ import torch
 
 from .. import data as data_mod
 from .. import train
-from ..checkpoint import load_checkpoint_file, save_checkpoint_file
+from ..checkpoint import load_checkpoint_file, read_checkpoint_meta, save_checkpoint_file
 from ..config import ModelConfig
 from ..net import DropoutMLP
 
@@ -72,30 +72,50 @@ class Study:
         s = self.settings
         return train.TrainConfig(epochs=s["epochs"], batch_size=s["batch_size"], lr=s["lr"], lr_decay=s["lr_decay"],
                                  momentum_start=s.get("momentum_start", 0.5), momentum_end=s["momentum_end"],
-                                 momentum_epochs=s["momentum_epochs"], max_norm=s["max_norm"], seed=self.seed)
+                                 momentum_epochs=s["momentum_epochs"], max_norm=s["max_norm"], seed=self.seed,
+                                 optimizer=s.get("optimizer", "sgd"))
 
-    def train_variant(self, *, l2: float = 0.0, lr_scale: float = 1.0, **model_changes: Any) -> dict[str, Any]:
-        """A variant of the study network (its model config with ``model_changes``, same schedule, and
-        optionally L2, and the learning rate times ``lr_scale``) trained from the same initial weights; the
-        comparisons of Sections 10-11 and of generalization use it. Returns ``{"history", "test_error",
-        "best_epoch", "model"}``.
+    def train_variant(self, model_changes: dict[str, Any] | None = None, *, lr: float | None = None,
+                      l2: float = 0.0, precision: str = "float32") -> dict[str, Any]:
+        """A variant of the study network (its model config with ``model_changes``, the same schedule but for its
+        learning rate ``lr`` and L2 coefficient ``l2``, products in ``precision``) trained from the same seed;
+        the comparisons of Sections 10-11 and of generalization use it. Returns ``{"history", "test_error",
+        "best_epoch", "model", "trained", "chance_error"}``; ``trained`` is False for a network whose test error
+        ends within 5 points of chance (the error of always answering the commonest test class).
 
-        The study network itself (no changes, no L2) is not trained again: its own run is returned, so the
-        dropout arm of every comparison is the one network the other sections measure.
+        The study network itself (no changes, its own learning rate, no L2) is not trained again: its own run
+        is returned, so the dropout arm of every comparison is the one network the other sections measure.
         """
-        config = {**self.model_config(), **model_changes}
-        if config == self.model_config() and l2 == 0.0 and lr_scale == 1.0:
+        config = {**self.model_config(), **(model_changes or {})}
+        lr = self.settings["lr"] if lr is None else lr
+        if config == self.model_config() and l2 == 0.0 and lr == self.settings["lr"]:
             self.ensure()
-            return {"history": self.metrics, "test_error": self.test_error, "best_epoch": self.best_epoch,
-                    "model": self.model("best")}
-        key = json.dumps({"model": config, "l2": l2, "lr_scale": lr_scale}, sort_keys=True, default=str)
+            return self._judged({"history": self.metrics, "test_error": self.test_error,
+                                 "best_epoch": self.best_epoch, "model": self.model("best")})
+        key = json.dumps({"model": config, "l2": l2, "lr": lr, "precision": precision}, sort_keys=True, default=str)
         if key not in self._variants:  # a variant two sections compare (dropin) is trained once per run
             model = train.build_model(config, seed=self.seed)
-            schedule = dataclasses.replace(self.train_config(), l2=l2, lr=self.train_config().lr * lr_scale)
-            result = train.fit(model, self.data, schedule, progress=False, device=self.device)
-            self._variants[key] = {"history": result.history, "test_error": result.test_error,
-                                   "best_epoch": result.best_epoch, "model": result.model.eval()}
+            schedule = dataclasses.replace(self.train_config(), l2=l2, lr=lr, precision=precision)
+            try:
+                result = train.fit(model, self.data, schedule, progress=False, device=self.device)
+            except train.Diverged:  # reported as a network that did not train, at chance
+                self._variants[key] = {"history": [], "test_error": self.chance_error, "best_epoch": 0,
+                                       "model": model.eval(), "chance_error": self.chance_error, "trained": False,
+                                       "diverged": True}
+            else:
+                self._variants[key] = self._judged({"history": result.history, "test_error": result.test_error,
+                                                    "best_epoch": result.best_epoch, "model": result.model.eval()})
         return self._variants[key]
+
+    @property
+    def chance_error(self) -> float:
+        """The test error (%) of always answering the commonest test class."""
+        counts = torch.bincount(self.data.y_test.cpu())
+        return 100.0 * (1.0 - float(counts.max()) / len(self.data.y_test))
+
+    def _judged(self, result: dict[str, Any]) -> dict[str, Any]:
+        chance = self.chance_error
+        return {**result, "chance_error": chance, "trained": bool(result["test_error"] < chance - 5.0)}
 
     def ensure(self) -> None:
         """Train (once per settings) and keep the snapshots."""
@@ -132,6 +152,19 @@ class Study:
                                                   "model": self.model_config(), "best_epoch": self.best_epoch,
                                                   "test_error": self.test_error})
         self._snapshots = snaps
+
+    def recorded(self) -> dict[str, Any] | None:
+        """The training record of this run's study network (``metrics``, ``best_epoch``, ``test_error``), read
+        from memory or from the study file's metadata alone (no weights loaded); None when it was not trained."""
+        if self._snapshots is not None:
+            return {"metrics": self.metrics, "best_epoch": self.best_epoch, "test_error": self.test_error}
+        try:
+            meta = read_checkpoint_meta(self.path)
+        except (OSError, ValueError):
+            return None
+        if meta.get("key") != self.key or "best_epoch" not in meta:
+            return None
+        return {k: meta[k] for k in ("metrics", "best_epoch", "test_error")}
 
     @property
     def epochs(self) -> list[int]:
