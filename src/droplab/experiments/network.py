@@ -298,8 +298,8 @@ def verdicts_variance(r: dict[str, Any]) -> list[Verdict]:
     out = [Verdict(
         f"W(1 - W) bounds the dropout variance of {100 * frac:.1f}% of the {count} hidden-unit responses after "
         f"training where the bound is not a tautology (W(1 - W) < E(1 - E); over all units "
-        f"{100 * everyone:.1f}%, which Var(O) <= E(1 - E) mostly implies)", frac >= 0.95, source="Eq. 117, Fig. 9.9", words="rough upperbounds",
-        measured=frac, threshold=0.95, measurable=count >= 20,
+        f"{100 * everyone:.1f}%, which Var(O) <= E(1 - E) mostly implies)", frac >= 0.95, source="Eq. 117, Fig. 9.9",
+        words="rough upperbounds", measured=frac, threshold=0.95, measurable=count >= 20,
         basis="a rough bound: 95% of the responses where W(1 - W) < E(1 - E) (at least 20 of them), each allowed 5 "
               "standard errors of its Var; where W(1 - W) >= E(1 - E) it follows from Var(O) <= E(1 - E)")]
     for when in ("before", "after"):
