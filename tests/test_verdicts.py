@@ -16,6 +16,7 @@ from droplab.experiments import (
     network,
     sampling,
     spiking,
+    training,
     transfer,
 )
 from droplab.experiments._base import Numbers, Verdict, binomial_se, worst_ratio
@@ -74,6 +75,8 @@ APPROXIMATION_BREAKS = [
 
 def variance_holding():
     n = Numbers().add("fraction_var_within_bound", 0.99, "", when="after")
+    n.add("fraction_var_within_bound_informative", 0.97, "", when="after").add("informative_units", 500, "",
+                                                                                 when="after")
     for when, ww, w in (("before", 1e-3, 0.2), ("after", 1e-2, 0.05)):
         n.add("mean_abs_e_oo_minus_ww", ww, "", when=when).add("mean_abs_e_oo_minus_w", w, "", when=when)
     for key, value in (("start", 1e-4), ("peak", 5e-3), ("peak_epoch", 8), ("end", 3e-3)):
@@ -82,7 +85,7 @@ def variance_holding():
 
 
 VARIANCE_BREAKS = [
-    (0, put("fraction_var_within_bound", 0.9, when="after")),
+    (0, put("fraction_var_within_bound_informative", 0.9, when="after")),  # all units may still pass: a tautology
     (1, put("mean_abs_e_oo_minus_ww", 0.3, when="before")),
     (2, put("mean_abs_e_oo_minus_ww", 0.06, when="after")),
     (3, put("curve_var_start", 1e-3)),
@@ -114,20 +117,57 @@ def dynamics_holding():
     for h in (1, 2, 3):
         n.add("fraction_below_0_1", 0.7, "", layer=h).add("active_units", 300, "", layer=h)
         n.add("active_mean_sd_end", 0.1, "", layer=h).add("active_mean_sd_end_se", 0.005, "", layer=h)
-    for key, value in (("sd_start", 0.001), ("sd_peak", 0.2), ("sd_end", 0.15), ("sd_trend_t", 0.5)):
-        n.add(key, value, "", unit="active unit")
-    n.add("sd_peak", 0.01, "", unit="inactive unit").add("mean_end", 0.01, "", unit="inactive unit")
-    return {"numbers": n.records()}
+    at = {"unit": "active units"}
+    for key, value in (("units", 40), ("sd_start", 0.05), ("sd_peak", 0.2), ("sd_end", 0.15), ("sd_tail_level", 0.15),
+                       ("sd_tail_change", 0.002), ("sd_tail_change_se", 0.002), ("first_silent_epoch", -1)):
+        n.add(key, value, "", **at)
+    quiet = {"unit": "inactive units"}
+    n.add("units", 900, "", **quiet).add("sd_peak", 0.03, "", **quiet).add("first_silent_epoch", 2, "", **quiet)
+    return {"numbers": n.records(), "epochs": list(range(31))}
 
 
 DYNAMICS_BREAKS = [
     (0, put("fraction_below_0_1", 0.3, layer=2)),
-    (1, put("sd_start", 0.05, unit="active unit")),
-    (2, put("sd_trend_t", -4.0, unit="active unit")),
-    (3, put("mean_end", 0.3, unit="inactive unit")),
-    (3, put("sd_peak", 0.3, unit="inactive unit")),
+    (1, put("sd_start", 0.15, unit="active units")),
+    (2, put("sd_tail_change", 0.02, unit="active units")),  # a trend of 13% of the level
+    (2, put("sd_tail_change_se", 0.01, unit="active units")),  # noise cannot make it pass
+    (3, put("first_silent_epoch", 12, unit="inactive units")),  # not quickly
+    (3, put("sd_peak", 0.15, unit="inactive units")),
     (4, put("active_mean_sd_end", 0.2, layer=3)),
 ]
+
+
+def training_holding():
+    n = Numbers()
+    losses = [1.6, 0.6, 0.4, 0.3, 0.25, 0.2, 0.18, 0.17, 0.165, 0.16]
+    vals = [20.0, 10.0, 7.0, 5.0, 4.5, 4.0, 3.8, 3.7, 3.75, 3.8]
+    for e, (loss, v) in enumerate(zip(losses, vals, strict=True), start=1):
+        n.add("train_loss", loss, "", epoch=e).add("val_error", v, "", epoch=e).add("test_error", v, "", epoch=e)
+    n.add("epochs", 10, "").add("best_epoch", 8, "").add("final_test_error", 3.7, "").add("chance_loss", 2.3026, "")
+    for h in (1, 2):
+        curve = [0.004, 0.006, 0.010, 0.012, 0.011, 0.010, 0.0095, 0.0093, 0.0092, 0.0092, 0.0091]
+        for e, v in enumerate(curve):
+            n.add("mean_var_o", v * h, "", layer=h, epoch=e)
+    return {"numbers": n.records()}
+
+
+TRAINING_BREAKS = [
+    (0, put("train_loss", 2.5, epoch=1)),  # above chance in epoch 1
+    (0, put("test_error", 60.0, epoch=3)),  # a plateau: not below 50% by epoch 3
+    (1, put("best_epoch", 10)),  # still improving at the end
+    (2, put("mean_var_o", 0.013, layer=2, epoch=0)),  # starts above half its peak (0.024)
+    (3, put("mean_var_o", 0.0125, layer=1, epoch=10)),  # rising at the end: +0.0032 of a 0.0125 peak
+]
+
+
+def test_training_phases_need_enough_snapshots():
+    r = Numbers()
+    for rec in training_holding()["numbers"]:
+        if rec["key"] != "mean_var_o" or rec["where"]["epoch"] <= 2:
+            r.add(rec["key"], rec["value"], "", **rec["where"])
+    out = training.verdicts({"numbers": r.records()})
+    assert [v.measurable for v in out] == [True, True, False]
+    assert not out[-1].holds and "not measured" in out[-1].text
 
 
 def three_networks_holding():
@@ -161,25 +201,58 @@ BACKPERC_BREAKS = [
 ]
 
 
+ARM_LABELS = ("no regularization", "L2", "dropout", "Gaussian dropout", "connection dropout", "dropin")
+
+
 def generalization_holding():
-    errors = {"no regularization": 6.0, "L2": 5.5, "dropout": 4.0, "Gaussian dropout": 4.3, "connection dropout": 4.5,
-              "dropin": 80.0}
+    errors = {"no regularization": 6.0, "L2": 5.5, "dropout": 4.0, "Gaussian dropout": 4.3, "connection dropout": 5.5,
+              "dropin": 8.0}
     mc = {"samples": [1, 2, 5, 10, 20, 50, 100, 200], "error": [7.0, 6.0, 5.0, 4.5, 4.2, 4.1, 4.0, 4.0],
           "weight_scaled": 4.0}
-    return {"errors": errors, "mc": mc, "numbers": Numbers().add("test_examples", 2000, "").records()}
+    n = Numbers().add("test_examples", 2000, "").add("chance_error", 88.65, "")
+    for label in ARM_LABELS:
+        n.add("trained", 1, "", regularizer=label)
+    return {"errors": errors, "mc": mc, "numbers": n.records()}
 
 
 GENERALIZATION_BREAKS = [
     (0, lambda r: r["errors"].update({"no regularization": 4.5})),
-    (1, lambda r: r["errors"].update({"Gaussian dropout": 6.0})),
-    (2, lambda r: r["mc"].update({"error": [7.0, 6.0, 5.0, 4.5, 4.2, 6.0, 4.0, 4.0]})),
-    (3, lambda r: r["mc"].update({"error": [4.1, 6.0, 5.0, 4.5, 4.2, 4.1, 4.0, 4.0]})),
+    (1, lambda r: r["errors"].update({"L2": 4.6})),
+    (2, lambda r: r["errors"].update({"connection dropout": 4.2})),
+    (3, lambda r: r["errors"].update({"Gaussian dropout": 6.0})),
+    (4, lambda r: r["mc"].update({"error": [7.0, 6.0, 5.0, 4.5, 4.2, 6.0, 4.0, 4.0]})),
+    (5, lambda r: r["mc"].update({"error": [4.1, 6.0, 5.0, 4.5, 4.2, 4.1, 4.0, 4.0]})),
 ]
+
+
+def test_an_arm_that_did_not_train_makes_its_verdicts_not_measured():
+    """Issue 23: a comparison against a network at chance is no evidence: "not measured", never "holds"."""
+    r = generalization_holding()
+    r["errors"]["no regularization"] = 88.0  # dropout "beats" it by 84 points
+    r["numbers"] = Numbers(r["numbers"]).set("trained", 0, regularizer="no regularization").records()
+    out = generalization.verdicts(r)
+    assert not out[0].holds and not out[0].measurable and "did not train" in out[0].text
+    assert out[0].as_dict()["not_measured"] and not out[0].at_noise
+    assert all(v.measurable for v in out[1:])
+
+
+def test_train_variant_judges_chance(tmp_path):
+    """The study's arms are judged against the commonest class's error: within 5 points of it is 'did not train'."""
+    from droplab.experiments import PRESETS
+    from droplab.experiments.study import Study
+
+    study = Study(tmp_path, dict(PRESETS["tiny"]), seed=0, device="cpu")
+    chance = study.chance_error
+    counts = study.data.y_test.bincount()
+    assert chance == pytest.approx(100 * (1 - counts.max().item() / len(study.data.y_test)))
+    assert study._judged({"test_error": chance - 4.9})["trained"] is False
+    assert study._judged({"test_error": chance - 5.1})["trained"] is True
 
 
 def dropin_holding():
     n = Numbers().add("test_error", 20.0, "", gate="dropin").add("test_error", 4.0, "", gate="bernoulli")
-    n.add("test_examples", 2000, "")
+    n.add("test_examples", 2000, "").add("chance_error", 88.65, "")
+    n.add("trained", 1, "", gate="dropin").add("trained", 1, "", gate="bernoulli")
     for gate, values in (("bernoulli", [1.0, 2.0, 3.0, 0.5]), ("dropin", [2.0, 5.0, 9.0, 3.0])):
         for h, v in enumerate(values, start=1):
             n.add("mean_var_s", v, "", gate=gate, layer=h)
@@ -190,6 +263,17 @@ DROPIN_BREAKS = [
     (0, put("test_error", 4.5, gate="dropin")),
     (1, put("mean_var_s", 2.0, gate="dropin", layer=3)),
 ]
+
+
+def test_dropin_verdict_with_untrained_networks():
+    r = dropin_holding()
+    r["numbers"] = Numbers(r["numbers"]).set("trained", 0, gate="bernoulli").records()
+    assert not gradients.verdicts_dropin(r)[0].measurable  # against a dropout network at chance: no evidence
+    r = dropin_holding()
+    r["numbers"] = Numbers(r["numbers"]).set("trained", 0, gate="dropin").set("test_error", 88.0, gate="dropin")\
+        .records()
+    first = gradients.verdicts_dropin(r)[0]  # dropin at its best learning rate did not train: the paper's claim
+    assert first.measurable and first.holds and "within 5 points of chance" in first.text
 
 
 def gradients_holding():
@@ -213,7 +297,7 @@ GRADIENT_BREAKS = [
 def sampling_holding():
     n = Numbers()
     for k in sampling.DISTRIBUTIONS:
-        e = 0.5 if "0.5)" in k or "[0, 1]" in k else 0.25
+        e = 0.5 if k in ("uniform [0, 1]", "normal (0.5, 0.1)") else 0.25
         n.add("mean_e", e, "", distribution=k, m=100).add("mean_nwgm", e - 0.0001, "", distribution=k, m=100)
         n.add("sd_nwgm_minus_e", 0.01, "", distribution=k, m=100)
         n.add("correlation", 0.99, "", distribution=k, m=1000)
@@ -224,10 +308,11 @@ def sampling_holding():
 
 
 SAMPLING_BREAKS = [
-    (0, put("mean_nwgm", 0.45, distribution="normal (0.5, 0.1)")),
-    (1, put("correlation", 0.5, distribution="uniform [0, 1]")),
-    (2, put("m_covariance", 0.03, distribution="uniform [0, 1]", m=1000)),
-    (3, put("fraction_nwgm_le_e", 0.9998, distribution="uniform [0, 0.5]")),
+    (0, put("mean_nwgm", 0.49, distribution="normal (0.5, 0.1)")),  # a 2% gap at 0.5 is not "centred"
+    (1, put("mean_nwgm", 0.2, distribution="uniform [0, 0.5]")),  # a 20% relative bias is not "relatively small"
+    (2, put("correlation", 0.5, distribution="uniform [0, 1]")),
+    (3, put("m_covariance", 0.03, distribution="uniform [0, 1]", m=1000)),
+    (4, put("fraction_nwgm_le_e", 0.9998, distribution="uniform [0, 0.5]")),
 ]
 
 
@@ -337,6 +422,7 @@ CASES = [
     ("variance", network.verdicts_variance, variance_holding, VARIANCE_BREAKS),
     ("pairs", network.verdicts_pairs, pairs_holding, PAIRS_BREAKS),
     ("dynamics", dynamics.verdicts, dynamics_holding, DYNAMICS_BREAKS),
+    ("training", training.verdicts, training_holding, TRAINING_BREAKS),
     ("spiking", spiking.verdicts_three_networks, three_networks_holding, THREE_BREAKS),
     ("backpercolation", spiking.verdicts_backpercolation, backpercolation_holding, BACKPERC_BREAKS),
     ("generalization", generalization.verdicts, generalization_holding, GENERALIZATION_BREAKS),
@@ -354,7 +440,8 @@ def test_every_verdict_holds_on_numbers_where_its_claim_holds(name, verdicts, ho
     out = verdicts(holding())
     assert all(isinstance(v, Verdict) for v in out)
     assert [v.text for v in out if not v.holds] == []
-    assert all(v.group in ("paper", "other", "lecture") and v.source for v in out)
+    assert all(v.group in ("paper", "other", "lecture", "regime") and v.source for v in out)
+    assert all(v.measurable for v in out)
     # every verdict is broken by at least one case below
     assert {i for i, _ in breaks} == set(range(len(out)))
 
