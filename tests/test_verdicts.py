@@ -9,6 +9,7 @@ from droplab.experiments import (
     appendix,
     bounds,
     dynamics,
+    exact,
     generalization,
     gradients,
     lecture,
@@ -415,7 +416,23 @@ TRANSFER_BREAKS = [
     (3, put("mean_abs_e_minus_eq72", 0.03, transfer="relu", layer=1)),
 ]
 
+def exact_holding():
+    from droplab.experiments import Context
+
+    return exact.compute(Context("tiny", {}, None, 0, "cpu"))  # enumeration against closed forms: seconds
+
+
+EXACT_BREAKS = [
+    (0, put("max_abs_error", 1e-6, model="unit", moment="covariance")),
+    (0, put("max_abs_covariance", 1e-3, model="connection")),  # Eq. 20: connection dropout decorrelates
+    (0, put("max_abs_covariance", 0.0, model="unit")),  # unit dropout must not
+    (1, put("max_abs_error", 1e-6, model="deep linear", layer=2, moment="variance")),
+    (2, put("max_abs_error", 1e-5, model="softmax")),
+    (3, put("counterexample_gap", 0.14)),
+]
+
 CASES = [
+    ("exact", exact.verdicts, exact_holding, EXACT_BREAKS),
     ("transfer", transfer.verdicts, transfer_holding, TRANSFER_BREAKS),
     ("appendix", appendix.verdicts, appendix_holding, APPENDIX_BREAKS),
     ("approximations", network.verdicts_approximations, approximations_holding, APPROXIMATION_BREAKS),

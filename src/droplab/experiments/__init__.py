@@ -13,6 +13,7 @@ from . import (
     appendix,
     bounds,
     dynamics,
+    exact,
     generalization,
     gradients,
     lecture,
@@ -26,6 +27,7 @@ from . import (
 from ._base import Context, Experiment, Verdict
 
 EXPERIMENTS: list[Experiment] = [
+    exact.EXPERIMENT,
     bounds.EXPERIMENT,
     meanlaws.EXPERIMENT,
     sampling.EXPERIMENT,
