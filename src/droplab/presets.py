@@ -111,7 +111,7 @@ class Arm:
     lr: float
     l2: float = 0.0
     l2_grid: tuple[float, ...] = ()
-    lr_grid: tuple[float, ...] = (1e-3, 2e-3, 4e-3)
+    lr_grid: tuple[float, ...] = (2e-3, 4e-3, 8e-3)
 
     def sweep(self) -> dict[str, Any]:
         """The sweep that chose ``lr`` (and ``l2``): the standard preset, bfloat16 products, one CPU a trial."""
@@ -131,7 +131,7 @@ class Arm:
 ARMS: dict[str, Arm] = {
     "no regularization": Arm("none", {"keep": 1.0}, lr=2e-3),
     "L2": Arm("l2", {"keep": 1.0}, lr=2e-3, l2=1e-4, l2_grid=(1e-5, 1e-4, 1e-3), lr_grid=(2e-3,)),
-    "dropout": Arm("dropout", {}, lr=2e-3),
+    "dropout": Arm("dropout", {}, lr=2e-3, lr_grid=(1e-3, 2e-3, 4e-3, 8e-3)),
     "Gaussian dropout": Arm("gaussian", {"gate": "gaussian"}, lr=2e-3),
     "connection dropout": Arm("connection", {"keep": 1.0, "connection_keep": [None, None, None, None, 0.5],
                                              "mask_sharing": "example"}, lr=2e-3),
