@@ -51,7 +51,10 @@ def approximations_holding():
             n.add("mean_derivative_spread", 1e-2, "", **at)
             n.add("shape_nwgm_minus_e", _gaussian(), "", **at)
             n.add("shape_w_minus_e", _gaussian(skew=0.1 if when == "before" else 0.5), "", **at)
-            n.add("correlation_alpha_beta", 0.02, "", **at)
+            n.add("correlation_alpha_beta", 0.02, "", **at).add("correlation_alpha_beta_count", 12000, "", **at)
+            n.add("mid_units", 3000, "", **at)
+            n.add("shape_nwgm_minus_e_mid", _gaussian(), "", **at)
+            n.add("shape_w_minus_e_mid", _gaussian(), "", **at)
             n.add("sd_alpha", 0.004, "", **at)
             n.add("sd_e_minus_w", 0.005, "", **at)
         n.add("accumulated_sd_alpha", 0.007, "", when=when, top_layer=3)
@@ -64,13 +67,14 @@ APPROXIMATION_BREAKS = [
     (2, put("fraction_within_bound_2", 0.999, layer=3, when="after")),
     (3, put("mean_error_eq202", 3e-3, layer=3, when="after")),
     (4, put("mean_derivative_gap", 2e-2, layer=3, when="after")),
-    (5, put("shape_nwgm_minus_e", _gaussian(kurt=3.0), layer=3, when="before")),
-    (6, put("shape_nwgm_minus_e", _gaussian(mean=0.05), layer=3, when="after")),
-    (7, put("shape_w_minus_e", _gaussian(skew=-2.5), layer=3, when="before")),
-    (8, put("shape_w_minus_e", _gaussian(kurt=-2.5), layer=3, when="after")),
+    (5, put("shape_nwgm_minus_e_mid", _gaussian(kurt=3.0), layer=3, when="before")),
+    (6, put("shape_nwgm_minus_e_mid", _gaussian(mean=0.05), layer=3, when="after")),
+    (7, put("shape_w_minus_e_mid", _gaussian(skew=-2.5), layer=3, when="before")),
+    (8, put("shape_w_minus_e_mid", _gaussian(kurt=-2.5), layer=3, when="after")),
     (9, put("shape_w_minus_e", _gaussian(skew=0.01), when="after")),
-    (10, put("correlation_alpha_beta", -0.3, layer=3, when="after")),
-    (11, put("sd_e_minus_w", 0.008, layer=3, when="after")),
+    (10, put("correlation_alpha_beta", 0.09, layer=2, when="before")),  # its interval reaches past 0.1
+    (11, put("correlation_alpha_beta", -0.3, layer=3, when="after")),
+    (12, put("sd_e_minus_w", 0.008, layer=3, when="after")),
 ]
 
 
@@ -488,6 +492,20 @@ def test_worst_ratio():
     assert worst_ratio([0.01, 0.02], [0.0, 0.1]) == float("inf")  # an error where the scale is 0 fails any threshold
     with pytest.raises(ValueError, match="as many errors as scales"):
         worst_ratio([0.1], [0.1, 0.2])
+
+
+def test_correlation_interval_against_scipy():
+    """Fisher's z interval, checked against SciPy's pearsonr confidence interval on real samples."""
+    import numpy as np
+    from scipy import stats
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=400)
+    y = 0.3 * x + rng.normal(size=400)
+    r = stats.pearsonr(x, y)
+    lo, hi = network.correlation_interval(r.statistic, 400)
+    ci = r.confidence_interval(0.95)
+    assert (lo, hi) == pytest.approx((ci.low, ci.high), abs=1e-3)
 
 
 def test_numbers_table():
