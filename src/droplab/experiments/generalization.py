@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import ensemble
+from .. import ensemble, modes
 from ..presets import ARMS
 from ..presets import preset as training_preset
 from ._base import Context, Experiment, Numbers, Verdict, binomial_se, mc_precision
@@ -37,6 +37,24 @@ def train_arm(ctx: Context, label: str) -> dict[str, Any]:
     return ctx.study.train_variant(changes, lr=lr, l2=ARMS[label].l2, precision=precision)
 
 
+def _weights_and_sparsity(ctx: Context, models: dict[str, Any], n: Numbers) -> None:
+    """Section 11.5-11.7: dropout keeps the weights small and favours sparse activity, against the network trained
+    without regularization (the control). Weights as they predict: each layer's weights times its keep rate."""
+    x = ctx.study.data.x_test[:1000].to(ctx.device)
+    for label in ("dropout", "no regularization"):
+        net = models[label].eval()
+        keeps = [float(k) for k in net.config()["keep"]] if isinstance(net.config()["keep"], list) else \
+            [float(net.config()["keep"])] * len(net.linears)
+        for h, (linear, keep) in enumerate(zip(net.linears, keeps, strict=True), start=1):
+            rms = float((keep * linear.weight.detach().double()).square().mean().sqrt())
+            n.add("weight_rms", rms, "RMS of the weights as they predict (keep x w)", regularizer=label, layer=h)
+        with modes.expect(net), torch.no_grad():
+            trace = net.trace(x)
+        for h in range(1, len(trace.O) - 1):
+            n.add("fraction_below_0_1", float((trace.O[h] < 0.1).double().mean()),
+                  "fraction of hidden activations below 0.1 (1,000 test inputs)", regularizer=label, layer=h)
+
+
 def compute(ctx: Context) -> dict[str, Any]:
     data = ctx.study.data
     out: dict[str, Any] = {"errors": {}, "curves": {}}
@@ -56,6 +74,7 @@ def compute(ctx: Context) -> dict[str, Any]:
         models[label] = result["model"]
     n.add("chance_error", ctx.study.chance_error, "chance test error % (the commonest class)")
     n.add("test_examples", len(data.x_test), "test examples")
+    _weights_and_sparsity(ctx, models, n)
     # Monte Carlo prediction against weight scaling as the number of samples grows (dropout network)
     net = models["dropout"].eval()
     x, y = data.x_test.to(ctx.device), data.y_test.to(ctx.device)
@@ -81,9 +100,12 @@ def plot(r: dict[str, Any]) -> Any:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.2))
-    labels = list(r["errors"])
-    values = [r["errors"][k] for k in labels]
-    n = Numbers.of(r).get("test_examples")
+    num = Numbers.of(r)
+    names = list(r["errors"])
+    values = [r["errors"][k] for k in names]
+    labels = [f"{k}, lr {num.get('lr', regularizer=k):g}" + ("" if num.get("trained", regularizer=k)
+                                                              else " (did not train)") for k in names]
+    n = num.get("test_examples")
     bars = [2 * binomial_se(v, n) for v in values]
     axes[0].barh(labels, values, xerr=bars, capsize=3)
     for y, (v, b) in enumerate(zip(values, bars, strict=True)):  # log axis: a run stuck at chance squashes nothing
@@ -91,7 +113,7 @@ def plot(r: dict[str, Any]) -> Any:
     axes[0].set_xscale("log")
     axes[0].set_xlim(min(values) / 1.5, max(values) * 3)
     axes[0].set_xlabel("test error (%), log scale; bars: 2 binomial SE")
-    axes[0].set_title("the same network, each regularizer, same budget")
+    axes[0].set_title("the same network, each regularizer at its best learning rate")
     axes[1].semilogx(r["mc"]["samples"], r["mc"]["error"], "o-", label="Monte Carlo average")
     axes[1].axhline(r["mc"]["weight_scaled"], color="k", ls="--", label="weight scaling")
     axes[1].set_xlabel("dropout samples per input")
@@ -132,6 +154,27 @@ def verdicts(r: dict[str, Any]) -> list[Verdict]:
                            threshold=2 * noise, noise=noise, measurable=ok,
                            basis="each arm at its own best learning rate; an improvement of more than two binomial "
                                  "standard errors of the difference"))
+    ok = trained("dropout", "no regularization")
+    mine, control = (num.series("weight_rms", regularizer=k) for k in ("dropout", "no regularization"))
+    smaller = sum(a < b for a, b in zip(mine, control, strict=True))
+    out.append(Verdict(
+        "dropout keeps the weights small: RMS of the predicting weights per layer "
+        f"{', '.join(f'{a:.3f}' for a in mine)} against {', '.join(f'{b:.3f}' for b in control)} without "
+        f"regularization (smaller in {smaller} of "
+        f"{len(mine)} layers)", smaller == len(mine), source="Section 11.5", measurable=ok,
+        words="Thus dropout has a built in regularization effect that keeps the weights small",
+        measured=float(smaller), threshold=float(len(mine)),
+        basis="every weight layer, against the same network trained without regularization at its own best "
+              "learning rate"))
+    sparse, plain = (num.series("fraction_below_0_1", regularizer=k) for k in ("dropout", "no regularization"))
+    out.append(Verdict(
+        f"sparsity is a consequence of dropout: {100 * np.mean(sparse):.1f}% of hidden activations below 0.1 with "
+        f"dropout against {100 * np.mean(plain):.1f}% without (layers: "
+        + ", ".join(f"{100 * a:.0f}/{100 * b:.0f}%" for a, b in zip(sparse, plain, strict=True)) + ")",
+        float(np.mean(sparse)) > float(np.mean(plain)), source="Sections 11.5, 11.7, Fig. 11.1", measurable=ok,
+        words="dropout has also a built-in propensity towards sparse representations",
+        measured=float(np.mean(sparse) - np.mean(plain)), threshold=0.0,
+        basis="the mean fraction over hidden layers, against the control network without dropout"))
     gauss = abs(e["Gaussian dropout"] - e["dropout"])
     ok = trained("Gaussian dropout", "dropout")
     out += [
