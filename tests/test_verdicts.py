@@ -316,6 +316,9 @@ def sampling_holding():
         n.add("m_covariance", 0.05, "", distribution=k, m=100).add("m_covariance", 0.051, "", distribution=k, m=1000)
         n.add("se_m_covariance_difference", 0.002, "", distribution=k)
         n.add("fraction_nwgm_le_e", 1.0, "", distribution=k, m=100)
+        n.add("variance_o", 0.01 if k.startswith("normal") else 0.08, "", distribution=k)
+        for m in (10, 100, 1000):
+            n.add("m_var_e", 0.01, "", distribution=k, m=m).add("m_var_nwgm", 0.0105, "", distribution=k, m=m)
     return {"numbers": n.records(), "sizes": [10, 100, 1000], "repeats": 5000}
 
 
@@ -324,7 +327,9 @@ SAMPLING_BREAKS = [
     (1, put("mean_nwgm", 0.2, distribution="uniform [0, 0.5]")),  # a 20% relative bias is not "relatively small"
     (2, put("correlation", 0.5, distribution="uniform [0, 1]")),
     (3, put("m_covariance", 0.03, distribution="uniform [0, 1]", m=1000)),
-    (4, put("fraction_nwgm_le_e", 0.9998, distribution="uniform [0, 0.5]")),
+    (4, put("m_var_nwgm", 0.013, distribution="normal (0.25, 0.05)", m=1000)),  # C2 30% above C1
+    (4, put("m_var_nwgm", 0.0095, distribution="normal (0.5, 0.1)", m=100)),  # m Var(NWGM) not constant
+    (5, put("fraction_nwgm_le_e", 0.9998, distribution="uniform [0, 0.5]")),
 ]
 
 
