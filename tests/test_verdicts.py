@@ -328,7 +328,7 @@ SAMPLING_BREAKS = [
     (2, put("correlation", 0.5, distribution="uniform [0, 1]")),
     (3, put("m_covariance", 0.03, distribution="uniform [0, 1]", m=1000)),
     (4, put("m_var_nwgm", 0.013, distribution="normal (0.25, 0.05)", m=1000)),  # C2 30% above C1
-    (4, put("m_var_nwgm", 0.0095, distribution="normal (0.5, 0.1)", m=100)),  # m Var(NWGM) not constant
+    (4, put("m_var_nwgm", 0.009, distribution="normal (0.5, 0.1)", m=100)),  # m Var(NWGM) not constant
     (5, put("fraction_nwgm_le_e", 0.9998, distribution="uniform [0, 0.5]")),
 ]
 
