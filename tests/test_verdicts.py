@@ -181,12 +181,14 @@ def three_networks_holding():
         for h in (1, 2):
             n.add("mean_abs_e_minus_w", 0.01, "", network=name, layer=h).add("mean_sd", 0.1, "", network=name, layer=h)
         n.add("class_agreement", 1.0, "", network=name)
+    n.add("spike_variance_order", 0.999, "").add("spike_variance_responses", 12000, "")
     return {"numbers": n.records()}
 
 
 THREE_BREAKS = [
     (0, put("mean_abs_e_minus_w", 0.2, network="dropout", layer=2)),
     (1, put("mean_abs_e_minus_w", 0.2, network="spiking", layer=1)),
+    (2, put("spike_variance_order", 0.9)),
 ]
 
 

@@ -8,9 +8,31 @@ import numpy as np
 import torch
 
 from .. import ensemble, modes, train
+from ..gates import GATES
 from ..net import DropoutMLP
 from ._base import Context, Experiment, Numbers, Verdict, binomial_se, mc_precision, worst_ratio
 from .network import WITHIN_SD, flat, mc_stats
+
+# Section 10.1: a spike r Delta (Delta ~ B(O)) and a dropout output delta O (delta ~ B(r)) have the same mean r O;
+# Var(spike) = r^2 O (1 - O) exceeds Var(dropout) = r (1 - r) O^2 exactly when r > O. Measured with droplab's own
+# gates on the trained network's top-hidden-layer outputs W, leaving out near-ties |r - O| < TIE
+TIE, SPIKE_SAMPLES = 0.02, 4000
+
+
+def _spike_variance(ctx: Context, w: Any, n: Numbers) -> None:
+    o = w.layers[-2].E.reshape(-1).double().clamp(0, 1)  # the top hidden layer's outputs on the study inputs
+    r = float(ctx.settings["keep_hidden"])
+    gen = torch.Generator(device=o.device).manual_seed(ctx.seed)
+    many = o.expand(SPIKE_SAMPLES, -1)
+    spike = GATES["spiking"].sample(many, r, generator=gen).var(0)
+    drop = GATES["bernoulli"].sample(many, r, generator=gen).var(0)
+    clear = (o - r).abs() >= TIE
+    agree = ((spike > drop) == (r > o))[clear]
+    n.add("spike_variance_order", float(agree.double().mean()), "fraction of responses where Var(spike) > "
+          "Var(dropout) exactly when r > O (|r - O| >= 0.02)")
+    n.add("spike_variance_responses", int(clear.sum()), "responses compared")
+    n.add("spike_variance_closed_form_error", float(((spike - r * r * o * (1 - o)).abs()).max()),
+          "largest |sampled Var(spike) - r^2 O (1 - O)|")
 
 
 def compute_three_networks(ctx: Context) -> dict[str, Any]:
@@ -35,6 +57,7 @@ def compute_three_networks(ctx: Context) -> dict[str, Any]:
                   "mean |E - W|", network=name, layer=h)
             n.add("mean_sd", float(np.sqrt(flat(st.layers[h].Var)).mean()), "mean sd(O)", network=name, layer=h)
         out["layers"][f"layer {h}"] = row
+    _spike_variance(ctx, w, n)
     for name, st in stats.items():
         n.add("class_agreement", float((st.output.E.argmax(1) == w.output.E.argmax(1)).float().mean()),
               "fraction of inputs whose predicted class agrees with W", network=name)
@@ -72,6 +95,14 @@ def verdicts_three_networks(r: dict[str, Any]) -> list[Verdict]:
             source="Section 10.1, Fig. 10.2",
             words="the spiking, dropout and deterministic networks give approximately the same average outputs "
                   "(paraphrase)", measured=float(ratio), threshold=1.0, basis=WITHIN_SD))
+    order, count = n.get("spike_variance_order"), n.get("spike_variance_responses")
+    out.append(Verdict(
+        f"spiking units vary more than dropout units exactly when r > O: the order of the two variances follows "
+        f"r > O for {100 * order:.1f}% of {count} unit responses (r = spike size = keep rate)",
+        order >= 0.99, source="Section 10.1, Eqs. 125-133", measured=order, threshold=0.99,
+        words="(derived) Var(r Delta) = r^2 O(1 - O) against Var(delta O) = r(1 - r) O^2, same mean r O",
+        basis=f"99% of responses with |r - O| >= {TIE} ({SPIKE_SAMPLES:,} samples each; the rest are sampling "
+              "noise near the tie)"))
     return out
 
 
