@@ -8,6 +8,7 @@ import pytest
 from droplab.experiments import (
     appendix,
     bounds,
+    distributions,
     dynamics,
     exact,
     generalization,
@@ -403,12 +404,16 @@ def appendix_holding():
         at = {"layer": h, "when": "after"}
         n.add("mean_abs_e_minus_eq242", 0.002, "", **at).add("mean_abs_e_minus_nwgm", 0.003, "", **at)
         n.add("mean_abs_e_minus_gaussian_moments", 0.003, "", **at).add("mean_sd", 0.05, "", **at)
+        n.add("mean_derivative_error_eq220", 0.001, "", **at).add("mean_derivative_error_eq223", 0.004, "", **at)
+        before = {"layer": h, "when": "before"}
+        n.add("mean_derivative_error_eq223", 0.0005, "", **before)
     return {"numbers": n.records()}
 
 
 APPENDIX_BREAKS = [
-    (0, put("mean_abs_e_minus_eq242", 0.06, layer=2)),
-    (1, put("mean_abs_e_minus_gaussian_moments", 0.07, layer=1)),
+    (0, put("mean_derivative_error_eq223", 0.005, layer=2, when="before")),
+    (1, put("mean_abs_e_minus_eq242", 0.06, layer=2)),
+    (2, put("mean_abs_e_minus_gaussian_moments", 0.07, layer=1)),
 ]
 
 
@@ -449,7 +454,25 @@ EXACT_BREAKS = [
     (3, put("counterexample_gap", 0.14)),
 ]
 
+def distributions_holding():
+    n = Numbers()
+    for when in ("before", "after"):
+        for h in (1, 2):
+            at = {"layer": h, "when": when}
+            n.add("mean_abs_v_minus_vc", 0.12, "", **at).add("mean_bound_width", 0.2, "", **at)
+            n.add("median_ks_gaussian_s", 0.02, "", **at).add("median_ks_beta_o", 0.03, "", **at)
+            n.add("relative_error_eq229", 0.05, "", **at)
+    return {"numbers": n.records(), "samples": 1000}
+
+
+DISTRIBUTION_BREAKS = [
+    (0, put("mean_abs_v_minus_vc", 0.02, layer=2, when="after")),  # a sharp variance estimate after all
+    (1, put("median_ks_gaussian_s", 0.08, layer=1, when="after")),
+    (2, put("relative_error_eq229", 0.3, layer=2, when="before")),
+]
+
 CASES = [
+    ("distributions", distributions.verdicts, distributions_holding, DISTRIBUTION_BREAKS),
     ("exact", exact.verdicts, exact_holding, EXACT_BREAKS),
     ("transfer", transfer.verdicts, transfer_holding, TRANSFER_BREAKS),
     ("appendix", appendix.verdicts, appendix_holding, APPENDIX_BREAKS),

@@ -12,6 +12,7 @@ from ..presets import preset as training_preset
 from . import (
     appendix,
     bounds,
+    distributions,
     dynamics,
     exact,
     generalization,
@@ -36,6 +37,7 @@ EXPERIMENTS: list[Experiment] = [
     network.VARIANCE,
     network.PAIRS,
     appendix.EXPERIMENT,
+    distributions.EXPERIMENT,
     transfer.EXPERIMENT,
     dynamics.EXPERIMENT,
     spiking.THREE_NETWORKS,

@@ -77,7 +77,19 @@ def verdicts(r: dict[str, Any]) -> list[Verdict]:
     worst242 = worst_ratio(e242, sd)
     better242 = sum(a < b for a, b in zip(e242, n.series("mean_abs_e_minus_nwgm", when="after"), strict=True))
     worst_gm = worst_ratio(n.series("mean_abs_e_minus_gaussian_moments", when="after"), sd)
+    d223 = {w: n.series("mean_derivative_error_eq223", when=w) for w in ("before", "after")}
+    d220 = n.series("mean_derivative_error_eq220", when="after")
+    grew = sum(a > b for b, a in zip(d223["before"], d223["after"], strict=True))
     return [
+        Verdict(f"Eq. 223, a truncation for small S, loses accuracy as the weights grow: its mean error rises from "
+                f"before to after training in {grew} of {len(d220)} hidden layers ("
+                + ", ".join(f"{b:.1e} -> {a:.1e}" for b, a in zip(d223["before"], d223["after"], strict=True))
+                + "); after training it is " + ", ".join(f"{a / c:.1f}x" for a, c in zip(d223["after"], d220,
+                                                                                       strict=True))
+                + " Eq. 220's error", grew == len(d220), source="Appendix D, Eqs. 220-223",
+                words="by retaining only the term corresponding to n = 1 in the sum and using (1 + x)^alpha ~ 1 + "
+                      "alpha x for x small", measured=float(grew), threshold=float(len(d220)),
+                basis="every hidden layer; the sizes of S grow with the weights during training (Section 11.7)"),
         Verdict(f"Eq. 242 (Gaussian S) estimates E within {worst242:.3f} of the mean sd(O) in every hidden layer, and "
                 f"more accurately than NWGM in {better242} of {len(e242)} layers", worst242 < 1.0,
                 source="Appendix F, Eq. 242",
