@@ -39,12 +39,23 @@ def test_every_section_has_its_figure_numbers_and_verdicts(tiny_report):
         assert f"src='data:image/png;base64,{base64.b64encode(png.read_bytes()).decode()}'" in html
         assert html_escape(row["claim"])[:40] in html
         for v in row["verdicts"]:
-            assert v["group"] in ("paper", "other", "lecture") and v["source"] and v["basis"] is not None
+            assert v["group"] in ("paper", "other", "lecture", "regime") and v["source"] and v["basis"] is not None
+            assert not (v["holds"] and v["not_measured"])  # "not measured" never holds
     saved = json.loads((out / "results.json").read_text())
     assert saved["claims"] == sum(len(r["verdicts"]) for r in saved["sections"])
     assert 0 < saved["claims_held"] <= saved["claims"]
     assert sum(g["claims"] for g in saved["groups"].values()) == saved["claims"]
     assert saved["groups"]["paper"]["claims"] > saved["groups"]["other"]["claims"] > 0
+    # issue 23: the study network's curve and every compared arm, in results.json
+    assert [row["epoch"] for row in saved["training"]] == [1, 2]  # the tiny preset's 2 epochs
+    assert all(set(row) == {"epoch", "train_loss", "val_error", "test_error"} for row in saved["training"])
+    assert saved["training"][-1]["test_error"] is not None
+    assert set(saved["arms"]) == {"no regularization", "L2", "dropout", "Gaussian dropout", "connection dropout",
+                                  "dropin"}
+    for arm in saved["arms"].values():
+        assert set(arm) >= {"test_error", "trained", "lr"} and isinstance(arm["trained"], bool)
+    assert [r["name"] for r in saved["sections"]].index("training") < [r["name"] for r in saved["sections"]].index(
+        "approximations")  # the curve opens the study's sections
     assert "Substitute setting" in html  # the tiny preset says what it is at the top
     for name in ("report.html", "results.json", "bounds.png"):
         assert stat.S_IMODE(os.stat(out / name).st_mode) == 0o644, name
@@ -89,6 +100,9 @@ def test_a_second_run_reuses_every_stage(tiny_report):
     assert all(r["reused"] for r in again["sections"])
     assert time.perf_counter() - t0 < 10
     assert again["claims_held"] == first["claims_held"]
+    # issue 19: a fully cached rerun still reports the study's test error and curve, read from the study file
+    assert again["study_test_error"] == first["study_test_error"] is not None
+    assert again["training"] == first["training"] and again["arms"] == first["arms"]
 
 
 def test_only_recomputes_one_stage_and_keeps_the_others(tiny_report, tmp_path):
