@@ -13,7 +13,7 @@ import pytest
 
 from droplab.cli import main
 from droplab.experiments import EXPERIMENTS
-from droplab.report import reproduce
+from droplab.report import compare_runs, reproduce
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -124,6 +124,50 @@ def test_only_recomputes_one_stage_and_keeps_the_others(tiny_report, tmp_path):
     assert {r["name"]: r["reused"] for r in again["sections"]}["means"] is False
 
 
+def test_a_hand_edited_stage_and_a_junk_figure_are_not_used(tiny_report, tmp_path):
+    """Issue 19: the cache key covered the settings, not the content: an edited number was reused as measured."""
+    out, first, _ = tiny_report
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    stage = copy / "stages" / "bounds.json"
+    saved = json.loads(stage.read_text())
+    saved["result"]["numbers"][0]["value"] = 0.40
+    stage.write_text(json.dumps(saved))
+    (copy / "sampling.png").write_bytes(b"junk, not a PNG")
+    figure = (out / "sampling.png").read_bytes()
+    summary = reproduce(copy, preset="tiny", progress=False)
+    reused = {r["name"]: r["reused"] for r in summary["sections"]}
+    assert reused["bounds"] is False and reused["sampling"] is True  # the edited stage recomputed
+    assert summary["claims_held"] == first["claims_held"]
+    assert (copy / "sampling.png").read_bytes() == figure  # the junk figure redrawn from the stage's numbers
+
+
+def test_another_seed_or_precision_does_not_replace_a_report(tiny_report):
+    out, _, _ = tiny_report
+    before = (out / "results.json").read_bytes()
+    with pytest.raises(ValueError, match=r"seed 0 \(now 1\).*own --out"):
+        reproduce(out, preset="tiny", seed=1, progress=False)
+    with pytest.raises(ValueError, match=r"precision 'float32' \(now 'bfloat16'\)"):
+        reproduce(out, preset="tiny", precision="bfloat16", progress=False)
+    assert (out / "results.json").read_bytes() == before
+
+
+def test_compare_refuses_runs_that_are_not_comparable(tiny_report, tmp_path):
+    out, _, _ = tiny_report
+    with pytest.raises(ValueError, match="given twice"):
+        compare_runs([out, out])
+    other = tmp_path / "other"
+    shutil.copytree(out, other)
+    saved = json.loads((other / "results.json").read_text())
+    saved["preset"], saved["settings"]["precision"] = "quick", "bfloat16"
+    (other / "results.json").write_text(json.dumps(saved))
+    with pytest.raises(ValueError, match="not comparable.*precision 'float32' against 'bfloat16'.*preset"):
+        compare_runs([out, other])
+    (other / "results.json").write_text("{}")
+    with pytest.raises(ValueError, match="not a droplab results file"):
+        compare_runs([out, other])
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="unknown preset"):
         reproduce("/tmp/never", preset="huge")
@@ -218,7 +262,9 @@ def test_a_sweep_next_to_the_report_is_shown(tiny_report, tmp_path):
 def test_reproduce_in_bfloat16x3_is_its_own_stage_and_says_so(tiny_report, tmp_path):
     out, _, _ = tiny_report
     copy = tmp_path / "report"
-    shutil.copytree(out, copy)
+    (copy / "stages").mkdir(parents=True)
+    for stage in ("approximations.json", "study.safetensors"):  # a float32 run's stage, in a bfloat16x3 folder
+        shutil.copy(out / "stages" / stage, copy / "stages" / stage)
     summary = reproduce(copy, preset="tiny", progress=False, only=["approximations"], precision="bfloat16x3")
     network = next(r for r in summary["sections"] if r["name"] == "approximations")
     assert not network["reused"]  # a float32 stage is not taken for a bfloat16x3 one

@@ -52,32 +52,62 @@ def _save_figure(plot: Any, result: dict[str, Any], path: Path) -> None:
             plt.close(fig)
 
 
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _result_digest(result: dict[str, Any]) -> str:
+    """A checksum of a stage's result, over its canonical JSON: a hand-edited stage no longer matches."""
+    return _digest(json.dumps(result, sort_keys=True, allow_nan=True).encode())
+
+
 def _cached(exp: Experiment, ctx: Context, out: Path) -> dict[str, Any] | None:
+    """The stage's result when its settings key and its content checksum match what wrote it, else None (a
+    missing, damaged, hand-edited or foreign stage is recomputed)."""
     key = _stage_key(exp, ctx.preset, ctx.settings, ctx.seed)
     json_path = out / "stages" / f"{exp.name}.json"
     if json_path.is_file():
         try:
             saved = json.loads(json_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (json.JSONDecodeError, UnicodeDecodeError, OSError):
             return None  # a damaged stage file is recomputed
-        if isinstance(saved, dict) and saved.get("key") == key and isinstance(saved.get("result"), dict):
+        if (isinstance(saved, dict) and saved.get("key") == key and isinstance(saved.get("result"), dict)
+                and saved.get("sha256") == _result_digest(saved["result"])):
             return saved["result"]
     return None
 
 
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _figure_ok(path: Path, stage: Path) -> bool:
+    """Whether the figure is the one its stage drew (its checksum recorded beside the stage)."""
+    try:
+        data = path.read_bytes()
+        recorded = json.loads(stage.with_suffix(".png.json").read_text(encoding="utf-8")).get("sha256")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return data[:8] == PNG_MAGIC and recorded == _digest(data)
+
+
+def _draw(exp: Experiment, result: dict[str, Any], png_path: Path, stage: Path) -> None:
+    _save_figure(exp.plot, result, png_path)
+    atomic_write_text(stage.with_suffix(".png.json"), json.dumps({"sha256": _digest(png_path.read_bytes())}) + "\n")
+
+
 def _run_stage(exp: Experiment, ctx: Context, out: Path, *, force: bool = False) -> tuple[dict[str, Any], bool]:
-    """(result, reused): the cached result when its key matches (unless ``force``), else a fresh one saved
-    atomically."""
+    """(result, reused): the cached result when its key and checksum match (unless ``force``), else a fresh one
+    saved atomically. A figure that is missing or is not the one the stage drew is redrawn from the numbers."""
     key = _stage_key(exp, ctx.preset, ctx.settings, ctx.seed)
     json_path, png_path = out / "stages" / f"{exp.name}.json", out / f"{exp.name}.png"
     cached = None if force else _cached(exp, ctx, out)
     if cached is not None:
-        if not png_path.is_file():  # a deleted figure is redrawn from the stage's numbers, not recomputed
-            _save_figure(exp.plot, cached, png_path)
+        if not _figure_ok(png_path, json_path):  # redrawn from the stage's numbers, not recomputed
+            _draw(exp, cached, png_path, json_path)
         return cached, True
     result = to_json(exp.compute(ctx))
-    _save_figure(exp.plot, result, png_path)
-    atomic_write_text(json_path, json.dumps({"key": key, "result": result}) + "\n")
+    _draw(exp, result, png_path, json_path)
+    atomic_write_text(json_path, json.dumps({"key": key, "sha256": _result_digest(result), "result": result}) + "\n")
     return result, False
 
 
@@ -86,19 +116,48 @@ def default_out(preset: str) -> Path:
     return Path("reports") / preset
 
 
-def _claim_folder(out: Path, preset: str) -> None:
-    """Make ``out`` this preset's folder; refuse one that holds another preset's results."""
+def _claim_folder(out: Path, preset: str, seed: int, precision: str) -> None:
+    """Make ``out`` the folder of this preset, seed and precision; refuse one that holds another run's results
+    (they would be overwritten: keep runs side by side in their own folders)."""
+    from . import __version__
+
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file; give a folder (default: {default_out(preset)})")
-    marker = out / "stages" / "preset.txt"
+    marker, identity = out / "stages" / "preset.txt", out / "stages" / "run.json"
     if marker.is_file():
         other = marker.read_text(encoding="utf-8", errors="replace").strip()
         if other != preset:
             raise ValueError(f"{out} holds the results of the {other!r} preset; a {preset!r} run would write over "
                              f"them. Use --out {default_out(preset)} or another empty folder")
+    wanted = {"preset": preset, "seed": seed, "precision": precision}
+    if identity.is_file():
+        try:
+            held = json.loads(identity.read_text(encoding="utf-8"))
+        except (ValueError, OSError):
+            held = None
+        if not isinstance(held, dict):
+            raise ValueError(f"{identity} is damaged; delete it (or the folder {out}) to run again")
+        differ = [f"{k} {held.get(k)!r} (now {v!r})" for k, v in wanted.items() if held.get(k) != v]
+        if differ:
+            raise ValueError(f"{out} holds a run with {', '.join(differ)}; this run would write over its report. "
+                             "Give each seed and precision its own --out folder (droplab compare reads them side by "
+                             "side)")
+    elif marker.is_file() and (out / "results.json").is_file():  # a folder of droplab 0.4: seed and precision there
+        try:
+            held = json.loads((out / "results.json").read_text(encoding="utf-8"))
+            held = {"seed": held.get("seed"), "precision": held.get("settings", {}).get("precision", "float32")}
+        except (ValueError, OSError, AttributeError):
+            held = {}
+        differ = [f"{k} {held.get(k)!r} (now {wanted[k]!r})" for k in ("seed", "precision")
+                  if k in held and held[k] != wanted[k]]
+        if differ:
+            raise ValueError(f"{out} holds a run with {', '.join(differ)}; this run would write over its report. "
+                             "Give each seed and precision its own --out folder")
     (out / "stages").mkdir(parents=True, exist_ok=True)
     if not marker.is_file():
         atomic_write_text(marker, preset + "\n")
+    if not identity.is_file():
+        atomic_write_text(identity, json.dumps({**wanted, "droplab": __version__}) + "\n")
 
 
 def reproduce(out: str | Path | None = None, *, preset: str = "standard", dataset: str | None = None,
@@ -126,7 +185,7 @@ def reproduce(out: str | Path | None = None, *, preset: str = "standard", datase
     if precision != "float32":
         settings["precision"] = precision  # (absent at the default, so float32 caches stay valid)
     out = default_out(preset) if out is None else Path(out)
-    _claim_folder(out, preset)
+    _claim_folder(out, preset, seed, precision)
     study = Study(out, settings, seed=seed, device=device, data_dir=data_dir, progress=progress)
     ctx = Context(preset, settings, study, seed, device, progress)
     # with --only, the other sections still appear when their cached stage matches these settings
@@ -312,6 +371,26 @@ def compare_runs(folders: Sequence[str | Path]) -> str:
             raise ValueError(f"{path} is not a droplab results file ({exc}); run droplab reproduce again") from None
     if not runs:
         raise ValueError("give at least one report folder")
+    resolved = [Path(f).resolve() for f in folders]
+    if len(set(resolved)) != len(resolved):
+        raise ValueError("a folder is given twice; give each run once")
+    for folder, run in zip(folders, runs, strict=True):
+        if not isinstance(run, dict) or not isinstance(run.get("sections"), list) or "groups" not in run:
+            raise ValueError(f"{Path(folder) / 'results.json'} is not a droplab results file (no sections); run "
+                             f"droplab reproduce --out {folder} again")
+
+    def setting(run: dict[str, Any]) -> dict[str, Any]:
+        return {"preset": run.get("preset"), "precision": run.get("settings", {}).get("precision", "float32"),
+                **{k: v for k, v in run.get("settings", {}).items() if k != "precision"}}
+
+    first = setting(runs[0])
+    for folder, run in zip(folders[1:], runs[1:], strict=True):
+        other = setting(run)
+        differ = sorted(k for k in set(first) | set(other) if first.get(k) != other.get(k))
+        if differ:
+            shown = ", ".join(f"{k} {first.get(k)!r} against {other.get(k)!r}" for k in differ[:4])
+            raise ValueError(f"{folder} is not comparable with {folders[0]}: {shown}. Compare runs of one preset "
+                             "and precision that differ only in their seed")
     keys = [[(r["name"], i) for r in run["sections"] for i in range(len(r["verdicts"]))] for run in runs]
     if any(k != keys[0] for k in keys):
         raise ValueError("the runs have different sections or claims; compare runs of the same droplab version")
