@@ -100,6 +100,49 @@ def test_record_then_replay_is_exact_and_names_modules_and_functional_calls():
     assert torch.allclose(dropped, expected)
 
 
+class Reused(nn.Module):
+    """One dropout module called twice in a forward, and a block (with F.dropout inside) called twice."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.d, self.a = nn.Dropout(0.5), nn.Linear(6, 6)
+        self.block = Block()
+
+    def forward(self, x):
+        return self.block(self.block(self.d(self.a(self.d(x)))))
+
+
+class Block(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(6, 6)
+
+    def forward(self, x):
+        return F.dropout(torch.tanh(self.lin(x)), 0.3, self.training)
+
+
+def test_a_module_called_twice_gets_one_mask_per_call_and_replays_exactly():
+    """Issue 18: ``self.d(self.a(self.d(x)))`` recorded one mask named "d" and replay gave another output."""
+    torch.manual_seed(0)
+    model, x = Reused().eval(), torch.randn(5, 6)
+    with torch.no_grad():
+        with modes.record(model, generator=_gen(1)) as noise:
+            y = model(x)
+        assert set(noise) == {"d", "d#1", "block:dropout#0", "block#1:dropout#0"}
+        assert not torch.equal(noise["d"], noise["d#1"])  # two draws, not one mask used twice
+        with modes.replay(model, noise):
+            assert torch.equal(model(x), y)
+            assert torch.equal(model(x), y)  # the counts start afresh with each forward of the model
+        # by hand: the same masks applied where torch's modules would apply them
+        h = model.a(x * noise["d"] / 0.5) * noise["d#1"] / 0.5
+        h = torch.tanh(model.block.lin(h)) * noise["block:dropout#0"] / 0.7
+        h = torch.tanh(model.block.lin(h)) * noise["block#1:dropout#0"] / 0.7
+        assert torch.allclose(h, y)
+        with modes.replay(model, {k: v for k, v in noise.items() if k != "d#1"}), \
+                pytest.raises(ValueError, match="no mask for torch dropout 'd#1'"):
+            model(x)
+
+
 def test_replay_refuses_a_mask_value_other_than_0_and_1_and_a_missing_mask():
     model, x = _cnn(), _x()
     with torch.no_grad(), modes.record(model, generator=_gen()) as noise:

@@ -25,6 +25,8 @@ are not seen; use ``F.dropout`` or a droplab gate.
 Noise names (the keys of ``record`` and ``replay``): the module's qualified name for a dropout module, else
 ``"<module>:<function>#<i>"`` for the i-th such call in one forward of the module that made it
 (``"model"`` for the top-level module), e.g. ``"encoder.layers.0.self_attn:scaled_dot_product_attention#0"``.
+A module called again in the same forward of the model (``self.d(self.a(self.d(x)))``) gets ``#<k>`` for its
+k-th call after the first: ``"d"``, then ``"d#1"``; ``"block:dropout#0"``, then ``"block#1:dropout#0"``.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ class _Session:
     replay: Mapping[str, Tensor] | None = None
     sink: dict[str, Tensor] | None = None
     draws: int = 0  # masks drawn or replayed (Monte Carlo checks that the model drew any)
+    visits: dict[str, int] = field(default_factory=dict)  # calls of each module in the current forward
     leaf_bytes: int = 0  # bytes of the outputs of leaf modules (Monte Carlo sizes its chunks from it)
 
 
@@ -75,14 +78,16 @@ class _Frame:
     session: _Session
     name: str
     module: nn.Module
+    visit: int = 0  # this module's how-many-th call in the current forward of the model (0: the first)
     calls: dict[str, int] = field(default_factory=dict)
 
     def key(self, function: str) -> str:
         i = self.calls.get(function, 0)
         self.calls[function] = i + 1
+        base = self.name if self.visit == 0 else f"{self.name or 'model'}#{self.visit}"
         if isinstance(self.module, TORCH_DROPOUT_MODULES) and i == 0:
-            return self.name
-        return f"{self.name or 'model'}:{function}#{i}"
+            return base
+        return f"{base or 'model'}:{function}#{i}"
 
 
 _local = threading.local()  # .stack: the frames of the forwards running on this thread, innermost last
@@ -248,7 +253,11 @@ def intercept(model: nn.Module, mode: str, *, generator: torch.Generator | None 
     handles = []
 
     def enter(name: str, module: nn.Module, _args: Any) -> None:
-        _stack().append(_Frame(session, name, module))
+        if module is model:  # a new forward of the model: every module's calls are counted afresh
+            session.visits.clear()
+        visit = session.visits.get(name, 0)
+        session.visits[name] = visit + 1
+        _stack().append(_Frame(session, name, module, visit))
 
     def leave(name: str, module: nn.Module, _args: Any, output: Any) -> None:
         stack = _stack()

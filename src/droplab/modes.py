@@ -172,7 +172,7 @@ def replay(model: nn.Module, noise: Mapping[str, Tensor]) -> Iterator[None]:
         raise TypeError(f"noise must be a mapping from gate name to tensor, got {type(noise).__name__}")
     gates = gates_of(model)
     known = set(gates) | set(torch_dropout_modules(model))
-    unknown = sorted(k for k in noise if k not in known and ":" not in str(k))
+    unknown = sorted(k for k in noise if str(k).rsplit("#", 1)[0] not in known and ":" not in str(k))
     if unknown:
         raise ValueError(f"replay noise names {unknown}, which are not gates of this model; "
                          f"its gates are {sorted(known)}")
