@@ -36,6 +36,26 @@ def test_train_then_evaluate(tmp_path, capsys):
     assert config["model"]["sizes"] == [64, 32, 10] and config["train"]["epochs"] == 3
 
 
+def test_evaluate_says_what_it_cannot_score(tmp_path, capsys):
+    """Issue 19: a linear-output classifier printed NLL, Brier and ECE from clamped, rescaled outputs; --reliability
+    on a regression checkpoint was skipped without a word."""
+    out = tmp_path / "linear"
+    assert _run(["train", "--preset", "quick", "--epochs", "1", "--sizes", "64,16,10", "--output", "linear", "--loss",
+                 "squared", "--out", str(out), "--no-progress"], capsys)[0] == 0
+    code, stdout, _ = _run(["evaluate", str(out / "best.safetensors"), "--json"], capsys)
+    row = json.loads(stdout)["weight-scaled"]
+    assert code == 0 and "test_error" in row and "nll" not in row and "ece" not in row
+    code, stdout, _ = _run(["evaluate", str(out / "best.safetensors")], capsys)
+    assert code == 0 and "NLL, Brier and ECE are not computed" in stdout
+    reg = tmp_path / "regression"
+    assert _run(["train", "--preset", "quick", "--dataset", "synthetic-linear", "--normalize", "none", "--epochs", "1",
+                 "--sizes", "20,8,5", "--output", "linear", "--loss", "squared", "--out", str(reg), "--no-progress"],
+                capsys)[0] == 0
+    code, _, err = _run(["evaluate", str(reg / "best.safetensors"), "--reliability", str(tmp_path / "rel")], capsys)
+    assert code == 2 and "regression" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "rel").exists()
+
+
 def test_toml_config_and_flag_priority(tmp_path, capsys):
     cfg = tmp_path / "run.toml"
     cfg.write_text('preset = "quick"\n[model]\nsizes = [64, 16, 10]\nkeep = [0.9, 0.6]\n'

@@ -321,6 +321,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     data = data.to(device)
     if args.samples < 1:
         raise UsageError(f"--samples must be a positive integer, got {args.samples}")
+    if args.reliability is not None and not data.num_classes:
+        raise UsageError(f"--reliability draws a classifier's reliability diagram; {data.name} is a regression "
+                         "dataset. Drop --reliability")
+    if args.reliability is not None and args.reliability.exists() and not args.reliability.is_dir():
+        raise UsageError(f"--reliability {args.reliability} is a file; give a folder for the diagrams")
+    # probability scores (NLL, Brier, ECE) need class probabilities: a softmax output, or logistic outputs, which
+    # are per-class probabilities that droplab normalizes (and says so); a linear output has none
+    probabilistic = model.output_name in ("softmax", "logistic")
     result: dict[str, Any] = {"checkpoint": str(args.checkpoint), "dataset": data.name,
                               "test_examples": len(data.x_test)}
     for name in args.estimator:
@@ -328,14 +336,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if data.num_classes:
             # counted exactly (float32 means print noise like 89.4444465637207)
             wrong = int((probs.argmax(1) != data.y_test).sum())
-            score = metrics.scores(probs.clamp(0, 1) / probs.clamp(0, 1).sum(1, keepdim=True), data.y_test)
-            result[name] = {"test_error": round(100.0 * wrong / len(data.y_test), 6),
-                            "nll": round(score["nll"], 6), "brier": round(score["brier"], 6),
-                            "ece": round(score["ece"], 6)}
+            result[name] = {"test_error": round(100.0 * wrong / len(data.y_test), 6)}
+            if not probabilistic:
+                continue
+            score = metrics.scores(probs / probs.sum(1, keepdim=True), data.y_test)
+            result[name].update({"nll": round(score["nll"], 6), "brier": round(score["brier"], 6),
+                                 "ece": round(score["ece"], 6)})
             if args.reliability is not None:
                 args.reliability.mkdir(parents=True, exist_ok=True)
                 path = args.reliability / f"reliability-{name}.png"
-                fig = metrics.reliability_diagram(probs.clamp(0, 1) / probs.clamp(0, 1).sum(1, keepdim=True),
+                fig = metrics.reliability_diagram(probs / probs.sum(1, keepdim=True),
                                                   data.y_test, path, title=f"{data.name}: {name}, reliability "
                                                   f"(ECE {score['ece']:.3f})")
                 import matplotlib.pyplot as plt
@@ -347,10 +357,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(result))
         return 0
     print(f"{data.name}, {len(data.x_test)} test examples:")
+    if data.num_classes and not probabilistic:
+        print(f"  (a {model.output_name} output gives no class probabilities: NLL, Brier and ECE are not computed)")
+    elif data.num_classes and model.output_name == "logistic":
+        print("  (logistic outputs, one probability per class, normalized to sum to 1 for NLL, Brier and ECE)")
     for name in args.estimator:
         label = name + (f" ({args.samples} samples)" if name == "monte-carlo" else "")
         row = result[name]
-        if "test_error" in row:
+        if "nll" not in row and "test_error" in row:
+            print(f"  {label:28s} test error {row['test_error']:.2f}%")
+        elif "test_error" in row:
             print(f"  {label:28s} test error {row['test_error']:.2f}%  NLL {row['nll']:.4f}  Brier {row['brier']:.4f}"
                   f"  ECE {row['ece']:.4f}" + (f"  (diagram {row['reliability']})" if "reliability" in row else ""))
         else:
