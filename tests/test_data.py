@@ -77,6 +77,15 @@ def test_missing_files_without_download_says_where_it_looked(tmp_path, monkeypat
         data.load("kmnist", root=tmp_path / "nothing", download=False)
 
 
+def test_a_named_folder_is_the_only_place_looked(tmp_path, monkeypatch):
+    """Issue 19: a --data-dir that did not exist was passed over and other data used without a word."""
+    _write_fake_mnist(tmp_path / "elsewhere" / "mnist")
+    monkeypatch.setenv("DROPLAB_DATA", str(tmp_path / "elsewhere"))
+    assert data.load("mnist", download=False).x_train.shape[1] == 784  # found there without a root
+    with pytest.raises(ValueError, match=f"looked in {tmp_path / 'typo'}, {tmp_path / 'typo' / 'mnist'}\\)"):
+        data.load("mnist", root=tmp_path / "typo", download=False)
+
+
 def test_mismatched_images_and_labels(tmp_path):
     _write_fake_mnist(tmp_path)
     (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(_idx_bytes(np.zeros(5, dtype=np.uint8))))

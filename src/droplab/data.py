@@ -9,8 +9,8 @@
 | mnist-10k       | the 10,000-digit MNIST test set split 8,000 train / 2,000 test | MNIST's t10k IDX files       |
 | synthetic-linear| y = x W* + noise, for linear networks                          | generated from the seed      |
 
-IDX files are looked for, in order, in: the ``root`` given (the folder itself or ``root/<name>``),
-``$DROPLAB_DATA/<name>``, ``~/.cache/droplab/<name>``, ``/usr/share/datasets/<name>`` (Debian's
+IDX files are looked for in the ``root`` given (the folder itself or ``root/<name>``) and only there; without
+a ``root``, in order, in ``$DROPLAB_DATA/<name>``, ``~/.cache/droplab/<name>``, ``/usr/share/datasets/<name>`` (Debian's
 ``dataset-fashion-mnist`` layout) and ``../shared/data/<name>`` (a team checkout's shared data folder beside
 the working directory, e.g. ``../shared/data/mnist-t10k``). If none has them and ``download=True``, they are
 downloaded into
@@ -161,8 +161,8 @@ def _idx_file(folder: Path, gz_name: str) -> Path | None:
 def _search_folders(name: str, root: str | os.PathLike[str] | None) -> list[Path]:
     folders = SOURCES[name].folders
     out: list[Path] = []
-    if root is not None:
-        out += [Path(root)] + [Path(root) / f for f in folders]
+    if root is not None:  # a folder the user named is the only place looked (and downloaded into)
+        return [Path(root)] + [Path(root) / f for f in folders]
     if os.environ.get("DROPLAB_DATA"):
         out += [Path(os.environ["DROPLAB_DATA"]) / f for f in folders]
     out += [Path.home() / ".cache" / "droplab" / f for f in folders]
