@@ -171,9 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "on a cluster with --address. Writes results.csv, plots and each trial's "
                                    "checkpoints into --out; --resume finishes an interrupted sweep.")
     source = w.add_mutually_exclusive_group()
-    source.add_argument("--preset", help="a sweep preset: smoke (4 trials on digits, for tests), keep-grid (input x "
-                                         "hidden keep, 5 x 5, on mnist-10k), data-size (training-set size, with and "
-                                         "without dropout)")
+    from .sweep import PRESETS as SWEEPS
+
+    source.add_argument("--preset", help="a sweep preset: " + "; ".join(
+        f"{name} ({sweep.get('about', ', '.join(sweep.get('grid', {})))})" for name, sweep in SWEEPS.items()))
     source.add_argument("--config", type=Path, help="a sweep TOML file (see droplab.sweep for its keys)")
     w.add_argument("--out", type=Path, help="the sweep's folder (default: sweeps/<name>)")
     w.add_argument("--resume", action="store_true", help="finish the sweep in --out: only trials that had not "
