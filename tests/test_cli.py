@@ -222,7 +222,8 @@ def test_show_prints_the_resolved_settings_as_toml(tmp_path, capsys):
     shown = tomllib.loads(stdout)
     p = preset("standard")
     assert code == 0 and shown["preset"] == "standard" and shown["data"]["dataset"] == "mnist-10k"
-    assert shown["model"]["sizes"] == list(p.model.sizes) and shown["model"]["init_gain"] == 2.0
+    assert shown["model"]["sizes"] == list(p.model.sizes) and shown["model"]["init_gain"] == p.model.init_gain == 0.5
+    assert shown["train"]["optimizer"] == "adam"
     assert shown["train"]["epochs"] == 3 and shown["train"]["lr"] == p.train.lr
     assert "connection_keep" not in shown["model"]  # None is written as a comment
     # what --show prints is a config file that gives the same settings back
