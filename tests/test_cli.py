@@ -102,6 +102,10 @@ BAD = [
     (["train", "--loss", "hinge"], "invalid choice: 'hinge'"),
     (["train", "--mask-sharing", "layer"], "invalid choice: 'layer'"),
     (["train", "--backward", "sometimes"], "expected 'derivative' or a probability"),
+    # issue 19: each of these was a traceback or a message a user could not act on
+    (["evaluate", "x.safetensors", "--seed", "99999999999999999999999"], "a seed must be in [0, 2^63 - 1)"),
+    (["reproduce", "--preset", "tiny", "--seed", "-1"], "a seed must be in [0, 2^63 - 1), got -1"),
+    (["reproduce", "--preset", "tiny", "--seed", "x"], "expected an integer seed, got 'x'"),
 ]
 
 
@@ -120,6 +124,45 @@ def test_bad_input_gives_one_line_and_exit_2(args, message, tmp_path, capsys, mo
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("droplab: error: "), err
     assert message in lines[0]
+
+
+def _write_checkpoint(path, tensors, meta):
+    from droplab.checkpoint import save_checkpoint_file
+
+    save_checkpoint_file(path, tensors, meta)
+    return path
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda t, m: m.pop("train"), None),  # no train table: evaluate still runs (seed 0's split)
+    (lambda t, m: m.update(train=[1, 2]), "'train' and 'data' must be tables"),
+    (lambda t, m: t.update({k: v.long() for k, v in t.items() if k.endswith("weight")}), "is int64, the network"),
+    (lambda t, m: t["model.linears.0.weight"].fill_(float("nan")), "NaN or infinite values"),
+])
+def test_evaluate_refuses_checkpoints_it_cannot_read_right(change, message, tmp_path, capsys):
+    """Issue 19: a KeyError, an AttributeError, int64 weights predicting at chance, NaN weights."""
+    from droplab.checkpoint import load_checkpoint_file
+
+    out = tmp_path / "run"
+    assert _run(["train", "--preset", "quick", "--epochs", "1", "--sizes", "64,16,10", "--out", str(out),
+                 "--no-progress"], capsys)[0] == 0
+    tensors, meta = load_checkpoint_file(out / "best.safetensors")
+    change(tensors, meta)
+    path = _write_checkpoint(tmp_path / "edited.safetensors", tensors, meta)
+    code, stdout, err = _run(["evaluate", str(path), "--estimator", "weight-scaled"], capsys)
+    if message is None:
+        assert code == 0 and "test error" in stdout
+    else:
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_library_and_compare_inputs(tmp_path):
+    from droplab import data, presets, train
+
+    model = train.build_model({**presets.preset("quick").model.as_dict(), "sizes": [64, 8, 10], "keep": [0.8, 0.5]},
+                              seed=0)
+    with pytest.raises(TypeError, match=r"config must be a TrainConfig, got dict; build one with TrainConfig"):
+        train.fit(model, data.load("digits"), {"epochs": 1}, progress=False)
 
 
 def test_an_earlier_run_is_never_overwritten_silently(tmp_path, capsys):

@@ -138,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how the ensemble is averaged (several may be given): " + "; ".join(
                        f"{est.cli}: {est.summary}" for est in _registry().values()))
     e.add_argument("--samples", type=int, default=100, help="Monte Carlo samples per input (default 100)")
-    e.add_argument("--seed", type=int, default=0, help="seed of the Monte Carlo masks")
+    e.add_argument("--seed", type=_seed, default=0, help="seed of the Monte Carlo masks")
     _add_data_flags(e)
     e.add_argument("--reliability", type=Path, metavar="DIR",
                    help="also write a reliability diagram per estimator into DIR (reliability-<estimator>.png)")
@@ -158,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--data-dir", help="folder holding the IDX files")
     r.add_argument("--out", type=Path, default=None, help="output folder (default: reports/<preset>)")
     r.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
-    r.add_argument("--seed", type=int, default=0, help="seed of the study network, the inputs and the masks")
+    r.add_argument("--seed", type=_seed, default=0, help="seed of the study network, the inputs and the masks")
     r.add_argument("--precision", choices=("float32", "bfloat16", "bfloat16x3"), default="float32",
                    help="Monte Carlo products: float32 (default), or bfloat16 / bfloat16x3 on the matrix engine "
                         "(faster; bfloat16's bias is about 1.7 Monte Carlo SE at 10,000 samples, bfloat16x3's 0.03)")
@@ -189,6 +189,17 @@ def build_parser() -> argparse.ArgumentParser:
                                    "its measured number and whether its verdict flips.")
     c.add_argument("folders", nargs="+", type=Path, help="report folders, each with a results.json")
     return parser
+
+
+def _seed(text: str) -> int:
+    """A seed torch's generators take: an integer in [0, 2^63 - 1)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer seed, got {text!r}") from None
+    if not 0 <= value < 2**63 - 1:
+        raise argparse.ArgumentTypeError(f"a seed must be in [0, 2^63 - 1), got {text}")
+    return value
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -310,7 +321,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             data_cfg[key] = getattr(args, key)
     if "dataset" not in data_cfg:
         raise UsageError(f"{args.checkpoint} does not say which dataset it was trained on; pass --dataset")
-    data = _load_data(data_cfg, meta["train"]["seed"])
+    data = _load_data(data_cfg, meta.get("train", {}).get("seed", 0))  # the split the checkpoint was trained with
     if data.input_size != model.sizes[0]:
         raise UsageError(f"the checkpoint's network takes {model.sizes[0]} inputs, {data.name} has "
                          f"{data.input_size}; pass the --dataset it was trained on")

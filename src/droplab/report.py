@@ -361,6 +361,7 @@ def compare_runs(folders: Sequence[str | Path]) -> str:
     """A Markdown table of every claim across runs (e.g. seeds): the measured number's range, the verdicts,
     and whether the verdict flips. Each folder holds a ``results.json`` from ``reproduce``."""
     runs = []
+    folders = [Path(f).parent if Path(f).name == "results.json" and Path(f).is_file() else Path(f) for f in folders]
     for folder in folders:
         path = Path(folder) / "results.json"
         try:

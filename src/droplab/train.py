@@ -337,6 +337,10 @@ def fit(model: DropoutMLP, data: Dataset, config: TrainConfig, *, out_dir: str |
     """
     if not isinstance(model, DropoutMLP):
         raise TypeError(f"fit trains a droplab DropoutMLP, got {type(model).__name__}")
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}; build one with "
+                        f"TrainConfig(**{config!r})" if isinstance(config, dict) else
+                        f"config must be a TrainConfig, got {type(config).__name__}")
     if model.sizes[0] != data.input_size or model.sizes[-1] != data.output_size:
         raise ValueError(f"model sizes {model.sizes} do not fit {data.name}: it has {data.input_size} inputs and "
                          f"{data.output_size} outputs; set the first and last layer sizes to match")
@@ -475,6 +479,9 @@ def _read_history(path: Path, epochs: int) -> list[dict[str, Any]]:
 def load_model(path: str | Path, *, which: str = "model") -> tuple[DropoutMLP, dict[str, Any]]:
     """Load the model stored in a checkpoint (``best.safetensors`` or ``last.safetensors``) and its meta."""
     tensors, meta = load_checkpoint_file(path)
+    if not isinstance(meta.get("train", {}), dict) or not isinstance(meta.get("data", {}), dict):
+        raise ValueError(f"{path}: its metadata's 'train' and 'data' must be tables (JSON objects); the file was not "
+                         "written by droplab train, or it is damaged")
     if not isinstance(meta.get("model"), dict):
         raise ValueError(f"{path} has no network description (its metadata lacks 'model'); it was not written by "
                          "droplab train, or it is damaged")
@@ -494,6 +501,13 @@ def load_model(path: str | Path, *, which: str = "model") -> tuple[DropoutMLP, d
             raise ValueError(f"{path}: tensor {key} has shape {tuple(state[key].shape)}, but the network it "
                              f"describes ({meta['model'].get('sizes')}) needs {tuple(value.shape)}; the file is "
                              "damaged")
+        if state[key].dtype != value.dtype:  # an int64 weight loaded into a float network would predict at chance
+            raise ValueError(f"{path}: tensor {key} is {str(state[key].dtype).removeprefix('torch.')}, the network "
+                             f"needs {str(value.dtype).removeprefix('torch.')}; the file was not written by droplab "
+                             "train, or it is damaged")
+        if state[key].is_floating_point() and not bool(torch.isfinite(state[key]).all()):
+            raise ValueError(f"{path}: tensor {key} holds NaN or infinite values; the training that wrote it "
+                             "diverged, or the file is damaged (train again, or use an earlier checkpoint)")
     unexpected = sorted(set(state) - set(expected))
     if unexpected:
         raise ValueError(f"{path} holds tensors {unexpected[:4]} that the network it describes has no place for")
