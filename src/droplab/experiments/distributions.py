@@ -117,7 +117,7 @@ def plot(r: dict[str, Any]) -> Any:
     import matplotlib.pyplot as plt
 
     n = Numbers.of(r)
-    fig, axes = plt.subplots(1, 3, figsize=(17, 4.4))
+    fig, axes = plt.subplots(1, 3, figsize=(20, 4.6), layout="constrained")
     for name, d in r["ks"].items():
         line, = axes[0].plot(d["gaussian_s"], np.linspace(0, 1, len(d["gaussian_s"])), label=f"{name}: Gaussian S")
         axes[0].plot(d["beta_o"], np.linspace(0, 1, len(d["beta_o"])), ls="--", color=line.get_color(),
@@ -128,18 +128,22 @@ def plot(r: dict[str, Any]) -> Any:
     axes[0].legend(fontsize=7)
     layers = n.coordinates("layer", "mean_var")
     for when, style in (("before", "--"), ("after", "-")):
-        axes[1].semilogy(layers, n.series("mean_abs_v_minus_vc", when=when), "o" + style,
-                         label=f"|Var - Appendix C estimate|, {when}")
-        axes[1].semilogy(layers, n.series("mean_var", when=when), "s" + style, label=f"Var(O), {when}")
-        axes[1].semilogy(layers, n.series("mean_bound_width", when=when), "^" + style, label=f"E(1 - E), {when}")
-        axes[2].semilogy(layers, n.series("var_s_population", when=when), "o" + style, label=f"sampled, {when}")
-        axes[2].semilogy(layers, n.series("var_s_eq229", when=when), "x" + style, ms=9, label=f"Eq. 229, {when}")
-    axes[1].set(title="Appendix C: the variance from NWGM(O^2)", xlabel="hidden layer", ylabel="mean over units")
+        axes[1].semilogy(layers, n.series("mean_abs_v_minus_vc", when=when), "o" + style, color="tab:red",
+                         label=f"|Var(O) - Appendix C estimate|, {when}")
+        axes[1].semilogy(layers, n.series("mean_var", when=when), "s" + style, color="tab:blue",
+                         label=f"Var(O) sampled, {when}")
+        axes[1].semilogy(layers, n.series("mean_bound_width", when=when), "^" + style, color="tab:gray",
+                         label=f"E(1 - E), Eq. 212's width, {when}")
+        axes[2].semilogy(layers, n.series("var_s_population", when=when), "o" + style, color="tab:blue",
+                         label=f"sampled, {when}")
+        axes[2].semilogy(layers, n.series("var_s_eq229", when=when), "x" + style, ms=9, color="tab:orange",
+                         label=f"Eq. 229, {when}")
+    axes[1].set(title="Appendix C: the variance from NWGM(O^2)", xlabel="hidden layer",
+                ylabel="mean over unit responses")
     axes[2].set(title="Appendix E.2: Var(S) over a layer", xlabel="hidden layer", ylabel="Var(S)")
     for ax in axes[1:]:
         ax.set_xticks(layers)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return fig
 
 
