@@ -19,6 +19,7 @@ from ._base import Context, Experiment, Numbers, Verdict, mc_precision, worst_ra
 from .network import WITHIN_SD, flat
 
 TRANSFERS = ("logistic", "tanh", "relu")
+TRANSFER_LR = {"sgd": 0.1, "adam": 1e-3}
 
 
 def _train(ctx: Context, transfer: str) -> Any:
@@ -28,8 +29,11 @@ def _train(ctx: Context, transfer: str) -> Any:
               "sizes": [study.data.input_size, *s["transfer_hidden"], study.data.output_size],
               "keep": [s["keep_input"]] + [s["keep_hidden"]] * len(s["transfer_hidden"])}
     model = train.build_model(config, seed=ctx.seed)
-    # a learning rate all three transfer functions train stably with (rectified units diverge at 1.0)
-    schedule = dataclasses.replace(study.train_config(), epochs=s["transfer_epochs"], lr=0.1, lr_decay=1.0)
+    # a learning rate all three transfer functions train stably with, for the study's optimizer (rectified units
+    # diverge under SGD at 1.0; Adam's 0.1 leaves every unit dead)
+    schedule = study.train_config()
+    schedule = dataclasses.replace(schedule, epochs=s["transfer_epochs"], lr=TRANSFER_LR[schedule.optimizer],
+                                   lr_decay=1.0)
     return train.fit(model, study.data, schedule, progress=False, device=ctx.device)
 
 
@@ -78,7 +82,7 @@ def plot(r: dict[str, Any]) -> Any:
     for transfer in TRANSFERS:
         rows = list(zip(n.series("mean_abs_e_minus_w", transfer=transfer), n.series("mean_sd", transfer=transfer),
                         strict=True))
-        axes[0].plot(range(1, len(rows) + 1), [a / b for a, b in rows], "o-", label=transfer)
+        axes[0].plot(range(1, len(rows) + 1), [a / b if b > 0 else np.nan for a, b in rows], "o-", label=transfer)
     axes[0].axhline(1.0, color="k", ls="--", label="one dropout sd")
     axes[0].set(xlabel="hidden layer", ylabel="mean |E - W| / mean sd(O)", title="W against E, per transfer function")
     axes[0].set_yscale("log")
