@@ -57,9 +57,10 @@ def phases(curve: list[float]) -> dict[str, float]:
 
 def _plain_log(ax: Any) -> None:
     """A log y axis with plain numbers (2, 5, 10) for tick labels."""
-    from matplotlib.ticker import FuncFormatter, NullFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 3.0, 5.0)))
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.yaxis.set_minor_formatter(NullFormatter())
 
