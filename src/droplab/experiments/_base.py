@@ -21,7 +21,8 @@ __all__ = ["GROUPS", "Context", "Experiment", "Numbers", "Verdict", "binomial_se
            "to_json", "worst_ratio"]
 
 
-GROUPS = {"paper": "Baldi & Sadowski (2014)", "other": "other papers (Hinton et al. 2012, Srivastava et al. 2014)",
+GROUPS = {"paper": "Baldi & Sadowski (2014)",
+          "other": "other papers (Hinton et al. 2012, Srivastava et al. 2014, Wan et al. 2013)",
           "lecture": "the lecture and the article",
           "regime": "the study network's training (the paper's regime: learning from the start, converged)"}
 
