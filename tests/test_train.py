@@ -78,6 +78,17 @@ def test_resume_names_the_setting_that_differs(digits, tmp_path):
         train.fit(_model(), digits, SMALL, out_dir=tmp_path / "empty", resume=True, progress=False)
 
 
+def test_monitor_off_trains_the_same_weights_and_measures_the_test_error_once(digits):
+    config = dataclasses.replace(SMALL, epochs=3)
+    full = train.fit(_model(), digits, config, progress=False)
+    lean = train.fit(_model(), digits, config, progress=False, monitor=False)
+    assert [r["val_error"] for r in lean.history] == [r["val_error"] for r in full.history]
+    assert all(r["test_error"] is None and r["train_error"] is None for r in lean.history)
+    assert lean.best_epoch == full.best_epoch and lean.test_error == full.test_error
+    for a, b in zip(full.model.parameters(), lean.model.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
 def test_resume_drops_a_torn_last_metrics_line_and_names_a_damaged_file(digits, tmp_path):
     config = dataclasses.replace(SMALL, epochs=2)
     train.fit(_model(), digits, config, out_dir=tmp_path, progress=False)

@@ -330,10 +330,14 @@ def _train_epoch(state: _State, data: Dataset, config: TrainConfig) -> float:
 def fit(model: DropoutMLP, data: Dataset, config: TrainConfig, *, out_dir: str | Path | None = None,
         resume: bool = False, progress: bool = True, device: str | torch.device = "cpu",
         meta: dict[str, Any] | None = None,
-        on_epoch: Callable[[dict[str, Any]], None] | None = None) -> FitResult:
+        on_epoch: Callable[[dict[str, Any]], None] | None = None, monitor: bool = True) -> FitResult:
     """Train ``model`` on ``data``; see the module docstring for what is written to ``out_dir``.
 
     ``meta`` (JSON) is stored in every checkpoint, e.g. the dataset's name, so a checkpoint is self-contained.
+    ``monitor=False`` evaluates only the validation set each epoch (what early stopping and the best epoch need):
+    the per-epoch ``train_error`` and ``test_error`` are None, and the test error of the best weights is measured
+    once at the end. It saves two of the three evaluation passes per epoch (a third of an epoch's time on the
+    standard preset in bfloat16).
     """
     if not isinstance(model, DropoutMLP):
         raise TypeError(f"fit trains a droplab DropoutMLP, got {type(model).__name__}")
@@ -380,9 +384,11 @@ def fit(model: DropoutMLP, data: Dataset, config: TrainConfig, *, out_dir: str |
             val_loss, val_error = evaluate(model, data.x_val, data.y_val, loss=config.loss)
         else:  # no validation set: every epoch counts as the best so far, and the log says None
             val_loss = val_error = None
-        _, test_error = evaluate(model, data.x_test, data.y_test, loss=config.loss)
-        # train error of the weight-scaled net on a fixed subset, so large sets do not pay a full pass
-        _, train_error = evaluate(model, data.x_train[:10000], data.y_train[:10000], loss=config.loss)
+        test_error = train_error = None
+        if monitor:
+            _, test_error = evaluate(model, data.x_test, data.y_test, loss=config.loss)
+            # train error of the weight-scaled net on a fixed subset, so large sets do not pay a full pass
+            _, train_error = evaluate(model, data.x_train[:10000], data.y_train[:10000], loss=config.loss)
         row = dict(epoch=state.epoch + 1, train_loss=train_loss, val_loss=val_loss, train_error=train_error,
                    val_error=val_error, test_error=test_error, lr=config.learning_rate(state.epoch),
                    momentum=config.momentum(state.epoch), seconds=time.perf_counter() - t0)
@@ -408,7 +414,7 @@ def fit(model: DropoutMLP, data: Dataset, config: TrainConfig, *, out_dir: str |
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{train_loss:.4f}", val="-" if val_error is None else f"{val_error:.2f}",
-                            test=f"{test_error:.2f}")
+                            test="-" if test_error is None else f"{test_error:.2f}")
         if config.patience is not None and state.bad_epochs >= config.patience:
             break
     if bar is not None:

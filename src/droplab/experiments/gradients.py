@@ -200,7 +200,7 @@ def compute_dropin(ctx: Context) -> dict[str, Any]:
     nets = {}
     for gate, label in (("bernoulli", "dropout"), ("dropin", "dropin")):
         result = train_arm(ctx, label)  # each at its own learning rate; dropout: the study network itself
-        out["curves"][gate] = [row["test_error"] for row in result["history"]]
+        out["curves"][gate] = [row["val_error"] for row in result["history"]]
         n.add("test_error", result["test_error"], "test error %", gate=gate)
         n.add("trained", int(result["trained"]), "trained (1) or within 5 points of chance (0)", gate=gate)
         nets[gate] = result["model"]
@@ -233,7 +233,7 @@ def plot_dropin(r: dict[str, Any]) -> Any:
     for gate, curve in r["curves"].items():
         axes[0].plot(range(1, len(curve) + 1), curve, label="dropout" if gate == "bernoulli" else gate)
     axes[0].set_xlabel("epoch")
-    axes[0].set_ylabel("test error (%)")
+    axes[0].set_ylabel("validation error (%)")
     axes[0].set_title("Section 11.6: dropin against dropout")
     axes[0].legend(fontsize=9)
     for gate in ("bernoulli", "dropin"):

@@ -97,7 +97,7 @@ class Study:
             model = train.build_model(config, seed=self.seed)
             schedule = dataclasses.replace(self.train_config(), l2=l2, lr=lr, precision=precision)
             try:
-                result = train.fit(model, self.data, schedule, progress=False, device=self.device)
+                result = train.fit(model, self.data, schedule, progress=False, device=self.device, monitor=False)
             except train.Diverged:  # reported as a network that did not train, at chance
                 self._variants[key] = {"history": [], "test_error": self.chance_error, "best_epoch": 0,
                                        "model": model.eval(), "chance_error": self.chance_error, "trained": False,
