@@ -245,6 +245,137 @@ def test_every_torch_dropout_module_is_covered(module, shape, mask):
         assert torch.equal(model(x), y)
 
 
+from torch.nn.functional import dropout as early_bound_dropout  # noqa: E402  (bound before any context: on purpose)
+
+
+class ATenDropout(nn.Module):
+    """Dropout applied the ways torch offers besides the module functions: ATen's entry points in ``torch``,
+    an ``F.dropout`` bound at import time, the in-place and feature forms, ``native_dropout``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(6, 6)
+
+    def forward(self, x):
+        h = torch.dropout(self.a(x), 0.5, self.training)
+        h = early_bound_dropout(h, 0.3, self.training)
+        h = torch.feature_dropout(h.view(len(x), 3, 2), 0.4, self.training).view(len(x), 6)
+        h = torch.alpha_dropout(h, 0.2, self.training)
+        h = h.clone()
+        torch.dropout_(h, 0.25, self.training)
+        out, _ = torch.native_dropout(h, 0.1, self.training)
+        return out
+
+
+def test_aten_entry_points_and_early_bound_functions_are_sampled_named_and_replayed():
+    torch.manual_seed(0)
+    model = ATenDropout().double().eval()
+    x = _x((4, 6))
+    with torch.no_grad():
+        plain = model(x)
+        with modes.record(model, generator=_gen()) as noise:
+            y = model(x)
+        with modes.replay(model, noise):
+            assert torch.equal(model(x), y)
+        with modes.expect(model):
+            assert torch.equal(model(x), plain)  # each call's eval output, as torch gives in eval mode
+    assert set(noise) == {"model:dropout#0", "model:dropout#1", "model:feature_dropout#0", "model:alpha_dropout#0",
+                          "model:dropout#2", "model:native_dropout#0"}
+    assert noise["model:feature_dropout#0"].shape == (4, 3, 1)
+    assert not torch.equal(y, plain)
+    assert torch.dropout is torch._C._VariableFunctions.dropout and "dropout" not in vars(torch._VF)  # restored
+
+
+def test_aten_dropout_has_torchs_distribution():
+    # E and Var of torch.dropout under droplab against torch's own in training mode (inverted dropout, p = 0.3:
+    # mean x, variance x^2 p / (1 - p))
+    x = torch.linspace(0.5, 2, 4, dtype=torch.float64).repeat(40000, 1)
+    model = nn.Sequential(nn.Identity()).eval()
+    model.forward = lambda v: torch.dropout(v, 0.3, False)  # noqa: E731  (eval: torch would return v)
+    with torch.no_grad(), modes.sample(model, generator=_gen()):
+        ours = model(x)
+    se = (x[0] ** 2 * 0.3 / 0.7 / len(x)).sqrt()
+    assert float(((ours.mean(0) - x[0]).abs() / se).max()) < 4
+    assert torch.allclose(ours.var(0), x[0] ** 2 * 0.3 / 0.7, rtol=0.05)
+
+
+def drop_path(x, drop_prob=0.0, training=False, scale_by_keep=True):
+    """timm's drop_path (timm/layers/drop.py), as models copy it: one draw per example, from the global RNG."""
+    if drop_prob == 0.0 or not training:
+        return x
+    keep_prob = 1 - drop_prob
+    random_tensor = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep_prob)
+    if keep_prob > 0.0 and scale_by_keep:
+        random_tensor.div_(keep_prob)
+    return x * random_tensor
+
+
+class DropPath(nn.Module):  # timm's module: reads self.training, so it is the identity in eval mode
+    def __init__(self, drop_prob=0.0, scale_by_keep=True):
+        super().__init__()
+        self.drop_prob, self.scale_by_keep = drop_prob, scale_by_keep
+
+    def forward(self, x):
+        return drop_path(x, self.drop_prob, self.training, self.scale_by_keep)
+
+
+class Residual(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.f, self.drop_path = nn.Linear(5, 5), DropPath(0.4)
+
+    def forward(self, x):
+        return x + self.drop_path(self.f(x))
+
+
+def test_stochastic_depth_is_sampled_per_example_with_timms_distribution():
+    torch.manual_seed(0)
+    model = Residual().double().eval()
+    x = _x((3, 5))
+    with torch.no_grad():
+        with modes.record(model, generator=_gen()) as noise:
+            y = model(x)
+        with modes.replay(model, noise):
+            assert torch.equal(model(x), y)
+        with modes.expect(model):
+            assert torch.equal(model(x), x + model.f(x))
+    assert noise["drop_path"].shape == (3, 1)
+    samples = 4000
+    stats = monte_carlo(model, x, samples=samples, generator=_gen(1))
+    model.train()  # the reference: timm's code in training mode
+    torch.manual_seed(3)
+    with torch.no_grad():
+        outs = torch.stack([model(x) for _ in range(samples)])
+    se = (stats.output.se_E**2 + outs.var(0) / samples).sqrt()
+    assert float(((stats.output.E - outs.mean(0)).abs() / se).max()) < 4.5  # 15 values
+    assert 0.85 < float((stats.output.Var / outs.var(0)).median()) < 1.15
+
+
+def test_a_module_that_looks_like_dropout_but_is_unknown_is_refused_by_name():
+    class LockedDropout(nn.Module):  # AWD-LSTM's variational dropout: its own mask, only when training
+        def forward(self, x):
+            if not self.training:
+                return x
+            return x * x.new_empty(1, *x.shape[1:]).bernoulli_(0.5) / 0.5
+
+    class SpatialDropout(nn.Module):  # a dropout-named module that uses torch's dropout: sampled, not refused
+        def forward(self, x):
+            return F.dropout1d(x.unsqueeze(-1), 0.5, self.training).squeeze(-1)
+
+    model = nn.Sequential(nn.Linear(3, 3), LockedDropout(), nn.Dropout(0.5)).eval()
+    with pytest.raises(ValueError, match=r"cannot sample 1 \(.*LockedDropout\).*nn.Dropout"):
+        with torch.no_grad(), modes.sample(model, generator=_gen()):
+            model(torch.ones(2, 3))
+    with pytest.raises(ValueError, match="LockedDropout"):
+        monte_carlo(model, torch.ones(2, 3), samples=4)
+    with modes.expect(model), torch.no_grad():  # its eval output is its mean: nothing to refuse
+        model(torch.ones(2, 3))
+    fine = nn.Sequential(nn.Linear(3, 3), SpatialDropout()).eval()
+    with torch.no_grad(), modes.record(fine, generator=_gen()) as noise:
+        fine(torch.ones(2, 3))
+    assert set(noise) == {"1:dropout1d#0"}
+
+
 def test_alpha_dropout_has_torchs_distribution():
     x = torch.linspace(-2, 2, 5, dtype=torch.float64).repeat(20000, 1)
     model = nn.Sequential(nn.AlphaDropout(0.3)).eval()

@@ -7,7 +7,21 @@ is answered by droplab instead:
 * the functional calls ``F.dropout``, ``F.dropout1d/2d/3d``, ``F.alpha_dropout`` and
   ``F.feature_alpha_dropout``, wherever they are made (a user's ``forward``, or torch's own code);
 * the attention dropout of ``nn.MultiheadAttention`` (and so of ``nn.TransformerEncoderLayer`` and
-  ``nn.TransformerDecoderLayer``), which torch drops in eval mode and on its fused inference fast path.
+  ``nn.TransformerDecoderLayer``), which torch drops in eval mode and on its fused inference fast path;
+* the ATen entry points under them, however they were bound: ``torch.dropout``, ``torch.feature_dropout``,
+  ``torch.alpha_dropout``, ``torch.feature_alpha_dropout``, their in-place forms (``torch.dropout_``...),
+  ``torch.native_dropout``, and the same functions reached through ``torch._VF`` (which is how an
+  ``F.dropout`` bound before the context, ``from torch.nn.functional import dropout``, reaches them);
+* stochastic depth (drop path): ``torchvision.ops.StochasticDepth`` and timm's ``DropPath`` (recognised by
+  class name and attributes: ``p`` and ``mode``, or ``drop_prob`` and ``scale_by_keep``), which read
+  ``self.training`` and so return their input in eval mode: droplab draws their per-example (or per-batch)
+  mask from the context's generator.
+
+A module that looks like dropout but is none of these (its class name has ``Dropout``, ``DropPath``,
+``DropBlock``, ``DropConnect`` or ``StochasticDepth`` in it, and it is not a droplab gate) and whose forward draws
+no mask through the functions above is refused in the drawing modes with a ``ValueError`` that names it: droplab
+does not know how it draws its mask (``bernoulli_`` on its own, when ``self.training``), and in eval mode it
+would silently stay deterministic. Replace it with ``nn.Dropout`` or a droplab gate.
 
 In ``sample`` (and ``record``) mode masks are drawn from the context's generator whatever the call's
 ``training`` argument says; in ``expect`` and ``off`` mode the call returns the eval output (its input, the
@@ -19,8 +33,9 @@ How: while at least one context is open, the six functions, ``F.multi_head_atten
 ``F.scaled_dot_product_attention`` are replaced in ``torch.nn.functional`` by wrappers that pass straight to
 torch unless the call comes from inside the forward of a model with an open context (forward hooks on the
 model's modules keep that stack), and MHA's fast path is disabled so that attention runs through them.
-Calls bound before the patch (``from torch.nn.functional import dropout`` at import time, ``torch.dropout``)
-are not seen; use ``F.dropout`` or a droplab gate.
+``torch.dropout`` and its kin are replaced in ``torch`` and ``torch._VF`` the same way. A builtin bound before
+the context from ``torch._C._VariableFunctions`` itself (``from torch import dropout`` at import time) cannot be
+replaced (the attribute is read-only); it is the one way round droplab.
 
 Noise names (the keys of ``record`` and ``replay``): the module's qualified name for a dropout module, else
 ``"<module>:<function>#<i>"`` for the i-th such call in one forward of the module that made it
@@ -56,8 +71,10 @@ _DRAWING = ("sample", "replay")
 
 
 def torch_dropout_modules(model: nn.Module) -> dict[str, nn.Module]:
-    """torch's dropout modules inside ``model``, by qualified name."""
-    return {name: m for name, m in model.named_modules() if isinstance(m, TORCH_DROPOUT_MODULES)}
+    """torch's dropout modules (and the stochastic depth modules droplab samples) inside ``model``, by qualified
+    name."""
+    return {name: m for name, m in model.named_modules()
+            if isinstance(m, TORCH_DROPOUT_MODULES) or _stochastic_depth(m) is not None}
 
 
 @dataclass
@@ -85,7 +102,7 @@ class _Frame:
         i = self.calls.get(function, 0)
         self.calls[function] = i + 1
         base = self.name if self.visit == 0 else f"{self.name or 'model'}#{self.visit}"
-        if isinstance(self.module, TORCH_DROPOUT_MODULES) and i == 0:
+        if i == 0 and (isinstance(self.module, TORCH_DROPOUT_MODULES) or _stochastic_depth(self.module) is not None):
             return base
         return f"{base or 'model'}:{function}#{i}"
 
@@ -93,6 +110,7 @@ class _Frame:
 _local = threading.local()  # .stack: the frames of the forwards running on this thread, innermost last
 _lock = threading.Lock()
 _installed: dict[str, Callable[..., Any]] = {}  # function name -> torch's original, while patched
+_installed_aten: dict[str, Callable[..., Any]] = {}  # the same for torch.dropout & co. (and torch._VF's)
 _open = 0
 _fastpath: bool | None = None
 
@@ -173,6 +191,86 @@ def _dropout_wrapper(function: str, original: Callable[..., Any]) -> Callable[..
     return wrapper
 
 
+# ATen's dropout functions (torch.dropout, torch._VF.dropout, ...): (input, p, train) -> output
+ATEN_DROPOUT_FUNCTIONS = ("dropout", "dropout_", "feature_dropout", "feature_dropout_", "alpha_dropout",
+                          "alpha_dropout_", "feature_alpha_dropout", "feature_alpha_dropout_", "native_dropout")
+
+
+def _gate(x: Tensor, noise: Tensor, p: float, alpha: bool, inplace: bool) -> Tensor:
+    """Inverted dropout (or alpha dropout, torch's affine form) of ``x`` with the 0/1 ``noise``."""
+    keep = 1.0 - p
+    if not alpha:
+        if keep == 0:
+            return x.zero_() if inplace else x * 0.0
+        return x.mul_(noise).div_(keep) if inplace else torch.mul(x, noise).div_(keep)
+    a = 1.0 / math.sqrt((_ALPHA * _ALPHA * p + 1) * keep)
+    b = (noise - 1) * (_ALPHA * a) + _ALPHA * a * p
+    return x.mul_(noise * a).add_(b) if inplace else x * (noise * a) + b
+
+
+def _aten_wrapper(function: str, original: Callable[..., Any]) -> Callable[..., Any]:
+    """torch.<function>(input, p, train) answered by droplab inside a model with an open context."""
+    base = function.rstrip("_")
+    alpha, feature, inplace = "alpha" in base, base.startswith("feature"), function.endswith("_")
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        stack = _stack()
+        if not stack:
+            return original(*args, **kwargs)
+        names = ("input", "p", "train")
+        bound = dict(zip(names, args, strict=False)) | kwargs
+        if set(bound) != set(names):
+            return original(*args, **kwargs)  # torch's own error for a call it would not take
+        x, p = bound["input"], float(bound["p"])
+        frame = stack[-1]
+        if not 0.0 <= p <= 1.0 or not isinstance(x, Tensor):
+            return original(*args, **kwargs)
+        if frame.session.mode not in _DRAWING or p == 0.0:
+            out = x  # the eval output, as the module functions give it
+            mask = torch.ones_like(x, dtype=torch.bool)
+        else:
+            if feature and x.dim() < 2:
+                raise ValueError(f"torch.{function} needs an input with a channel dimension, got shape "
+                                 f"{tuple(x.shape)}")
+            shape = tuple(x.shape[:2]) + (1,) * (x.dim() - 2) if feature else tuple(x.shape)
+            noise = _noise(frame, base, shape, 1.0 - p, x)
+            out = _gate(x, noise, p, alpha, inplace)
+            mask = noise.expand_as(x).bool()
+        return (out, mask) if function == "native_dropout" else out
+    wrapper.__wrapped__ = original  # type: ignore[attr-defined]
+    wrapper.__doc__ = original.__doc__
+    return wrapper
+
+
+# stochastic depth: (class name, rate attribute, how the mask is shaped, whether the kept rows are scaled)
+def _stochastic_depth(module: nn.Module) -> tuple[float, bool, bool] | None:
+    """(drop rate, one draw per example (else one per batch), scaled by 1/keep) of torchvision's
+    ``StochasticDepth``, timm's ``DropPath`` or a transformers ``<Model>DropPath``; None for any other module."""
+    kind = type(module).__name__
+    if kind == "StochasticDepth" and hasattr(module, "p") and getattr(module, "mode", None) in ("row", "batch"):
+        return float(module.p), module.mode == "row", True
+    if kind.endswith("DropPath") and hasattr(module, "drop_prob"):  # timm's, and transformers' <Model>DropPath
+        return float(module.drop_prob or 0.0), True, bool(getattr(module, "scale_by_keep", True))
+    return None
+
+
+_LOOKS_LIKE_DROPOUT = ("dropout", "droppath", "dropblock", "dropconnect", "stochasticdepth")
+
+
+def unknown_dropout_modules(model: nn.Module) -> dict[str, str]:
+    """Modules of ``model`` whose class name says dropout but that droplab cannot sample: not torch's dropout
+    modules, not stochastic depth droplab knows, not a droplab gate. By qualified name: the class name."""
+    out = {}
+    for name, module in model.named_modules():
+        kind = type(module).__name__
+        if (isinstance(module, TORCH_DROPOUT_MODULES) or _stochastic_depth(module) is not None
+                or type(module).__module__.startswith("droplab.")):
+            continue
+        if any(word in kind.lower() for word in _LOOKS_LIKE_DROPOUT):
+            out[name or "model"] = f"{type(module).__module__}.{kind}"
+    return out
+
+
 def _mha_wrapper(original: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         stack = _stack()
@@ -227,6 +325,12 @@ def _patch() -> None:
         F.multi_head_attention_forward = _mha_wrapper(_installed["multi_head_attention_forward"])
         _installed["scaled_dot_product_attention"] = F.scaled_dot_product_attention
         F.scaled_dot_product_attention = _sdpa_wrapper(_installed["scaled_dot_product_attention"])
+        for function in ATEN_DROPOUT_FUNCTIONS:  # torch.dropout & co., and torch._VF's (what F.dropout calls)
+            original = getattr(torch._C._VariableFunctions, function)
+            _installed_aten[function] = original
+            wrapped = _aten_wrapper(function, original)
+            setattr(torch, function, wrapped)
+            setattr(torch._VF, function, wrapped)
         _fastpath = torch.backends.mha.get_fastpath_enabled()
         torch.backends.mha.set_fastpath_enabled(False)  # the fused inference path skips dropout altogether
 
@@ -240,6 +344,10 @@ def _unpatch() -> None:
         for function, original in _installed.items():
             setattr(F, function, original)
         _installed.clear()
+        for function, original in _installed_aten.items():
+            setattr(torch, function, original)
+            delattr(torch._VF, function)  # back to torch._VF's own lookup
+        _installed_aten.clear()
         if _fastpath is not None:
             torch.backends.mha.set_fastpath_enabled(_fastpath)
 
@@ -268,9 +376,40 @@ def intercept(model: nn.Module, mode: str, *, generator: torch.Generator | None 
         if isinstance(output, Tensor) and not any(True for _ in module.children()):
             session.leaf_bytes += output.numel() * output.element_size()
 
+    suspects = unknown_dropout_modules(model) if mode in _DRAWING else {}
+    draws_before: dict[str, list[int]] = {}
+
+    def suspect_enter(name: str) -> None:
+        draws_before.setdefault(name, []).append(session.draws)
+
+    def suspect_leave(name: str) -> None:
+        if session.draws == draws_before[name].pop():
+            raise ValueError(
+                f"droplab cannot sample {name} ({suspects[name]}): it looks like dropout, but its forward drew no "
+                "mask through torch's dropout functions, so droplab does not know how it draws one, and with the "
+                "model in eval mode it stayed deterministic. Replace it with nn.Dropout (or F.dropout in its "
+                "forward) or a droplab gate")
+
+    def depth(name: str, module: nn.Module, args: Any, output: Any) -> Any:
+        rate, per_example, scaled = _stochastic_depth(module)  # type: ignore[misc]
+        if session.mode not in _DRAWING or rate == 0.0 or not args or not isinstance(args[0], Tensor):
+            return None  # eval: the module returned its input
+        x = args[0]
+        frame = _Frame(session, name, module, session.visits.get(name, 1) - 1)
+        shape = (x.shape[0],) + (1,) * (x.dim() - 1) if per_example else (1,) * x.dim()
+        noise = _noise(frame, "stochastic_depth", shape, 1.0 - rate, x)
+        return x * noise / (1.0 - rate) if scaled and rate < 1.0 else x * noise
+
     _patch()
     try:
         for name, module in model.named_modules():
+            if (name or "model") in suspects:
+                handles.append(module.register_forward_pre_hook(
+                    lambda m, a, name=name or "model": suspect_enter(name)))
+                handles.append(module.register_forward_hook(lambda m, a, o, name=name or "model": suspect_leave(name)))
+            if _stochastic_depth(module) is not None:
+                handles.append(module.register_forward_hook(
+                    lambda m, a, o, name=name: depth(name, m, a, o)))
             handles.append(module.register_forward_pre_hook(lambda m, a, name=name: enter(name, m, a)))
             handles.append(module.register_forward_hook(lambda m, a, o, name=name: leave(name, m, a, o),
                                                         always_call=True))
