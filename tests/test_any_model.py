@@ -483,3 +483,72 @@ def test_channel_shared_unit_gate_with_per_channel_keep():
     assert abs(float((per_channel[:, 0] > 0).double().mean()) - 0.5) < 4 * math.sqrt(0.25 / 4000)
     with pytest.raises(ValueError, match="mask_sharing must be one of"):
         droplab.nn.Dropout(0.5, mask_sharing="example")
+
+
+def test_contexts_in_two_threads_do_not_leak_into_each_other_or_into_a_third_model():
+    import threading
+
+    models = {"a": _cnn(), "b": ATenDropout().double().eval()}
+    inputs = {"a": _x(), "b": _x((4, 6))}
+    third = nn.Sequential(nn.Linear(6, 6), nn.Dropout(0.5)).double()  # outside any context, in training mode
+
+    def run(name: str, seed: int, rounds: int = 30) -> list[torch.Tensor]:
+        outs, gen = [], _gen(seed)
+        with torch.no_grad():
+            for _ in range(rounds):
+                with modes.record(models[name], generator=gen) as noise:
+                    out = models[name](inputs[name])
+                with modes.replay(models[name], noise):
+                    assert torch.equal(models[name](inputs[name]), out)
+                outs.append(out)
+        return outs
+
+    alone = {"a": run("a", 1), "b": run("b", 2)}  # one at a time: the reference
+    torch.manual_seed(5)
+    with torch.no_grad():
+        third_alone = [third(inputs["b"]) for _ in range(30)]
+    together: dict[str, list[torch.Tensor]] = {}
+    errors: list[BaseException] = []
+
+    def worker(name: str, seed: int) -> None:
+        try:
+            together[name] = run(name, seed)
+        except BaseException as e:  # noqa: BLE001  (re-raised in the main thread)
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=args) for args in (("a", 1), ("b", 2))]
+    torch.manual_seed(5)
+    for t in threads:
+        t.start()
+    with torch.no_grad():  # torch's own dropout, on the global RNG, while both contexts are open elsewhere
+        third_together = [third(inputs["b"]) for _ in range(30)]
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    for name in alone:
+        assert all(torch.equal(x, y) for x, y in zip(alone[name], together[name], strict=True)), name
+    assert all(torch.equal(x, y) for x, y in zip(third_alone, third_together, strict=True))
+
+
+def test_a_failure_inside_a_context_leaves_torch_as_it_was():
+    model = nn.Sequential(nn.Linear(8, 8), nn.Dropout(0.2), nn.TransformerEncoderLayer(8, 2, 16, dropout=0.1,
+                                                                                       batch_first=True)).eval()
+    before = {name: getattr(F, name) for name in ("dropout", "dropout2d", "multi_head_attention_forward",
+                                                  "scaled_dot_product_attention")}
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    for context in (lambda: modes.sample(model, generator=_gen()), lambda: modes.expect(model),
+                    lambda: modes.record(model, generator=_gen())):
+        with pytest.raises(RuntimeError, match="inside"):
+            with torch.no_grad(), context():
+                model(torch.ones(2, 3, 8))
+                raise RuntimeError("a failure inside the context")
+        assert {name: getattr(F, name) for name in before} == before
+        assert torch.dropout is torch._C._VariableFunctions.dropout and "dropout" not in vars(torch._VF)
+        assert torch.backends.mha.get_fastpath_enabled() == fastpath
+        for module in model.modules():
+            assert not module._forward_hooks and not module._forward_pre_hooks
+    with pytest.raises(ValueError, match="shape"):  # a failure raised by droplab itself, inside the forward
+        with torch.no_grad(), modes.replay(model, {"1": torch.ones(1, 1)}):
+            model[:2](torch.ones(2, 8))
+    assert {name: getattr(F, name) for name in before} == before
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
