@@ -552,3 +552,67 @@ def test_a_failure_inside_a_context_leaves_torch_as_it_was():
             model[:2](torch.ones(2, 8))
     assert {name: getattr(F, name) for name in before} == before
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+
+
+class Counted(nn.Sequential):
+    runs = 0  # how many times its forward ran
+
+    def forward(self, x):
+        type(self).runs += 1
+        return super().forward(x)
+
+
+class LateDropout(nn.Module):
+    """A backbone (conv, BatchNorm) then a dropout head; the backbone's first conv is called again after the
+    first draw (a reused module), and its output is changed in place by the caller."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.backbone = Counted(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU())
+        self.head = nn.Linear(4 * 6 * 6, 5)
+
+    def forward(self, x):
+        h = self.backbone(x)
+        h.mul_(2.0)  # in place on the backbone's output: must not change what is reused
+        z = F.dropout(h.flatten(1), 0.5, self.training)
+        again = self.backbone[0](x).mean((1, 2, 3))  # the conv again, after the first draw: run every time
+        return self.head(z) + again[:, None]
+
+
+def test_the_deterministic_prefix_runs_once_with_the_same_results():
+    torch.manual_seed(0)
+    model = LateDropout().double()
+    model.train()
+    with torch.no_grad():
+        model(torch.randn(32, 1, 6, 6, dtype=torch.float64))
+    model.eval()
+    x = _x()
+    Counted.runs = 0
+    cached = monte_carlo(model, x, samples=300, generator=_gen(3), output="logits", memory=2**16)
+    assert Counted.runs == 2  # the backbone ran twice (the probe, and the capture of its output), not per chunk
+    plain = monte_carlo(model, x, samples=300, generator=_gen(3), output="logits", cache_prefix=False, memory=2**16)
+    assert Counted.runs > 3  # several chunks
+    for field in ("E", "Var", "E_S"):
+        assert torch.allclose(getattr(cached.output, field), getattr(plain.output, field), rtol=0, atol=1e-12), field
+    assert torch.allclose(cached.mutual_information, plain.mutual_information, rtol=0, atol=1e-12)
+    assert torch.equal(cached.variation_ratio, plain.variation_ratio)
+    assert "forward" not in vars(model.backbone) and not model.backbone._forward_hooks
+    # and against the hand loop: torch's own dropout in training mode, BatchNorm on its running statistics
+    with torch.no_grad():
+        h = model.backbone(x) * 2.0
+        again = model.backbone[0](x).mean((1, 2, 3))[:, None]
+        torch.manual_seed(4)
+        probs = torch.stack([torch.softmax(model.head(F.dropout(h.flatten(1), 0.5, True)) + again, -1)
+                             for _ in range(3000)])
+    se = (cached.output.se_E**2 + probs.var(0) / len(probs)).sqrt()
+    assert float(((cached.output.E - probs.mean(0)).abs() / se).max()) < 4.5  # 20 values
+
+
+def test_a_model_that_draws_first_caches_nothing_and_a_bad_flag_is_refused():
+    model = nn.Sequential(nn.Dropout(0.2), nn.Linear(3, 2)).double().eval()
+    x = torch.ones(4, 3, dtype=torch.float64)
+    a = monte_carlo(model, x, samples=50, generator=_gen(), output="logits")
+    b = monte_carlo(model, x, samples=50, generator=_gen(), output="logits", cache_prefix=False)
+    assert torch.equal(a.output.E, b.output.E)
+    with pytest.raises(TypeError, match="cache_prefix must be True or False"):
+        monte_carlo(model, x, samples=5, cache_prefix="yes")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import torch
@@ -203,7 +203,8 @@ def _stream(net: DropoutMLP, x: Tensor, members: int, acc: Accumulator, weights:
 def monte_carlo(net: nn.Module, x: Tensor, *, samples: int = 1000, generator: torch.Generator | None = None,
                 pairs: Sequence[Pair] = (), histogram_units: Sequence[tuple[int, int]] = (), bins: int = 50,
                 statistics: Sequence[str] = STATISTICS, memory: int = DEFAULT_MEMORY, output: str | None = None,
-                batch_dim: int = 0, precision: str | None = None, fused: bool = False) -> EnsembleStatistics:
+                batch_dim: int = 0, precision: str | None = None, fused: bool = False,
+                cache_prefix: bool = True) -> EnsembleStatistics:
     """K sampled subnetworks per input, run as one large batched product per chunk; statistics streamed.
 
     For a ``DropoutMLP``, every layer's statistics (E, Var, NWGM, WGM, E(S), Var(S), E(f'(S)), standard
@@ -216,7 +217,13 @@ def monte_carlo(net: nn.Module, x: Tensor, *, samples: int = 1000, generator: to
     default; mean, variance and standard error of each value), ``"logits"`` or ``"probabilities"`` (classes
     along the last dimension: mean probabilities, predictive and expected entropy, mutual information,
     variation ratio); nothing is transformed unless asked. ``batch_dim`` is the inputs' and outputs' batch
-    dimension (1 for ``batch_first=False`` sequence models).
+    dimension (1 for ``batch_first=False`` sequence models). ``cache_prefix`` (default True): the module calls
+    that finish before the forward's first draw (a convolutional or transformer backbone before a dropout head)
+    run once per input instead of once per member, their outputs repeated for the members; the first chunk runs
+    the whole model and finds them. The same masks and the same distribution: outputs agree with
+    ``cache_prefix=False`` to rounding (a batched product may round differently at another batch size). It
+    assumes, as eval mode gives, that those modules treat the examples of a batch independently and draw no
+    random numbers of their own; pass False for a model where that does not hold.
 
     ``precision`` (a ``DropoutMLP``; None: the inputs' dtype): ``"float32"``; ``"bfloat16"``, one product
     per layer on the matrix engine with the weights kept in bfloat16 between calls (``low_precision_weights``);
@@ -252,7 +259,9 @@ def monte_carlo(net: nn.Module, x: Tensor, *, samples: int = 1000, generator: to
         if fused:
             raise ValueError("fused=True fuses a DropoutMLP's per-layer statistics; for another model leave it False "
                              "(torch.compile the model itself)")
-        return _monte_carlo_module(net, x, samples, generator, memory, output, batch_dim)
+        if not isinstance(cache_prefix, bool):
+            raise TypeError(f"cache_prefix must be True or False, got {cache_prefix!r}")
+        return _monte_carlo_module(net, x, samples, generator, memory, output, batch_dim, cache_prefix)
     precision = _check_precision(precision, x)
     if not isinstance(fused, bool):
         raise TypeError(f"fused must be True or False, got {fused!r}")
@@ -316,10 +325,142 @@ class _Moments:
         return self.shift + m, (self.q / count - m.square()).clamp_min(0)
 
 
+class _Captured(Exception):  # noqa: N818  (control flow: the prefix's outputs are all in)
+    """Raised after the last call of the prefix, to stop the capture forward before anything is drawn."""
+
+
+class _Prefix:
+    """The deterministic prefix of a model's forward: the module calls that finish before its first draw (a torch
+    dropout mask or a droplab gate), run once on the inputs and reused by every member.
+
+    ``probe()`` watches one forward (the first chunk, one member) and finds the outermost such calls that return a
+    tensor with one row per input along ``batch_dim``; ``capture(x)`` runs the forward again on the inputs up to
+    the end of the last of them (then stops it: nothing is drawn, so the masks are those of ``cache_prefix=False``)
+    and keeps their outputs, and only theirs, so memory holds no more than the prefix's outputs; ``reuse()`` then
+    answers those calls, for a chunk of ``k`` members, with the kept output repeated ``k`` times (member-major, as
+    the inputs are) without running them. Exact when those modules treat the examples of a batch independently,
+    as every module does in eval mode (BatchNorm on its running statistics included), and draw no random numbers
+    of their own. A model that draws first (dropout on the inputs) caches nothing."""
+
+    def __init__(self, net: nn.Module, session: Any, batch_dim: int, batch: int) -> None:
+        self.net, self.session, self.batch_dim, self.batch = net, session, batch_dim, batch
+        self.gates_entered = False
+        self.wanted: dict[tuple[nn.Module, int], int] = {}  # (module, visit) -> its place in the call order
+        self.kept: dict[nn.Module, dict[int, Tensor]] = {}
+        self.k = 1
+
+    def _drawn(self) -> bool:
+        return self.gates_entered or (self.session is not None and self.session.draws > 0)
+
+    def _hooks(self, enter: Any, leave: Any) -> list[Any]:
+        handles = []
+        for module in self.net.modules():
+            if module is not self.net:
+                handles.append(module.register_forward_pre_hook(enter))
+                handles.append(module.register_forward_hook(leave))
+        return handles
+
+    @contextmanager
+    def probe(self) -> Iterator[None]:
+        stack: list[int] = []  # the calls open now
+        calls: list[dict[str, Any]] = []
+        visits: dict[nn.Module, int] = {}
+
+        def enter(module: nn.Module, _args: Any) -> None:
+            if isinstance(module, modes.Stochastic):
+                self.gates_entered = True
+            visit = visits.get(module, 0)
+            visits[module] = visit + 1
+            calls.append({"module": module, "visit": visit, "parent": stack[-1] if stack else None, "clean": False,
+                          "fits": False})
+            stack.append(len(calls) - 1)
+
+        def leave(module: nn.Module, _args: Any, output: Any) -> None:
+            call = calls[stack.pop()]
+            call["clean"] = not self._drawn()
+            call["fits"] = (isinstance(output, Tensor) and output.dim() > self.batch_dim
+                            and output.shape[self.batch_dim] == self.batch)
+
+        handles = self._hooks(enter, leave)
+        try:
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()
+        for order, call in enumerate(calls):
+            outer = call["parent"] is None or not calls[call["parent"]]["clean"]
+            if call["clean"] and outer and call["fits"]:
+                self.wanted[(call["module"], call["visit"])] = order
+
+    def capture(self, x: Tensor) -> None:
+        if not self.wanted:
+            return
+        last = max(self.wanted.values())
+        order, visits = [0], {}
+
+        def enter(module: nn.Module, _args: Any) -> None:
+            visit = visits.get(module, 0)
+            visits[module] = visit + 1
+            module.__dict__.setdefault("_droplab_prefix_calls", []).append((order[0], visit))
+            order[0] += 1
+
+        def leave(module: nn.Module, _args: Any, output: Any) -> None:
+            place, visit = module.__dict__["_droplab_prefix_calls"].pop()
+            if (module, visit) in self.wanted and isinstance(output, Tensor):
+                self.kept.setdefault(module, {})[visit] = output.detach().clone()  # the caller may change it
+            if place == last:
+                raise _Captured
+
+        handles = self._hooks(enter, leave)
+        try:
+            self.net(x)
+        except _Captured:
+            pass
+        finally:
+            for handle in handles:
+                handle.remove()
+            for module in self.net.modules():
+                module.__dict__.pop("_droplab_prefix_calls", None)
+        if sum(len(v) for v in self.kept.values()) != len(self.wanted):  # the forward took another path: no reuse
+            self.kept.clear()
+
+    @contextmanager
+    def reuse(self) -> Iterator[None]:
+        counts: dict[nn.Module, int] = {}
+        saved: list[tuple[nn.Module, Any]] = []
+
+        def answer(module: nn.Module, original: Any) -> Any:
+            def forward(*args: Any, **kwargs: Any) -> Any:
+                visit = counts.get(module, 0)
+                counts[module] = visit + 1
+                kept = self.kept[module].get(visit)
+                if kept is None:
+                    return original(*args, **kwargs)
+                reps = [1] * kept.dim()
+                reps[self.batch_dim] = self.k
+                return kept.repeat(*reps)  # a fresh tensor: the caller may change it in place
+            return forward
+
+        handle = self.net.register_forward_pre_hook(lambda m, a: counts.clear())
+        try:
+            for module in self.kept:
+                saved.append((module, module.__dict__.get("forward")))
+                module.forward = answer(module, module.forward)
+            yield
+        finally:
+            handle.remove()
+            for module, own in saved:
+                if own is None:
+                    del module.forward
+                else:
+                    module.forward = own
+
+
 def _monte_carlo_module(net: nn.Module, x: Tensor, samples: int, generator: torch.Generator | None,
-                        memory: int, output: str, batch_dim: int) -> EnsembleStatistics:
+                        memory: int, output: str, batch_dim: int, cache_prefix: bool = True) -> EnsembleStatistics:
     """Monte Carlo over any module: its droplab gates and torch's dropout (modules, functional calls,
-    attention) sampled with the module left in its own train/eval state; statistics of what it returns."""
+    attention) sampled with the module left in its own train/eval state; statistics of what it returns. With
+    ``cache_prefix``, the module calls before the first draw run once (``_Prefix``)."""
     if batch_dim >= x.dim():
         raise ValueError(f"batch_dim={batch_dim} but x has {x.dim()} dimensions (shape {tuple(x.shape)})")
     batch = x.shape[batch_dim]
@@ -327,12 +468,25 @@ def _monte_carlo_module(net: nn.Module, x: Tensor, samples: int, generator: torc
     logits_sum = None
     reps = [1] * x.dim()
     done, chunk = 0, 1  # the first chunk is one member: it measures the activations a member needs
-    with modes.sampling(net, generator=generator) as session, per_example_masks(net):
+    with modes.sampling(net, generator=generator) as session, per_example_masks(net), ExitStack() as stack:
+        prefix = _Prefix(net, session, batch_dim, batch) if cache_prefix else None
         while done < samples:
             threads.maybe_adapt()
             k = min(chunk, samples - done)
             reps[batch_dim] = k
-            out = net(x.repeat(*reps))
+            if prefix is not None and done == 0:
+                with prefix.probe():
+                    out = net(x.repeat(*reps))
+                measured = session.leaf_bytes if session is not None else 0
+                prefix.capture(x)
+                if session is not None:
+                    session.leaf_bytes = measured  # one member's activations, as the probe measured them
+                if prefix.kept:
+                    stack.enter_context(prefix.reuse())
+            else:
+                if prefix is not None:
+                    prefix.k = k
+                out = net(x.repeat(*reps))
             if not isinstance(out, Tensor):
                 raise TypeError(f"Monte Carlo needs a model that returns one tensor, got {type(out).__name__}; "
                                 "wrap the model so that forward returns the tensor to average")
