@@ -3,7 +3,12 @@
     pip install baal torch-uncertainty einops   # benchmark-only dependencies
     python benchmarks/any_model.py [--inputs 16] [--samples 1000] [--repeats 3] [--device cpu]
 
-Two models, each in eval mode (BatchNorm on its running statistics):
+Three models, each in eval mode (BatchNorm on its running statistics):
+
+* ``resnet``: a residual CNN, a stem and 8 residual blocks of two 3x3 convolutions with BatchNorm (16 to 128
+  channels) on 32x32x3 inputs, global average pooling, ``nn.Dropout(0.5)`` before the linear classifier only:
+  the model where the deterministic prefix (everything before the dropout) is nearly all of the work. Always run
+  with K = 100 samples (``--prefix-samples``), and timed against one plain eval forward of the same inputs.
 
 * ``cnn``: conv-BatchNorm-ReLU twice, max-pool, ``nn.Dropout2d(0.25)``, an ``F.dropout(p=0.5)`` call in its
   forward, a hidden layer with ``nn.Dropout(0.5)``, 10 logits. On MNIST test digits when they are found.
@@ -11,14 +16,20 @@ Two models, each in eval mode (BatchNorm on its running statistics):
   the attention weights through a functional call, and in two ``nn.Dropout`` modules), mean-pooled, 10 logits.
 
 Each library averages the softmax over ``--samples`` dropout samples per input: droplab with
-``ensemble.monte_carlo(model, x, output="logits")``; baal with ``MCDropoutModule`` and ``mc_inference`` (input
-replicated in memory, in chunks of 100 samples); torch-uncertainty with ``mc_dropout(on_batch=True)``, 100
+``ensemble.monte_carlo(model, x, output="logits")`` (its deterministic prefix run once, ``cache_prefix=True``);
+baal with ``MCDropoutModule`` and ``mc_inference`` (input replicated in memory, in chunks of 100 samples); baal
+``MCCachingModule`` around it (each Linear and Conv2d keeps its last output and answers a repeated input from it;
+``mc_inference`` calls the model once per sample, as baal's caching example does); torch-uncertainty with
+``mc_dropout(on_batch=True)``, 100
 estimators per call; and, for the transformer (no BatchNorm), plain torch with the model in training mode.
 Reported per library: seconds per 1,000 samples (best of ``--repeats``), peak resident
 memory of its own subprocess (CUDA: peak allocated), and the largest |mean - droplab's mean| in standard
-errors of the difference. The module wrappers sample only dropout modules: they miss the functional call of
-the CNN and the attention dropout of the transformer (a functional call inside ``nn.MultiheadAttention``, off in
-eval mode), which shows as a mean far outside the standard errors. They do less work for the same reason.
+errors of the difference; ``droplab, no prefix`` is droplab with ``cache_prefix=False`` (every member runs the
+whole model), and ``eval forward`` one plain forward of the inputs: the benchmark ends with the line
+``prefix: MC K=100 / eval forward = R`` for the resnet. The module wrappers sample only dropout modules: they
+miss the functional call of the CNN and the attention dropout of the transformer (a functional call inside
+``nn.MultiheadAttention``, off in eval mode), which shows as a mean far outside the standard errors. They do less
+work for the same reason.
 
 torch-uncertainty's package import needs lightning and torchvision; where that import fails, its
 ``methods/mc_dropout.py`` (which needs only einops) is loaded from the installed package directly.
@@ -59,6 +70,39 @@ class CNN(nn.Module):
         return self.out(self.drop(F.relu(self.hidden(h))))
 
 
+class Block(nn.Module):
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x))))) + self.shortcut(x))
+
+
+class ResNet(nn.Module):
+    """8 residual blocks, dropout before the classifier only."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU())
+        widths, blocks, c_in = (16, 16, 32, 32, 64, 64, 128, 128), [], 16
+        for i, c in enumerate(widths):
+            blocks.append(Block(c_in, c, 2 if i in (2, 4, 6) else 1))
+            c_in = c
+        self.blocks = nn.Sequential(*blocks)
+        self.drop = nn.Dropout(0.5)
+        self.fc = nn.Linear(128, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.drop(self.blocks(self.stem(x)).mean((2, 3))))
+
+
 class Encoder(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -75,6 +119,9 @@ def _model_and_inputs(which: str, n: int, device: torch.device) -> tuple[nn.Modu
     if which == "cnn":
         model: nn.Module = CNN()
         x = _digits(n)
+    elif which == "resnet":
+        model = ResNet()
+        x = torch.randn(n, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     else:
         model = Encoder()  # no BatchNorm: torch's training mode is a valid reference here
         x = torch.randn(n, 32, 64, generator=torch.Generator().manual_seed(0))
@@ -100,12 +147,17 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def _droplab(model, x, samples, seed):
+def _droplab(model, x, samples, seed, cache_prefix=True):
     from droplab import ensemble
 
-    stats = ensemble.monte_carlo(model, x, samples=samples, output="logits",
+    stats = ensemble.monte_carlo(model, x, samples=samples, output="logits", cache_prefix=cache_prefix,
                                  generator=torch.Generator(device=x.device).manual_seed(seed))
     return stats.output.E, stats.output.se_E
+
+
+def _droplab_every_member(model, x, samples, seed):
+    """droplab as before the prefix cache: the whole model per member."""
+    return _droplab(model, x, samples, seed, cache_prefix=False)
 
 
 def _summary(prob_sum, prob_sq, samples):
@@ -125,6 +177,27 @@ def _baal(model, x, samples, seed):
         p = torch.softmax(out.double(), 1)
         total, total_sq = total + p.sum(-1), total_sq + p.square().sum(-1)
     return _summary(total, total_sq, samples)
+
+
+def _baal_caching(model, x, samples, seed):
+    from baal.bayesian.caching_utils import MCCachingModule
+    from baal.bayesian.dropout import MCDropoutModule
+    from baal.modelwrapper import mc_inference
+
+    torch.manual_seed(seed)
+    wrapped = MCCachingModule(MCDropoutModule(copy.deepcopy(model))).eval()
+    total = total_sq = 0
+    for done in range(0, samples, CHUNK):
+        out = mc_inference(wrapped, x, min(CHUNK, samples - done), False)  # one call per sample: the cache hits
+        p = torch.softmax(out.double(), 1)
+        total, total_sq = total + p.sum(-1), total_sq + p.square().sum(-1)
+    return _summary(total, total_sq, samples)
+
+
+def _eval_forward(model, x, samples, seed):
+    """One plain eval forward of the inputs (no dropout): the unit the prefix target is measured in."""
+    p = torch.softmax(model(x).double(), -1)
+    return p, torch.zeros_like(p)
 
 
 def _torch_uncertainty_mc_dropout():
@@ -171,8 +244,10 @@ def _torch_train_mode(model, x, samples, seed):
     return _summary(total, total_sq, calls * CHUNK)
 
 
-LIBRARIES = {"droplab": _droplab, "baal": _baal, "torch-uncertainty": _torch_uncertainty,
-             "torch, train mode": _torch_train_mode}
+LIBRARIES = {"droplab": _droplab, "droplab, no prefix": _droplab_every_member, "baal": _baal,
+             "baal, caching": _baal_caching,
+             "torch-uncertainty": _torch_uncertainty, "torch, train mode": _torch_train_mode,
+             "eval forward": _eval_forward}
 
 
 def child(args) -> dict:
@@ -206,7 +281,9 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--models", nargs="+", default=["cnn", "transformer"], choices=["cnn", "transformer"])
+    parser.add_argument("--prefix-samples", type=int, default=100, help="samples for the resnet (K of the target)")
+    parser.add_argument("--models", nargs="+", default=["resnet", "cnn", "transformer"],
+                        choices=["resnet", "cnn", "transformer"])
     parser.add_argument("--child", nargs=2, metavar=("MODEL", "LIBRARY"), help=argparse.SUPPRESS)
     parser.add_argument("--libraries", nargs="+", default=list(LIBRARIES), choices=list(LIBRARIES))
     args = parser.parse_args()
@@ -216,10 +293,12 @@ def main() -> None:
         return
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}; {args.inputs} inputs x "
           f"{args.samples} samples, best of {args.repeats}")
-    argv = ["--inputs", str(args.inputs), "--samples", str(args.samples), "--repeats", str(args.repeats),
-            "--device", args.device]
+    prefix_ratio = None
     for model in args.models:
-        print(f"\n{model}:")
+        samples = args.prefix_samples if model == "resnet" else args.samples
+        argv = ["--inputs", str(args.inputs), "--samples", str(samples), "--repeats", str(args.repeats),
+                "--device", args.device]
+        print(f"\n{model} ({samples} samples):")
         results = {}
         for library in args.libraries:
             proc = subprocess.run([sys.executable, __file__, "--child", model, library, *argv], capture_output=True,
@@ -231,7 +310,16 @@ def main() -> None:
             results[library] = json.loads(proc.stdout.strip().splitlines()[-1])
         ours = results.get("droplab")
         for library, r in results.items():
-            per_1000 = min(r["times"]) * 1000 / args.samples
+            if library == "eval forward":
+                line = f"  {library:19s} {min(r['times']):7.4f} s per forward of the {args.inputs} inputs"
+                if ours is not None:
+                    ratio = min(ours["times"]) / min(r["times"])
+                    line += f"; droplab's Monte Carlo ({samples} samples) costs {ratio:.2f} of them"
+                    if model == "resnet":
+                        prefix_ratio = ratio
+                print(line)
+                continue
+            per_1000 = min(r["times"]) * 1000 / samples
             line = f"  {library:19s} {per_1000:7.3f} s per 1,000 samples, peak memory {r['peak_mb']:7.0f} MB"
             if ours is not None and library != "droplab":
                 a, b = torch.tensor(ours["mean"]), torch.tensor(r["mean"])
@@ -246,6 +334,8 @@ def main() -> None:
             print(line)
     print("\nA max |mean - droplab| above about 4.5 SE (the largest of 160 normal deviations) means the library "
           "samples a different ensemble: it misses dropout that droplab applies.")
+    if prefix_ratio is not None:
+        print(f"prefix: MC K={args.prefix_samples} / eval forward = {prefix_ratio:.2f}")
 
 
 if __name__ == "__main__":
