@@ -616,3 +616,125 @@ def test_a_model_that_draws_first_caches_nothing_and_a_bad_flag_is_refused():
     assert torch.equal(a.output.E, b.output.E)
     with pytest.raises(TypeError, match="cache_prefix must be True or False"):
         monte_carlo(model, x, samples=5, cache_prefix="yes")
+
+
+@pytest.mark.parametrize("fullgraph", [False, True])
+def test_a_compiled_model_samples_like_its_eager_module_and_no_graph_keeps_sampling(fullgraph):
+    torch._dynamo.reset()
+    model = _cnn()
+    x = _x()
+    compiled = torch.compile(model, fullgraph=fullgraph, dynamic=False)
+    with torch.no_grad():
+        plain = compiled(x)  # compiled before any context: its graph has dropout off (eval)
+        assert torch.allclose(plain, model(x), atol=1e-10)
+        for context in (modes.sample, modes.record):
+            with context(compiled, generator=_gen(4)) as noise:
+                ours = compiled(x)
+            with context(model, generator=_gen(4)) as eager_noise:
+                eager = model(x)
+            assert torch.equal(ours, eager)  # same seed, same masks, same outputs as the eager model
+            if noise is not None:
+                assert set(noise) == set(eager_noise) == {"drop2d", "model:dropout#0"}
+                with modes.replay(compiled, noise):
+                    assert torch.equal(compiled(x), ours)
+        with modes.expect(compiled):
+            assert torch.allclose(compiled(x), plain, atol=1e-10)
+        with modes.off(compiled):
+            assert torch.allclose(compiled(x), plain, atol=1e-10)
+        assert torch.equal(compiled(x), plain)  # after the contexts: the compiled graph, deterministic
+    a = monte_carlo(compiled, x, samples=200, generator=_gen(5), output="logits")
+    b = monte_carlo(model, x, samples=200, generator=_gen(5), output="logits")
+    assert torch.equal(a.output.E, b.output.E) and torch.equal(a.output.Var, b.output.Var)
+
+
+def test_a_model_compiled_inside_a_context_samples_there_and_not_after():
+    torch._dynamo.reset()
+    model = _cnn()
+    x = _x()
+    with torch.no_grad():
+        eval_out = model(x)
+        with modes.sample(model, generator=_gen(6)):
+            compiled = torch.compile(model, dynamic=False)  # traced while droplab's wrappers are in place
+            first, second = compiled(x), compiled(x)
+            assert not torch.equal(first, second)  # sampled at run time, not baked into the graph
+        with modes.sample(model, generator=_gen(6)):
+            eager_first = model(x)
+        assert torch.allclose(first, eager_first, atol=1e-10)  # the same masks as the eager model
+        for _ in range(3):  # the context closed: no graph left sampling
+            assert torch.allclose(compiled(x), eval_out, atol=1e-10)
+
+
+class TrainingGatedAttention(nn.Module):
+    """Hugging Face's pattern: the rate of an owned nn.Dropout is read only when training, and 0.0 is passed in
+    eval (transformers' BertSelfAttention: ``dropout=0.0 if not self.training else self.dropout.p``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Linear(4, 4)
+        self.dropout = nn.Dropout(0.3)
+
+    def forward(self, x):
+        return F.dropout(self.proj(x), p=0.0 if not self.training else self.dropout.p, training=self.training)
+
+
+def test_a_dropout_read_only_when_training_is_refused_by_name_until_its_owner_is_set_training():
+    model = nn.Sequential(TrainingGatedAttention(), nn.Dropout(0.2)).double().eval()
+    x = torch.ones(3, 4, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"cannot sample 0\.dropout \(p=0\.3, in 0, a TrainingGatedAttention\).*"
+                                         r"model\.get_submodule\('0'\)\.training = True"):
+        monte_carlo(model, x, samples=10)
+    with modes.expect(model), torch.no_grad():  # nothing to sample in expect mode: no refusal
+        model(x)
+    model[0].training = True  # the owner's own flag: its rate is passed, and droplab samples it
+    with torch.no_grad(), modes.record(model, generator=_gen()) as noise:
+        model(x)
+    assert set(noise) == {"0:dropout#0", "1"}
+    assert not model[1].training  # the rest stays in eval
+
+
+def _bert(attn: str):
+    transformers = pytest.importorskip("transformers")
+    config = transformers.BertConfig(vocab_size=40, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                                     intermediate_size=32, max_position_embeddings=16, num_labels=3,
+                                     hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.2,
+                                     attn_implementation=attn)
+    torch.manual_seed(0)
+    bert = transformers.BertForSequenceClassification(config).double().eval()  # random weights: no download
+
+    class Logits(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bert = bert
+
+        def forward(self, ids):
+            return self.bert(input_ids=ids).logits
+
+    return Logits().eval()
+
+
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_hugging_face_bert_hidden_and_attention_dropout(attn):
+    model = _bert(attn)
+    ids = torch.randint(0, 40, (3, 6), generator=_gen(7))
+    with pytest.raises(ValueError, match=r"attention\.self\.dropout \(p=0\.2.*BertSelfAttention"):
+        monte_carlo(model, ids, samples=4, output="logits")
+    for m in model.modules():  # the fix the error names: the attention modules' own flags
+        if type(m).__name__ == "BertSelfAttention":
+            m.training = True
+    with torch.no_grad(), modes.record(model, generator=_gen()) as noise:
+        y = model(ids)
+    function = "dropout" if attn == "eager" else "scaled_dot_product_attention"
+    assert f"bert.bert.encoder.layer.0.attention.self:{function}#0" in noise
+    assert "bert.bert.encoder.layer.1.output.dropout" in noise and "bert.dropout" in noise
+    with torch.no_grad(), modes.replay(model, noise):
+        assert torch.equal(model(ids), y)
+    samples = 2000
+    stats = monte_carlo(model, ids, samples=samples, generator=_gen(1), output="logits")
+    model.train()  # the reference: transformers' own dropout, hidden and attention, in training mode (no BatchNorm)
+    torch.manual_seed(2)
+    with torch.no_grad():
+        probs = torch.stack([torch.softmax(model(ids), -1) for _ in range(samples)])
+    model.eval()
+    se = (stats.output.se_E**2 + probs.var(0) / samples).sqrt()
+    assert float(((stats.output.E - probs.mean(0)).abs() / se).max()) < 4.5  # 9 values
+    assert 0.8 < float((stats.output.Var / probs.var(0)).median()) < 1.25

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -312,6 +313,15 @@ def _sdpa_wrapper(original: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _eager_only(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` run eagerly even inside a graph torch.compile traces (a graph break), so that a model compiled
+    while a context is open calls droplab's wrappers and hooks at run time, and no graph bakes a mask in.
+    Only where torch's compiler has been imported: otherwise nothing can be compiling."""
+    if "torch._dynamo" not in sys.modules:
+        return fn
+    return sys.modules["torch._dynamo"].disable(fn)
+
+
 def _patch() -> None:
     global _open, _fastpath
     with _lock:
@@ -320,15 +330,15 @@ def _patch() -> None:
             return
         for function in TORCH_DROPOUT_FUNCTIONS:
             _installed[function] = getattr(F, function)
-            setattr(F, function, _dropout_wrapper(function, _installed[function]))
+            setattr(F, function, _eager_only(_dropout_wrapper(function, _installed[function])))
         _installed["multi_head_attention_forward"] = F.multi_head_attention_forward
-        F.multi_head_attention_forward = _mha_wrapper(_installed["multi_head_attention_forward"])
+        F.multi_head_attention_forward = _eager_only(_mha_wrapper(_installed["multi_head_attention_forward"]))
         _installed["scaled_dot_product_attention"] = F.scaled_dot_product_attention
-        F.scaled_dot_product_attention = _sdpa_wrapper(_installed["scaled_dot_product_attention"])
+        F.scaled_dot_product_attention = _eager_only(_sdpa_wrapper(_installed["scaled_dot_product_attention"]))
         for function in ATEN_DROPOUT_FUNCTIONS:  # torch.dropout & co., and torch._VF's (what F.dropout calls)
             original = getattr(torch._C._VariableFunctions, function)
             _installed_aten[function] = original
-            wrapped = _aten_wrapper(function, original)
+            wrapped = _eager_only(_aten_wrapper(function, original))
             setattr(torch, function, wrapped)
             setattr(torch._VF, function, wrapped)
         _fastpath = torch.backends.mha.get_fastpath_enabled()
@@ -350,6 +360,27 @@ def _unpatch() -> None:
         _installed_aten.clear()
         if _fastpath is not None:
             torch.backends.mha.set_fastpath_enabled(_fastpath)
+
+
+def _check_called(idle: dict[str, nn.Module], visits: dict[str, int], modules: dict[str, nn.Module]) -> None:
+    """Refuse a forward that never called some of the model's dropout modules while their owners were in eval:
+    an owner that reads the module's rate only when training (``dropout=0.0 if not self.training else
+    self.dropout.p``, as Hugging Face attention does) passed 0 in eval, so that dropout stayed deterministic."""
+    unused = []
+    for name in idle:
+        owner = name.rsplit(".", 1)[0] if "." in name else ""
+        if name not in visits and not modules[owner].training:
+            unused.append((name, owner or "model", type(modules[owner]).__name__, float(idle[name].p)))
+    if unused:
+        listed = "; ".join(f"{name} (p={p:g}, in {owner}, a {kind})" for name, owner, kind, p in unused)
+        first = unused[0][1]
+        raise ValueError(
+            f"droplab cannot sample {listed}: this forward never called {'it' if len(unused) == 1 else 'them'}. "
+            "Its owner reads the rate only when training and passes 0 in eval (Hugging Face attention does: "
+            "dropout=0.0 if not self.training else self.dropout.p), so with the model in eval that dropout stays "
+            f"deterministic. To sample it, set the owner's own flag: model.get_submodule({first!r}).training = True "
+            "(that module only; droplab keeps everything else, BatchNorm included, as it is). For a module the "
+            "model never uses, the flag changes nothing")
 
 
 @contextmanager
@@ -375,6 +406,13 @@ def intercept(model: nn.Module, mode: str, *, generator: torch.Generator | None 
                 break
         if isinstance(output, Tensor) and not any(True for _ in module.children()):
             session.leaf_bytes += output.numel() * output.element_size()
+        if module is model and idle and sys.exc_info()[0] is None:
+            _check_called(idle, session.visits, modules)
+
+    # torch dropout modules with p > 0 whose owner is in eval: each must be called in a drawing forward
+    modules = dict(model.named_modules())
+    idle = {name: m for name, m in modules.items() if mode in _DRAWING and isinstance(m, TORCH_DROPOUT_MODULES)
+            and float(m.p) > 0}
 
     suspects = unknown_dropout_modules(model) if mode in _DRAWING else {}
     draws_before: dict[str, list[int]] = {}
@@ -401,17 +439,19 @@ def intercept(model: nn.Module, mode: str, *, generator: torch.Generator | None 
         return x * noise / (1.0 - rate) if scaled and rate < 1.0 else x * noise
 
     _patch()
+    enter_, leave_, depth_ = _eager_only(enter), _eager_only(leave), _eager_only(depth)
+    suspect_enter_, suspect_leave_ = _eager_only(suspect_enter), _eager_only(suspect_leave)
     try:
         for name, module in model.named_modules():
             if (name or "model") in suspects:
                 handles.append(module.register_forward_pre_hook(
-                    lambda m, a, name=name or "model": suspect_enter(name)))
-                handles.append(module.register_forward_hook(lambda m, a, o, name=name or "model": suspect_leave(name)))
-            if _stochastic_depth(module) is not None:
+                    lambda m, a, name=name or "model": suspect_enter_(name)))
                 handles.append(module.register_forward_hook(
-                    lambda m, a, o, name=name: depth(name, m, a, o)))
-            handles.append(module.register_forward_pre_hook(lambda m, a, name=name: enter(name, m, a)))
-            handles.append(module.register_forward_hook(lambda m, a, o, name=name: leave(name, m, a, o),
+                    lambda m, a, o, name=name or "model": suspect_leave_(name)))
+            if _stochastic_depth(module) is not None:
+                handles.append(module.register_forward_hook(lambda m, a, o, name=name: depth_(name, m, a, o)))
+            handles.append(module.register_forward_pre_hook(lambda m, a, name=name: enter_(name, m, a)))
+            handles.append(module.register_forward_hook(lambda m, a, o, name=name: leave_(name, m, a, o),
                                                         always_call=True))
         yield session
     finally:

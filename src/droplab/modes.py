@@ -82,16 +82,47 @@ def gates_of(model: nn.Module) -> dict[str, Stochastic]:
     """Every droplab gate inside ``model`` (itself included), by qualified module name."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"expected a torch.nn.Module, got {type(model).__name__}")
+    model = compiled_original(model) or model  # a compiled model's gates, named as in its eager module
     return {name: m for name, m in model.named_modules() if isinstance(m, Stochastic)}
 
 
 _FIELDS = ("_droplab_mode", "_droplab_generator", "_droplab_replay", "_droplab_sink")
 
 
+def compiled_original(model: nn.Module) -> nn.Module | None:
+    """The eager module inside a ``torch.compile``d one (an ``OptimizedModule``), else None. (By name, so that
+    droplab does not import torch's compiler where nothing was compiled.)"""
+    if type(model).__name__ == "OptimizedModule" and isinstance(getattr(model, "_orig_mod", None), nn.Module):
+        return model._orig_mod
+    return None
+
+
+@contextmanager
+def _eager(compiled: nn.Module, original: nn.Module) -> Iterator[None]:
+    """While open, calls of the compiled module run its original module eagerly (its compiled graphs were traced
+    with torch's dropout, in eval mode: deterministic). Nothing else is changed; the compiled forward is back on
+    exit, so no graph ever samples."""
+    own = compiled.__dict__.get("forward", _MISSING)
+    compiled.forward = original.__call__
+    try:
+        yield
+    finally:
+        if own is _MISSING:
+            compiled.__dict__.pop("forward", None)
+        else:
+            compiled.forward = own
+
+
 @contextmanager
 def _using(model: nn.Module, values: Callable[[str], dict[str, Any]], mode: str, *,
            generator: torch.Generator | None = None, replay: Mapping[str, Tensor] | None = None,
            sink: dict[str, Tensor] | None = None) -> Iterator[Any]:
+    original = compiled_original(model)
+    if original is not None:  # a torch.compile'd model: sampled through its eager module, with the same names
+        with _eager(model, original), _using(original, values, mode, generator=generator, replay=replay,
+                                             sink=sink) as session:
+            yield session
+        return
     gates = gates_of(model)
     saved = {name: {f: g.__dict__.get(f, _MISSING) for f in _FIELDS} for name, g in gates.items()}
     try:
@@ -171,7 +202,7 @@ def replay(model: nn.Module, noise: Mapping[str, Tensor]) -> Iterator[None]:
     if not isinstance(noise, Mapping):
         raise TypeError(f"noise must be a mapping from gate name to tensor, got {type(noise).__name__}")
     gates = gates_of(model)
-    known = set(gates) | set(torch_dropout_modules(model))
+    known = set(gates) | set(torch_dropout_modules(compiled_original(model) or model))
     unknown = sorted(k for k in noise if str(k).rsplit("#", 1)[0] not in known and ":" not in str(k))
     if unknown:
         raise ValueError(f"replay noise names {unknown}, which are not gates of this model; "

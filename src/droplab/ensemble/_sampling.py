@@ -217,7 +217,9 @@ def monte_carlo(net: nn.Module, x: Tensor, *, samples: int = 1000, generator: to
     default; mean, variance and standard error of each value), ``"logits"`` or ``"probabilities"`` (classes
     along the last dimension: mean probabilities, predictive and expected entropy, mutual information,
     variation ratio); nothing is transformed unless asked. ``batch_dim`` is the inputs' and outputs' batch
-    dimension (1 for ``batch_first=False`` sequence models). ``cache_prefix`` (default True): the module calls
+    dimension (1 for ``batch_first=False`` sequence models). A ``torch.compile``d model is sampled through its
+    eager module (its graphs were traced with dropout off): the same distribution and names, at eager speed.
+    ``cache_prefix`` (default True): the module calls
     that finish before the forward's first draw (a convolutional or transformer backbone before a dropout head)
     run once per input instead of once per member, their outputs repeated for the members; the first chunk runs
     the whole model and finds them. The same masks and the same distribution: outputs agree with
@@ -248,6 +250,7 @@ def monte_carlo(net: nn.Module, x: Tensor, *, samples: int = 1000, generator: to
     >>> stats.layers[1].E.shape
     torch.Size([2, 8])
     """
+    net = modes.compiled_original(net) or net  # a torch.compile'd model is sampled through its eager module
     _check(net, x)
     if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
         raise ValueError(f"samples must be a positive integer, got {samples!r}")
@@ -257,8 +260,7 @@ def monte_carlo(net: nn.Module, x: Tensor, *, samples: int = 1000, generator: to
         if precision not in (None, "float32"):
             raise ValueError("precision='bfloat16' is for a DropoutMLP; for another model use torch.autocast")
         if fused:
-            raise ValueError("fused=True fuses a DropoutMLP's per-layer statistics; for another model leave it False "
-                             "(torch.compile the model itself)")
+            raise ValueError("fused=True fuses a DropoutMLP's per-layer statistics; for another model leave it False")
         if not isinstance(cache_prefix, bool):
             raise TypeError(f"cache_prefix must be True or False, got {cache_prefix!r}")
         return _monte_carlo_module(net, x, samples, generator, memory, output, batch_dim, cache_prefix)
