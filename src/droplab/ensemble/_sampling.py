@@ -382,6 +382,10 @@ class _Prefix:
             call["clean"] = not self._drawn()
             call["fits"] = (isinstance(output, Tensor) and output.dim() > self.batch_dim
                             and output.shape[self.batch_dim] == self.batch)
+            if call["clean"] and call["fits"] and call["parent"] is None:
+                # a call of the model's own forward, clean: outermost whatever follows, so kept now (a copy: the
+                # caller may change it in place); deeper ones wait for capture()
+                call["copy"] = output.detach().clone()
 
         handles = self._hooks(enter, leave)
         try:
@@ -393,9 +397,12 @@ class _Prefix:
             outer = call["parent"] is None or not calls[call["parent"]]["clean"]
             if call["clean"] and outer and call["fits"]:
                 self.wanted[(call["module"], call["visit"])] = order
+        if all("copy" in calls[order] for order in self.wanted.values()):  # no second pass needed
+            for (module, visit), order in self.wanted.items():
+                self.kept.setdefault(module, {})[visit] = calls[order]["copy"]
 
     def capture(self, x: Tensor) -> None:
-        if not self.wanted:
+        if not self.wanted or self.kept:  # nothing to keep, or kept by the probe already
             return
         last = max(self.wanted.values())
         order, visits = [0], {}
