@@ -750,3 +750,28 @@ def test_hugging_face_bert_hidden_and_attention_dropout(attn):
     se = (stats.output.se_E**2 + probs.var(0) / samples).sqrt()
     assert float(((stats.output.E - probs.mean(0)).abs() / se).max()) < 4.5  # 9 values
     assert 0.8 < float((stats.output.Var / probs.var(0)).median()) < 1.25
+
+
+def test_predictive_is_its_own_estimator_with_its_own_result_type():
+    from scipy.stats import entropy as scipy_entropy
+
+    from droplab import metrics
+    from droplab.ensemble import PredictiveStatistics, predictive
+
+    model, x = _cnn(), _x()
+    stats = predictive(model, x, samples=400, generator=_gen(2), output="logits")
+    same = monte_carlo(model, x, samples=400, generator=_gen(2), output="logits")  # dispatches to it
+    assert isinstance(stats, PredictiveStatistics) and isinstance(same, PredictiveStatistics)
+    assert torch.equal(stats.mean, same.mean) and stats.samples == 400 and stats.output_kind == "logits"
+    assert torch.equal(stats.output.E, stats.mean) and torch.equal(stats.output.se_E, stats.standard_error)
+    # the uncertainty formulas, once (metrics), against SciPy's entropy
+    p = stats.mean.numpy()
+    assert torch.allclose(stats.predictive_entropy, torch.tensor(scipy_entropy(p, axis=-1)), atol=1e-12)
+    assert torch.allclose(metrics.entropy(stats.mean), stats.predictive_entropy, atol=0)
+    assert torch.allclose(stats.mutual_information, (stats.predictive_entropy - stats.expected_entropy).clamp_min(0))
+    assert 0 <= float(stats.mutual_information.min()) and float(stats.variation_ratio.max()) < 1
+    assert metrics.accuracy(stats, torch.zeros(4, dtype=torch.long)) in (0.0, 0.25, 0.5, 0.75, 1.0)
+    with pytest.raises(ValueError, match="pairs, histogram_units and statistics are a DropoutMLP's"):
+        monte_carlo(model, x, samples=4, pairs=[(1, 0, 1, 1)])
+    values = predictive(model, x, samples=50, generator=_gen(2))
+    assert values.output_kind == "values" and values.mutual_information is None and values.mean.shape == (4, 5)

@@ -28,14 +28,29 @@ from torch import Tensor
 
 from .checkpoint import atomic_save_figure
 
-__all__ = ["Reliability", "accuracy", "brier_score", "expected_calibration_error", "negative_log_likelihood",
-           "reliability", "reliability_diagram", "scores"]
+__all__ = ["Reliability", "accuracy", "brier_score", "entropy", "expected_calibration_error", "mutual_information",
+           "negative_log_likelihood", "reliability", "reliability_diagram", "scores"]
+
+
+def entropy(p: Tensor, *, log_p: Tensor | None = None) -> Tensor:
+    """H(p) = -sum_c p_c log p_c over the last dimension, in nats, with 0 log 0 = 0. ``log_p``, when the caller
+    has it (``log_softmax`` of logits), is used instead of log p: exact where p underflows. The one place
+    droplab computes an entropy: the predictive and expected entropies of every estimator come from here."""
+    if log_p is None:
+        log_p = torch.log(p.clamp_min(torch.finfo(p.dtype).tiny))
+    return -torch.where(p > 0, p * log_p, torch.zeros_like(p)).sum(-1)
+
+
+def mutual_information(mean_p: Tensor, expected_entropy: Tensor) -> Tensor:
+    """I(y; mask) = H(E(p)) - E(H(p)) per input (nats), the BALD score: the disagreement between the members,
+    from the mean class probabilities and the members' mean entropy; clamped at 0 (a negative value is rounding)."""
+    return (entropy(mean_p) - expected_entropy).clamp_min(0)
 
 
 def _probabilities(predictions: Any, labels: Any) -> tuple[Tensor, Tensor]:
-    from .ensemble import EnsembleStatistics
+    from .ensemble import EnsembleStatistics, PredictiveStatistics
 
-    if isinstance(predictions, EnsembleStatistics):
+    if isinstance(predictions, (EnsembleStatistics, PredictiveStatistics)):
         if predictions.output_kind == "values":
             raise ValueError("these statistics are of output='values'; class scores need output='logits' or "
                              "'probabilities' (or a softmax DropoutMLP)")

@@ -1,4 +1,6 @@
-"""Estimators of the dropout ensemble. Every one returns ``EnsembleStatistics``, so they compare line by line.
+"""Estimators of the dropout ensemble. Every one returns ``EnsembleStatistics``, so they compare line by line;
+``predictive`` (Monte Carlo on a model droplab did not build, which ``monte_carlo`` calls for such a model)
+returns ``PredictiveStatistics``, the statistics of the model's output.
 
 | estimator              | how                                                        | exact for                |
 |------------------------|------------------------------------------------------------|--------------------------|
@@ -15,6 +17,7 @@ and what each can do (``Estimator``); ``estimate(name, net, x, ...)`` runs one b
 
 from ._moments import dropconnect_inference, gaussian_moments, linear_moments
 from ._predict import mutual_information, pair_approximations, predict, predictive_entropy, variance_approximations
+from ._predictive import PredictiveStatistics, predictive
 from ._registry import ESTIMATORS, Estimator, estimate, estimator
 from ._sampling import exact, monte_carlo, weight_scaled
 from ._stats import EnsembleStatistics, LayerStatistics, Pair
@@ -25,6 +28,7 @@ __all__ = [
     "Estimator",
     "LayerStatistics",
     "Pair",
+    "PredictiveStatistics",
     "dropconnect_inference",
     "estimate",
     "estimator",
@@ -35,6 +39,7 @@ __all__ = [
     "mutual_information",
     "pair_approximations",
     "predict",
+    "predictive",
     "predictive_entropy",
     "variance_approximations",
     "weight_scaled",

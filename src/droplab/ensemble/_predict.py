@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from .. import modes
+from .. import metrics, modes
 from ..net import DropoutMLP
 from ..nn import UnitGate
 from ._stats import EnsembleStatistics, Pair
@@ -29,17 +29,17 @@ def predict(stats: EnsembleStatistics, *, rule: str = "mean") -> Tensor:
 
 
 def predictive_entropy(probabilities: Tensor) -> Tensor:
-    """H(p) = -sum_k p_k log p_k per input (nats); 0 log 0 = 0."""
-    p = probabilities.clamp_min(0)
-    return -(torch.where(p > 0, p * torch.log(p), torch.zeros_like(p))).sum(-1)
+    """H(p) = -sum_k p_k log p_k per input (nats); 0 log 0 = 0 (``metrics.entropy``)."""
+    return metrics.entropy(probabilities.clamp_min(0))
 
 
 def mutual_information(stats: EnsembleStatistics) -> Tensor:
-    """I(y; mask) = H(E(O^L)) - E(H(O^L)) per input: the disagreement between subnetworks (BALD score)."""
+    """I(y; mask) = H(E(O^L)) - E(H(O^L)) per input: the disagreement between subnetworks (BALD score;
+    ``metrics.mutual_information``)."""
     if stats.expected_entropy is None:
         raise ValueError(f"mutual information needs E(H(O)) over the ensemble, which {stats.estimator} does not "
                          "compute; use monte_carlo or exact on a softmax network")
-    return (predictive_entropy(stats.output.E) - stats.expected_entropy).clamp_min(0)
+    return metrics.mutual_information(stats.output.E, stats.expected_entropy)
 
 
 def variance_approximations(weight_scaled: EnsembleStatistics) -> list[dict[str, Tensor]]:

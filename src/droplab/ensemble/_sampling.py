@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager
-from typing import Any
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -15,6 +15,9 @@ from ..gates import bernoulli_words
 from ..net import DropoutMLP, Trace
 from ..nn import ConnectionDropoutLinear, UnitGate
 from ._stats import STATISTICS, Accumulator, EnsembleStatistics, LayerStatistics, Pair
+
+if TYPE_CHECKING:
+    from ._predictive import PredictiveStatistics
 
 __all__ = ["exact", "monte_carlo", "weight_scaled"]
 
@@ -204,7 +207,7 @@ def monte_carlo(net: nn.Module, x: Tensor, *, samples: int = 1000, generator: to
                 pairs: Sequence[Pair] = (), histogram_units: Sequence[tuple[int, int]] = (), bins: int = 50,
                 statistics: Sequence[str] = STATISTICS, memory: int = DEFAULT_MEMORY, output: str | None = None,
                 batch_dim: int = 0, precision: str | None = None, fused: bool = False,
-                cache_prefix: bool = True) -> EnsembleStatistics:
+                cache_prefix: bool = True) -> EnsembleStatistics | PredictiveStatistics:
     """K sampled subnetworks per input, run as one large batched product per chunk; statistics streamed.
 
     For a ``DropoutMLP``, every layer's statistics (E, Var, NWGM, WGM, E(S), Var(S), E(f'(S)), standard
@@ -254,16 +257,19 @@ def monte_carlo(net: nn.Module, x: Tensor, *, samples: int = 1000, generator: to
     _check(net, x)
     if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
         raise ValueError(f"samples must be a positive integer, got {samples!r}")
-    output = _check_output(net, output, batch_dim)
-    if not isinstance(net, DropoutMLP):
-        assert output is not None
+    if not isinstance(net, DropoutMLP):  # any other model: the predictive estimator (``predictive``)
+        from ._predictive import predictive
+
         if precision not in (None, "float32"):
             raise ValueError("precision='bfloat16' is for a DropoutMLP; for another model use torch.autocast")
         if fused:
             raise ValueError("fused=True fuses a DropoutMLP's per-layer statistics; for another model leave it False")
-        if not isinstance(cache_prefix, bool):
-            raise TypeError(f"cache_prefix must be True or False, got {cache_prefix!r}")
-        return _monte_carlo_module(net, x, samples, generator, memory, output, batch_dim, cache_prefix)
+        if pairs or histogram_units or tuple(statistics) != STATISTICS:
+            raise ValueError("pairs, histogram_units and statistics are a DropoutMLP's per-unit statistics; a model "
+                             "droplab did not build gives the statistics of its output (PredictiveStatistics)")
+        return predictive(net, x, samples=samples, generator=generator, output=output, batch_dim=batch_dim,
+                          memory=memory, cache_prefix=cache_prefix)
+    _check_mlp_options(net, output, batch_dim)
     precision = _check_precision(precision, x)
     if not isinstance(fused, bool):
         raise TypeError(f"fused must be True or False, got {fused!r}")
@@ -285,278 +291,12 @@ def monte_carlo(net: nn.Module, x: Tensor, *, samples: int = 1000, generator: to
     return stats
 
 
-OUTPUTS = ("values", "logits", "probabilities")
-
-
-def _check_output(net: nn.Module, output: str | None, batch_dim: int) -> str | None:
-    if isinstance(net, DropoutMLP):
-        if output is not None:
-            raise ValueError(f"a DropoutMLP's layers are known to droplab (its output layer is "
-                             f"{net.transfers[-1].name}); leave output=None, which gives every layer's statistics")
-        if batch_dim != 0:
-            raise ValueError(f"a DropoutMLP takes inputs (B, n); batch_dim must be 0, got {batch_dim}")
-        return None
-    output = "values" if output is None else output
-    if output not in OUTPUTS:
-        raise ValueError(f"output must be one of {OUTPUTS} (what the model returns), got {output!r}")
-    if not isinstance(batch_dim, int) or isinstance(batch_dim, bool) or batch_dim < 0:
-        raise ValueError(f"batch_dim must be a non-negative integer (the inputs' batch dimension), got {batch_dim!r}")
-    return output
-
-
-class _Moments:
-    """Unweighted streaming mean and variance in float64 about a shift (the first chunk's mean)."""
-
-    def __init__(self) -> None:
-        self.shift: Tensor | None = None
-        self.a: Tensor | None = None
-        self.q: Tensor | None = None
-
-    def add(self, values: Tensor) -> None:  # values (k, ...): k members
-        if self.shift is None:
-            self.shift = values.mean(0)
-            self.a = torch.zeros_like(self.shift)
-            self.q = torch.zeros_like(self.shift)
-        d = values - self.shift
-        self.a += d.sum(0)
-        self.q += d.square().sum(0)
-
-    def mean_var(self, count: int) -> tuple[Tensor, Tensor]:
-        assert self.shift is not None and self.a is not None and self.q is not None
-        m = self.a / count
-        return self.shift + m, (self.q / count - m.square()).clamp_min(0)
-
-
-class _Captured(Exception):  # noqa: N818  (control flow: the prefix's outputs are all in)
-    """Raised after the last call of the prefix, to stop the capture forward before anything is drawn."""
-
-
-class _Prefix:
-    """The deterministic prefix of a model's forward: the module calls that finish before its first draw (a torch
-    dropout mask or a droplab gate), run once on the inputs and reused by every member.
-
-    ``probe()`` watches one forward (the first chunk, one member) and finds the outermost such calls that return a
-    tensor with one row per input along ``batch_dim``; ``capture(x)`` runs the forward again on the inputs up to
-    the end of the last of them (then stops it: nothing is drawn, so the masks are those of ``cache_prefix=False``)
-    and keeps their outputs, and only theirs, so memory holds no more than the prefix's outputs; ``reuse()`` then
-    answers those calls, for a chunk of ``k`` members, with the kept output repeated ``k`` times (member-major, as
-    the inputs are) without running them. Exact when those modules treat the examples of a batch independently,
-    as every module does in eval mode (BatchNorm on its running statistics included), and draw no random numbers
-    of their own. A model that draws first (dropout on the inputs) caches nothing."""
-
-    def __init__(self, net: nn.Module, session: Any, batch_dim: int, batch: int) -> None:
-        self.net, self.session, self.batch_dim, self.batch = net, session, batch_dim, batch
-        self.gates_entered = False
-        self.wanted: dict[tuple[nn.Module, int], int] = {}  # (module, visit) -> its place in the call order
-        self.kept: dict[nn.Module, dict[int, Tensor]] = {}
-        self.k = 1
-
-    def _drawn(self) -> bool:
-        return self.gates_entered or (self.session is not None and self.session.draws > 0)
-
-    def _hooks(self, enter: Any, leave: Any) -> list[Any]:
-        handles = []
-        for module in self.net.modules():
-            if module is not self.net:
-                handles.append(module.register_forward_pre_hook(enter))
-                handles.append(module.register_forward_hook(leave))
-        return handles
-
-    @contextmanager
-    def probe(self) -> Iterator[None]:
-        stack: list[int] = []  # the calls open now
-        calls: list[dict[str, Any]] = []
-        visits: dict[nn.Module, int] = {}
-
-        def enter(module: nn.Module, _args: Any) -> None:
-            if isinstance(module, modes.Stochastic):
-                self.gates_entered = True
-            visit = visits.get(module, 0)
-            visits[module] = visit + 1
-            calls.append({"module": module, "visit": visit, "parent": stack[-1] if stack else None, "clean": False,
-                          "fits": False})
-            stack.append(len(calls) - 1)
-
-        def leave(module: nn.Module, _args: Any, output: Any) -> None:
-            call = calls[stack.pop()]
-            call["clean"] = not self._drawn()
-            call["fits"] = (isinstance(output, Tensor) and output.dim() > self.batch_dim
-                            and output.shape[self.batch_dim] == self.batch)
-            if call["clean"] and call["fits"] and call["parent"] is None:
-                # a call of the model's own forward, clean: outermost whatever follows, so kept now (a copy: the
-                # caller may change it in place); deeper ones wait for capture()
-                call["copy"] = output.detach().clone()
-
-        handles = self._hooks(enter, leave)
-        try:
-            yield
-        finally:
-            for handle in handles:
-                handle.remove()
-        for order, call in enumerate(calls):
-            outer = call["parent"] is None or not calls[call["parent"]]["clean"]
-            if call["clean"] and outer and call["fits"]:
-                self.wanted[(call["module"], call["visit"])] = order
-        if all("copy" in calls[order] for order in self.wanted.values()):  # no second pass needed
-            for (module, visit), order in self.wanted.items():
-                self.kept.setdefault(module, {})[visit] = calls[order]["copy"]
-
-    def capture(self, x: Tensor) -> None:
-        if not self.wanted or self.kept:  # nothing to keep, or kept by the probe already
-            return
-        last = max(self.wanted.values())
-        order, visits = [0], {}
-
-        def enter(module: nn.Module, _args: Any) -> None:
-            visit = visits.get(module, 0)
-            visits[module] = visit + 1
-            module.__dict__.setdefault("_droplab_prefix_calls", []).append((order[0], visit))
-            order[0] += 1
-
-        def leave(module: nn.Module, _args: Any, output: Any) -> None:
-            place, visit = module.__dict__["_droplab_prefix_calls"].pop()
-            if (module, visit) in self.wanted and isinstance(output, Tensor):
-                self.kept.setdefault(module, {})[visit] = output.detach().clone()  # the caller may change it
-            if place == last:
-                raise _Captured
-
-        handles = self._hooks(enter, leave)
-        try:
-            self.net(x)
-        except _Captured:
-            pass
-        finally:
-            for handle in handles:
-                handle.remove()
-            for module in self.net.modules():
-                module.__dict__.pop("_droplab_prefix_calls", None)
-        if sum(len(v) for v in self.kept.values()) != len(self.wanted):  # the forward took another path: no reuse
-            self.kept.clear()
-
-    @contextmanager
-    def reuse(self) -> Iterator[None]:
-        counts: dict[nn.Module, int] = {}
-        saved: list[tuple[nn.Module, Any]] = []
-
-        def answer(module: nn.Module, original: Any) -> Any:
-            def forward(*args: Any, **kwargs: Any) -> Any:
-                visit = counts.get(module, 0)
-                counts[module] = visit + 1
-                kept = self.kept[module].get(visit)
-                if kept is None:
-                    return original(*args, **kwargs)
-                reps = [1] * kept.dim()
-                reps[self.batch_dim] = self.k
-                return kept.repeat(*reps)  # a fresh tensor: the caller may change it in place
-            return forward
-
-        handle = self.net.register_forward_pre_hook(lambda m, a: counts.clear())
-        try:
-            for module in self.kept:
-                saved.append((module, module.__dict__.get("forward")))
-                module.forward = answer(module, module.forward)
-            yield
-        finally:
-            handle.remove()
-            for module, own in saved:
-                if own is None:
-                    del module.forward
-                else:
-                    module.forward = own
-
-
-def _monte_carlo_module(net: nn.Module, x: Tensor, samples: int, generator: torch.Generator | None,
-                        memory: int, output: str, batch_dim: int, cache_prefix: bool = True) -> EnsembleStatistics:
-    """Monte Carlo over any module: its droplab gates and torch's dropout (modules, functional calls,
-    attention) sampled with the module left in its own train/eval state; statistics of what it returns. With
-    ``cache_prefix``, the module calls before the first draw run once (``_Prefix``)."""
-    if batch_dim >= x.dim():
-        raise ValueError(f"batch_dim={batch_dim} but x has {x.dim()} dimensions (shape {tuple(x.shape)})")
-    batch = x.shape[batch_dim]
-    values, probs, entropy, votes = _Moments(), _Moments(), None, None
-    logits_sum = None
-    reps = [1] * x.dim()
-    done, chunk = 0, 1  # the first chunk is one member: it measures the activations a member needs
-    with modes.sampling(net, generator=generator) as session, per_example_masks(net), ExitStack() as stack:
-        prefix = _Prefix(net, session, batch_dim, batch) if cache_prefix else None
-        while done < samples:
-            threads.maybe_adapt()
-            k = min(chunk, samples - done)
-            reps[batch_dim] = k
-            if prefix is not None and done == 0:
-                with prefix.probe():
-                    out = net(x.repeat(*reps))
-                measured = session.leaf_bytes if session is not None else 0
-                prefix.capture(x)
-                if session is not None:
-                    session.leaf_bytes = measured  # one member's activations, as the probe measured them
-                if prefix.kept:
-                    stack.enter_context(prefix.reuse())
-            else:
-                if prefix is not None:
-                    prefix.k = k
-                out = net(x.repeat(*reps))
-            if not isinstance(out, Tensor):
-                raise TypeError(f"Monte Carlo needs a model that returns one tensor, got {type(out).__name__}; "
-                                "wrap the model so that forward returns the tensor to average")
-            if out.dim() <= batch_dim or out.shape[batch_dim] != k * batch:
-                raise ValueError(f"the model's output has shape {tuple(out.shape)}; expected {k * batch} rows along "
-                                 f"batch_dim={batch_dim} (members x inputs). Monte Carlo repeats the batch along "
-                                 "batch_dim: pass the batch dimension your model uses")
-            out = out.unflatten(batch_dim, (k, batch)).movedim(batch_dim, 0).to(torch.float64)  # (k, B, ...)
-            if done == 0:
-                if session is not None and session.draws == 0 and not _has_gate_noise(net):
-                    raise ValueError(f"{type(net).__name__} drew no dropout mask in its forward: it has no droplab "
-                                     "gate, no torch dropout module and made no F.dropout call with p > 0. Monte "
-                                     "Carlo would repeat one network")
-                per_member = max(1, session.leaf_bytes if session is not None else out[0].numel() * 8)
-                budget = memory if x.device.type != "cpu" else min(memory, CPU_MODULE_CHUNK)
-                chunk = max(1, min(samples, budget // per_member))
-            if output == "values":
-                values.add(out)
-            else:
-                if output == "logits":
-                    p = torch.softmax(out, -1)
-                    log_p = torch.log_softmax(out, -1)
-                    logits_sum = out.sum(0) if logits_sum is None else logits_sum + out.sum(0)
-                else:
-                    _check_probabilities(out)
-                    p = out
-                    log_p = torch.log(out.clamp_min(1e-300))
-                probs.add(p)
-                h = -(torch.where(p > 0, p * log_p, torch.zeros_like(p))).sum(-1)
-                entropy = h.sum(0) if entropy is None else entropy + h.sum(0)
-                won = torch.nn.functional.one_hot(p.argmax(-1), p.shape[-1]).sum(0)
-                votes = won if votes is None else votes + won
-            done += k
-    dtype = x.dtype if x.is_floating_point() else torch.get_default_dtype()
-    inputs = LayerStatistics(E=x)
-    if output == "values":
-        e, var = values.mean_var(samples)
-        out_stats = LayerStatistics(E=e.to(dtype), Var=var.to(dtype), se_E=(var / samples).sqrt().to(dtype))
-        return EnsembleStatistics("monte_carlo", [inputs, out_stats], samples=samples, output_kind=output)
-    e, var = probs.mean_var(samples)
-    expected_entropy = entropy / samples
-    predictive = -(torch.where(e > 0, e * torch.log(e.clamp_min(1e-300)), torch.zeros_like(e))).sum(-1)
-    out_stats = LayerStatistics(E=e.to(dtype), Var=var.to(dtype), se_E=(var / samples).sqrt().to(dtype),
-                                E_S=None if logits_sum is None else (logits_sum / samples).to(dtype))
-    return EnsembleStatistics("monte_carlo", [inputs, out_stats], {}, expected_entropy.to(dtype), samples=samples,
-                              output_kind=output, predictive_entropy=predictive.to(dtype),
-                              mutual_information=(predictive - expected_entropy).clamp_min(0).to(dtype),
-                              variation_ratio=(1 - votes.max(-1).values.to(torch.float64) / samples).to(dtype))
-
-
-def _has_gate_noise(net: nn.Module) -> bool:
-    return bool(modes.gates_of(net))
-
-
-def _check_probabilities(p: Tensor) -> None:
-    low, total = float(p.min()), p.sum(-1)
-    worst = float((total - 1).abs().max())
-    if low < 0 or worst > 1e-3:
-        raise ValueError(f"output='probabilities' but the model's outputs are not probabilities over the last "
-                         f"dimension (min {low:.3g}, sums off 1 by up to {worst:.3g}); if it returns logits, pass "
-                         "output='logits'")
+def _check_mlp_options(net: DropoutMLP, output: str | None, batch_dim: int) -> None:
+    if output is not None:
+        raise ValueError(f"a DropoutMLP's layers are known to droplab (its output layer is "
+                         f"{net.transfers[-1].name}); leave output=None, which gives every layer's statistics")
+    if batch_dim != 0:
+        raise ValueError(f"a DropoutMLP takes inputs (B, n); batch_dim must be 0, got {batch_dim}")
 
 
 def _check_pairs(net: DropoutMLP, pairs: Sequence[Pair]) -> list[Pair]:

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .. import modes
+from .. import metrics, modes
 from ..net import DropoutMLP, Trace
 
 __all__ = ["STATISTICS", "EnsembleStatistics", "LayerStatistics", "Pair"]
@@ -354,7 +354,7 @@ class Accumulator:
         if transfer.name == "softmax" and self.want & {"NWGM", "WGM"}:
             log_o = torch.log_softmax(transfer.lam * s3, dim=-1)
             self._acc("logo", h, self._wsum(log_o))
-            self.entropy_sum += self._wsum(-(o3 * log_o).sum(-1)).to(torch.float64)  # E(H(O))
+            self.entropy_sum += self._wsum(metrics.entropy(o3, log_p=log_o)).to(torch.float64)  # E(H(O))
 
     def end(self) -> None:
         """Finish the chunk: the pair products, from the columns its layers left."""

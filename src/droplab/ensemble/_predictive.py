@@ -1,0 +1,368 @@
+"""Monte Carlo dropout on any model: the predictive estimator and its result type.
+
+``predictive(model, x, ...)`` samples K subnetworks of a model droplab did not build (its droplab gates and
+torch's own dropout, answered by ``droplab.modes``) and returns ``PredictiveStatistics``: the mean, variance and
+standard error of what the model returns and, for class outputs, the uncertainty scores (predictive and expected
+entropy, mutual information, variation ratio) computed by ``droplab.metrics``. ``monte_carlo`` calls it for any
+model that is not a ``DropoutMLP``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .. import metrics, modes, threads
+from ._sampling import CPU_MODULE_CHUNK, DEFAULT_MEMORY, _check, per_example_masks
+from ._stats import LayerStatistics
+
+__all__ = ["OUTPUTS", "PredictiveStatistics", "predictive"]
+
+OUTPUTS = ("values", "logits", "probabilities")
+
+
+@dataclass
+class PredictiveStatistics:
+    """What ``predictive`` (``monte_carlo`` on a model other than a ``DropoutMLP``) returns, per input.
+
+    ``output_kind`` is what the model returned: ``"values"`` (``mean``, ``variance`` and ``standard_error`` of
+    each output value over the members), or ``"logits"`` / ``"probabilities"`` (the same of each class
+    probability, classes along the last dimension, with ``predictive_entropy`` H(E(p)), ``expected_entropy``
+    E(H(p)), ``mutual_information`` their difference (the BALD score) and ``variation_ratio`` 1 - (votes for the
+    modal class) / K, all in nats; ``mean_logits`` E(logits) for ``"logits"``). ``samples`` is K.
+    ``output`` (and ``layers``, [inputs, output]) give the same numbers in ``EnsembleStatistics``' terms
+    (``output.E``, ``output.Var``, ``output.se_E``, ``output.E_S``), so code written for either reads both.
+    """
+
+    output_kind: str
+    samples: int
+    inputs: Tensor
+    mean: Tensor
+    variance: Tensor
+    standard_error: Tensor
+    mean_logits: Tensor | None = None
+    predictive_entropy: Tensor | None = None
+    expected_entropy: Tensor | None = None
+    mutual_information: Tensor | None = None
+    variation_ratio: Tensor | None = None
+    estimator: str = "monte_carlo"
+
+    @property
+    def output(self) -> LayerStatistics:
+        return LayerStatistics(E=self.mean, Var=self.variance, se_E=self.standard_error, E_S=self.mean_logits)
+
+    @property
+    def layers(self) -> list[LayerStatistics]:
+        return [LayerStatistics(E=self.inputs), self.output]
+
+    def summary(self) -> str:
+        text = (f"{self.estimator} ({self.samples} samples, output {self.output_kind}): "
+                f"mean {float(self.mean.mean()):.4f}")
+        if self.mutual_information is not None:
+            text += f", mean mutual information {float(self.mutual_information.mean()):.3g} nats"
+        return text
+
+
+class _Moments:
+    """Unweighted streaming mean and variance in float64 about a shift (the first chunk's mean)."""
+
+    def __init__(self) -> None:
+        self.shift: Tensor | None = None
+        self.a: Tensor | None = None
+        self.q: Tensor | None = None
+
+    def add(self, values: Tensor) -> None:  # values (k, ...): k members
+        if self.shift is None:
+            self.shift = values.mean(0)
+            self.a = torch.zeros_like(self.shift)
+            self.q = torch.zeros_like(self.shift)
+        d = values - self.shift
+        self.a += d.sum(0)
+        self.q += d.square().sum(0)
+
+    def mean_var(self, count: int) -> tuple[Tensor, Tensor]:
+        assert self.shift is not None and self.a is not None and self.q is not None
+        m = self.a / count
+        return self.shift + m, (self.q / count - m.square()).clamp_min(0)
+
+
+class _OutputStatistics:
+    """The running sums over members of what the model returns, (k, B, ...) per chunk, in float64."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.moments = _Moments()  # of the values, or of the class probabilities
+        self.logits_sum: Tensor | None = None
+        self.entropy_sum: Tensor | None = None
+        self.votes: Tensor | None = None
+
+    def add(self, out: Tensor) -> None:
+        if self.kind == "values":
+            self.moments.add(out)
+            return
+        if self.kind == "logits":
+            p, log_p = torch.softmax(out, -1), torch.log_softmax(out, -1)
+            self.logits_sum = out.sum(0) if self.logits_sum is None else self.logits_sum + out.sum(0)
+        else:
+            _check_probabilities(out)
+            p, log_p = out, None
+        self.moments.add(p)
+        h = metrics.entropy(p, log_p=log_p).sum(0)
+        self.entropy_sum = h if self.entropy_sum is None else self.entropy_sum + h
+        won = torch.nn.functional.one_hot(p.argmax(-1), p.shape[-1]).sum(0)
+        self.votes = won if self.votes is None else self.votes + won
+
+    def finalize(self, x: Tensor, samples: int) -> PredictiveStatistics:
+        dtype = x.dtype if x.is_floating_point() else torch.get_default_dtype()
+        e, var = self.moments.mean_var(samples)
+        common = dict(output_kind=self.kind, samples=samples, inputs=x, mean=e.to(dtype), variance=var.to(dtype),
+                      standard_error=(var / samples).sqrt().to(dtype))
+        if self.kind == "values":
+            return PredictiveStatistics(**common)
+        assert self.entropy_sum is not None and self.votes is not None
+        expected = self.entropy_sum / samples
+        total = metrics.entropy(e)
+        return PredictiveStatistics(
+            **common, mean_logits=None if self.logits_sum is None else (self.logits_sum / samples).to(dtype),
+            predictive_entropy=total.to(dtype), expected_entropy=expected.to(dtype),
+            mutual_information=metrics.mutual_information(e, expected).to(dtype),
+            variation_ratio=(1 - self.votes.max(-1).values.to(torch.float64) / samples).to(dtype))
+
+
+def check_output(output: str | None, batch_dim: int) -> str:
+    """The ``output`` and ``batch_dim`` of ``predictive``, checked; ``output`` defaults to ``"values"``."""
+    output = "values" if output is None else output
+    if output not in OUTPUTS:
+        raise ValueError(f"output must be one of {OUTPUTS} (what the model returns), got {output!r}")
+    if not isinstance(batch_dim, int) or isinstance(batch_dim, bool) or batch_dim < 0:
+        raise ValueError(f"batch_dim must be a non-negative integer (the inputs' batch dimension), got {batch_dim!r}")
+    return output
+
+
+@torch.no_grad()
+def predictive(model: nn.Module, x: Tensor, *, samples: int = 1000, generator: torch.Generator | None = None,
+               output: str | None = None, batch_dim: int = 0, memory: int = DEFAULT_MEMORY,
+               cache_prefix: bool = True) -> PredictiveStatistics:
+    """Monte Carlo dropout on any model: K = ``samples`` members, statistics of what it returns.
+
+    Its droplab gates and torch's own dropout (see ``droplab.modes``) are sampled from ``generator`` with the
+    model left in its train/eval state, so BatchNorm keeps its eval statistics. ``output`` says what the model
+    returns: ``"values"`` (the default), ``"logits"`` or ``"probabilities"`` (classes along the last
+    dimension); nothing is transformed unless asked. ``batch_dim`` is the inputs' and outputs' batch dimension
+    (1 for ``batch_first=False`` sequence models). The members run in chunks of about ``memory`` bytes of module
+    outputs (on a CPU at most ``CPU_MODULE_CHUNK``). A ``torch.compile``d model is sampled through its eager
+    module. ``cache_prefix``: the module calls that finish before the forward's first draw run once per input
+    (``_Prefix``); the same masks and distribution, results equal to ``cache_prefix=False`` to rounding.
+    """
+    model = modes.compiled_original(model) or model
+    _check(model, x)
+    if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
+        raise ValueError(f"samples must be a positive integer, got {samples!r}")
+    output = check_output(output, batch_dim)
+    if not isinstance(cache_prefix, bool):
+        raise TypeError(f"cache_prefix must be True or False, got {cache_prefix!r}")
+    if batch_dim >= x.dim():
+        raise ValueError(f"batch_dim={batch_dim} but x has {x.dim()} dimensions (shape {tuple(x.shape)})")
+    stats = _OutputStatistics(output)
+    for out in _members(model, x, samples, generator, memory, batch_dim, cache_prefix):
+        stats.add(out)
+    return stats.finalize(x, samples)
+
+
+def _members(net: nn.Module, x: Tensor, samples: int, generator: torch.Generator | None, memory: int,
+             batch_dim: int, cache_prefix: bool) -> Iterator[Tensor]:
+    """The model's outputs for all members, chunk by chunk, each (k, B, ...) in float64."""
+    batch, reps = x.shape[batch_dim], [1] * x.dim()
+    done, chunk = 0, 1  # the first chunk is one member: it measures the activations a member needs
+    with modes.sampling(net, generator=generator) as session, per_example_masks(net), ExitStack() as stack:
+        prefix = _Prefix(net, session, batch_dim, batch) if cache_prefix else None
+        while done < samples:
+            threads.maybe_adapt()
+            k = reps[batch_dim] = min(chunk, samples - done)
+            if prefix is not None and done == 0:
+                with prefix.probe():
+                    out = net(x.repeat(*reps))
+                measured = session.leaf_bytes if session is not None else 0
+                prefix.capture(x)
+                if session is not None:
+                    session.leaf_bytes = measured  # one member's activations, as the probe measured them
+                if prefix.kept:
+                    stack.enter_context(prefix.reuse())
+            else:
+                if prefix is not None:
+                    prefix.k = k
+                out = net(x.repeat(*reps))
+            out = _member_major(out, k, batch, batch_dim)
+            if done == 0:
+                if session is not None and session.draws == 0 and not modes.gates_of(net):
+                    raise ValueError(f"{type(net).__name__} drew no dropout mask in its forward: it has no droplab "
+                                     "gate, no torch dropout module and made no F.dropout call with p > 0. Monte "
+                                     "Carlo would repeat one network")
+                per_member = max(1, session.leaf_bytes if session is not None else out[0].numel() * 8)
+                budget = memory if x.device.type != "cpu" else min(memory, CPU_MODULE_CHUNK)
+                chunk = max(1, min(samples, budget // per_member))
+            yield out
+            done += k
+
+
+def _member_major(out: Any, k: int, batch: int, batch_dim: int) -> Tensor:
+    if not isinstance(out, Tensor):
+        raise TypeError(f"Monte Carlo needs a model that returns one tensor, got {type(out).__name__}; "
+                        "wrap the model so that forward returns the tensor to average")
+    if out.dim() <= batch_dim or out.shape[batch_dim] != k * batch:
+        raise ValueError(f"the model's output has shape {tuple(out.shape)}; expected {k * batch} rows along "
+                         f"batch_dim={batch_dim} (members x inputs). Monte Carlo repeats the batch along "
+                         "batch_dim: pass the batch dimension your model uses")
+    return out.unflatten(batch_dim, (k, batch)).movedim(batch_dim, 0).to(torch.float64)  # (k, B, ...)
+
+
+def _check_probabilities(p: Tensor) -> None:
+    low, total = float(p.min()), p.sum(-1)
+    worst = float((total - 1).abs().max())
+    if low < 0 or worst > 1e-3:
+        raise ValueError(f"output='probabilities' but the model's outputs are not probabilities over the last "
+                         f"dimension (min {low:.3g}, sums off 1 by up to {worst:.3g}); if it returns logits, pass "
+                         "output='logits'")
+
+
+class _Captured(Exception):  # noqa: N818  (control flow: the prefix's outputs are all in)
+    """Raised after the last call of the prefix, to stop the capture forward before anything is drawn."""
+
+
+class _Prefix:
+    """The deterministic prefix of a model's forward: the module calls that finish before its first draw (a torch
+    dropout mask or a droplab gate), run once on the inputs and reused by every member.
+
+    ``probe()`` watches one forward (the first chunk, one member) and finds the outermost such calls that return a
+    tensor with one row per input along ``batch_dim``; ``capture(x)`` runs the forward again on the inputs up to
+    the end of the last of them (then stops it: nothing is drawn, so the masks are those of ``cache_prefix=False``)
+    and keeps their outputs, and only theirs, so memory holds no more than the prefix's outputs; ``reuse()`` then
+    answers those calls, for a chunk of ``k`` members, with the kept output repeated ``k`` times (member-major, as
+    the inputs are) without running them. Exact when those modules treat the examples of a batch independently,
+    as every module does in eval mode (BatchNorm on its running statistics included), and draw no random numbers
+    of their own. A model that draws first (dropout on the inputs) caches nothing."""
+
+    def __init__(self, net: nn.Module, session: Any, batch_dim: int, batch: int) -> None:
+        self.net, self.session, self.batch_dim, self.batch = net, session, batch_dim, batch
+        self.gates_entered = False
+        self.wanted: dict[tuple[nn.Module, int], int] = {}  # (module, visit) -> its place in the call order
+        self.kept: dict[nn.Module, dict[int, Tensor]] = {}
+        self.k = 1
+
+    def _drawn(self) -> bool:
+        return self.gates_entered or (self.session is not None and self.session.draws > 0)
+
+    def _hooks(self, enter: Any, leave: Any) -> list[Any]:
+        handles = []
+        for module in self.net.modules():
+            if module is not self.net:
+                handles.append(module.register_forward_pre_hook(enter))
+                handles.append(module.register_forward_hook(leave))
+        return handles
+
+    @contextmanager
+    def probe(self) -> Iterator[None]:
+        stack: list[int] = []  # the calls open now
+        calls: list[dict[str, Any]] = []
+        visits: dict[nn.Module, int] = {}
+
+        def enter(module: nn.Module, _args: Any) -> None:
+            if isinstance(module, modes.Stochastic):
+                self.gates_entered = True
+            visit = visits.get(module, 0)
+            visits[module] = visit + 1
+            calls.append({"module": module, "visit": visit, "parent": stack[-1] if stack else None, "clean": False,
+                          "fits": False})
+            stack.append(len(calls) - 1)
+
+        def leave(module: nn.Module, _args: Any, output: Any) -> None:
+            call = calls[stack.pop()]
+            call["clean"] = not self._drawn()
+            call["fits"] = (isinstance(output, Tensor) and output.dim() > self.batch_dim
+                            and output.shape[self.batch_dim] == self.batch)
+            if call["clean"] and call["fits"] and call["parent"] is None:
+                # a call of the model's own forward, clean: outermost whatever follows, so kept now (a copy: the
+                # caller may change it in place); deeper ones wait for capture()
+                call["copy"] = output.detach().clone()
+
+        handles = self._hooks(enter, leave)
+        try:
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()
+        for order, call in enumerate(calls):
+            outer = call["parent"] is None or not calls[call["parent"]]["clean"]
+            if call["clean"] and outer and call["fits"]:
+                self.wanted[(call["module"], call["visit"])] = order
+        if all("copy" in calls[order] for order in self.wanted.values()):  # no second pass needed
+            for (module, visit), order in self.wanted.items():
+                self.kept.setdefault(module, {})[visit] = calls[order]["copy"]
+
+    def capture(self, x: Tensor) -> None:
+        if not self.wanted or self.kept:  # nothing to keep, or kept by the probe already
+            return
+        last = max(self.wanted.values())
+        order, visits = [0], {}
+
+        def enter(module: nn.Module, _args: Any) -> None:
+            visit = visits.get(module, 0)
+            visits[module] = visit + 1
+            module.__dict__.setdefault("_droplab_prefix_calls", []).append((order[0], visit))
+            order[0] += 1
+
+        def leave(module: nn.Module, _args: Any, output: Any) -> None:
+            place, visit = module.__dict__["_droplab_prefix_calls"].pop()
+            if (module, visit) in self.wanted and isinstance(output, Tensor):
+                self.kept.setdefault(module, {})[visit] = output.detach().clone()  # the caller may change it
+            if place == last:
+                raise _Captured
+
+        handles = self._hooks(enter, leave)
+        try:
+            self.net(x)
+        except _Captured:
+            pass
+        finally:
+            for handle in handles:
+                handle.remove()
+            for module in self.net.modules():
+                module.__dict__.pop("_droplab_prefix_calls", None)
+        if sum(len(v) for v in self.kept.values()) != len(self.wanted):  # the forward took another path: no reuse
+            self.kept.clear()
+
+    @contextmanager
+    def reuse(self) -> Iterator[None]:
+        counts: dict[nn.Module, int] = {}
+        saved: list[tuple[nn.Module, Any]] = []
+
+        def answer(module: nn.Module, original: Any) -> Any:
+            def forward(*args: Any, **kwargs: Any) -> Any:
+                visit = counts.get(module, 0)
+                counts[module] = visit + 1
+                kept = self.kept[module].get(visit)
+                if kept is None:
+                    return original(*args, **kwargs)
+                reps = [1] * kept.dim()
+                reps[self.batch_dim] = self.k
+                return kept.repeat(*reps)  # a fresh tensor: the caller may change it in place
+            return forward
+
+        handle = self.net.register_forward_pre_hook(lambda m, a: counts.clear())
+        try:
+            for module in self.kept:
+                saved.append((module, module.__dict__.get("forward")))
+                module.forward = answer(module, module.forward)
+            yield
+        finally:
+            handle.remove()
+            for module, own in saved:
+                if own is None:
+                    del module.forward
+                else:
+                    module.forward = own
