@@ -153,7 +153,7 @@ def test_replay_refuses_a_mask_value_other_than_0_and_1_and_a_missing_mask():
     with pytest.raises(ValueError, match="no mask for torch dropout 'model:dropout#0'"), \
             modes.replay(model, {"drop2d": noise["drop2d"]}):
         model(x)
-    gated = nn.Sequential(nn.Linear(3, 3), droplab.nn.Dropout(0.5))
+    gated = nn.Sequential(nn.Linear(3, 3), droplab.nn.Dropout(keep=0.5))
     with pytest.raises(ValueError, match="holds 7"), modes.replay(gated, {"1": torch.full((2, 3), 7.0)}):
         gated(torch.ones(2, 3))
 
@@ -390,7 +390,7 @@ def test_alpha_dropout_has_torchs_distribution():
 
 def test_a_regression_output_is_not_softmaxed():
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(3, 4), droplab.nn.Dropout(0.5), nn.Linear(4, 1)).double()
+    model = nn.Sequential(nn.Linear(3, 4), droplab.nn.Dropout(keep=0.5), nn.Linear(4, 1)).double()
     x = _x((6, 3))
     stats = monte_carlo(model, x, samples=20000, generator=_gen())
     # the exact ensemble: E = W2 E(gated h) + b = the eval output (inverted dropout); Var from Bernoulli masks
@@ -407,7 +407,7 @@ def test_a_regression_output_is_not_softmaxed():
 
 def test_class_uncertainty_against_a_two_outcome_closed_form():
     # one input unit kept with probability 0.8: logits (4, 1) when kept, (0, 1) when dropped
-    model = nn.Sequential(droplab.nn.Dropout(0.8, scaling="paper"), nn.Linear(1, 2)).double()
+    model = nn.Sequential(droplab.nn.Dropout(keep=0.8, scaling="paper"), nn.Linear(1, 2)).double()
     with torch.no_grad():
         model[1].weight.copy_(torch.tensor([[4.0], [0.0]]))
         model[1].bias.copy_(torch.tensor([0.0, 1.0]))
@@ -482,7 +482,7 @@ def test_channel_shared_unit_gate_with_per_channel_keep():
     assert bool((per_channel == per_channel[:, :1]).all())  # one draw shared over the positions
     assert abs(float((per_channel[:, 0] > 0).double().mean()) - 0.5) < 4 * math.sqrt(0.25 / 4000)
     with pytest.raises(ValueError, match="mask_sharing must be one of"):
-        droplab.nn.Dropout(0.5, mask_sharing="example")
+        droplab.nn.Dropout(keep=0.5, mask_sharing="example")
 
 
 def test_contexts_in_two_threads_do_not_leak_into_each_other_or_into_a_third_model():
@@ -775,3 +775,23 @@ def test_predictive_is_its_own_estimator_with_its_own_result_type():
         monte_carlo(model, x, samples=4, pairs=[(1, 0, 1, 1)])
     values = predictive(model, x, samples=50, generator=_gen(2))
     assert values.output_kind == "values" and values.mutual_information is None and values.mean.shape == (4, 5)
+
+
+def test_inputs_that_cannot_be_sampled_are_refused_with_the_fix():
+    import numpy as np
+
+    model = _cnn()
+    with pytest.raises(TypeError, match=r"x must be a torch.Tensor, got numpy.ndarray.*torch.from_numpy"):
+        monte_carlo(model, np.ones((2, 1, 6, 6)), samples=4)
+    with pytest.raises(ValueError, match=r"x is float32 but the model's parameters are float64.*x.to\(torch.float64\)"):
+        monte_carlo(model, torch.ones(2, 1, 6, 6), samples=4)
+    with pytest.raises(ValueError, match="meta device"):
+        monte_carlo(model, torch.ones(2, 1, 6, 6, device="meta", dtype=torch.float64), samples=4)
+    with pytest.raises(ValueError, match=r"add the batch dimension"):
+        monte_carlo(model, torch.ones(6, dtype=torch.float64), samples=4)
+    scripted = torch.jit.script(nn.Sequential(nn.Linear(3, 3), nn.Dropout(0.5)).eval())
+    with pytest.raises(TypeError, match="TorchScript model cannot be sampled"):
+        monte_carlo(scripted, torch.ones(2, 3), samples=4)
+    with pytest.raises(TypeError, match="cannot reach a TorchScript model"):
+        with modes.sample(scripted):
+            pass

@@ -185,3 +185,17 @@ def test_mnist_10k_from_the_shared_files_matches_the_published_counts():
 def test_bad_load_arguments(kwargs, error):
     with pytest.raises(ValueError, match=error):
         data.load(**kwargs)
+
+
+def test_no_home_directory_is_not_a_traceback(monkeypatch, tmp_path):
+    def no_home():
+        raise RuntimeError("Could not determine home directory")
+
+    monkeypatch.setattr(Path, "home", staticmethod(no_home))
+    monkeypatch.delenv("DROPLAB_DATA", raising=False)
+    assert data._cache_home() is None
+    with pytest.raises(ValueError, match="no home directory.*set DROPLAB_DATA"):
+        data._download_dest("mnist", None)
+    monkeypatch.setenv("DROPLAB_DATA", str(tmp_path))  # the folder named is used, no home needed
+    assert data._download_dest("mnist", None) == tmp_path / "mnist"
+    assert data._search_folders("mnist", None)[0].parent == tmp_path

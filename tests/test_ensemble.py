@@ -225,7 +225,7 @@ def test_predictions_entropy_and_mutual_information():
 
 def test_monte_carlo_on_any_module_with_gates():
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), Dropout(0.5), nn.Linear(16, 3)).double().eval()
+    model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), Dropout(keep=0.5), nn.Linear(16, 3)).double().eval()
     x = torch.rand(5, 4, dtype=F64)
     stats = ensemble.monte_carlo(model, x, samples=300, generator=torch.Generator().manual_seed(0), output="logits")
     assert stats.output.E.shape == (5, 3) and torch.allclose(stats.output.E.sum(1), torch.ones(5, dtype=F64))
@@ -375,6 +375,6 @@ def test_the_registry_states_what_each_estimator_does():
     with pytest.raises(ValueError, match="handles linear units, not logistic, softmax"):
         ensemble.estimate("linear-moments", _net((3, 4, 2), keep=0.5), x)
     with pytest.raises(TypeError, match="runs on a DropoutMLP"):
-        ensemble.estimate("exact", nn.Sequential(nn.Linear(3, 2), Dropout(0.5)).double(), x)
+        ensemble.estimate("exact", nn.Sequential(nn.Linear(3, 2), Dropout(keep=0.5)).double(), x)
     with pytest.raises(ValueError, match="unknown estimator 'bayes'"):
         ensemble.estimate("bayes", linear, x)

@@ -132,7 +132,7 @@ def test_weight_scaling_expectations_closed_form():
        values=st.lists(st.floats(-10, 10, allow_nan=False), min_size=1, max_size=20))
 def test_bernoulli_output_is_zero_or_x_over_keep(keep, seed, values):
     x = torch.tensor(values, dtype=torch.float64)
-    gate = droplab.nn.Dropout(keep)
+    gate = droplab.nn.Dropout(keep=keep)
     with droplab.sample(gate, generator=torch.Generator().manual_seed(seed)):
         y = gate(x.unsqueeze(0))[0]
     kept = torch.isclose(y, x / keep)

@@ -81,7 +81,7 @@ def test_values_statistics_are_refused():
     import torch.nn as nn
 
     import droplab
-    model = nn.Sequential(nn.Linear(3, 2), droplab.nn.Dropout(0.5))
+    model = nn.Sequential(nn.Linear(3, 2), droplab.nn.Dropout(keep=0.5))
     stats = monte_carlo(model, torch.ones(2, 3), samples=4)
     with pytest.raises(ValueError, match="output='values'"):
         metrics.accuracy(stats, torch.tensor([0, 1]))

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import droplab
-from droplab.nn import BackpercolatedActivation, ConnectionDropoutLinear, Dropout, SpikingUnits
+from droplab.nn import BackpercolatedActivation, ConnectionDropoutLinear, Dropin, Dropout, GaussianDropout, SpikingUnits
 from droplab.transfer import logistic, make_transfer
 
 
@@ -19,7 +19,7 @@ def _z_two_proportions(k1, k2, n):
 def test_dropout_matches_torch_dropout_statistically(keep):
     x = torch.randn(200, 500)
     torch.manual_seed(0)
-    ours = Dropout(keep)(x)
+    ours = Dropout(keep=keep)(x)
     theirs = nn.Dropout(1 - keep)(x)
     # same support: 0 or x / keep
     for y in (ours, theirs):
@@ -31,10 +31,11 @@ def test_dropout_matches_torch_dropout_statistically(keep):
 
 
 def test_dropout_state_dict_and_eval_like_torch():
-    assert Dropout(0.8).state_dict().keys() == nn.Dropout(0.2).state_dict().keys()
+    assert Dropout(p=0.2).state_dict().keys() == nn.Dropout(0.2).state_dict().keys()
     x = torch.randn(3, 4)
-    assert torch.equal(Dropout(0.8).eval()(x), nn.Dropout(0.2).eval()(x))
-    seq_ours = nn.Sequential(nn.Linear(4, 4), Dropout(0.5))
+    assert torch.equal(Dropout(p=0.2).eval()(x), nn.Dropout(0.2).eval()(x))
+    assert Dropout(p=0.2).keep == pytest.approx(Dropout(keep=0.8).keep)
+    seq_ours = nn.Sequential(nn.Linear(4, 4), Dropout(keep=0.5))
     seq_theirs = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5))
     assert seq_ours.state_dict().keys() == seq_theirs.state_dict().keys()
     seq_ours.load_state_dict(seq_theirs.state_dict())
@@ -61,7 +62,7 @@ def test_works_in_a_convolutional_model_with_per_channel_rates():
 
 
 def test_modes_are_restored_after_an_exception():
-    gate = Dropout(0.5)
+    gate = Dropout(keep=0.5)
     with pytest.raises(RuntimeError), droplab.expect(gate):
         assert gate.gate_mode == "expect"
         raise RuntimeError("boom")
@@ -70,7 +71,7 @@ def test_modes_are_restored_after_an_exception():
 
 
 def test_nested_modes_restore_the_outer_one():
-    gate = Dropout(0.5)
+    gate = Dropout(keep=0.5)
     with droplab.expect(gate):
         with droplab.off(gate):
             assert gate.gate_mode == "off"
@@ -78,7 +79,7 @@ def test_nested_modes_restore_the_outer_one():
 
 
 def test_replay_rejects_unknown_names_and_wrong_shapes():
-    model = nn.Sequential(nn.Linear(3, 3), Dropout(0.5))
+    model = nn.Sequential(nn.Linear(3, 3), Dropout(p=0.5))
     with pytest.raises(ValueError, match="not gates of this model"), droplab.replay(model, {"7": torch.ones(1, 3)}):
         pass
     with droplab.replay(model, {"1": torch.ones(5, 3)}), pytest.raises(ValueError, match="shape"):
@@ -205,3 +206,15 @@ def test_backpercolation_fixed_p_and_expect_mode():
 def test_backpercolation_refuses_derivatives_above_one():
     with pytest.raises(ValueError, match="lambda <= 4"):
         BackpercolatedActivation(logistic(lam=5.0))
+
+
+def test_a_bare_positional_rate_is_refused_naming_p_and_keep():
+    for cls in (Dropout, GaussianDropout, Dropin):
+        with pytest.raises(TypeError, match=rf"{cls.__name__}\(0.8\): is 0.8 the drop probability .*p=0.8.*keep=0.8"):
+            cls(0.8)
+        with pytest.raises(TypeError, match="not both"):
+            cls(keep=0.8, p=0.2)
+    assert Dropout(p=0.25).keep == 0.75 and Dropout().keep == 0.5
+    assert torch.equal(Dropout(torch.tensor([0.5, 0.9])).keep, torch.tensor([0.5, 0.9]))  # a tensor: keep rates
+    with pytest.raises(ValueError, match="keep"):
+        Dropout(p=1.0)  # keep 0: drops everything

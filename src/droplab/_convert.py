@@ -45,6 +45,6 @@ def _gate(module: nn.Module, name: str) -> nn.Module:
     if p >= 1.0:
         raise ValueError(f"{name or 'the model'} is {type(module).__name__}(p={p:g}), which drops everything; "
                          "droplab gates need a keep rate above 0 (p < 1)")
-    gate = Dropout(1.0 - p, scaling="inverted", mask_sharing="channel" if isinstance(module, _CHANNEL) else "unit")
+    gate = Dropout(keep=1.0 - p, scaling="inverted", mask_sharing="channel" if isinstance(module, _CHANNEL) else "unit")
     gate.train(module.training)
     return gate

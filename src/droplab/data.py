@@ -158,6 +158,15 @@ def _idx_file(folder: Path, gz_name: str) -> Path | None:
     return None
 
 
+def _cache_home() -> Path | None:
+    """droplab's download cache, ~/.cache/droplab; None where there is no home directory (no HOME and a user id
+    without a passwd entry, as in some containers): DROPLAB_DATA and the other places are still searched."""
+    try:
+        return Path.home() / ".cache" / "droplab"
+    except RuntimeError:
+        return None
+
+
 def _search_folders(name: str, root: str | os.PathLike[str] | None) -> list[Path]:
     folders = SOURCES[name].folders
     out: list[Path] = []
@@ -165,7 +174,8 @@ def _search_folders(name: str, root: str | os.PathLike[str] | None) -> list[Path
         return [Path(root)] + [Path(root) / f for f in folders]
     if os.environ.get("DROPLAB_DATA"):
         out += [Path(os.environ["DROPLAB_DATA"]) / f for f in folders]
-    out += [Path.home() / ".cache" / "droplab" / f for f in folders]
+    cache = _cache_home()
+    out += [cache / f for f in folders] if cache is not None else []
     out += [Path("/usr/share/datasets") / f for f in folders]
     out += [Path.cwd().parent / "shared" / "data" / f for f in folders]
     return out
@@ -226,7 +236,12 @@ def _download_dest(name: str, root: str | os.PathLike[str] | None) -> Path:
         return Path(root)
     if os.environ.get("DROPLAB_DATA"):
         return Path(os.environ["DROPLAB_DATA"]) / name
-    return Path.home() / ".cache" / "droplab" / name
+    cache = _cache_home()
+    if cache is None:
+        raise ValueError(f"nowhere to download {name}: there is no home directory (HOME unset and no passwd entry) "
+                         "and DROPLAB_DATA is not set; set DROPLAB_DATA to a writable folder "
+                         "or pass a data folder (--data-dir)")
+    return cache / name
 
 
 def _load_idx_arrays(name: str, root: str | os.PathLike[str] | None, download: bool) -> dict[str, np.ndarray]:

@@ -117,6 +117,10 @@ def _eager(compiled: nn.Module, original: nn.Module) -> Iterator[None]:
 def _using(model: nn.Module, values: Callable[[str], dict[str, Any]], mode: str, *,
            generator: torch.Generator | None = None, replay: Mapping[str, Tensor] | None = None,
            sink: dict[str, Tensor] | None = None) -> Iterator[Any]:
+    if isinstance(model, torch.jit.ScriptModule):
+        raise TypeError("droplab's modes cannot reach a TorchScript model: they answer torch's dropout calls and "
+                        "module hooks in Python, which scripted code does not make; use the eager module (before "
+                        "torch.jit.script)")
     original = compiled_original(model)
     if original is not None:  # a torch.compile'd model: sampled through its eager module, with the same names
         with _eager(model, original), _using(original, values, mode, generator=generator, replay=replay,

@@ -27,10 +27,27 @@ DEFAULT_MEMORY = 512 * 2**20  # bytes of activations per chunk
 def _check(net: nn.Module, x: Tensor) -> None:
     if not isinstance(net, nn.Module):
         raise TypeError(f"expected a DropoutMLP or another torch.nn.Module, got {type(net).__name__}")
-    if not isinstance(x, Tensor) or x.dim() < 2:
-        raise ValueError(f"x must be a batch of inputs, shape (B, ...), got {getattr(x, 'shape', type(x))}")
+    if isinstance(net, torch.jit.ScriptModule):
+        raise TypeError("a TorchScript model cannot be sampled: droplab answers torch's dropout calls and module hooks "
+                        "in Python, which scripted code does not make; pass the eager module (before torch.jit.script)")
+    if not isinstance(x, Tensor):
+        raise TypeError(f"x must be a torch.Tensor, got {type(x).__module__}.{type(x).__name__}; convert it, e.g. "
+                        "torch.from_numpy(x).float() for a NumPy array")
+    if x.dim() < 2:
+        raise ValueError(f"x must be a batch of inputs, shape (B, ...), got shape {tuple(x.shape)}; add the batch "
+                         "dimension (x.unsqueeze(0) for one input)")
     if x.shape[0] == 0:
         raise ValueError("x is an empty batch (B = 0); give at least one input")
+    if x.device.type == "meta":
+        raise ValueError("x is on the meta device (shapes without values); give real inputs")
+    weight = next((p for p in net.parameters() if p.is_floating_point()), None)
+    if weight is not None and x.is_floating_point() and x.dtype != weight.dtype and not (
+            isinstance(net, DropoutMLP) and x.dtype == torch.bfloat16):
+        raise ValueError(f"x is {str(x.dtype).removeprefix('torch.')} but the model's parameters are "
+                         f"{str(weight.dtype).removeprefix('torch.')}; cast one to the other (x.to({weight.dtype}) or "
+                         f"model.to({x.dtype}))")
+    if weight is not None and weight.device.type != "meta" and x.device != weight.device:
+        raise ValueError(f"x is on {x.device} but the model is on {weight.device}; move one to the other")
     if x.is_floating_point() and not bool(torch.isfinite(x).all()):
         raise ValueError("x contains NaN or inf; the ensemble statistics of such inputs are undefined. Clean or "
                          "impute the inputs first")

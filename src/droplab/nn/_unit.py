@@ -87,29 +87,59 @@ class UnitGate(Stochastic, nn.Module):
         return f"kind={self.kind.name}, keep={keep}, scaling={self.scaling}{sharing}"
 
 
-class Dropout(UnitGate):
-    """Bernoulli unit dropout. With a scalar ``keep`` it behaves as ``torch.nn.Dropout(1 - keep)``.
+def _keep_argument(cls: str, args: tuple, keep: Keep | None, p: Keep | None) -> Keep:
+    """The keep probability of a dropout-like gate from ``keep=`` or torch's ``p=`` (the drop probability); a
+    bare positional number is refused, since a torch user reads ``Dropout(0.8)`` as dropping 80%."""
+    if len(args) > 1:
+        raise TypeError(f"{cls} takes one positional argument (a tensor of keep rates), got {len(args)}")
+    if args:
+        (value,) = args
+        if not isinstance(value, Tensor):
+            raise TypeError(f"{cls}({value!r}): is {value!r} the drop probability (torch's p) or the keep "
+                            f"probability? Pass {cls}(p={value!r}) as with torch.nn.Dropout, or {cls}(keep={value!r})")
+        if keep is not None or p is not None:
+            raise TypeError(f"{cls}: the keep rates were given twice; pass them once")
+        keep = value
+    if keep is not None and p is not None:
+        raise TypeError(f"{cls}: give keep= or p= (the drop probability, p = 1 - keep), not both")
+    if p is not None:
+        if isinstance(p, bool) or not isinstance(p, (int, float, Tensor)):
+            raise TypeError(f"{cls}: p must be a drop probability in [0, 1) (a float or a tensor), got "
+                            f"{type(p).__name__}")
+        return 1.0 - p  # checked as a keep rate by UnitGate: p = 1 would drop everything
+    return 0.5 if keep is None else keep
 
-    >>> nn.Sequential(nn.Linear(4, 8), Dropout(0.8), nn.Linear(8, 2))(torch.ones(3, 4)).shape
+
+class Dropout(UnitGate):
+    """Bernoulli unit dropout: ``Dropout(p=0.2)`` behaves as ``torch.nn.Dropout(0.2)``; ``Dropout(keep=0.8)`` is the
+    same gate in the paper's terms (keep probability p_keep = 1 - p). A tensor of keep rates (per unit or channel)
+    may be passed positionally; a bare positional number is refused, since it reads either way.
+
+    >>> nn.Sequential(nn.Linear(4, 8), Dropout(p=0.2), nn.Linear(8, 2))(torch.ones(3, 4)).shape
     torch.Size([3, 2])
     """
 
-    def __init__(self, keep: Keep = 0.5, *, scaling: str = "inverted", mask_sharing: str = "unit") -> None:
-        super().__init__(keep, kind="bernoulli", scaling=scaling, mask_sharing=mask_sharing)
+    def __init__(self, *args: Tensor, keep: Keep | None = None, p: Keep | None = None, scaling: str = "inverted",
+                 mask_sharing: str = "unit") -> None:
+        super().__init__(_keep_argument("Dropout", args, keep, p), kind="bernoulli", scaling=scaling,
+                         mask_sharing=mask_sharing)
 
 
 class GaussianDropout(UnitGate):
-    """Multiplicative Gaussian noise xi ~ N(p, p(1-p)), the variance of Bernoulli dropout."""
+    """Multiplicative Gaussian noise xi ~ N(p, p(1-p)), the variance of Bernoulli dropout with keep probability p
+    (``keep=``, or torch's drop probability ``p=``, as ``Dropout``)."""
 
-    def __init__(self, keep: Keep = 0.5, *, scaling: str = "inverted", mask_sharing: str = "unit") -> None:
-        super().__init__(keep, kind="gaussian", scaling=scaling, mask_sharing=mask_sharing)
+    def __init__(self, *args: Tensor, keep: Keep | None = None, p: Keep | None = None, scaling: str = "inverted",
+                 mask_sharing: str = "unit") -> None:
+        super().__init__(_keep_argument("GaussianDropout", args, keep, p), kind="gaussian", scaling=scaling,
+                         mask_sharing=mask_sharing)
 
 
 class Dropin(UnitGate):
-    """Dropin (Section 11.6): a unit keeps its output with probability p, else outputs 1."""
+    """Dropin (Section 11.6): a unit keeps its output with probability p (``keep=``), else outputs 1."""
 
-    def __init__(self, keep: Keep = 0.5) -> None:
-        super().__init__(keep, kind="dropin", scaling="paper")
+    def __init__(self, *args: Tensor, keep: Keep | None = None, p: Keep | None = None) -> None:
+        super().__init__(_keep_argument("Dropin", args, keep, p), kind="dropin", scaling="paper")
 
 
 class SpikingUnits(UnitGate):
