@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+import torch
 
 from droplab import sweep
 from droplab.cli import main
@@ -96,6 +97,16 @@ def test_bad_sweeps_are_refused_before_ray_starts(tmp_path, capsys):
         ({"name": "x", "preset": "quick", "random": {"train.lr": [0.1, 1]}}, "loguniform"),
         ({"name": "x", "preset": "quick", "grid": {"model.dropout": ["maybe"]}}, "'on' or 'off'"),
         ({"name": "x", "preset": "quick", "speed": 3}, "unknown key(s) ['speed']"),
+        ({"name": "x", "preset": "quick", "grid": [1, 2]}, "grid must be a table"),
+        ({"name": "x", "preset": "quick", "metric": "accuracy"}, "metric must be one of ('val_error'"),
+        ({"name": "x", "preset": "quick", "random": {"train.lr": {"loguniform": [0, 1]}}}, "needs low > 0"),
+        ({"name": "x", "preset": "quick", "random": {"train.lr": {"uniform": [1, 0.1]}}}, "low < high"),
+        ({"name": "x", "preset": "quick", "random": {"train.seed": {"randint": [0.5, 3]}}}, "needs integers"),
+        ({"name": "x", "preset": "quick", "random": {"train.lr": {"choice": []}}}, "non-empty list"),
+        ({"name": "x", "preset": "quick", "asha": {"grace_period": 0}}, "grace_period must be an integer >= 1"),
+        ({"name": "x", "preset": "quick", "asha": {"reduction_factor": 1.5}}, "reduction_factor must be an integer"),
+        ({"name": "x", "preset": "quick", "grid": {"train.seed": list(range(200)), "train.lr": [0.1] * 60}},
+         "has 12,000 trials, more than droplab runs in one sweep (10,000)"),
     ]
     for raw, message in cases:
         with pytest.raises(ValueError) as info:
@@ -105,6 +116,23 @@ def test_bad_sweeps_are_refused_before_ray_starts(tmp_path, capsys):
     assert "unknown sweep preset 'bogus'" in capsys.readouterr().err
     assert main(["sweep", "--out", str(tmp_path / "nothing"), "--resume"]) == 2
     assert "none found" in capsys.readouterr().err
+    for text in ("{}", '{"sweep": {"name": "x", "pre'):  # damaged sweep.json: one line, what to do
+        folder = tmp_path / f"damaged{len(text)}"
+        folder.mkdir()
+        (folder / "sweep.json").write_text(text)
+        assert main(["sweep", "--out", str(folder), "--resume"]) == 2
+        err = capsys.readouterr().err
+        assert "is damaged" in err and "another --out" in err and len(err.strip().splitlines()) == 1
+    # resources this machine cannot give: refused before Ray starts, and nothing written
+    for resources, message in (({"cpus_per_trial": 64}, "asks for 64 CPUs"), ({"gpus_per_trial": 1}, "GPUs")):
+        if "GPUs" in message and torch.cuda.is_available():
+            continue
+        folder = tmp_path / f"res{len(message)}"
+        spec = {"name": "r", "preset": "quick", "base": {"model": {"sizes": [64, 8, 10]}, "train": {"epochs": 1}},
+                "resources": resources}
+        with pytest.raises(ValueError, match=message):
+            sweep.run_sweep(spec, folder, cpus=2)
+        assert not folder.exists()
 
 
 def test_without_ray_the_command_says_how_to_install_it(monkeypatch, capsys):

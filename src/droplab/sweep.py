@@ -93,6 +93,25 @@ PRESETS.update(_arm_sweeps())
 PSEUDO = {"model.keep_input": "keep[0]", "model.keep_hidden": "keep[1:]", "model.dropout": "on: the preset's keep; "
           "off: keep 1"}
 DISTRIBUTIONS = ("uniform", "loguniform", "choice", "randint")
+METRICS = ("val_error", "best_val_error", "train_loss")  # what a trial reports that a sweep may minimize
+MAX_TRIALS = 10_000  # a larger sweep is refused before anything runs (each grid point is validated first)
+
+
+def _check_distribution(where: str, key: str, spec: dict[str, Any]) -> None:
+    """A ``[random]`` entry checked before Ray starts (Ray would refuse it only after the sweep had begun)."""
+    kind, args = next(iter(spec.items()))
+    if kind == "choice":
+        if not isinstance(args, list) or not args:
+            raise ValueError(f"{where}: [random] {key} choice needs a non-empty list, got {args!r}")
+        return
+    numbers = isinstance(args, list) and len(args) == 2 and all(
+        isinstance(a, (int, float)) and not isinstance(a, bool) and math.isfinite(a) for a in args)
+    if not numbers or not args[0] < args[1]:
+        raise ValueError(f"{where}: [random] {key} {kind} needs [low, high] with low < high, got {args!r}")
+    if kind == "loguniform" and args[0] <= 0:
+        raise ValueError(f"{where}: [random] {key} loguniform needs low > 0, got {args!r}")
+    if kind == "randint" and not all(isinstance(a, int) for a in args):
+        raise ValueError(f"{where}: [random] {key} randint needs integers, got {args!r}")
 
 
 @dataclass(frozen=True)
@@ -140,6 +159,14 @@ def load_sweep(source: str | Path | dict[str, Any]) -> Sweep:
         raise ValueError(f"unknown key(s) {unknown} in {where}; expected some of {sorted(known)}")
     from .presets import PRESETS as TRAINING
 
+    for table in ("base", "grid", "random", "resources", "asha"):
+        if raw.get(table) is not None and not isinstance(raw[table], dict):
+            raise ValueError(f"{where}: {table} must be a table ([{table}] with keys), got "
+                             f"{type(raw[table]).__name__} {raw[table]!r}")
+    metric = raw.get("metric", "val_error")
+    if metric not in METRICS:
+        raise ValueError(f"{where}: metric must be one of {METRICS} (what each trial reports; the sweep minimizes "
+                         f"it), got {metric!r}")
     preset = raw.get("preset", "quick")
     if preset not in TRAINING:
         raise ValueError(f"{where}: preset must be one of {sorted(TRAINING)}, got {preset!r}")
@@ -155,6 +182,7 @@ def load_sweep(source: str | Path | dict[str, Any]) -> Sweep:
         if not (isinstance(spec, dict) and len(spec) == 1 and next(iter(spec)) in DISTRIBUTIONS):
             raise ValueError(f"{where}: [random] {key} must be one of {{ uniform = [lo, hi] }}, {{ loguniform = "
                              f"[lo, hi] }}, {{ choice = [...] }}, {{ randint = [lo, hi] }}; got {spec!r}")
+        _check_distribution(where, key, spec)
     resources = dict(raw.get("resources", {}))
     bad = sorted(set(resources) - {"cpus_per_trial", "gpus_per_trial"})
     if bad:
@@ -167,9 +195,16 @@ def load_sweep(source: str | Path | dict[str, Any]) -> Sweep:
         bad = sorted(set(asha) - {"grace_period", "reduction_factor", "max_t"})
         if bad:
             raise ValueError(f"{where}: unknown [asha] key(s) {bad}; expected grace_period, reduction_factor, max_t")
+        for key, value in asha.items():
+            low = 2 if key == "reduction_factor" else 1
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{where}: [asha] {key} must be an integer >= {low}, got {value!r}")
     sweep = Sweep(str(raw.get("name", Path(str(source)).stem if not isinstance(source, dict) else "sweep")),
                   preset, {k: dict(v) for k, v in raw.get("base", {}).items()}, grid, random, samples, cpus, gpus,
-                  dict(asha) if asha is not None else None, str(raw.get("metric", "val_error")))
+                  dict(asha) if asha is not None else None, str(metric))
+    if sweep.trials() > MAX_TRIALS:
+        raise ValueError(f"{where} has {sweep.trials():,} trials, more than droplab runs in one sweep "
+                         f"({MAX_TRIALS:,}); split it, or draw [random] samples instead of a full grid")
     for point in _grid_points(sweep):  # every grid point must give valid settings (random ones at their low ends)
         trial_settings(sweep, {**point, **{k: _example(v) for k, v in random.items()}})
     return sweep
@@ -344,13 +379,20 @@ def run_sweep(sweep: Sweep | str | Path | dict[str, Any], out: str | Path, *, re
     if resume:
         if not state.is_file():
             raise ValueError(f"--resume needs an earlier sweep in {out}; none found (no sweep.json), drop --resume")
-        sweep = load_sweep(json.loads(state.read_text())["sweep"])
+        try:
+            saved = json.loads(state.read_text(encoding="utf-8"))["sweep"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{state} is damaged ({type(exc).__name__}: {exc}), so the sweep cannot be resumed; "
+                             "start it again in another --out (its finished trials are in trials/)") from None
+        sweep = load_sweep(saved)
     else:
         if state.exists():
             raise ValueError(f"{out} holds an earlier sweep; add --resume to finish it, or give another --out")
         sweep = sweep if isinstance(sweep, Sweep) else load_sweep(sweep)
+        _check_resources(sweep, cpus if not address else None)  # before anything is written
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(state, json.dumps({"sweep": sweep.as_dict()}, indent=2) + "\n")
+    _check_resources(sweep, cpus if not address else None)
     started = not ray.is_initialized()
     if started:
         if address:
@@ -389,6 +431,21 @@ def run_sweep(sweep: Sweep | str | Path | dict[str, Any], out: str | Path, *, re
     rows = _rows(sweep, results, out)
     write_outputs(sweep, rows, out)
     return rows
+
+
+def _check_resources(sweep: Sweep, cpus: int | None) -> None:
+    """Refuse, before Ray starts, a trial this machine can never run: Ray would wait for it forever. (On a
+    cluster, ``--address``, the cluster's resources are Ray's to judge: not checked here.)"""
+    import torch
+
+    have = cpus or os.cpu_count() or 1
+    if sweep.cpus_per_trial > have:
+        raise ValueError(f"each trial asks for {sweep.cpus_per_trial:g} CPUs, and this machine gives Ray {have}; "
+                         "lower cpus_per_trial in [resources]")
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if sweep.gpus_per_trial > gpus:
+        raise ValueError(f"each trial asks for {sweep.gpus_per_trial:g} GPUs, and this machine has {gpus}; set "
+                         "gpus_per_trial = 0 in [resources] (trials then train on the CPU)")
 
 
 def _data_dirs(sweep: Sweep) -> dict[str, str]:
