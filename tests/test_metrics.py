@@ -98,3 +98,35 @@ def test_figures_are_written_readable_by_others(tmp_path):
     os.umask(umask)
     assert stat.S_IMODE((tmp_path / "r.png").stat().st_mode) == 0o666 & ~umask  # not mkstemp's 0600
     assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_library_calls_leave_the_process_state_alone(tmp_path):
+    # a notebook user's matplotlib backend, pyplot's figure registry and torch's thread count are theirs
+    import matplotlib
+
+    before = matplotlib.get_backend()
+    matplotlib.use("svg")  # "the user's" backend (not Agg, which droplab once forced)
+    import matplotlib.pyplot as plt
+
+    try:
+        _calls_and_checks(tmp_path, matplotlib, plt)
+    finally:
+        matplotlib.use(before)
+
+
+def _calls_and_checks(tmp_path, matplotlib, plt):
+    from droplab import data, ensemble, report, train
+
+    threads, figures = torch.get_num_threads(), plt.get_fignums()
+    p = torch.softmax(torch.randn(50, 3, generator=torch.Generator().manual_seed(0)), 1)
+    metrics.reliability_diagram(p, torch.randint(0, 3, (50,)), tmp_path / "r.png")
+    report.reproduce(tmp_path / "report", preset="tiny", only=["bounds", "means"], progress=False)
+    assert (tmp_path / "report" / "bounds.png").is_file()
+    digits = data.load("digits")
+    net = train.build_model({"sizes": [64, 16, 10], "keep": [0.8, 0.5]}, seed=0)
+    train.fit(net, digits, train.TrainConfig(epochs=1), progress=False)
+    ensemble.monte_carlo(net, digits.x_test[:5], samples=20)
+    assert matplotlib.get_backend() == "svg"
+    assert plt.get_fignums() == figures
+    assert torch.get_num_threads() == threads
+    assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -354,11 +354,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             if args.reliability is not None:
                 args.reliability.mkdir(parents=True, exist_ok=True)
                 path = args.reliability / f"reliability-{name}.png"
-                fig = metrics.reliability_diagram(probs / probs.sum(1, keepdim=True),
-                                                  data.y_test, path, title=f"{data.name}: {name}, reliability "
-                                                  f"(ECE {score['ece']:.3f})")
-                import matplotlib.pyplot as plt
-                plt.close(fig)
+                metrics.reliability_diagram(probs / probs.sum(1, keepdim=True), data.y_test, path,
+                                            title=f"{data.name}: {name}, reliability (ECE {score['ece']:.3f})")
                 result[name]["reliability"] = str(path)
         else:
             result[name] = {"test_mse": float((probs - data.y_test).double().square().mean())}

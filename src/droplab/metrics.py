@@ -151,16 +151,12 @@ def reliability_diagram(predictions: Any, labels: Any, path: str | os.PathLike[s
     Draws into ``ax`` if given (without the share panel), else a new figure; writes a PNG to ``path``
     (atomically) if given. Returns the matplotlib figure.
     """
-    import matplotlib
-
-    if ax is None:
-        matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    from ._figures import subplots
 
     rel = reliability(predictions, labels, bins=bins)
     share = None
     if ax is None:
-        fig, (ax, share) = plt.subplots(2, 1, figsize=(5.4, 6.2), dpi=110, sharex=True,
+        fig, (ax, share) = subplots(2, 1, figsize=(5.4, 6.2), dpi=110, sharex=True,
                                         gridspec_kw={"height_ratios": (3, 1), "hspace": 0.08})
     else:
         fig = ax.figure

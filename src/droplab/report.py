@@ -41,15 +41,8 @@ def _save_figure(plot: Any, result: dict[str, Any], path: Path) -> None:
     """Draw with readable fonts and write the PNG atomically, readable by others (0644)."""
     import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    with plt.rc_context(FIGURE_STYLE):
-        fig = plot(result)
-        try:
-            atomic_save_figure(fig, path, dpi=100)
-        finally:
-            plt.close(fig)
+    with matplotlib.rc_context(FIGURE_STYLE):  # figures are pyplot-free (droplab._figures): no backend switched
+        atomic_save_figure(plot(result), path, dpi=100)
 
 
 def _digest(data: bytes) -> str:

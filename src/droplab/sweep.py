@@ -542,27 +542,20 @@ def _mean_by(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[tuple[An
 
 
 def _save(fig: Any, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    try:
-        atomic_save_figure(fig, path, bbox_inches="tight")
-    finally:
-        plt.close(fig)
+    atomic_save_figure(fig, path, bbox_inches="tight")
 
 
 def _heat_map(sweep: Sweep, rows: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
+
+    from ._figures import subplots
 
     mean = _mean_by(rows, ("model.keep_input", "model.keep_hidden"))
     inputs, hidden = sorted(sweep.grid["model.keep_input"]), sorted(sweep.grid["model.keep_hidden"])
     grid = np.full((len(inputs), len(hidden)), np.nan)
     for (pi, ph), value in mean.items():
         grid[inputs.index(pi), hidden.index(ph)] = value
-    fig, ax = plt.subplots(figsize=(6.4, 5.2), dpi=110)
+    fig, ax = subplots(figsize=(6.4, 5.2), dpi=110)
     image = ax.imshow(grid, origin="lower", cmap="viridis_r", aspect="auto")
     ax.set_xticks(range(len(hidden)), [f"{p:g}" for p in hidden])
     ax.set_yticks(range(len(inputs)), [f"{p:g}" for p in inputs])
@@ -583,14 +576,11 @@ def _heat_map(sweep: Sweep, rows: list[dict[str, Any]], path: Path) -> None:
 
 
 def _data_size(sweep: Sweep, rows: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ._figures import subplots
 
     others = tuple(k for k in sweep.grid if k != "data.limit" and k != "train.seed")
     mean = _mean_by(rows, (*others, "data.limit"))
-    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=110)
+    fig, ax = subplots(figsize=(6.4, 4.4), dpi=110)
     lines: dict[tuple[Any, ...], list[tuple[float, float]]] = {}
     for key, value in mean.items():
         lines.setdefault(key[:-1], []).append((key[-1], value))
@@ -609,11 +599,9 @@ def _data_size(sweep: Sweep, rows: list[dict[str, Any]], path: Path) -> None:
 
 def _penalty_plot(sweep: Sweep, rows: list[dict[str, Any]], key: str, path: Path) -> None:
     """The measured regularization of linear networks against p(1 - p) (the article), scaled by least squares."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
+
+    from ._figures import subplots
 
     groups: dict[float, list[float]] = {}
     for r in rows:
@@ -623,7 +611,7 @@ def _penalty_plot(sweep: Sweep, rows: list[dict[str, Any]], key: str, path: Path
     shape = p * (1 - p)
     scale = float(shape @ measured / (shape @ shape)) if float(shape @ shape) > 0 else 0.0
     grid = np.linspace(0, 1, 101)
-    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=110)
+    fig, ax = subplots(figsize=(6.4, 4.4), dpi=110)
     ax.plot(p, measured, "o-", label="measured: E(E_D) - E_ENS (exact, linear_moments)")
     ax.plot(grid, scale * grid * (1 - grid), "--", label=f"the article: c p(1 - p), c = {scale:.3g} (least squares)")
     ax.axvline(float(p[np.argmax(measured)]), color="#888", lw=0.8, ls=":",

@@ -50,13 +50,13 @@ def compute(ctx: Context) -> dict[str, Any]:
 
 
 def plot(r: dict[str, Any]) -> Any:
-    import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
+    from .._figures import subplots
     from ._base import draw_hist
 
     layers = list(r["hist"])
-    fig, axes = plt.subplots(1, len(layers), figsize=(4.4 * len(layers), 4), squeeze=False)
+    fig, axes = subplots(1, len(layers), figsize=(4.4 * len(layers), 4), squeeze=False)
     for ax, name in zip(axes[0], layers, strict=True):
         d = r["hist"][name]
         draw_hist(ax, d["nwgm"], label="NWGM = sigma(E(S))")

@@ -28,9 +28,9 @@ def compute(ctx: Context) -> dict[str, Any]:
 
 
 def plot(r: dict[str, Any]) -> Any:
-    import matplotlib.pyplot as plt
+    from .._figures import subplots
 
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    fig, axes = subplots(1, 2, figsize=(9, 3.2))
     for ax, key, title in zip(axes, ("bound_mean_only", "bound_simple"),
                               ("Fig. 8.1: E(1-E)|1-2E| / (1-2E(1-E))", "Fig. 8.2: 2E(1-E)|1-2E|"), strict=True):
         ax.plot(r["E"], r[key])

@@ -114,10 +114,10 @@ def compute(ctx: Context) -> dict[str, Any]:
 
 
 def plot(r: dict[str, Any]) -> Any:
-    import matplotlib.pyplot as plt
+    from .._figures import subplots
 
     n = Numbers.of(r)
-    fig, axes = plt.subplots(1, 3, figsize=(20, 4.6), layout="constrained")
+    fig, axes = subplots(1, 3, figsize=(20, 4.6), layout="constrained")
     for name, d in r["ks"].items():
         line, = axes[0].plot(d["gaussian_s"], np.linspace(0, 1, len(d["gaussian_s"])), label=f"{name}: Gaussian S")
         axes[0].plot(d["beta_o"], np.linspace(0, 1, len(d["beta_o"])), ls="--", color=line.get_color(),

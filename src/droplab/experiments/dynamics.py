@@ -120,9 +120,9 @@ def compute(ctx: Context) -> dict[str, Any]:
 
 
 def plot(r: dict[str, Any]) -> Any:
-    import matplotlib.pyplot as plt
+    from .._figures import subplots
 
-    fig, axes = plt.subplots(1, 3, figsize=(17, 4.4))
+    fig, axes = subplots(1, 3, figsize=(17, 4.4))
     for name, h in r["sparsity"].items():
         draw_hist(axes[0], h, label=name)
     axes[0].set_yscale("log")

@@ -127,10 +127,10 @@ def compute(ctx: Context) -> dict[str, Any]:
 
 
 def plot(r: dict[str, Any]) -> Any:
-    import matplotlib.pyplot as plt
+    from .._figures import subplots
 
     num = Numbers.of(r)
-    fig, axes = plt.subplots(1, 2, figsize=(15, 5.2), gridspec_kw={"width_ratios": [1.5, 1]})
+    fig, axes = subplots(1, 2, figsize=(15, 5.2), gridspec_kw={"width_ratios": [1.5, 1]})
     def name(rec: dict[str, Any]) -> str:
         where = rec["where"]
         return f"{where['model']}{', layer ' + str(where['layer']) if 'layer' in where else ''}: {rec['label']}"

@@ -97,9 +97,9 @@ def compute(ctx: Context) -> dict[str, Any]:
 
 
 def plot(r: dict[str, Any]) -> Any:
-    import matplotlib.pyplot as plt
+    from .._figures import subplots
 
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.2))
+    fig, axes = subplots(1, 2, figsize=(13, 4.2))
     num = Numbers.of(r)
     names = list(r["errors"])
     values = [r["errors"][k] for k in names]

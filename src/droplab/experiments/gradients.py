@@ -138,10 +138,10 @@ def compute(ctx: Context) -> dict[str, Any]:
 
 
 def plot(r: dict[str, Any]) -> Any:
-    import matplotlib.pyplot as plt
+    from .._figures import subplots
 
     c = r["curve"]
-    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    fig, ax = subplots(figsize=(5.5, 3.4))
     ax.loglog(c["scale"], c["eq164"], "o-", label="Eq. 164 (logistic unit)")
     ax.loglog(c["scale"], c["ens164"], "o--", label="ensemble gradient alone")
     ax.loglog(c["scale"], c["eq181"], "s-", label="Eq. 181 (top layer)")
@@ -227,9 +227,9 @@ def compute_dropin(ctx: Context) -> dict[str, Any]:
 
 
 def plot_dropin(r: dict[str, Any]) -> Any:
-    import matplotlib.pyplot as plt
+    from .._figures import subplots
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
+    fig, axes = subplots(1, 2, figsize=(10, 3.2))
     for gate, curve in r["curves"].items():
         axes[0].plot(range(1, len(curve) + 1), curve, label="dropout" if gate == "bernoulli" else gate)
     axes[0].set_xlabel("epoch")

@@ -126,9 +126,9 @@ def compute(ctx: Context) -> dict[str, Any]:
 
 
 def plot(r: dict[str, Any]) -> Any:
-    import matplotlib.pyplot as plt
+    from .._figures import subplots
 
-    fig, axes = plt.subplots(1, 4, figsize=(19, 4.2))
+    fig, axes = subplots(1, 4, figsize=(19, 4.2))
     rows = np.array(r["l2"]["rows"])
     axes[0].plot(rows[:, 1], rows[:, 0], "o")
     lim = [rows[:, :2].min(), rows[:, :2].max()]

@@ -93,10 +93,10 @@ def compute(ctx: Context) -> dict[str, Any]:
 
 
 def plot(r: dict[str, Any]) -> Any:
-    import matplotlib.pyplot as plt
+    from .._figures import subplots
 
     n = Numbers.of(r)
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    fig, axes = subplots(1, 2, figsize=(12, 4))
     labels = ["E", "G", "G'", "NWGM", "E - G", "NWGM - E"]
     diff = np.abs(np.subtract(n.get("eq88_measured"), n.get("eq88_paper")))
     axes[0].bar(labels, np.maximum(diff, 1e-12), color="tab:blue")

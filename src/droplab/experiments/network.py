@@ -135,10 +135,10 @@ def compute_approximations(ctx: Context) -> dict[str, Any]:
 
 
 def plot_approximations(r: dict[str, Any]) -> Any:
-    import matplotlib.pyplot as plt
+    from .._figures import subplots
 
     n = r["hidden"]
-    fig, axes = plt.subplots(n, 6, figsize=(25, 4.0 * n), squeeze=False, layout="constrained")
+    fig, axes = subplots(n, 6, figsize=(25, 4.0 * n), squeeze=False, layout="constrained")
     for row, h in zip(axes, range(1, n + 1), strict=True):
         d, before = r["layers"][f"layer {h} after"], r["layers"][f"layer {h} before"]
         row[0].scatter(d["E"], d["NWGM"], s=3, label="NWGM")
@@ -309,9 +309,9 @@ def compute_variance(ctx: Context) -> dict[str, Any]:
 
 
 def plot_variance(r: dict[str, Any]) -> Any:
-    import matplotlib.pyplot as plt
+    from .._figures import subplots
 
-    fig, axes = plt.subplots(2, 2, figsize=(12, 8))
+    fig, axes = subplots(2, 2, figsize=(12, 8))
     for when, style in (("before", "--"), ("after", "-")):
         draw_hist(axes[0, 0], r["hist"][when]["e2_minus_w"], label=f"E(OO) - W, {when}", linestyle=style)
         draw_hist(axes[0, 0], r["hist"][when]["e2_minus_w2"], label=f"E(OO) - W W, {when}", linestyle=style)
@@ -425,9 +425,9 @@ def compute_pairs(ctx: Context) -> dict[str, Any]:
 
 
 def plot_pairs(r: dict[str, Any]) -> Any:
-    import matplotlib.pyplot as plt
+    from .._figures import subplots
 
-    fig, axes = plt.subplots(1, 4, figsize=(21, 4.2))
+    fig, axes = subplots(1, 4, figsize=(21, 4.2))
     for when, style in (("before", "--"), ("after", "-")):
         draw_hist(axes[3], r["hist"][when]["c_paired"], label=f"{when} training", linestyle=style)
         draw_hist(axes[0], r["hist"][when]["u_ww"], label=f"{when} training", linestyle=style)

@@ -63,9 +63,9 @@ def compute(ctx: Context) -> dict[str, Any]:
 
 
 def plot(r: dict[str, Any]) -> Any:
-    import matplotlib.pyplot as plt
+    from .._figures import subplots
 
-    fig, axes = plt.subplots(2, 3, figsize=(15, 8))
+    fig, axes = subplots(2, 3, figsize=(15, 8))
     for ax, name in zip(axes[:, :2].ravel(), DISTRIBUTIONS, strict=True):
         draw_hist(ax, r["hist"][name]["NWGM"], label="NWGM")
         draw_hist(ax, r["hist"][name]["E"], label="E", linestyle="--")

@@ -71,10 +71,10 @@ def compute_three_networks(ctx: Context) -> dict[str, Any]:
 
 
 def plot_three_networks(r: dict[str, Any]) -> Any:
-    import matplotlib.pyplot as plt
+    from .._figures import subplots
 
     layers = list(r["layers"])
-    fig, axes = plt.subplots(1, len(layers), figsize=(3.2 * len(layers), 3.2), squeeze=False)
+    fig, axes = subplots(1, len(layers), figsize=(3.2 * len(layers), 3.2), squeeze=False)
     for ax, name in zip(axes[0], layers, strict=True):
         d = r["layers"][name]
         ax.scatter(d["W"], d["dropout"], s=3, label="dropout network")
@@ -217,10 +217,10 @@ def compute_backpercolation(ctx: Context) -> dict[str, Any]:
 
 
 def plot_backpercolation(r: dict[str, Any]) -> Any:
-    import matplotlib.pyplot as plt
+    from .._figures import subplots
 
     n = Numbers.of(r)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = subplots(1, 2, figsize=(11, 4))
     labels = ["p = f'(S)", "p = 0.5 fixed"]
     for label, color in zip(labels, ("tab:green", "tab:gray"), strict=True):
         ks = n.coordinates("samples", "relative_error_of_average", backward=label)

@@ -66,11 +66,11 @@ def _plain_log(ax: Any) -> None:
 
 
 def plot(r: dict[str, Any]) -> Any:
-    import matplotlib.pyplot as plt
+    from .._figures import subplots
 
     n = Numbers.of(r)
     epochs = n.coordinates("epoch", "train_loss")
-    fig, axes = plt.subplots(1, 3, figsize=(17, 4.4))
+    fig, axes = subplots(1, 3, figsize=(17, 4.4))
     axes[0].plot(epochs, n.series("train_loss", by="epoch"), "o-", ms=3, label="training loss (with dropout)")
     axes[0].axhline(n.get("chance_loss"), color="k", ls=":", label="chance, ln 10")
     axes[0].set(title="the study network: training loss", xlabel="epoch", ylabel="cross-entropy")

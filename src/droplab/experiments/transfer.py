@@ -75,10 +75,10 @@ def compute(ctx: Context) -> dict[str, Any]:
 
 
 def plot(r: dict[str, Any]) -> Any:
-    import matplotlib.pyplot as plt
+    from .._figures import subplots
 
     n = Numbers.of(r)
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.4))
+    fig, axes = subplots(1, 2, figsize=(13, 4.4))
     for transfer in TRANSFERS:
         rows = list(zip(n.series("mean_abs_e_minus_w", transfer=transfer), n.series("mean_sd", transfer=transfer),
                         strict=True))
