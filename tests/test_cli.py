@@ -364,3 +364,25 @@ def test_a_full_disk_or_read_only_folder_is_one_line(tmp_path, capsys, monkeypat
                          "--no-progress"], capsys)
     assert code == 2 and message in err and file in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_a_bug_shows_its_traceback_and_debug_shows_any(monkeypatch, capsys):
+    import droplab.cli as cli
+
+    def buggy(args):  # a ValueError from inside the standard library: not one of droplab's input checks
+        return json.loads("{")
+
+    monkeypatch.setattr(cli, "cmd_compare", buggy)
+    assert main(["compare", "a", "b"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "JSONDecodeError" in err and "likely a bug in droplab" in err
+    # a mistake in the input stays one line, exit 2 ...
+    assert main(["train", "--epochs", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    # ... unless --debug (or DROPLAB_DEBUG=1) asks for the traceback
+    assert main(["--debug", "train", "--epochs", "0"]) == 2
+    assert "Traceback" in capsys.readouterr().err
+    monkeypatch.setenv("DROPLAB_DEBUG", "1")
+    assert main(["train", "--epochs", "0"]) == 2
+    assert "Traceback" in capsys.readouterr().err

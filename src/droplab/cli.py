@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+import traceback
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any, NoReturn
@@ -101,6 +102,10 @@ def _add_config_flags(group: Any, cls: type, prefix: str, shown: Any) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="droplab", description="The dropout learning algorithm (Baldi & Sadowski, 2014).")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of any error (also DROPLAB_DEBUG=1); without it a mistake in "
+                             "the input is one line, and an error raised outside droplab's own checks, which is a "
+                             "bug, shows its traceback")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     t = sub.add_parser("train", help="train a DropoutMLP",
@@ -480,6 +485,24 @@ def _interrupted(args: argparse.Namespace | None) -> str:
     return "droplab: interrupted before the first epoch ended; no checkpoint was written"
 
 
+def _debug(args: Any) -> bool:
+    return bool(getattr(args, "debug", False)) or os.environ.get("DROPLAB_DEBUG", "0") not in ("", "0")
+
+
+_PACKAGE = str(Path(__file__).resolve().parent)
+
+
+def _raised_by_droplab(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised by droplab's own code (its checks of the input), not inside torch, NumPy or the
+    standard library: the innermost frame of its traceback is in the droplab package."""
+    tb = exc.__traceback__
+    if tb is None:
+        return True
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return str(Path(tb.tb_frame.f_code.co_filename).resolve()).startswith(_PACKAGE)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = None
@@ -501,6 +524,12 @@ def main(argv: list[str] | None = None) -> int:
                     "sweep": cmd_sweep}
         return commands[args.command](args)
     except (UsageError, ValueError, TypeError) as exc:
+        if _debug(args) or not (isinstance(exc, UsageError) or _raised_by_droplab(exc)):
+            traceback.print_exc()
+            if not _debug(args):
+                print("droplab: internal error: this was raised outside droplab's input checks, so it is likely a "
+                      "bug in droplab; please report it with the traceback above", file=sys.stderr)
+            return 1 if not isinstance(exc, UsageError) and not _raised_by_droplab(exc) else 2
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"droplab: error: {message}", file=sys.stderr)
         return 2
