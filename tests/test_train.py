@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -183,3 +184,23 @@ def test_cuda_requested_without_cuda():
         pytest.skip("CUDA is available here")
     with pytest.raises(ValueError, match="CUDA is not available"):
         train.resolve_device("cuda")
+
+
+def test_a_killed_writers_temporary_file_is_removed_and_a_live_ones_is_kept(digits, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    code = ("import sys, time; from pathlib import Path; from droplab.checkpoint import _atomic_target; "
+            "fd, tmp = _atomic_target(Path(sys.argv[1]) / 'best.safetensors'); print(tmp, flush=True); time.sleep(60)")
+    writer = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    stale = Path(writer.stdout.readline().strip())
+    os.kill(writer.pid, signal.SIGKILL)  # killed while writing: its temporary file stays behind
+    writer.wait()
+    live = tmp_path / f".metrics.jsonl.{os.getppid()}.abc12345.droplab-tmp"  # a running process's (our parent)
+    live.write_text("being written")
+    assert stale.is_file() and stale.name.endswith(".droplab-tmp") and f".{writer.pid}." in stale.name
+    train.fit(_model(), digits, dataclasses.replace(SMALL, epochs=1), out_dir=tmp_path, progress=False)
+    assert not stale.exists() and live.is_file()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".droplab-tmp") and p != live]

@@ -27,11 +27,38 @@ def _file_mode() -> int:
     return 0o666 & ~umask
 
 
+_TMP = ".droplab-tmp"  # temporary files are ".<name>.<pid>.<random>.droplab-tmp": the writer's pid is in the name
+
+
 def _atomic_target(path: Path) -> tuple[int, Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=_TMP, dir=path.parent)
     os.chmod(tmp, _file_mode())  # results are for others to read too
     return fd, Path(tmp)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files that a killed droplab process left in ``folder`` (and below): those whose
+    writer (the pid in the name) is no longer running. A temporary file of a run still writing is left alone, so
+    two runs into one folder are safe. Returns what was removed."""
+    removed = []
+    for tmp in Path(folder).rglob(f".*{_TMP}"):
+        parts = tmp.name.split(".")  # ["", name..., pid, random, "droplab-tmp"]
+        pid = int(parts[-3]) if len(parts) >= 5 and parts[-3].isdigit() else None
+        if pid is not None and pid != os.getpid() and not _alive(pid):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:

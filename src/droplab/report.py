@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import atomic_save_figure, atomic_write_text
+from .checkpoint import atomic_save_figure, atomic_write_text, remove_stale_temporaries
 from .experiments import EXPERIMENTS, PRESETS, SUBSTITUTES
 from .experiments._base import GROUPS, Context, Experiment, to_json
 from .experiments.study import Study
@@ -179,6 +179,7 @@ def reproduce(out: str | Path | None = None, *, preset: str = "standard", datase
         settings["precision"] = precision  # (absent at the default, so float32 caches stay valid)
     out = default_out(preset) if out is None else Path(out)
     _claim_folder(out, preset, seed, precision)
+    remove_stale_temporaries(out)  # what a killed run left half-written
     study = Study(out, settings, seed=seed, device=device, data_dir=data_dir, progress=progress)
     ctx = Context(preset, settings, study, seed, device, progress)
     # with --only, the other sections still appear when their cached stage matches these settings

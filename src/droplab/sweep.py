@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import atomic_save_figure, atomic_write_text
+from .checkpoint import atomic_save_figure, atomic_write_text, remove_stale_temporaries
 
 __all__ = ["PRESETS", "Sweep", "load_sweep", "run_sweep", "write_outputs"]
 
@@ -393,6 +393,7 @@ def run_sweep(sweep: Sweep | str | Path | dict[str, Any], out: str | Path, *, re
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(state, json.dumps({"sweep": sweep.as_dict()}, indent=2) + "\n")
     _check_resources(sweep, cpus if not address else None)
+    remove_stale_temporaries(out)  # what a killed driver left half-written (its trials' folders included)
     started = not ray.is_initialized()
     if started:
         if address:

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import modes, threads
-from .checkpoint import atomic_write_text, load_checkpoint_file, save_checkpoint_file
+from .checkpoint import atomic_write_text, load_checkpoint_file, remove_stale_temporaries, save_checkpoint_file
 from .data import Dataset
 from .net import DropoutMLP
 
@@ -370,6 +370,7 @@ def fit(model: DropoutMLP, data: Dataset, config: TrainConfig, *, out_dir: str |
     record = {"model": model.config(), "train": asdict(config), **(meta or {})}
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(out)  # what a killed run left half-written
         atomic_write_text(out / "config.json", json.dumps(record, indent=2) + "\n")
         atomic_write_text(out / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history))
     bar = _progress(config.epochs, state.epoch, progress)
