@@ -12,6 +12,13 @@ Every function takes ``predictions``, either a tensor of class probabilities (B,
 * ``reliability``: the per-bin counts, accuracies and confidences behind the ECE; ``reliability_diagram``
   draws them.
 
+What the uncertainty is for (``droplab._scores``, each tested against an independent reference):
+``ood_scores`` (AUROC, AUPR in and out, FPR at 95% TPR of an uncertainty score, out-of-distribution inputs
+positive), ``risk_coverage`` (selective prediction: the risk-coverage curve and its area, AURC),
+``temperature_scale`` (one temperature fitted on validation logits of the Monte Carlo members) and
+``regression_scores`` (RMSE, Gal & Ghahramani's Monte Carlo log-likelihood, Gaussian NLL, interval coverage,
+CRPS). ``entropy`` and ``mutual_information`` are the one place droplab computes those.
+
 >>> p = torch.tensor([[0.9, 0.1], [0.2, 0.8]])
 >>> round(brier_score(p, torch.tensor([0, 1])), 4)
 0.05
@@ -26,10 +33,20 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ._scores import (
+    OODScores,
+    RiskCoverage,
+    TemperatureScaling,
+    ood_scores,
+    regression_scores,
+    risk_coverage,
+    temperature_scale,
+)
 from .checkpoint import atomic_save_figure
 
-__all__ = ["Reliability", "accuracy", "brier_score", "entropy", "expected_calibration_error", "mutual_information",
-           "negative_log_likelihood", "reliability", "reliability_diagram", "scores"]
+__all__ = ["OODScores", "Reliability", "RiskCoverage", "TemperatureScaling", "accuracy", "brier_score", "entropy",
+           "expected_calibration_error", "mutual_information", "negative_log_likelihood", "ood_scores",
+           "regression_scores", "reliability", "reliability_diagram", "risk_coverage", "scores", "temperature_scale"]
 
 
 def entropy(p: Tensor, *, log_p: Tensor | None = None) -> Tensor:

@@ -9,6 +9,7 @@ model that is not a ``DropoutMLP``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -50,6 +51,8 @@ class PredictiveStatistics:
     expected_entropy: Tensor | None = None
     mutual_information: Tensor | None = None
     variation_ratio: Tensor | None = None
+    log_likelihood: Tensor | None = None  # per input, Gal & Ghahramani's Monte Carlo estimate (targets, tau given)
+    tau: float | None = None
     estimator: str = "monte_carlo"
 
     @property
@@ -94,8 +97,11 @@ class _Moments:
 class _OutputStatistics:
     """The running sums over members of what the model returns, (k, B, ...) per chunk, in float64."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, targets: Tensor | None = None, tau: float | None = None) -> None:
         self.kind = kind
+        self.targets, self.tau = targets, tau
+        self.log_max: Tensor | None = None  # running logsumexp over members of -tau/2 |y - y_k|^2, per input
+        self.log_sum: Tensor | None = None
         self.moments = _Moments()  # of the values, or of the class probabilities
         self.logits_sum: Tensor | None = None
         self.entropy_sum: Tensor | None = None
@@ -104,6 +110,8 @@ class _OutputStatistics:
     def add(self, out: Tensor) -> None:
         if self.kind == "values":
             self.moments.add(out)
+            if self.targets is not None:
+                self._add_log_density(out)
             return
         if self.kind == "logits":
             p, log_p = torch.softmax(out, -1), torch.log_softmax(out, -1)
@@ -117,13 +125,40 @@ class _OutputStatistics:
         won = torch.nn.functional.one_hot(p.argmax(-1), p.shape[-1]).sum(0)
         self.votes = won if self.votes is None else self.votes + won
 
+    def _add_log_density(self, out: Tensor) -> None:
+        """Streamed logsumexp_k of -tau/2 sum_d (y_d - y_kd)^2: memory per input, whatever K."""
+        assert self.targets is not None and self.tau is not None
+        if self.targets.numel() != out[0].numel():
+            raise ValueError(f"targets have {self.targets.numel()} values and one member's output has "
+                             f"{out[0].numel()} (shape {tuple(out.shape[1:])}); give one target per output value")
+        t = self.targets.reshape(out.shape[1:])
+        a = -0.5 * self.tau * (out - t).square().flatten(2).sum(-1)  # (k, B)
+        top = a.max(0).values
+        if self.log_max is None:
+            self.log_max, self.log_sum = top, torch.exp(a - top).sum(0)
+            return
+        assert self.log_sum is not None
+        new = torch.maximum(self.log_max, top)
+        self.log_sum = self.log_sum * torch.exp(self.log_max - new) + torch.exp(a - new).sum(0)
+        self.log_max = new
+
+    def log_likelihood(self, samples: int, dims: int) -> Tensor:
+        """Gal & Ghahramani (2016): logsumexp_k(-tau/2 |y - y_k|^2) - log K - D/2 log 2 pi + D/2 log tau."""
+        assert self.log_max is not None and self.log_sum is not None and self.tau is not None
+        return (self.log_max + self.log_sum.log() - math.log(samples)
+                + 0.5 * dims * (math.log(self.tau) - math.log(2 * math.pi)))
+
     def finalize(self, x: Tensor, samples: int) -> PredictiveStatistics:
         dtype = x.dtype if x.is_floating_point() else torch.get_default_dtype()
         e, var = self.moments.mean_var(samples)
         common = dict(output_kind=self.kind, samples=samples, inputs=x, mean=e.to(dtype), variance=var.to(dtype),
                       standard_error=(var / samples).sqrt().to(dtype))
         if self.kind == "values":
-            return PredictiveStatistics(**common)
+            if self.targets is None:
+                return PredictiveStatistics(**common)
+            dims = self.targets.numel() // len(x) if self.targets.dim() > 1 else 1
+            return PredictiveStatistics(**common, log_likelihood=self.log_likelihood(samples, dims).to(dtype),
+                                        tau=self.tau)
         assert self.entropy_sum is not None and self.votes is not None
         expected = self.entropy_sum / samples
         total = metrics.entropy(e)
@@ -147,7 +182,8 @@ def check_output(output: str | None, batch_dim: int) -> str:
 @torch.no_grad()
 def predictive(model: nn.Module, x: Tensor, *, samples: int = 1000, generator: torch.Generator | None = None,
                output: str | None = None, batch_dim: int = 0, memory: int = DEFAULT_MEMORY,
-               cache_prefix: bool = True) -> PredictiveStatistics:
+               cache_prefix: bool = True, targets: Tensor | None = None, tau: float | None = None,
+               temperature: float = 1.0) -> PredictiveStatistics:
     """Monte Carlo dropout on any model: K = ``samples`` members, statistics of what it returns.
 
     Its droplab gates and torch's own dropout (see ``droplab.modes``) are sampled from ``generator`` with the
@@ -158,6 +194,12 @@ def predictive(model: nn.Module, x: Tensor, *, samples: int = 1000, generator: t
     outputs (on a CPU at most ``CPU_MODULE_CHUNK``). A ``torch.compile``d model is sampled through its eager
     module. ``cache_prefix``: the module calls that finish before the forward's first draw run once per input
     (``_Prefix``); the same masks and distribution, results equal to ``cache_prefix=False`` to rounding.
+
+    Regression (``output="values"``): with ``targets`` (one per input, shaped as one member's output) and the
+    observation precision ``tau``, ``log_likelihood`` holds each input's Monte Carlo log-likelihood (Gal &
+    Ghahramani, 2016), streamed over the members (memory does not grow with K); ``metrics.regression_scores``
+    reads it. Classes (``output="logits"``): ``temperature`` divides every member's logits before the softmax
+    (``metrics.temperature_scale`` fits it).
     """
     model = modes.compiled_original(model) or model
     _check(model, x)
@@ -168,10 +210,32 @@ def predictive(model: nn.Module, x: Tensor, *, samples: int = 1000, generator: t
         raise TypeError(f"cache_prefix must be True or False, got {cache_prefix!r}")
     if batch_dim >= x.dim():
         raise ValueError(f"batch_dim={batch_dim} but x has {x.dim()} dimensions (shape {tuple(x.shape)})")
-    stats = _OutputStatistics(output)
+    stats = _OutputStatistics(output, *_check_targets(output, targets, tau, x, batch_dim))
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
+        raise ValueError(f"temperature must be a positive number, got {temperature!r}")
+    if temperature != 1.0 and output != "logits":
+        raise ValueError(f"temperature scales logits: use it with output='logits', not {output!r}")
     for out in _members(model, x, samples, generator, memory, batch_dim, cache_prefix):
-        stats.add(out)
+        stats.add(out / temperature if temperature != 1.0 else out)
     return stats.finalize(x, samples)
+
+
+def _check_targets(output: str, targets: Any, tau: Any, x: Tensor, batch_dim: int) -> tuple[Tensor | None,
+                                                                                              float | None]:
+    if targets is None and tau is None:
+        return None, None
+    if targets is None or tau is None:
+        raise ValueError("the Monte Carlo log-likelihood needs both targets and tau (the observation precision)")
+    if output != "values":
+        raise ValueError(f"targets and tau are for regression, output='values', not {output!r}")
+    if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not math.isfinite(tau) or tau <= 0:
+        raise ValueError(f"tau (the observation precision) must be a positive number, got {tau!r}")
+    if not isinstance(targets, Tensor) or targets.dim() == 0 or targets.shape[0] != x.shape[batch_dim]:
+        raise ValueError(f"targets must be a tensor with one target per input ({x.shape[batch_dim]}), got "
+                         f"{getattr(targets, 'shape', type(targets).__name__)}")
+    if not bool(torch.isfinite(targets).all()):
+        raise ValueError("targets hold NaN or inf")
+    return targets.detach().to(x.device, torch.float64), float(tau)
 
 
 def _members(net: nn.Module, x: Tensor, samples: int, generator: torch.Generator | None, memory: int,

@@ -220,7 +220,8 @@ def monte_carlo(net: nn.Module, x: Tensor, *, samples: int = 1000, generator: to
                 pairs: Sequence[Pair] = (), histogram_units: Sequence[tuple[int, int]] = (), bins: int = 50,
                 statistics: Sequence[str] = STATISTICS, memory: int = DEFAULT_MEMORY, output: str | None = None,
                 batch_dim: int = 0, precision: str | None = None, fused: bool = False,
-                cache_prefix: bool = True) -> EnsembleStatistics | PredictiveStatistics:
+                cache_prefix: bool = True, targets: Tensor | None = None, tau: float | None = None,
+                temperature: float = 1.0) -> EnsembleStatistics | PredictiveStatistics:
     """K sampled subnetworks per input, run as one large batched product per chunk; statistics streamed.
 
     For a ``DropoutMLP``, every layer's statistics (E, Var, NWGM, WGM, E(S), Var(S), E(f'(S)), standard
@@ -281,7 +282,10 @@ def monte_carlo(net: nn.Module, x: Tensor, *, samples: int = 1000, generator: to
             raise ValueError("pairs, histogram_units and statistics are a DropoutMLP's per-unit statistics; a model "
                              "droplab did not build gives the statistics of its output (PredictiveStatistics)")
         return predictive(net, x, samples=samples, generator=generator, output=output, batch_dim=batch_dim,
-                          memory=memory, cache_prefix=cache_prefix)
+                          memory=memory, cache_prefix=cache_prefix, targets=targets, tau=tau, temperature=temperature)
+    if targets is not None or tau is not None or temperature != 1.0:
+        raise ValueError("targets, tau and temperature score a network's output over its members: for a DropoutMLP "
+                         "call ensemble.predictive(net, x, ...), which samples it as any model")
     _check_mlp_options(net, output, batch_dim)
     precision = _check_precision(precision, x)
     if not isinstance(fused, bool):
