@@ -33,7 +33,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["DATASETS", "SOURCES", "Dataset", "IdxSource", "download_idx", "find_idx_dir", "load", "read_idx"]
+from ._uci import UCI, UCISplit, download_uci, uci
+
+__all__ = ["DATASETS", "SOURCES", "UCI", "Dataset", "IdxSource", "UCISplit", "download_idx", "download_uci",
+           "find_idx_dir", "load", "read_idx", "uci"]
 
 DATASETS = ("digits", "mnist", "fashion-mnist", "kmnist", "mnist-10k", "synthetic-linear")
 
