@@ -52,3 +52,32 @@ def test_resources_are_checked():
         sweep.load_sweep({"name": "x", "preset": "quick", "resources": {"cpus_per_trial": 0}})
     with pytest.raises(ValueError, match="unknown \\[resources\\] key"):
         sweep.load_sweep({"name": "x", "preset": "quick", "resources": {"cpu": 2}})
+
+
+def test_an_interrupted_sweep_says_so_and_marks_no_unfinished_trial_done(tmp_path, monkeypatch, capsys):
+    from types import SimpleNamespace
+
+    from droplab.cli import main
+
+    spec = sweep.load_sweep("smoke")  # 4 trials of 5 epochs
+    (tmp_path / "finished").mkdir()
+    (tmp_path / "finished" / "t1.json").write_text("{}")
+
+    def result(name, point, epoch, trial_id, error=None):
+        metrics = {"epoch": epoch, "trial_id": trial_id, "best_val_error": 5.0, "test_error": 6.0} if epoch else {}
+        return SimpleNamespace(config=point, metrics=metrics, error=error, path=str(tmp_path / "ray" / name))
+
+    points = sweep._grid_points(spec)
+    results = [result("a", points[0], 5, "t0"),  # every epoch: done
+               result("b", points[1], 3, "t1"),  # its training returned early (patience): done
+               result("c", points[2], 2, "t2"),  # Ctrl-C in its third epoch: interrupted
+               result("d", points[3], 0, "t3")]  # never started
+    rows = sweep._rows(spec, results, tmp_path)
+    assert [r["status"] for r in rows] == ["done", "done", "interrupted", "not run"]
+    asha = sweep.Sweep(**{**spec.__dict__, "asha": {"grace_period": 1}})
+    assert sweep._rows(asha, results, tmp_path)[2]["status"] == "stopped"
+    monkeypatch.setattr(sweep, "run_sweep", lambda *a, **k: rows)
+    assert main(["sweep", "--preset", "smoke", "--out", str(tmp_path / "out")]) == 130
+    captured = capsys.readouterr()
+    assert "2 unfinished" in captured.out
+    assert "--resume` finishes them" in captured.err

@@ -451,10 +451,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         raise UsageError(f"--out {out} is a file; give a folder for the sweep")
     rows = sweep_mod.run_sweep(spec if spec is not None else "", out, resume=args.resume, address=args.address,
                                cpus=args.cpus, progress=args.progress)
-    done = [r for r in rows if r["status"] != "error" and r["test_error"] is not None]
+    done = [r for r in rows if r["status"] in ("done", "stopped") and r["test_error"] is not None]
     failed = [r for r in rows if r["status"] == "error"]
-    print(f"droplab sweep: {len(rows)} trials, {len(done)} finished or stopped early, {len(failed)} failed; "
-          f"results in {out / 'results.csv'}")
+    unfinished = [r for r in rows if r["status"] in ("interrupted", "not run")]
+    print(f"droplab sweep: {len(rows)} trials, {len(done)} finished or stopped early, {len(failed)} failed"
+          + (f", {len(unfinished)} unfinished" if unfinished else "") + f"; results in {out / 'results.csv'}")
     for r in failed:
         print(f"  failed: {r['trial']}: {r['error']}")
     if done:
@@ -463,6 +464,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         unit = "%" if best.get("task") == "classification" else " (MSE)"
         print(f"  best by validation error: {varying or best['trial']}: validation {best['best_val_error']:.4g}{unit}, "
               f"test {best['test_error']:.4g}{unit}")
+    if unfinished:
+        print(f"droplab sweep: interrupted before {len(unfinished)} trials finished; `droplab sweep --out {out} "
+              "--resume` finishes them (not Ray's Tuner.restore)", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -486,8 +486,8 @@ def _rows(sweep: Sweep, results: Any, out: Path) -> list[dict[str, Any]]:
         point = {k: v for k, v in result.config.items() if k != "__sweep__"}
         metrics = result.metrics or {}
         error = result.error
-        status = "error" if error is not None else ("stopped" if metrics.get("epoch", 0) and metrics.get("epoch") <
-                                                    _epochs(sweep, point) else "done")
+        finished = bool(metrics.get("trial_id")) and (out / "finished" / f"{metrics['trial_id']}.json").is_file()
+        status = _status(sweep, point, metrics, error, finished)
         rows.append({"trial": Path(result.path).name if result.path else "", **{k: point.get(k) for k in sweep.varying},
                      "best_val_error": metrics.get("best_val_error"), "test_error": metrics.get("test_error"),
                      "task": metrics.get("task"), "dropout_penalty": metrics.get("dropout_penalty"),
@@ -497,6 +497,20 @@ def _rows(sweep: Sweep, results: Any, out: Path) -> list[dict[str, Any]]:
                      "checkpoint": _checkpoint(out, result.path)})
     rows.sort(key=lambda r: r["trial"])
     return rows
+
+
+def _status(sweep: Sweep, point: dict[str, Any], metrics: dict[str, Any], error: Any, finished: bool) -> str:
+    """``error``; ``done`` (its training returned: every epoch, or early stopping's patience ran out; it left
+    ``finished/<trial id>.json``); ``stopped`` (ASHA ended it early); ``interrupted`` (it started, but the sweep
+    was stopped, e.g. Ctrl-C: ``--resume`` finishes it); ``not run``."""
+    if error is not None:
+        return "error"
+    epoch = metrics.get("epoch") or 0
+    if finished or (epoch and epoch >= _epochs(sweep, point)):
+        return "done"
+    if epoch == 0:
+        return "not run"
+    return "stopped" if sweep.asha is not None else "interrupted"
 
 
 def _epochs(sweep: Sweep, point: dict[str, Any]) -> int:
