@@ -153,3 +153,25 @@ def test_glorot_init_bounds_and_round_trip():
     assert DropoutMLP.from_config(net.config()).config()["init"] == "glorot"
     with pytest.raises(ValueError, match="init must be"):
         DropoutMLP((3, 2), init="he")
+
+
+def test_transfer_capabilities_are_asked_not_named(monkeypatch):
+    # a transfer kind droplab has never seen, registered with its capabilities, works through the estimators
+    import math as _math
+
+    from droplab import ensemble, transfer
+
+    softplus = transfer.TransferKind(
+        "softplus", lambda s, f: torch.nn.functional.softplus(f.lam * s) / f.lam,
+        lambda s, f: torch.sigmoid(f.lam * s), 1.0, unit_interval=False)
+    monkeypatch.setitem(transfer.TRANSFER_KINDS, "softplus", softplus)
+    net = DropoutMLP((3, 4, 2), transfer="softplus", output="linear", keep=(0.7, 0.6)).double().eval()
+    x = torch.rand(2, 3, dtype=torch.float64)
+    ex = ensemble.exact(net, x)
+    mc = ensemble.monte_carlo(net, x, samples=20000, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(mc.layers[1].E, ex.layers[1].E, atol=5 * float(mc.layers[1].se_E.max()))
+    assert ex.layers[1].NWGM is None  # not in [0, 1]: no geometric means claimed
+    assert net.transfers[0].max_derivative == 1.0 and not net.transfers[0].output_in_unit_interval
+    with pytest.raises(ValueError, match="no logarithm"):
+        net.transfers[0].log(x)
+    assert _math.isclose(float(transfer.logistic(lam=2.0).max_derivative), 0.5)

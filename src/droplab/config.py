@@ -18,10 +18,11 @@ import torch
 from .data import DATASETS
 from .gates import GATES, SCALINGS
 from .nn._connection import MASK_SHARING
+from .transfer import TRANSFER_KINDS
 
 __all__ = ["DataConfig", "ModelConfig", "config_fields", "from_dict", "to_toml"]
 
-HIDDEN_TRANSFERS = ("logistic", "tanh", "relu", "linear")
+HIDDEN_TRANSFERS = tuple(name for name, kind in TRANSFER_KINDS.items() if kind.elementwise)  # softmax couples units
 OUTPUTS = ("softmax", "linear", "logistic")
 
 

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from .gates import GATES, check_keep, check_scaling
 from .nn import Activation, BackpercolatedActivation, ConnectionDropoutLinear, UnitGate
 from .nn._connection import MASK_SHARING
-from .transfer import TRANSFERS, make_transfer
+from .transfer import TRANSFER_KINDS, make_transfer
 
 __all__ = ["DropoutMLP", "Stage", "Trace"]
 
@@ -96,9 +96,10 @@ class DropoutMLP(nn.Module):
             raise ValueError(f"sizes must be at least two positive integers (inputs ... outputs), got {sizes!r}")
         n_weight = len(sizes) - 1
         transfers = _per_layer(transfer, n_weight - 1, "transfer")
+        hidden = [name for name, kind in TRANSFER_KINDS.items() if kind.elementwise]  # softmax couples units
         for name in transfers:
-            if name not in TRANSFERS or name == "softmax":
-                raise ValueError(f"hidden transfer must be one of logistic, tanh, relu, linear; got {name!r}")
+            if name not in hidden:
+                raise ValueError(f"hidden transfer must be one of {', '.join(hidden)}; got {name!r}")
         if output not in ("softmax", "linear", "logistic"):
             raise ValueError(f"output must be 'softmax', 'linear' or 'logistic', got {output!r}")
         keeps = _per_layer(keep, n_weight, "keep")
@@ -142,7 +143,7 @@ class DropoutMLP(nn.Module):
     def glorot_(self) -> None:
         """Glorot-uniform weights (gain ``init_gain``, else 4 for logistic layers and 1 otherwise), zero biases."""
         for transfer, linear in zip(self.transfers, self.linears, strict=True):
-            gain = self._spec.get("init_gain") or (4.0 if transfer.name == "logistic" else 1.0)
+            gain = self._spec.get("init_gain") or transfer.kind.glorot_gain
             bound = gain * (6.0 / (linear.in_features + linear.out_features)) ** 0.5
             linear.weight.uniform_(-bound, bound)
             if linear.bias is not None:

@@ -350,7 +350,7 @@ def _linear_penalty(model: Any, dataset: Any, settings: Any) -> float | None:
     For a single linear unit the article gives it as 1/2 sum_j p(1 - p) w_j^2 I_j^2, largest at p = 0.5."""
     from . import ensemble
 
-    if settings.train.loss != "squared" or any(t.name != "linear" for t in model.transfers):
+    if settings.train.loss != "squared" or any(not t.kind.linear for t in model.transfers):
         return None
     x = dataset.x_train[:2000].to(next(model.parameters()).device)
     stats = ensemble.linear_moments(model, x)

@@ -88,7 +88,7 @@ def linear_moments(net: DropoutMLP, x: Tensor) -> EnsembleStatistics:
     ``stats.covariances[h]``, shape (B, n_h, n_h).
     """
     _check_net(net, x)
-    bad = [t.name for t in net.transfers if t.name != "linear"]
+    bad = [t.name for t in net.transfers if not t.kind.linear]
     if bad:
         raise ValueError(f"linear_moments is exact for linear networks only; this one uses {sorted(set(bad))}. "
                          "Use gaussian_moments or monte_carlo")
@@ -178,16 +178,16 @@ def gaussian_moments(net: DropoutMLP, x: Tensor, *, method: str = "quadrature", 
 
 def _expect_transfer(transfer, mean_s: Tensor, var_s: Tensor, method: str, samples: int,
                      generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
-    if transfer.name == "linear":
+    if transfer.kind.linear:
         return transfer.lam * mean_s, transfer.lam**2 * var_s
-    if transfer.name == "softmax" or method == "sample":
+    if not transfer.kind.elementwise or method == "sample":
         z = torch.randn((samples, *mean_s.shape), generator=generator, dtype=mean_s.dtype, device=mean_s.device)
         o = transfer(mean_s + var_s.clamp_min(0).sqrt() * z)
         return o.mean(0), o.var(0, unbiased=False)
-    if transfer.name == "relu":  # closed forms: quadrature misses the kink (26% off in E at S ~ N(-0.5, 1))
+    if transfer.kind.gaussian_closed_form:  # relu: quadrature misses the kink (26% off in E at S ~ N(-0.5, 1))
         return _relu_gaussian_moments(mean_s - transfer.t, var_s, transfer.lam)
     e, e2 = _quadrature(transfer, mean_s, var_s)
-    if method == "eq242" and transfer.name == "logistic":
+    if method == "eq242" and transfer.kind.sigmoidal_approximation:
         e = means.gaussian_expected_logistic(mean_s, var_s, c=transfer.c, lam=transfer.lam)
     return e, (e2 - e.square()).clamp_min(0)
 

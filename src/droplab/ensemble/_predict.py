@@ -80,7 +80,7 @@ def pair_approximations(net: DropoutMLP, x: Tensor, pairs: Sequence[Pair]) -> di
         contribution = w * _gate_mean_factor(net, low, t.O[low])[d] * t.O[low][:, d]  # w_ij p_j W_j
         s_removed = t.S[up].clone()
         s_removed[:, u] -= contribution  # Eq. 121: propagate with unit j removed
-        if transfer.name == "softmax":  # O_i depends on the whole vector; dO_i/dS_i = lam O_i (1 - O_i)
+        if not transfer.kind.elementwise:  # softmax: O_i depends on the whole vector; dO_i/dS_i = lam O_i (1 - O_i)
             w_removed = transfer(s_removed)[:, u]
             slope = transfer.lam * t.O[up][:, u] * (1 - t.O[up][:, u])
         else:

@@ -345,14 +345,13 @@ class Accumulator:
         self._moments("o", h, o3, self.ref.O[h], "Var" in self.want)
         if "Var_S" in self.want:  # E(S) itself comes from E(O^{h-1}) in finalize, at no cost per member
             self._moments("s", h, s3, self.ref.S[h], True)
-        if "E_derivative" in self.want and transfer.name != "softmax":
+        if "E_derivative" in self.want and transfer.kind.elementwise:
             self._acc("deriv", h, self._wsum(transfer.derivative(s3)))
-        if transfer.name == "logistic" and "WGM" in self.want:
-            # log O = -softplus(-(lam S - log c)): the weighted geometric mean without log(0)
-            log_o = -torch.nn.functional.softplus(-(transfer.lam * s3 - math.log(transfer.c)))
-            self._acc("logo", h, self._wsum(log_o))
-        if transfer.name == "softmax" and self.want & {"NWGM", "WGM"}:
-            log_o = torch.log_softmax(transfer.lam * s3, dim=-1)
+        if transfer.kind.log_output is not None and transfer.kind.elementwise and "WGM" in self.want:
+            # the weighted geometric mean from log O, computed without log(0) (logistic: -softplus(-(lam S - log c)))
+            self._acc("logo", h, self._wsum(transfer.log(s3)))
+        if transfer.kind.normalized and self.want & {"NWGM", "WGM"}:
+            log_o = transfer.log(s3)
             self._acc("logo", h, self._wsum(log_o))
             self.entropy_sum += self._wsum(metrics.entropy(o3, log_p=log_o)).to(torch.float64)  # E(H(O))
 
@@ -393,15 +392,15 @@ class Accumulator:
             e_s = var_s = None
             if "Var_S" in self.want:
                 var_s = (self._mean_m2("s", h)[1] / t).clamp_min(0)
-            if "E_S" in self.want or ("NWGM" in self.want and transfer.name == "logistic"):
+            if "E_S" in self.want or ("NWGM" in self.want and transfer.kind.nwgm_exact):
                 e_s = self._conditional_mean_s(h, e_prev)
             e_prev = e
             nwgm = wgm = None
             mean_log = got.get("logo")
             if mean_log is not None and "WGM" in self.want:
                 wgm = torch.exp(mean_log)
-            if "NWGM" in self.want and transfer.name == "logistic":  # NWGM = sigma(E(S)) exactly (Eq. 39)
-                nwgm = 1 / (1 + transfer.c * torch.exp(-transfer.lam * e_s))
+            if "NWGM" in self.want and transfer.kind.nwgm_exact:  # NWGM = sigma(E(S)) exactly (Eq. 39)
+                nwgm = transfer(e_s)
             elif "NWGM" in self.want and mean_log is not None:  # softmax: G_i / sum_l G_l (Eqs. 44-47)
                 nwgm = torch.softmax(mean_log, dim=-1)
             deriv = got.get("deriv")
@@ -411,7 +410,7 @@ class Accumulator:
             cast = (lambda x: None if x is None else x.to(dtype))  # noqa: E731
             layers.append(LayerStatistics(E=cast(e), Var=cast(var), NWGM=cast(nwgm), WGM=cast(wgm), E_S=cast(e_s),
                                           Var_S=cast(var_s), E_derivative=cast(deriv), se_E=cast(se)))
-        entropy = ((self.entropy_sum / t).to(dtype) if self.net.transfers[-1].name == "softmax" and
+        entropy = ((self.entropy_sum / t).to(dtype) if self.net.transfers[-1].kind.normalized and
                    self.want & {"NWGM", "WGM"} else None)
         hists = self.histograms.finalize(t, dtype)
         return EnsembleStatistics(estimator, layers, self.pair_products.finalize(t, dtype), entropy, hists,

@@ -61,7 +61,7 @@ class BackpercolatedActivation(Stochastic, nn.Module):
         if isinstance(keep, str):
             if keep != "derivative":
                 raise ValueError(f"keep must be 'derivative' or a probability in (0, 1], got {keep!r}")
-            if self.transfer.name == "softmax":
+            if not self.transfer.kind.elementwise:
                 raise ValueError("backpercolation gates single units; softmax couples them. Use it on hidden layers")
             if self.transfer.max_derivative > 1.0:
                 raise ValueError(f"keep='derivative' needs f'(S) <= 1 everywhere, but {self.transfer.name} with "
