@@ -483,7 +483,7 @@ def _checkpoint(out: Path, path: str | None) -> str:
 def _rows(sweep: Sweep, results: Any, out: Path) -> list[dict[str, Any]]:
     rows = []
     for result in results:
-        point = {k: v for k, v in result.config.items() if k != "__sweep__"}
+        point = {k: v for k, v in (result.config or {}).items() if k != "__sweep__"}  # None: its worker never started
         metrics = result.metrics or {}
         error = result.error
         finished = bool(metrics.get("trial_id")) and (out / "finished" / f"{metrics['trial_id']}.json").is_file()
