@@ -386,3 +386,39 @@ def test_a_bug_shows_its_traceback_and_debug_shows_any(monkeypatch, capsys):
     monkeypatch.setenv("DROPLAB_DEBUG", "1")
     assert main(["train", "--epochs", "0"]) == 2
     assert "Traceback" in capsys.readouterr().err
+
+
+def test_evaluate_scores_out_of_distribution_inputs_and_selective_prediction(tmp_path, capsys, monkeypatch):
+    import gzip
+    import struct
+
+    import numpy as np
+
+    # a stand-in for Fashion-MNIST: noise images in the IDX format, where DROPLAB_DATA points
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "data" / "fashion-mnist"
+    folder.mkdir(parents=True)
+    for name, arr in (("train-images-idx3-ubyte", rng.integers(0, 256, (50, 28, 28), dtype=np.uint8)),
+                      ("train-labels-idx1-ubyte", rng.integers(0, 10, 50, dtype=np.uint8)),
+                      ("t10k-images-idx3-ubyte", rng.integers(0, 256, (300, 28, 28), dtype=np.uint8)),
+                      ("t10k-labels-idx1-ubyte", rng.integers(0, 10, 300, dtype=np.uint8))):
+        header = bytes([0, 0, 8, arr.ndim]) + b"".join(struct.pack(">I", d) for d in arr.shape)
+        (folder / f"{name}.gz").write_bytes(gzip.compress(header + arr.tobytes()))
+    monkeypatch.setenv("DROPLAB_DATA", str(tmp_path / "data"))
+    out = tmp_path / "run"
+    code, _, _ = _run(["train", "--preset", "quick", "--dataset", "mnist-10k", "--normalize", "unit", "--sizes",
+                       "784,32,10", "--epochs", "2", "--limit", "2000", "--out", str(out), "--no-progress"], capsys)
+    assert code == 0
+    code, stdout, _ = _run(["evaluate", str(out / "best.safetensors"), "--json", "--estimator", "weight-scaled",
+                            "monte-carlo", "--samples", "20", "--ood", "fashion-mnist", "--reliability",
+                            str(tmp_path / "rel")], capsys)
+    result = json.loads(stdout)
+    for name in ("weight-scaled", "monte-carlo"):
+        row = result[name]
+        assert 0 < row["aurc"] < row["test_error"] / 100  # ranking by confidence lowers the risk
+        assert row["ood"]["dataset"] == "fashion-mnist" and row["ood"]["auroc"] > 0.7  # noise is easy to tell
+        assert (tmp_path / "rel" / f"risk-coverage-{name}.png").stat().st_size > 10_000
+    code, _, err = _run(["evaluate", str(out / "best.safetensors"), "--ood", "digits"], capsys)
+    assert code == 2 and "has 64 inputs and the network takes 784" in err
+    code, _, err = _run(["evaluate", str(out / "best.safetensors"), "--ood", "mnist-10k"], capsys)
+    assert code == 2 and "is the dataset the network is evaluated on" in err

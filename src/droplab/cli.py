@@ -147,6 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_flags(e)
     e.add_argument("--reliability", type=Path, metavar="DIR",
                    help="also write a reliability diagram per estimator into DIR (reliability-<estimator>.png)")
+    e.add_argument("--ood", choices=data_mod.DATASETS, metavar="DATASET",
+                   help="also score out-of-distribution detection against DATASET's test inputs (same input size, "
+                        "e.g. fashion-mnist for an mnist network): AUROC, AUPR and FPR at 95%% TPR of the "
+                        "predictive entropy")
     e.add_argument("--json", action="store_true", help="print the result as JSON")
 
     from .experiments import EXPERIMENTS
@@ -343,6 +347,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     # probability scores (NLL, Brier, ECE) need class probabilities: a softmax output, or logistic outputs, which
     # are per-class probabilities that droplab normalizes (and says so); a linear output has none
     probabilistic = model.output_name in ("softmax", "logistic")
+    ood = _ood_inputs(args, data, data_cfg, model, probabilistic)
     result: dict[str, Any] = {"checkpoint": str(args.checkpoint), "dataset": data.name,
                               "test_examples": len(data.x_test)}
     for name in args.estimator:
@@ -353,15 +358,26 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             result[name] = {"test_error": round(100.0 * wrong / len(data.y_test), 6)}
             if not probabilistic:
                 continue
-            score = metrics.scores(probs / probs.sum(1, keepdim=True), data.y_test)
+            p = probs / probs.sum(1, keepdim=True)
+            score = metrics.scores(p, data.y_test)
+            confidence, guess = p.max(1)
+            rc = metrics.risk_coverage(confidence, guess == data.y_test)
             result[name].update({"nll": round(score["nll"], 6), "brier": round(score["brier"], 6),
-                                 "ece": round(score["ece"], 6)})
+                                 "ece": round(score["ece"], 6), "aurc": round(rc.aurc, 6)})
+            if ood is not None:
+                q = _predict(model, ood.x_test, name, args.samples, args.seed, device)
+                scores = metrics.ood_scores(metrics.entropy(p), metrics.entropy(q / q.sum(1, keepdim=True)))
+                result[name]["ood"] = {"dataset": ood.name, **{k: round(v, 6) for k, v in vars(scores).items()}}
             if args.reliability is not None:
                 args.reliability.mkdir(parents=True, exist_ok=True)
                 path = args.reliability / f"reliability-{name}.png"
-                metrics.reliability_diagram(probs / probs.sum(1, keepdim=True), data.y_test, path,
+                metrics.reliability_diagram(p, data.y_test, path,
                                             title=f"{data.name}: {name}, reliability (ECE {score['ece']:.3f})")
                 result[name]["reliability"] = str(path)
+                curve = args.reliability / f"risk-coverage-{name}.png"
+                metrics.risk_coverage_plot(rc, curve, title=f"{data.name}: {name}, selective prediction "
+                                                            f"(AURC {rc.aurc:.4f})")
+                result[name]["risk_coverage"] = str(curve)
         else:
             result[name] = {"test_mse": float((probs - data.y_test).double().square().mean())}
     if args.json:
@@ -379,10 +395,39 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             print(f"  {label:28s} test error {row['test_error']:.2f}%")
         elif "test_error" in row:
             print(f"  {label:28s} test error {row['test_error']:.2f}%  NLL {row['nll']:.4f}  Brier {row['brier']:.4f}"
-                  f"  ECE {row['ece']:.4f}" + (f"  (diagram {row['reliability']})" if "reliability" in row else ""))
+                  f"  ECE {row['ece']:.4f}  AURC {row['aurc']:.4f}"
+                  + (f"  (diagrams in {Path(row['reliability']).parent})" if "reliability" in row else ""))
+            if "ood" in row:
+                o = row["ood"]
+                print(f"  {'':28s} against {o['dataset']} (predictive entropy): AUROC {o['auroc']:.4f}  AUPR in "
+                      f"{o['aupr_in']:.4f}  AUPR out {o['aupr_out']:.4f}  FPR at 95% TPR {o['fpr_at_95_tpr']:.4f}")
         else:
             print(f"  {label:28s} test mse {row['test_mse']:.4f}")
     return 0
+
+
+def _ood_inputs(args: argparse.Namespace, data: Any, data_cfg: dict[str, Any], model: Any,
+                probabilistic: bool) -> Any:
+    """The out-of-distribution dataset of ``--ood`` (its test inputs are used), checked against the network."""
+    if args.ood is None:
+        return None
+    if not data.num_classes or not probabilistic:
+        raise UsageError(f"--ood scores a classifier's predictive entropy; this network's {model.output_name} "
+                         f"output on {data.name} gives no class probabilities. Drop --ood")
+    if args.ood == data.name:
+        raise UsageError(f"--ood {args.ood} is the dataset the network is evaluated on; give another one")
+    if data_cfg.get("normalize", "unit") == "standard":
+        raise UsageError("--ood needs inputs on one fixed scale; this network was trained on standardized inputs "
+                         "(statistics of its own training split, which another dataset does not share). Train with "
+                         "--normalize unit to score out-of-distribution inputs")
+    cfg = {**data_cfg, "dataset": args.ood, "limit": None}
+    if args.ood not in data_mod.SOURCES:  # digits and synthetic data come from no folder
+        cfg.pop("data_dir", None)
+    ood = _load_data(cfg, 0).to(data.x_test.device)
+    if ood.input_size != data.input_size:
+        raise UsageError(f"--ood {args.ood} has {ood.input_size} inputs and the network takes {data.input_size}; "
+                         "give a dataset of the same input size (fashion-mnist against mnist)")
+    return ood
 
 
 def _predict(model: Any, x: Any, estimator: str, samples: int, seed: int, device: Any) -> Any:

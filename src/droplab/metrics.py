@@ -46,7 +46,8 @@ from .checkpoint import atomic_save_figure
 
 __all__ = ["OODScores", "Reliability", "RiskCoverage", "TemperatureScaling", "accuracy", "brier_score", "entropy",
            "expected_calibration_error", "mutual_information", "negative_log_likelihood", "ood_scores",
-           "regression_scores", "reliability", "reliability_diagram", "risk_coverage", "scores", "temperature_scale"]
+           "regression_scores", "reliability", "reliability_diagram", "risk_coverage", "risk_coverage_plot", "scores",
+           "temperature_scale"]
 
 
 def entropy(p: Tensor, *, log_p: Tensor | None = None) -> Tensor:
@@ -197,6 +198,28 @@ def reliability_diagram(predictions: Any, labels: Any, path: str | os.PathLike[s
         share.set_xlabel("confidence (max class probability)", fontsize=11)
         share.set_ylabel("share of inputs", fontsize=10)
         share.set_xlim(0, 1)
+    if path is not None:
+        atomic_save_figure(fig, path, bbox_inches="tight")
+    return fig
+
+
+def risk_coverage_plot(curve: RiskCoverage, path: str | os.PathLike[str] | None = None, *,
+                       title: str | None = None) -> Any:
+    """The risk-coverage curve of ``risk_coverage``: the error rate of the kept inputs against the share kept (the
+    most confident first), with the error rate of all inputs; writes a PNG to ``path`` (atomically) if given."""
+    from ._figures import subplots
+
+    fig, ax = subplots(figsize=(5.4, 4.2), dpi=110)
+    ax.plot(curve.coverage.numpy(), 100 * curve.risk.numpy(), color="#4C72B0",
+            label=f"kept inputs, most confident first (AURC {curve.aurc:.4f})")
+    ax.axhline(100 * float(curve.risk[-1]), color="k", ls="--", lw=1, label="all inputs")
+    ax.set_xlabel("coverage (share of inputs kept)")
+    ax.set_ylabel("risk (error rate of the kept inputs, %)")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(bottom=0)
+    ax.set_title(title or "risk-coverage curve")
+    ax.legend(fontsize=9)
+    fig.tight_layout()
     if path is not None:
         atomic_save_figure(fig, path, bbox_inches="tight")
     return fig
