@@ -21,8 +21,11 @@ def test_quick_reproduce_report(tmp_path):
     summary = reproduce(tmp_path, preset="quick", progress=False)
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["claims"] == summary["claims"] == sum(len(r["verdicts"]) for r in summary["sections"])
-    # the claims that are exact identities hold whatever the training did
+    # the claims that are exact identities hold whatever the training did (the sampling section's claims are
+    # statistical tests of the paper's words since 0.5, and two of them fail on the quick preset's numbers: the
+    # 19.8% NWGM bias of uniform [0, 0.5], and C2 ~ C1 at 10.1% against a 10% tolerance)
     by_name = {r["name"]: r for r in summary["sections"]}
-    for name in ("bounds", "gradients", "sampling"):
+    for name in ("bounds", "gradients", "exact"):
         assert all(v["holds"] for v in by_name[name]["verdicts"]), by_name[name]["verdicts"]
+    assert any(v["holds"] for v in by_name["sampling"]["verdicts"])
     assert sum(g["claims"] for g in summary["groups"].values()) == summary["claims"]
