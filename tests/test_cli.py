@@ -422,3 +422,21 @@ def test_evaluate_scores_out_of_distribution_inputs_and_selective_prediction(tmp
     assert code == 2 and "has 64 inputs and the network takes 784" in err
     code, _, err = _run(["evaluate", str(out / "best.safetensors"), "--ood", "mnist-10k"], capsys)
     assert code == 2 and "is the dataset the network is evaluated on" in err
+
+
+def test_a_full_disk_while_a_checkpoint_is_written_is_one_line(tmp_path, capsys, monkeypatch):
+    from safetensors import SafetensorError
+
+    import droplab.checkpoint as checkpoint
+
+    def full(*args, **kwargs):  # what safetensors raises on ENOSPC: its own type, not an OSError
+        raise SafetensorError("Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "
+                              "\"No space left on device\" })")
+
+    monkeypatch.setattr(checkpoint, "save_file", full)
+    out = tmp_path / "run"
+    code, _, err = _run(["train", "--preset", "quick", "--epochs", "1", "--sizes", "64,8,10", "--out", str(out),
+                         "--no-progress"], capsys)
+    assert code == 2 and "No space left on device" in err and "has space" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not [p for p in out.iterdir() if p.name.endswith(".droplab-tmp")]  # nothing half-written left

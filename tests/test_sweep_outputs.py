@@ -81,3 +81,21 @@ def test_an_interrupted_sweep_says_so_and_marks_no_unfinished_trial_done(tmp_pat
     captured = capsys.readouterr()
     assert "2 unfinished" in captured.out
     assert "--resume` finishes them" in captured.err
+
+
+def test_a_second_driver_on_a_running_sweep_is_refused_and_a_dead_ones_lock_is_taken_over(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    with sweep._driver_lock(tmp_path):
+        assert (tmp_path / ".driver.pid").read_text().strip() == str(os.getpid())
+    assert not (tmp_path / ".driver.pid").exists()  # released
+    (tmp_path / ".driver.pid").write_text(f"{os.getppid()}\n")  # a running driver (our parent process)
+    with pytest.raises(ValueError, match=r"a sweep driver \(process \d+\) is running in .*before --resume"):
+        with sweep._driver_lock(tmp_path):
+            pass
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (tmp_path / ".driver.pid").write_text(gone.stdout)  # its driver has exited: taken over
+    with sweep._driver_lock(tmp_path):
+        assert (tmp_path / ".driver.pid").read_text().strip() == str(os.getpid())

@@ -5,6 +5,7 @@ into place (``os.replace`` is atomic on POSIX), so an interrupted write never le
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -95,7 +96,10 @@ def save_checkpoint_file(path: str | os.PathLike[str], tensors: dict[str, Tensor
     os.close(fd)
     try:
         flat = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
-        save_file(flat, str(tmp), metadata={"format": FORMAT, "droplab": json.dumps(meta)})
+        try:
+            save_file(flat, str(tmp), metadata={"format": FORMAT, "droplab": json.dumps(meta)})
+        except SafetensorError as exc:  # the library's own type for I/O failures (a full disk): an OSError here
+            raise OSError(errno.EIO, f"could not write {path}: {exc}", str(path)) from None
         with tmp.open("rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)

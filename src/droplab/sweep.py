@@ -38,6 +38,8 @@ import json
 import math
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -370,8 +372,7 @@ def run_sweep(sweep: Sweep | str | Path | dict[str, Any], out: str | Path, *, re
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
         os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     try:
-        import ray
-        from ray import tune
+        import ray  # noqa: F401  (installed: checked before anything is written)
     except ImportError:
         raise ImportError(INSTALL) from None
     out = Path(out).resolve()
@@ -393,7 +394,16 @@ def run_sweep(sweep: Sweep | str | Path | dict[str, Any], out: str | Path, *, re
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(state, json.dumps({"sweep": sweep.as_dict()}, indent=2) + "\n")
     _check_resources(sweep, cpus if not address else None)
-    remove_stale_temporaries(out)  # what a killed driver left half-written (its trials' folders included)
+    with _driver_lock(out):
+        remove_stale_temporaries(out)  # what a killed driver left half-written (its trials' folders included)
+        return _drive(sweep, out, resume, address, cpus, progress)
+
+
+def _drive(sweep: Sweep, out: Path, resume: bool, address: str | None, cpus: int | None,
+           progress: bool) -> list[dict[str, Any]]:
+    import ray
+    from ray import tune
+
     started = not ray.is_initialized()
     if started:
         if address:
@@ -432,6 +442,33 @@ def run_sweep(sweep: Sweep | str | Path | dict[str, Any], out: str | Path, *, re
     rows = _rows(sweep, results, out)
     write_outputs(sweep, rows, out)
     return rows
+
+
+@contextmanager
+def _driver_lock(out: Path) -> Iterator[None]:
+    """One driver per sweep folder: ``.driver.pid`` holds the running driver's process id; a second driver
+    (``--resume`` while the sweep still runs) is refused, a lock whose process is gone is taken over."""
+    from .checkpoint import _alive
+
+    lock = out / ".driver.pid"
+    out.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            text = lock.read_text(encoding="utf-8").strip() if lock.is_file() else ""
+            if text.isdigit() and int(text) != os.getpid() and _alive(int(text)):
+                raise ValueError(f"a sweep driver (process {text}) is running in {out}; wait for it, or stop it "
+                                 "before --resume (two drivers would train the same trials twice)") from None
+            lock.unlink(missing_ok=True)  # its driver is gone: take the folder over
+            continue
+        with os.fdopen(fd, "w") as fh:
+            fh.write(f"{os.getpid()}\n")
+        break
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
 
 
 def _check_resources(sweep: Sweep, cpus: int | None) -> None:
