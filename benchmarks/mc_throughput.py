@@ -69,25 +69,20 @@ def _timed(fn, device):
 def run_droplab(args, device) -> dict:
     from droplab import ensemble
 
-    if args.tile_mib:
-        from droplab.ensemble import _sampling
-
-        _sampling.CPU_TILE = int(args.tile_mib * 2**20)
+    tile = int(args.tile_mib * 2**20) if args.tile_mib else None
     net, x = _net(device), _inputs(args.inputs, device)
     gen = torch.Generator(device=device).manual_seed(0)
     precision, fused = args.precision, args.fused
-    from droplab.ensemble._stats import STATISTICS
-
-    wanted = STATISTICS if args.all_statistics else ("E", "Var", "NWGM")
+    wanted = ensemble.STATISTICS if args.all_statistics else ("E", "Var", "NWGM")
     _, warmup = _timed(lambda: ensemble.monte_carlo(net, x, samples=100, generator=gen, statistics=wanted,
-                                                    precision=precision, fused=fused),
+                                                    precision=precision, fused=fused, tile=tile),
                        device)  # (bfloat16 weights made; compiled)
     times, peaks = [], []
     for _ in range(args.repeats):  # the machine's matmul rate is sampled between runs, under the same load
         peaks += matmul_rates(device, repeats=4)
         stats, seconds = _timed(lambda: ensemble.monte_carlo(net, x, samples=args.samples, generator=gen,
                                                              statistics=wanted, memory=args.memory,
-                                                             precision=precision, fused=fused),
+                                                             precision=precision, fused=fused, tile=tile),
                                 device)
         times.append(seconds)
         assert stats.layers[3].NWGM is not None and stats.layers[3].Var is not None
@@ -121,7 +116,6 @@ def run_breakdown(args, device) -> dict:
     """Where one Monte Carlo run's time goes: wall time inside gates, products, transfer functions and the
     statistics accumulator, by timers wrapped around each module (synchronous on CPU)."""
     from droplab import ensemble
-    from droplab.ensemble import _stats
 
     net, x = _net(device), _inputs(args.inputs, device)
     spent: dict[str, float] = {"gates": 0.0, "products": 0.0, "transfer functions": 0.0, "statistics": 0.0}
@@ -140,11 +134,10 @@ def run_breakdown(args, device) -> dict:
         gate.forward = timed("gates", gate.forward)
         linear.forward = timed("products", linear.forward)
         act.forward = timed("transfer functions", act.forward)
-    _stats.Accumulator.layer = timed("statistics", _stats.Accumulator.layer)
     ensemble.monte_carlo(net, x, samples=100, statistics=("E", "Var", "NWGM"))  # warm-up
     spent = dict.fromkeys(spent, 0.0)
     _, seconds = _timed(lambda: ensemble.monte_carlo(net, x, samples=args.samples, memory=args.memory,
-                                                     statistics=("E", "Var", "NWGM")), device)
+                                                     statistics=("E", "Var", "NWGM"), timings=spent), device)
     return {"seconds": seconds, "parts": spent}
 
 
@@ -244,7 +237,7 @@ def main() -> None:
     parser.add_argument("--memory", type=int, default=256 * 2**20, help="droplab's activation budget (bytes)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--tile-mib", type=float, default=None,
-                        help="droplab's CPU chunk size per layer tensor (default: droplab.ensemble._sampling.CPU_TILE)")
+                        help="droplab's CPU chunk size per layer tensor (monte_carlo's tile; default 4 MiB)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of each library (best and median shown)")
     parser.add_argument("--skip", nargs="*", default=[],
                         choices=["baal", "exact", "linear", "breakdown", "bfloat16", "accuracy", "fused"])

@@ -163,3 +163,19 @@ def test_the_fused_gate_draws_the_gates_own_masks(keep, scaling):
     per_unit = UnitGate(torch.full((50,), keep), scaling=scaling)
     with modes.sample(per_unit, generator=torch.Generator().manual_seed(2)):
         assert _fused_gate(per_unit, o, torch.float32) is None  # per-unit rates: the gate runs itself
+
+
+def test_tile_and_timings_are_public_options_for_profiling():
+    net, x = _net(), torch.rand(2, 30)
+    spent: dict[str, float] = {}
+    a = ensemble.monte_carlo(net, x, samples=200, generator=torch.Generator().manual_seed(0), timings=spent)
+    b = ensemble.monte_carlo(net, x, samples=200, generator=torch.Generator().manual_seed(0))
+    assert spent["statistics"] > 0 and torch.equal(a.layers[1].E, b.layers[1].E)  # timing changes nothing
+    c = ensemble.monte_carlo(net, x, samples=200, generator=torch.Generator().manual_seed(0), tile=2**20)
+    z = (c.layers[1].E - b.layers[1].E).abs() / (c.layers[1].se_E**2 + b.layers[1].se_E**2).sqrt().clamp_min(1e-12)
+    assert float(z.max()) < 5.5  # other chunks, other masks: the same ensemble, within Monte Carlo noise
+    with pytest.raises(ValueError, match="tile must be a positive number of bytes"):
+        ensemble.monte_carlo(net, x, samples=2, tile=0)
+    with pytest.raises(TypeError, match="timings must be a dict"):
+        ensemble.monte_carlo(net, x, samples=2, timings=[])
+    assert "E" in ensemble.STATISTICS

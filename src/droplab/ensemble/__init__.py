@@ -20,10 +20,11 @@ from ._predict import mutual_information, pair_approximations, predict, predicti
 from ._predictive import PredictiveStatistics, predictive
 from ._registry import ESTIMATORS, Estimator, estimate, estimator
 from ._sampling import exact, monte_carlo, weight_scaled
-from ._stats import EnsembleStatistics, LayerStatistics, Pair
+from ._stats import STATISTICS, EnsembleStatistics, LayerStatistics, Pair
 
 __all__ = [
     "ESTIMATORS",
+    "STATISTICS",
     "EnsembleStatistics",
     "Estimator",
     "LayerStatistics",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -94,7 +95,7 @@ CPU_MODULE_CHUNK = 64 * 2**20  # bytes of module outputs per chunk for other mod
 CPU_TILE = 4 * 2**20  # bytes: on a CPU, one layer's activations for a chunk stay about this size (cache-sized)
 
 
-def _chunk(net: DropoutMLP, x: Tensor, memory: int, samples: int) -> int:
+def _chunk(net: DropoutMLP, x: Tensor, memory: int, samples: int, tile: int | None = None) -> int:
     """Members per chunk. Layers are streamed one at a time (``_stream``), so a chunk holds a few tensors of
     the widest layer (plus per-example connection masks) and the memory budget bounds that. On a CPU the
     chunk is also kept near ``CPU_TILE`` per tensor: the elementwise passes that follow each product then
@@ -108,7 +109,7 @@ def _chunk(net: DropoutMLP, x: Tensor, memory: int, samples: int) -> int:
     bytes_per_member = batch * (widest * 6 + masks * 3) * 4
     chunk = memory // max(1, bytes_per_member)
     if x.device.type == "cpu":
-        chunk = min(chunk, CPU_TILE // max(1, batch * widest * 4))
+        chunk = min(chunk, (CPU_TILE if tile is None else tile) // max(1, batch * widest * 4))
     return max(1, min(samples, chunk))
 
 
@@ -176,7 +177,7 @@ def _fused_gate(gate: nn.Module, o: Tensor, dtype: torch.dtype) -> Tensor | None
 
 def _stream(net: DropoutMLP, x: Tensor, members: int, acc: Accumulator, weights: Tensor,
             low: list[tuple[Tensor, Tensor] | None] | None = None, compensated: bool = False,
-            fused: bool = False) -> None:
+            fused: bool = False, timings: dict[str, float] | None = None) -> None:
     """Run ``members`` ensemble members on the batch x (member-major rows k * B + b), one layer at a time,
     giving each layer's S and O to ``acc`` at once: no trace of the whole network is kept.
 
@@ -190,7 +191,7 @@ def _stream(net: DropoutMLP, x: Tensor, members: int, acc: Accumulator, weights:
     ``fused``: scalar-keep Bernoulli gates run as one compiled kernel (``_fused_gate``), same masks."""
     o = x.repeat(members, 1)
     acc.begin(weights)
-    acc.layer(0, None, o)
+    _accumulate(acc, timings, 0, None, o)
     for stage in net.stages():
         parts = low[stage.h - 1] if low is not None else None
         one_product = parts is not None and not compensated
@@ -211,8 +212,22 @@ def _stream(net: DropoutMLP, x: Tensor, members: int, acc: Accumulator, weights:
             if bias is not None:
                 s += bias
         o = stage.activation(s)
-        acc.layer(stage.h, s, o)
+        _accumulate(acc, timings, stage.h, s, o)
     acc.end()
+
+
+def _accumulate(acc: Accumulator, timings: dict[str, float] | None, h: int, s: Tensor | None, o: Tensor) -> None:
+    """The accumulator's pass over one layer, timed into ``timings["statistics"]`` when a caller profiles."""
+    if timings is None:
+        acc.layer(h, s, o)
+        return
+    if o.is_cuda:
+        torch.cuda.synchronize(o.device)
+    t0 = time.perf_counter()
+    acc.layer(h, s, o)
+    if o.is_cuda:
+        torch.cuda.synchronize(o.device)
+    timings["statistics"] = timings.get("statistics", 0.0) + time.perf_counter() - t0
 
 
 @torch.no_grad()
@@ -221,7 +236,8 @@ def monte_carlo(net: nn.Module, x: Tensor, *, samples: int = 1000, generator: to
                 statistics: Sequence[str] = STATISTICS, memory: int = DEFAULT_MEMORY, output: str | None = None,
                 batch_dim: int = 0, precision: str | None = None, fused: bool = False,
                 cache_prefix: bool = True, targets: Tensor | None = None, tau: float | None = None,
-                temperature: float = 1.0) -> EnsembleStatistics | PredictiveStatistics:
+                temperature: float = 1.0, tile: int | None = None,
+                timings: dict[str, float] | None = None) -> EnsembleStatistics | PredictiveStatistics:
     """K sampled subnetworks per input, run as one large batched product per chunk; statistics streamed.
 
     For a ``DropoutMLP``, every layer's statistics (E, Var, NWGM, WGM, E(S), Var(S), E(f'(S)), standard
@@ -260,7 +276,9 @@ def monte_carlo(net: nn.Module, x: Tensor, *, samples: int = 1000, generator: to
     process compiles them (seconds); later calls of any size reuse them. The statistics' sums are taken in
     another order, so results match the unfused path to float32 rounding, not bit for bit.
     Memory does not grow with K: members run in chunks, one layer at a time, sized to ``memory`` bytes (and,
-    on a CPU, to about 4 MiB per layer tensor, so that the elementwise work runs from cache).
+    on a CPU, to about ``tile`` bytes per layer tensor, 4 MiB by default, so that the elementwise work runs from
+    cache; the chunk size changes how the masks are drawn, so keep it fixed to compare runs). ``timings``, a dict,
+    gets the seconds spent in the per-unit statistics added under ``"statistics"`` (for profiling).
 
     >>> net = DropoutMLP((4, 8, 3), keep=(0.8, 0.5)).eval()
     >>> stats = monte_carlo(net, torch.rand(2, 4), samples=100, generator=torch.Generator().manual_seed(0))
@@ -290,18 +308,22 @@ def monte_carlo(net: nn.Module, x: Tensor, *, samples: int = 1000, generator: to
     precision = _check_precision(precision, x)
     if not isinstance(fused, bool):
         raise TypeError(f"fused must be True or False, got {fused!r}")
+    if tile is not None and (isinstance(tile, bool) or not isinstance(tile, int) or tile < 1):
+        raise ValueError(f"tile must be a positive number of bytes (or None: {CPU_TILE}), got {tile!r}")
+    if timings is not None and not isinstance(timings, dict):
+        raise TypeError(f"timings must be a dict to add seconds to, got {type(timings).__name__}")
     low = low_precision_weights(net) if precision.startswith("bfloat16") else None
     ref = _reference(net, x)
     acc = Accumulator(net, ref, pairs=_check_pairs(net, pairs), histogram_units=histogram_units, bins=bins,
                       statistics=statistics, fused=fused)
-    chunk = _chunk(net, x, memory, samples)
+    chunk = _chunk(net, x, memory, samples, tile)
     done = 0
     with modes.sample(net, generator=generator), per_example_masks(net):
         while done < samples:
             threads.maybe_adapt()
             k = min(chunk, samples - done)
             _stream(net, x, k, acc, torch.full((k,), 1.0 / samples, dtype=torch.float64, device=x.device), low,
-                    precision == "bfloat16x3", fused)
+                    precision == "bfloat16x3", fused, timings)
             done += k
     stats = acc.finalize("monte_carlo", samples=samples, standard_errors=True, dtype=x.dtype)
     stats.precision = precision
