@@ -181,12 +181,8 @@ def _dropout_wrapper(function: str, original: Callable[..., Any]) -> Callable[..
             return original(*args, **kwargs)  # torch's own error
         if frame.session.mode not in _DRAWING or p == 0.0:
             return x  # the eval output: inverted dropout's mean (and alpha dropout's at standardized inputs)
-        keep = 1.0 - p
-        noise = _noise(frame, function, _mask_shape(function, x), keep, x)
-        if "alpha" not in function:
-            return torch.mul(x, noise).div_(keep) if keep > 0 else x * 0.0
-        a = 1.0 / math.sqrt((_ALPHA * _ALPHA * p + 1) * keep)
-        return x * (noise * a) + ((noise - 1) * (_ALPHA * a) + _ALPHA * a * p)
+        noise = _noise(frame, function, _mask_shape(function, x), 1.0 - p, x)
+        return _gate(x, noise, p, "alpha" in function, inplace=False)
     wrapper.__wrapped__ = original  # type: ignore[attr-defined]
     wrapper.__doc__ = original.__doc__
     return wrapper
@@ -227,8 +223,7 @@ def _aten_wrapper(function: str, original: Callable[..., Any]) -> Callable[..., 
         if not 0.0 <= p <= 1.0 or not isinstance(x, Tensor):
             return original(*args, **kwargs)
         if frame.session.mode not in _DRAWING or p == 0.0:
-            out = x  # the eval output, as the module functions give it
-            mask = torch.ones_like(x, dtype=torch.bool)
+            out, noise = x, None  # the eval output, as the module functions give it
         else:
             if feature and x.dim() < 2:
                 raise ValueError(f"torch.{function} needs an input with a channel dimension, got shape "
@@ -236,8 +231,10 @@ def _aten_wrapper(function: str, original: Callable[..., Any]) -> Callable[..., 
             shape = tuple(x.shape[:2]) + (1,) * (x.dim() - 2) if feature else tuple(x.shape)
             noise = _noise(frame, base, shape, 1.0 - p, x)
             out = _gate(x, noise, p, alpha, inplace)
-            mask = noise.expand_as(x).bool()
-        return (out, mask) if function == "native_dropout" else out
+        if function != "native_dropout":
+            return out
+        mask = torch.ones_like(x, dtype=torch.bool) if noise is None else noise.expand_as(x).bool()
+        return out, mask
     wrapper.__wrapped__ = original  # type: ignore[attr-defined]
     wrapper.__doc__ = original.__doc__
     return wrapper
