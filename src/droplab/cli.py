@@ -511,7 +511,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
               f"test {best['test_error']:.4g}{unit}")
     if unfinished:
         print(f"droplab sweep: interrupted before {len(unfinished)} trials finished; `droplab sweep --out {out} "
-              "--resume` finishes them (not Ray's Tuner.restore)", file=sys.stderr)
+              "--resume` finishes them", file=sys.stderr)
         return 130
     return 0
 

@@ -35,6 +35,7 @@ import csv
 import io
 import itertools
 import json
+import logging
 import math
 import os
 import time
@@ -434,14 +435,32 @@ def _drive(sweep: Sweep, out: Path, resume: bool, address: str | None, cpus: int
                                         num_samples=sweep.samples if sweep.random else 1),
             run_config=tune.RunConfig(name=sweep.name, storage_path=str(storage), verbose=1 if progress else 0,
                                       failure_config=tune.FailureConfig(max_failures=0)))
+    hint = _RayRestoreHint()
+    loggers = [logging.getLogger(name) for name in ("ray.tune.tune", "ray.tune.analysis.experiment_analysis")]
+    for logger in loggers:
+        logger.addFilter(hint)
     try:
         results = tuner.fit()
     finally:
+        for logger in loggers:
+            logger.removeFilter(hint)
         if started:
             ray.shutdown()
     rows = _rows(sweep, results, out)
     write_outputs(sweep, rows, out)
     return rows
+
+
+class _RayRestoreHint(logging.Filter):
+    """Drops what Ray logs about an interrupted sweep: "Resume experiment with: Tuner.restore(...)" (Ray's restore
+    does not know droplab's trainable; the command line prints droplab's own ``--resume``), "Trials did not
+    complete" and "Failed to fetch metrics" for the trials that had not reported (``results.csv`` marks them
+    ``interrupted`` or ``not run``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not ("Tuner.restore" in message or message.startswith(("Trials did not complete",
+                                                                       "Failed to fetch metrics")))
 
 
 @contextmanager

@@ -33,18 +33,24 @@ __all__ = ["Diverged", "FitResult", "TrainConfig", "build_model", "evaluate", "f
 
 LOSSES = ("cross_entropy", "squared")
 OPTIMIZERS = ("sgd", "adam")
+LR_SCHEDULES = ("exponential", "cosine")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Hyperparameters of ``fit``. Momentum rises linearly from ``momentum_start`` to ``momentum_end`` over
-    ``momentum_epochs`` epochs; the learning rate is ``lr * lr_decay ** epoch``."""
+    ``momentum_epochs`` epochs; the learning rate is ``lr * lr_decay ** epoch`` (``lr_schedule="exponential"``) or
+    ``lr * lr_decay ** epoch * (1 + cos(pi * epoch / epochs)) / 2`` (``"cosine"``: annealed towards zero by the last
+    epoch, so that the weights settle before training ends)."""
 
     epochs: int = field(default=50, metadata={"help": "training epochs", "kind": "int"})
     batch_size: int = field(default=100, metadata={"help": "examples per step", "kind": "int"})
     lr: float = field(default=0.1, metadata={"help": "learning rate of the first epoch", "kind": "float"})
     lr_decay: float = field(default=1.0, metadata={"help": "learning-rate factor per epoch, in (0, 1]",
                                                    "kind": "float"})
+    lr_schedule: str = field(default="exponential", metadata={
+        "help": "exponential (lr * lr_decay^epoch) or cosine (that, times (1 + cos(pi epoch / epochs)) / 2)",
+        "choices": LR_SCHEDULES})
     momentum_start: float = field(default=0.5, metadata={"help": "momentum of the first epoch", "kind": "float"})
     momentum_end: float = field(default=0.99, metadata={"help": "momentum after momentum_epochs", "kind": "float"})
     momentum_epochs: int = field(default=10, metadata={"help": "epochs over which momentum rises linearly",
@@ -74,6 +80,8 @@ class TrainConfig:
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
         if not (isinstance(self.lr_decay, (int, float)) and 0 < self.lr_decay <= 1):
             raise ValueError(f"lr_decay must be in (0, 1], got {self.lr_decay!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         for name in ("momentum_start", "momentum_end"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and 0 <= value < 1):
@@ -98,7 +106,10 @@ class TrainConfig:
         return self.momentum_start + frac * (self.momentum_end - self.momentum_start)
 
     def learning_rate(self, epoch: int) -> float:
-        return self.lr * self.lr_decay ** epoch
+        rate = self.lr * self.lr_decay ** epoch
+        if self.lr_schedule == "cosine":
+            rate *= 0.5 * (1.0 + math.cos(math.pi * epoch / self.epochs))
+        return rate
 
     @classmethod
     def field_names(cls) -> list[str]:
