@@ -1,6 +1,7 @@
 """droplab reproduce: a tiny preset end to end, cached stages, and the report rendered in a real browser."""
 
 import base64
+import hashlib
 import json
 import os
 import shutil
@@ -135,9 +136,17 @@ def test_a_hand_edited_stage_and_a_junk_figure_are_not_used(tiny_report, tmp_pat
     stage.write_text(json.dumps(saved))
     (copy / "sampling.png").write_bytes(b"junk, not a PNG")
     figure = (out / "sampling.png").read_bytes()
+    for name, forged in (("means", False), ("exact", True)):  # "result": {}, its checksum left or forged to match
+        stage = copy / "stages" / f"{name}.json"
+        saved = json.loads(stage.read_text())
+        saved["result"] = {}
+        if forged:
+            saved["sha256"] = hashlib.sha256(json.dumps({}, sort_keys=True).encode()).hexdigest()
+        stage.write_text(json.dumps(saved))
     summary = reproduce(copy, preset="tiny", progress=False)
     reused = {r["name"]: r["reused"] for r in summary["sections"]}
     assert reused["bounds"] is False and reused["sampling"] is True  # the edited stage recomputed
+    assert reused["means"] is False and reused["exact"] is False
     assert summary["claims_held"] == first["claims_held"]
     assert (copy / "sampling.png").read_bytes() == figure  # the junk figure redrawn from the stage's numbers
 

@@ -88,12 +88,25 @@ def _draw(exp: Experiment, result: dict[str, Any], png_path: Path, stage: Path) 
     atomic_write_text(stage.with_suffix(".png.json"), json.dumps({"sha256": _digest(png_path.read_bytes())}) + "\n")
 
 
+def _readable(exp: Experiment, result: dict[str, Any]) -> bool:
+    """Whether a cached result has what the stage's verdicts and numbers read (a stage whose checksum was
+    forged over ``{"result": {}}`` has not)."""
+    try:
+        exp.verdicts(result)
+        exp.numbers(result)
+    except (KeyError, TypeError, IndexError, ValueError, AttributeError):
+        return False
+    return True
+
+
 def _run_stage(exp: Experiment, ctx: Context, out: Path, *, force: bool = False) -> tuple[dict[str, Any], bool]:
     """(result, reused): the cached result when its key and checksum match (unless ``force``), else a fresh one
     saved atomically. A figure that is missing or is not the one the stage drew is redrawn from the numbers."""
     key = _stage_key(exp, ctx.preset, ctx.settings, ctx.seed)
     json_path, png_path = out / "stages" / f"{exp.name}.json", out / f"{exp.name}.png"
     cached = None if force else _cached(exp, ctx, out)
+    if cached is not None and not _readable(exp, cached):
+        cached = None  # the checksum matches but the content is not a result of this stage: recomputed
     if cached is not None:
         if not _figure_ok(png_path, json_path):  # redrawn from the stage's numbers, not recomputed
             _draw(exp, cached, png_path, json_path)
