@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PRESET ?= standard
 OUT ?= reports/$(PRESET)
 
-.PHONY: setup setup-dev run test test-slow lint bench clean
+.PHONY: setup setup-dev run test test-slow lint bench docs clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ $(VENV)/.droplab-installed: pyproject.toml | $(PY)
 	touch $@
 
 $(VENV)/.droplab-dev: $(VENV)/.droplab-installed
-	$(PY) -m pip install -q -e ".[dev,sweep,tensorboard]"
+	$(PY) -m pip install -q -e ".[dev,sweep,tensorboard,docs]"
 	touch $@
 
 setup: $(VENV)/.droplab-installed
@@ -28,17 +28,20 @@ run: setup
 	$(VENV)/bin/droplab reproduce --preset $(PRESET) --out $(OUT)
 
 test: setup-dev
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks tools
 	$(PY) -m pytest
 
 test-slow: setup-dev
 	$(PY) -m pytest -m slow
 
 lint: setup-dev
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks tools
+
+docs: setup-dev
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
 
 bench: setup
 	$(PY) benchmarks/train_throughput.py
 
 clean:
-	rm -rf runs reports results .pytest_cache
+	rm -rf runs reports results site .pytest_cache

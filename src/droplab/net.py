@@ -65,7 +65,8 @@ class DropoutMLP(nn.Module):
         sizes: layer sizes (n_0 = inputs, ..., n_L = outputs); at least two.
         transfer: hidden transfer function name, or one per hidden layer: logistic, tanh, relu, linear.
         output: output transfer: softmax (classification), linear (regression), or logistic.
-        c, lam: the logistic's c and lambda (Eq. 27); lam is the slope of the other transfers.
+        c: the logistic's c (Eq. 27).
+        lam: the logistic's lambda (Eq. 27); the slope of the other transfers.
         keep: keep rate per gated layer (input, hidden...): float, tensor of shape (n_h,), or one value for all.
         gate: gate kind, or one per gated layer: bernoulli, gaussian, dropin, spiking.
         connection_keep: None (plain weights), or per weight layer a keep rate (float or tensor shaped like
