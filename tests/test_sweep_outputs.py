@@ -6,6 +6,9 @@ import csv
 import pytest
 
 from droplab import data, sweep, train
+from droplab.sweep import _driver as sweep_driver
+from droplab.sweep import _spec as sweep_spec
+from droplab.sweep import _trial as sweep_trial
 
 
 def test_linear_penalty_is_the_articles_closed_form_for_a_single_layer():
@@ -17,7 +20,7 @@ def test_linear_penalty_is_the_articles_closed_form_for_a_single_layer():
     model = train.build_model(one_layer, seed=0).double()
     dataset = data.load("synthetic-linear", normalize="none")
     dataset = dataclasses.replace(dataset, x_train=dataset.x_train.double())
-    measured = sweep._linear_penalty(model, dataset, settings)
+    measured = sweep_trial._linear_penalty(model, dataset, settings)
     w, x = model.linears[0].weight.detach(), dataset.x_train[:2000]
     closed = 0.5 * (0.3 * 0.7 * (x.square() @ w.square().T)).sum(1).mean()
     assert measured == pytest.approx(float(closed), rel=1e-10)
@@ -67,15 +70,15 @@ def test_an_interrupted_sweep_says_so_and_marks_no_unfinished_trial_done(tmp_pat
         metrics = {"epoch": epoch, "trial_id": trial_id, "best_val_error": 5.0, "test_error": 6.0} if epoch else {}
         return SimpleNamespace(config=point, metrics=metrics, error=error, path=str(tmp_path / "ray" / name))
 
-    points = sweep._grid_points(spec)
+    points = sweep_spec._grid_points(spec)
     results = [result("a", points[0], 5, "t0"),  # every epoch: done
                result("b", points[1], 3, "t1"),  # its training returned early (patience): done
                result("c", points[2], 2, "t2"),  # Ctrl-C in its third epoch: interrupted
                result("d", points[3], 0, "t3")]  # never started
-    rows = sweep._rows(spec, results, tmp_path)
+    rows = sweep_driver._rows(spec, results, tmp_path)
     assert [r["status"] for r in rows] == ["done", "done", "interrupted", "not run"]
     asha = sweep.Sweep(**{**spec.__dict__, "asha": {"grace_period": 1}})
-    assert sweep._rows(asha, results, tmp_path)[2]["status"] == "stopped"
+    assert sweep_driver._rows(asha, results, tmp_path)[2]["status"] == "stopped"
     monkeypatch.setattr(sweep, "run_sweep", lambda *a, **k: rows)
     assert main(["sweep", "--preset", "smoke", "--out", str(tmp_path / "out")]) == 130
     captured = capsys.readouterr()
@@ -88,14 +91,14 @@ def test_a_second_driver_on_a_running_sweep_is_refused_and_a_dead_ones_lock_is_t
     import subprocess
     import sys
 
-    with sweep._driver_lock(tmp_path):
+    with sweep_driver._driver_lock(tmp_path):
         assert (tmp_path / ".driver.pid").read_text().strip() == str(os.getpid())
     assert not (tmp_path / ".driver.pid").exists()  # released
     (tmp_path / ".driver.pid").write_text(f"{os.getppid()}\n")  # a running driver (our parent process)
     with pytest.raises(ValueError, match=r"a sweep driver \(process \d+\) is running in .*before --resume"):
-        with sweep._driver_lock(tmp_path):
+        with sweep_driver._driver_lock(tmp_path):
             pass
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     (tmp_path / ".driver.pid").write_text(gone.stdout)  # its driver has exited: taken over
-    with sweep._driver_lock(tmp_path):
+    with sweep_driver._driver_lock(tmp_path):
         assert (tmp_path / ".driver.pid").read_text().strip() == str(os.getpid())

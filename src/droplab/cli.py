@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from . import data as data_mod
+from ._toml import read_toml
 from .config import DataConfig, ModelConfig, to_toml
 from .presets import PRESETS, resolve
 from .train import TrainConfig, build_model, fit, load_model, resolve_device
@@ -213,18 +214,7 @@ def _seed(text: str) -> int:
 
 # ----------------------------------------------------------------------------------------------------
 def _read_toml(path: Path) -> dict[str, Any]:
-    import tomllib
-    if path.is_dir():
-        raise UsageError(f"config file {path} is a folder; give a .toml file")
-    try:
-        with path.open("rb") as fh:
-            cfg = tomllib.load(fh)
-    except FileNotFoundError:
-        raise UsageError(f"config file {path} does not exist") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"config file {path} is not UTF-8 text; save it as UTF-8") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"config file {path} is not valid TOML: {exc}") from None
+    cfg = read_toml(path, "config file")
     sizes = cfg.get("model", {}).get("sizes") if isinstance(cfg.get("model"), dict) else None
     if sizes is not None and not (isinstance(sizes, list) and all(isinstance(n, int) for n in sizes)):
         raise UsageError(f"{path} [model] sizes must be a list of layer sizes like [784, 1200, 10], got {sizes!r}")
@@ -485,7 +475,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         spec = None
     else:
         if args.preset is None and args.config is None:
-            raise UsageError("give --preset (smoke, keep-grid, data-size) or --config sweep.toml")
+            raise UsageError(f"give --preset ({', '.join(sweep_mod.PRESETS)}) or --config sweep.toml")
         if args.preset is not None and args.preset not in sweep_mod.PRESETS:
             raise UsageError(f"unknown sweep preset {args.preset!r}; expected one of {sorted(sweep_mod.PRESETS)}")
         spec = sweep_mod.load_sweep(args.preset if args.preset is not None else args.config)
