@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 from . import data as data_mod
 from ._toml import read_toml
 from .config import DataConfig, ModelConfig, to_toml
+from .ensemble import PRECISIONS as MC_PRECISIONS
 from .presets import PRESETS, resolve
 from .train import TrainConfig, build_model, fit, load_model, resolve_device
 
@@ -169,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", type=Path, default=None, help="output folder (default: reports/<preset>)")
     r.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     r.add_argument("--seed", type=_seed, default=0, help="seed of the study network, the inputs and the masks")
-    r.add_argument("--precision", choices=("float32", "bfloat16", "bfloat16x3"), default="float32",
+    r.add_argument("--precision", choices=MC_PRECISIONS, default="float32",
                    help="Monte Carlo products: float32 (default), or bfloat16 / bfloat16x3 on the matrix engine "
                         "(faster; bfloat16's bias is about 1.7 Monte Carlo SE at 10,000 samples, bfloat16x3's 0.03)")
     r.add_argument("--only", nargs="+", choices=[e.name for e in EXPERIMENTS], metavar="SECTION",
@@ -261,9 +262,7 @@ def _show(s: dict[str, Any]) -> str:
 
 
 def _load_data(cfg: dict[str, Any], seed: int) -> data_mod.Dataset:
-    return data_mod.load(cfg["dataset"], root=cfg.get("data_dir"), download=cfg.get("download", True),
-                         validation=cfg.get("validation", 0.1), seed=seed, normalize=cfg.get("normalize", "unit"),
-                         limit=cfg.get("limit"))
+    return DataConfig.from_run(cfg).load(seed=seed)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -406,7 +405,7 @@ def _ood_inputs(args: argparse.Namespace, data: Any, data_cfg: dict[str, Any], m
                          f"output on {data.name} gives no class probabilities. Drop --ood")
     if args.ood == data.name:
         raise UsageError(f"--ood {args.ood} is the dataset the network is evaluated on; give another one")
-    if data_cfg.get("normalize", "unit") == "standard":
+    if DataConfig.from_run(data_cfg).normalize == "standard":
         raise UsageError("--ood needs inputs on one fixed scale; this network was trained on standardized inputs "
                          "(statistics of its own training split, which another dataset does not share). Train with "
                          "--normalize unit to score out-of-distribution inputs")

@@ -15,15 +15,17 @@ from typing import Any
 
 import torch
 
-from .data import DATASETS
-from .gates import GATES, SCALINGS
+from .data import DATASETS, NORMALIZATIONS
+from .gates import GATES, SCALINGS, check_keep, check_scaling
+from .nn._activation import check_backward
 from .nn._connection import MASK_SHARING
-from .transfer import TRANSFER_KINDS
+from .transfer import TRANSFER_KINDS, make_transfer
 
-__all__ = ["DataConfig", "ModelConfig", "config_fields", "from_dict", "to_toml"]
+__all__ = ["DataConfig", "ModelConfig", "config_fields", "fit_keep", "from_dict", "to_toml"]
 
 HIDDEN_TRANSFERS = tuple(name for name, kind in TRANSFER_KINDS.items() if kind.elementwise)  # softmax couples units
 OUTPUTS = ("softmax", "linear", "logistic")
+INITS = ("default", "glorot")
 
 
 def _opt(help: str, *, kind: str | None = None, choices: tuple[Any, ...] | None = None) -> dict[str, Any]:
@@ -35,9 +37,36 @@ def _tuple(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
 
+def fit_keep(keep: Any, gated_layers: int) -> list[Any]:
+    """Keep rates for ``gated_layers`` gates (input, hidden...): one value for every gate; a list of another
+    length keeps its input rate and repeats its last (hidden) rate, e.g. ``[0.8, 0.5]`` -> ``[0.8, 0.5, 0.5]``.
+
+    >>> fit_keep([0.8, 0.5], 4)
+    [0.8, 0.5, 0.5, 0.5]
+    """
+    if not isinstance(keep, (list, tuple)):
+        return [keep] * gated_layers
+    keep = list(keep)
+    if len(keep) == gated_layers or not keep:
+        return keep
+    return [keep[0]] + [keep[-1]] * (gated_layers - 1)
+
+
+def _per_layer(value: Any, n: int, what: str) -> list[Any]:
+    """One entry per layer: a list or tuple of ``n``, or one value for all."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != n:
+            raise ValueError(f"{what} needs {n} entries (one per layer), got {len(value)}: {list(value)!r}")
+        return list(value)
+    return [value] * n
+
+
 @dataclass(frozen=True)
 class ModelConfig:
-    """A ``DropoutMLP``: what ``DropoutMLP(**config.as_dict())`` builds. Lists become tuples."""
+    """A ``DropoutMLP``: what ``DropoutMLP.build(config)`` builds, and the one place its settings are checked
+    (``DropoutMLP(...)`` makes one of these from its arguments). Lists become tuples. ``keep`` and
+    ``connection_keep`` may hold tensors (a rate per unit, per connection); ``as_dict`` writes those as
+    ``"tensor"`` (their values travel as the network's state, in a checkpoint)."""
 
     sizes: tuple[int, ...] = field(default=(64, 256, 256, 10), metadata=_opt(
         "layer sizes, inputs ... outputs, e.g. 784,1200,1200,10 (the first and last follow the data)", kind="ints"))
@@ -60,7 +89,7 @@ class ModelConfig:
         "dropout scaling: paper (train with delta O, predict with p O) or inverted (torch's)", choices=SCALINGS))
     backward: str | float | None = field(default=None, metadata=_opt(
         "backpercolation: 'derivative' or a fixed probability (none: ordinary backpropagation)", kind="backward"))
-    init: str = field(default="default", metadata=_opt("weight initialisation", choices=("default", "glorot")))
+    init: str = field(default="default", metadata=_opt("weight initialisation", choices=INITS))
     init_gain: float | None = field(default=None, metadata=_opt(
         "Glorot gain (none: 4 for logistic layers, else 1)", kind="float"))
 
@@ -72,10 +101,55 @@ class ModelConfig:
                 isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in sizes):
             raise ValueError(f"sizes must be at least two positive integers (inputs ... outputs) like "
                              f"(784, 1200, 10), got {sizes!r}")
-        from .net import DropoutMLP
+        n = len(sizes) - 1
+        transfers = _per_layer(self.transfer, n - 1, "transfer")
+        hidden = [name for name, kind in TRANSFER_KINDS.items() if kind.elementwise]  # the registry as it is now
+        for name in transfers:
+            if name not in hidden:
+                raise ValueError(f"hidden transfer must be one of {', '.join(hidden)}; got {name!r}")
+        if self.output not in OUTPUTS:
+            raise ValueError(f"output must be one of {OUTPUTS}, got {self.output!r}")
+        made = {name: make_transfer(name, c=self.c, lam=self.lam) for name in {*transfers, self.output}}
+        check_scaling(self.scaling)
+        if self.mask_sharing not in MASK_SHARING:
+            raise ValueError(f"mask_sharing must be one of {MASK_SHARING}, got {self.mask_sharing!r}")
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
+        gain = self.init_gain
+        if gain is not None and not (isinstance(gain, (int, float)) and not isinstance(gain, bool)
+                                     and 0 < gain < float("inf")):
+            raise ValueError(f"init_gain must be a positive number or None (4 for logistic layers, else 1), "
+                             f"got {gain!r}")
+        if gain is not None and self.init != "glorot":
+            raise ValueError(f"init_gain sets the Glorot gain; it needs init='glorot', got init={self.init!r}")
+        for h, (keep, kind) in enumerate(zip(_per_layer(self.keep, n, "keep"), _per_layer(self.gate, n, "gate"),
+                                             strict=True)):
+            if kind not in GATES:
+                raise ValueError(f"gate for layer {h} must be one of {sorted(GATES)}, got {kind!r}")
+            if not self.gated(h, keep, kind):
+                continue
+            keep = check_keep(keep, where=f"keep for layer {h}")
+            if isinstance(keep, torch.Tensor) and keep.shape != (sizes[h],):
+                raise ValueError(f"per-unit keep for layer {h} must have shape ({sizes[h]},), got "
+                                 f"{tuple(keep.shape)}")
+            if kind == "spiking" and h > 0 and transfers[h - 1] != "logistic":
+                raise ValueError(f"spiking units need outputs in [0, 1]; layer {h} uses {transfers[h - 1]}, "
+                                 "use transfer='logistic'")
+            GATES[kind].check_scaling(self.scaling)
+        if self.connection_kind not in GATES:
+            raise ValueError(f"connection_kind must be one of {sorted(GATES)}, got {self.connection_kind!r}")
+        for h, keep in enumerate(_per_layer(self.connection_keep, n, "connection_keep")):
+            if keep is not None:
+                check_keep(keep, where=f"connection_keep for layer {h}")
+        if self.backward is not None:
+            for name in transfers:
+                check_backward(self.backward, made[name])
 
-        with torch.device("meta"):  # every other check is the network's own: no second copy of the rules
-            DropoutMLP.from_config(self.as_dict())
+    @staticmethod
+    def gated(h: int, keep: Any, kind: str) -> bool:
+        """Whether gated layer ``h`` has a gate (keep 1 is no gate, except for spiking units, whose spikes
+        are noise at any r)."""
+        return keep is not None and (isinstance(keep, torch.Tensor) or keep != 1.0 or kind == "spiking")
 
     @property
     def gated_layers(self) -> int:
@@ -102,8 +176,29 @@ class ModelConfig:
         return tuple(self.transfer) if isinstance(self.transfer, tuple) else (self.transfer,) * (len(self.sizes) - 2)
 
     def as_dict(self) -> dict[str, Any]:
-        """Plain values (tuples as lists), as JSON and TOML hold them."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        """Plain values (tuples as lists, tensors as ``"tensor"``), as JSON and TOML hold them."""
+        def plain(v: Any) -> Any:
+            if isinstance(v, torch.Tensor):
+                return "tensor"
+            return [plain(x) for x in v] if isinstance(v, tuple) else v
+
+        return {f.name: plain(getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_network_dict(cls, values: dict[str, Any]) -> ModelConfig:
+        """The config a network's ``config()`` (or a checkpoint) describes: ``"tensor"`` rates become
+        placeholders of their shape (ones), which the network's saved state then overwrites."""
+        values = dict(values)
+        sizes = values["sizes"]
+        n = len(sizes) - 1
+        if "keep" in values:
+            values["keep"] = [torch.ones(sizes[h]) if k == "tensor" else k
+                              for h, k in enumerate(_per_layer(values["keep"], n, "keep"))]
+        if "connection_keep" in values:
+            values["connection_keep"] = [torch.ones(sizes[h + 1], sizes[h]) if k == "tensor" else k
+                                         for h, k in enumerate(_per_layer(values["connection_keep"], n,
+                                                                          "connection_keep"))]
+        return from_dict(cls, values, where="the network's config")
 
     def with_sizes(self, n_in: int, n_out: int) -> ModelConfig:
         """The same hidden layers between ``n_in`` inputs and ``n_out`` outputs (the data's)."""
@@ -125,7 +220,7 @@ class DataConfig:
     limit: int | None = field(default=None, metadata=_opt("use at most this many training examples", kind="int"))
     normalize: str = field(default="unit", metadata=_opt(
         "pixel scaling: unit ([0, 1]), standard (zero mean, unit variance) or none",
-        choices=("unit", "standard", "none")))
+        choices=NORMALIZATIONS))
     download: bool = field(default=True, metadata={**_opt("download missing files (with checksums)", kind="bool"),
                                                    "off_help": "fail instead of downloading missing files"})
 
@@ -138,13 +233,27 @@ class DataConfig:
         if self.limit is not None and not (isinstance(self.limit, int) and not isinstance(self.limit, bool)
                                            and self.limit > 0):
             raise ValueError(f"limit must be a positive integer or None, got {self.limit!r}")
-        if self.normalize not in ("unit", "standard", "none"):
-            raise ValueError(f"normalize must be 'unit', 'standard' or 'none', got {self.normalize!r}")
+        if self.normalize not in NORMALIZATIONS:
+            raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {self.normalize!r}")
         if not isinstance(self.download, bool):
             raise ValueError(f"download must be true or false, got {self.download!r}")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def load(self, *, seed: int = 0) -> Any:
+        """``droplab.data.load`` with these settings (the validation split drawn by ``seed``)."""
+        from .data import load
+
+        return load(self.dataset, root=self.data_dir, download=self.download, validation=self.validation,
+                    seed=seed, normalize=self.normalize, limit=self.limit)
+
+    @classmethod
+    def from_run(cls, values: dict[str, Any]) -> DataConfig:
+        """The data settings a run recorded (``config.json``'s ``data``; keys it did not record take the
+        defaults here)."""
+        known = {f.name for f in fields(cls)}
+        return from_dict(cls, {k: v for k, v in values.items() if k in known}, where="the run's data settings")
 
 
 def config_fields(cls: type) -> list[Any]:

@@ -320,6 +320,9 @@ def _raw_splits(name: str, root: str | os.PathLike[str] | None, download: bool,
             _images(a["test_images"], 255.0), _labels(a["test_labels"]), 10)
 
 
+NORMALIZATIONS = ("unit", "standard", "none")  # pixels in [0, 1]; zero mean and unit variance; as stored
+
+
 def load(name: str = "digits", *, root: str | os.PathLike[str] | None = None, download: bool = True,
          validation: float = 0.1, seed: int = 0, normalize: str = "unit",
          limit: int | None = None) -> Dataset:
@@ -342,7 +345,7 @@ def load(name: str = "digits", *, root: str | os.PathLike[str] | None = None, do
         raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")
     if not (isinstance(validation, (int, float)) and 0.0 <= validation < 1.0):
         raise ValueError(f"validation must be a fraction in [0, 1), got {validation!r}")
-    if normalize not in ("unit", "standard", "none"):
+    if normalize not in NORMALIZATIONS:
         raise ValueError(f"normalize must be 'unit', 'standard' or 'none', got {normalize!r}")
     if limit is not None and (not isinstance(limit, int) or limit < 1):
         raise ValueError(f"limit must be a positive integer or None, got {limit!r}")

@@ -21,10 +21,9 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from .gates import GATES, check_keep, check_scaling
+from .config import ModelConfig, _per_layer
 from .nn import Activation, BackpercolatedActivation, ConnectionDropoutLinear, UnitGate
-from .nn._connection import MASK_SHARING
-from .transfer import TRANSFER_KINDS, make_transfer
+from .transfer import make_transfer
 
 __all__ = ["DropoutMLP", "Stage", "Trace"]
 
@@ -50,12 +49,11 @@ class Stage(NamedTuple):
     transfer: Any
 
 
-def _per_layer(value: Any, n: int, what: str) -> list[Any]:
-    if isinstance(value, (list, tuple)):
-        if len(value) != n:
-            raise ValueError(f"{what} needs {n} entries (one per layer), got {len(value)}: {list(value)!r}")
-        return list(value)
-    return [value] * n
+def _listed(value: Any) -> Any:
+    """Sequences (other than strings and tensors) as tuples, the form ModelConfig holds."""
+    if isinstance(value, (str, Tensor)) or value is None or not isinstance(value, Sequence):
+        return value
+    return tuple(value)
 
 
 class DropoutMLP(nn.Module):
@@ -92,39 +90,19 @@ class DropoutMLP(nn.Module):
                  backward: str | float | None = None, init: str = "default",
                  init_gain: float | None = None) -> None:
         super().__init__()
-        sizes = tuple(sizes)
-        if len(sizes) < 2 or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in sizes):
-            raise ValueError(f"sizes must be at least two positive integers (inputs ... outputs), got {sizes!r}")
-        n_weight = len(sizes) - 1
-        transfers = _per_layer(transfer, n_weight - 1, "transfer")
-        hidden = [name for name, kind in TRANSFER_KINDS.items() if kind.elementwise]  # softmax couples units
-        for name in transfers:
-            if name not in hidden:
-                raise ValueError(f"hidden transfer must be one of {', '.join(hidden)}; got {name!r}")
-        if output not in ("softmax", "linear", "logistic"):
-            raise ValueError(f"output must be 'softmax', 'linear' or 'logistic', got {output!r}")
-        keeps = _per_layer(keep, n_weight, "keep")
-        kinds = _per_layer(gate, n_weight, "gate")
-        ckeeps = _per_layer(connection_keep, n_weight, "connection_keep")
-        check_scaling(scaling)
-        if mask_sharing not in MASK_SHARING:
-            raise ValueError(f"mask_sharing must be one of {MASK_SHARING}, got {mask_sharing!r}")
-        self.sizes, self.output_name = sizes, output
-        if init not in ("default", "glorot"):
-            raise ValueError(f"init must be 'default' or 'glorot', got {init!r}")
-        if init_gain is not None and not (isinstance(init_gain, (int, float)) and not isinstance(init_gain, bool)
-                                          and 0 < init_gain < float("inf")):
-            raise ValueError(f"init_gain must be a positive number or None (4 for logistic layers, else 1), "
-                             f"got {init_gain!r}")
-        if init_gain is not None and init != "glorot":
-            raise ValueError(f"init_gain sets the Glorot gain; it needs init='glorot', got init={init!r}")
-        self._spec = dict(transfer=transfers, output=output, c=c, lam=lam, gate=kinds,
+        # every rule about these settings is ModelConfig's (checked there, once)
+        cfg = ModelConfig(sizes=tuple(sizes), transfer=_listed(transfer), output=output, c=c, lam=lam,
+                          keep=_listed(keep), gate=_listed(gate), connection_keep=_listed(connection_keep),
                           connection_kind=connection_kind, mask_sharing=mask_sharing, scaling=scaling,
-                          backward=backward, init=init)
-        if init_gain is not None:  # only when set, so configs saved before the option still compare equal
-            self._spec["init_gain"] = float(init_gain)
-        self._keep_spec = keeps
-        self._connection_spec = ckeeps
+                          backward=backward, init=init, init_gain=init_gain)
+        self.model_config = cfg
+        sizes = cfg.sizes
+        n_weight = len(sizes) - 1
+        transfers = _per_layer(cfg.transfer, n_weight - 1, "transfer")
+        keeps = _per_layer(cfg.keep, n_weight, "keep")
+        kinds = _per_layer(cfg.gate, n_weight, "gate")
+        ckeeps = _per_layer(cfg.connection_keep, n_weight, "connection_keep")
+        self.sizes, self.output_name = sizes, output
         self.transfers = [make_transfer(t, c=c, lam=lam) for t in transfers] + [make_transfer(output, c=c, lam=lam)]
         self.gates = nn.ModuleList()
         self.linears = nn.ModuleList()
@@ -144,30 +122,21 @@ class DropoutMLP(nn.Module):
     def glorot_(self) -> None:
         """Glorot-uniform weights (gain ``init_gain``, else 4 for logistic layers and 1 otherwise), zero biases."""
         for transfer, linear in zip(self.transfers, self.linears, strict=True):
-            gain = self._spec.get("init_gain") or transfer.kind.glorot_gain
+            gain = self.model_config.init_gain or transfer.kind.glorot_gain
             bound = gain * (6.0 / (linear.in_features + linear.out_features)) ** 0.5
             linear.weight.uniform_(-bound, bound)
             if linear.bias is not None:
                 linear.bias.zero_()
 
     def _make_gate(self, h: int, keep: KeepSpec, kind: str, scaling: str) -> nn.Module:
-        if kind not in GATES:
-            raise ValueError(f"gate for layer {h} must be one of {sorted(GATES)}, got {kind!r}")
-        if keep is None or (not isinstance(keep, Tensor) and keep == 1.0 and kind != "spiking"):
+        if not self.model_config.gated(h, keep, kind):
             return nn.Identity()
-        keep = check_keep(keep, where=f"keep for layer {h}")
-        if isinstance(keep, Tensor) and keep.shape != (self.sizes[h],):
-            raise ValueError(f"per-unit keep for layer {h} must have shape ({self.sizes[h]},), got {tuple(keep.shape)}")
-        if kind == "spiking" and h > 0 and self.transfers[h - 1].name != "logistic":
-            raise ValueError(f"spiking units need outputs in [0, 1]; layer {h} uses {self.transfers[h - 1].name}, "
-                             "use transfer='logistic'")
-        return UnitGate(keep, kind=kind, scaling=scaling)  # the kind refuses a scaling it is not defined with
+        return UnitGate(keep, kind=kind, scaling=scaling)
 
     def _make_linear(self, h: int, keep: KeepSpec, kind: str, scaling: str, sharing: str) -> nn.Module:
         n_in, n_out = self.sizes[h], self.sizes[h + 1]
         if keep is None:
             return nn.Linear(n_in, n_out)
-        keep = check_keep(keep, where=f"connection_keep for layer {h}")
         return ConnectionDropoutLinear(n_in, n_out, keep, kind=kind, scaling=scaling, mask_sharing=sharing)
 
     # ------------------------------------------------------------------------------------------------
@@ -209,25 +178,28 @@ class DropoutMLP(nn.Module):
 
     # ------------------------------------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
-        """A JSON-serializable description; tensor keep rates are stored as state (buffers), not here."""
+        """A JSON-serializable description (``model_config.as_dict()``, per-layer entries as lists); tensor keep
+        rates are stored as state (buffers), not here. ``init_gain`` appears only when set (configs saved before
+        it still compare equal)."""
+        values = self.model_config.as_dict()
+        n = len(self.sizes) - 1
+        for key, count in (("keep", n), ("connection_keep", n), ("gate", n), ("transfer", n - 1)):
+            values[key] = _per_layer(values[key], count, key)
+        if values["init_gain"] is None:
+            del values["init_gain"]
+        else:
+            values["init_gain"] = float(values["init_gain"])
+        return values
 
-        def spec(k: KeepSpec) -> Any:
-            return "tensor" if isinstance(k, Tensor) else k
-
-        return dict(sizes=list(self.sizes), keep=[spec(k) for k in self._keep_spec],
-                    connection_keep=[spec(k) for k in self._connection_spec], **self._spec)
+    @classmethod
+    def build(cls, config: ModelConfig) -> DropoutMLP:
+        """The network a ``ModelConfig`` describes."""
+        return cls(**{name: getattr(config, name) for name in config.__dataclass_fields__})
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> DropoutMLP:
         """Rebuild from ``config()``; tensor rates get placeholders that ``load_state_dict`` overwrites."""
-        cfg = dict(config)
-        sizes = cfg.pop("sizes")
-        n = len(sizes) - 1
-        keep = [torch.ones(sizes[h]) if k == "tensor" else k
-                for h, k in enumerate(_per_layer(cfg.pop("keep", 1.0), n, "keep"))]
-        ckeep = [torch.ones(sizes[h + 1], sizes[h]) if k == "tensor" else k
-                 for h, k in enumerate(_per_layer(cfg.pop("connection_keep", None), n, "connection_keep"))]
-        return cls(sizes, keep=keep, connection_keep=ckeep, **cfg)
+        return cls.build(ModelConfig.from_network_dict(config))
 
     def max_norm_(self, max_norm: float) -> None:
         """Constrain each unit's incoming weight vector to L2 norm at most ``max_norm`` (in place)."""

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import atomic_save_figure, atomic_write_text, remove_stale_temporaries
+from .ensemble import PRECISIONS as MC_PRECISIONS
 from .experiments import EXPERIMENTS, PRESETS, SUBSTITUTES
 from .experiments._base import GROUPS, Context, Experiment, to_json
 from .experiments.study import Study
@@ -174,8 +175,8 @@ def reproduce(out: str | Path | None = None, *, preset: str = "standard", datase
 
     ``precision`` is that of the Monte Carlo products (``ensemble.monte_carlo``'s): float32, or bfloat16 /
     bfloat16x3 for speed, at the accuracy the README's speed table gives; the stages are cached per precision."""
-    if precision not in ("float32", "bfloat16", "bfloat16x3"):
-        raise ValueError(f"precision must be 'float32', 'bfloat16' or 'bfloat16x3', got {precision!r}")
+    if precision not in MC_PRECISIONS:
+        raise ValueError(f"precision must be one of {MC_PRECISIONS}, got {precision!r}")
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; expected one of {sorted(PRESETS)}")
     names = [e.name for e in EXPERIMENTS]

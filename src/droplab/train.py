@@ -34,6 +34,7 @@ __all__ = ["Diverged", "FitResult", "TrainConfig", "build_model", "evaluate", "f
 LOSSES = ("cross_entropy", "squared")
 OPTIMIZERS = ("sgd", "adam")
 LR_SCHEDULES = ("exponential", "cosine")
+PRECISIONS = ("float32", "bfloat16")  # of the training steps' products
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ class TrainConfig:
     precision: str = field(default="float32", metadata={
         "help": "products of the training steps: float32, or bfloat16 on the matrix engine (weights kept in "
                 "bfloat16 between products, float32 master weights, optimizer state and elementwise work)",
-        "choices": ("float32", "bfloat16")})
+        "choices": PRECISIONS})
 
     def __post_init__(self) -> None:
         _positive_int(self.epochs, "epochs")
@@ -98,8 +99,8 @@ class TrainConfig:
             raise ValueError(f"seed must be an integer in [0, 2^63 - 1), got {self.seed!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
-        if self.precision not in ("float32", "bfloat16"):
-            raise ValueError(f"precision must be 'float32' or 'bfloat16', got {self.precision!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
 
     def momentum(self, epoch: int) -> float:
         frac = min(1.0, epoch / self.momentum_epochs)

@@ -19,10 +19,11 @@ from ._moments import dropconnect_inference, gaussian_moments, linear_moments
 from ._predict import mutual_information, pair_approximations, predict, predictive_entropy, variance_approximations
 from ._predictive import PredictiveStatistics, predictive
 from ._registry import ESTIMATORS, Estimator, estimate, estimator
-from ._sampling import exact, monte_carlo, weight_scaled
+from ._sampling import PRECISIONS, exact, monte_carlo, weight_scaled
 from ._stats import STATISTICS, EnsembleStatistics, LayerStatistics, Pair
 
 __all__ = [
+    "PRECISIONS",
     "ESTIMATORS",
     "STATISTICS",
     "EnsembleStatistics",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch  # noqa: F401  (used by the docstring examples)
 from torch import Tensor, nn
 
@@ -39,6 +41,22 @@ class Activation(nn.Module):
         return f"{t.name}, c={t.c:g}, lam={t.lam:g}, t={t.t:g}"
 
 
+def check_backward(keep: Any, transfer: Transfer) -> str | float:
+    """``keep`` if backpercolation can use it on a layer with ``transfer``: ``"derivative"`` (needs an elementwise
+    transfer with f'(S) <= 1) or a probability in (0, 1]; else a ValueError that says which to use."""
+    if isinstance(keep, str):
+        if keep != "derivative":
+            raise ValueError(f"keep must be 'derivative' or a probability in (0, 1], got {keep!r}")
+        if not transfer.kind.elementwise:
+            raise ValueError("backpercolation gates single units; softmax couples them. Use it on hidden layers")
+        if transfer.max_derivative > 1.0:
+            raise ValueError(f"keep='derivative' needs f'(S) <= 1 everywhere, but {transfer.name} with "
+                             f"lambda={transfer.lam:g} reaches {transfer.max_derivative:g}; use "
+                             "lambda <= 4 for the logistic (<= 1 otherwise) or a fixed keep probability")
+        return keep
+    return check_keep(keep)
+
+
 class BackpercolatedActivation(Stochastic, nn.Module):
     """O = f(S) forward; backward, the error reaching S_j is kept with probability q_j and passed unattenuated.
 
@@ -58,17 +76,7 @@ class BackpercolatedActivation(Stochastic, nn.Module):
     def __init__(self, transfer: Transfer | str, *, keep: str | float = "derivative") -> None:
         super().__init__()
         self.transfer = _as_transfer(transfer)
-        if isinstance(keep, str):
-            if keep != "derivative":
-                raise ValueError(f"keep must be 'derivative' or a probability in (0, 1], got {keep!r}")
-            if not self.transfer.kind.elementwise:
-                raise ValueError("backpercolation gates single units; softmax couples them. Use it on hidden layers")
-            if self.transfer.max_derivative > 1.0:
-                raise ValueError(f"keep='derivative' needs f'(S) <= 1 everywhere, but {self.transfer.name} with "
-                                 f"lambda={self.transfer.lam:g} reaches {self.transfer.max_derivative:g}; use "
-                                 "lambda <= 4 for the logistic (<= 1 otherwise) or a fixed keep probability")
-        else:
-            keep = check_keep(keep)
+        keep = check_backward(keep, self.transfer)
         self.keep = keep
 
     def forward(self, s: Tensor) -> Tensor:

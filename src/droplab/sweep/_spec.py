@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .._toml import read_toml
+from ..config import fit_keep
 from ._presets import PRESETS
 
 # pseudo-keys a grid may use besides "table.field"
@@ -157,9 +158,7 @@ def trial_settings(sweep: Sweep, point: dict[str, Any]) -> Any:
     base_model = {**preset(sweep.preset).model.as_dict(), **tables.get("model", {})}
     keep = base_model["keep"]
     n_gates = len(base_model["sizes"]) - 1
-    keep = list(keep) if isinstance(keep, list) else [keep] * n_gates
-    if len(keep) != n_gates:
-        keep = [keep[0]] + [keep[-1]] * (n_gates - 1)
+    keep = fit_keep(keep, n_gates)
     for key, value in point.items():
         table, _, name = key.partition(".")
         if table not in ("data", "model", "train") or not name:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ def _trial(config: dict[str, Any]) -> None:
     import torch
     from ray import tune
 
-    from .. import data, train
+    from .. import train
 
     fields_ = dict(config["__sweep__"])
     log = Path(fields_.pop("_log")) if "_log" in fields_ else None
@@ -45,8 +46,7 @@ def _trial(config: dict[str, Any]) -> None:
     root = d.data_dir
     if root is None and data_dirs.get(d.dataset) and Path(data_dirs[d.dataset]).is_dir():
         root = data_dirs[d.dataset]  # found by the driver (Ray runs trials in other working folders)
-    dataset = data.load(d.dataset, root=root, download=d.download, validation=d.validation,
-                        seed=settings.train.seed, normalize=d.normalize, limit=d.limit)
+    dataset = replace(d, data_dir=root).load(seed=settings.train.seed)
     model = train.build_model(settings.model.with_sizes(dataset.input_size, dataset.output_size),
                               seed=settings.train.seed)
     device = "cuda" if sweep.gpus_per_trial > 0 and torch.cuda.is_available() else "cpu"
