@@ -380,6 +380,39 @@ def _check_called(idle: dict[str, nn.Module], visits: dict[str, int], modules: d
             "model never uses, the flag changes nothing")
 
 
+class _Suspects:
+    """The modules that look like dropout but are not torch's: each forward of one must draw through torch's
+    dropout functions, else it is refused by name (left alone it would stay deterministic in eval mode)."""
+
+    def __init__(self, session: _Session, names: dict[str, str]) -> None:
+        self.session, self.names = session, names
+        self.draws_before: dict[str, list[int]] = {}
+
+    def enter(self, name: str) -> None:
+        self.draws_before.setdefault(name, []).append(self.session.draws)
+
+    def leave(self, name: str) -> None:
+        if self.session.draws == self.draws_before[name].pop():
+            raise ValueError(
+                f"droplab cannot sample {name} ({self.names[name]}): it looks like dropout, but its forward drew no "
+                "mask through torch's dropout functions, so droplab does not know how it draws one, and with the "
+                "model in eval mode it stayed deterministic. Replace it with nn.Dropout (or F.dropout in its "
+                "forward) or a droplab gate")
+
+
+def _stochastic_depth_output(session: _Session, name: str, module: nn.Module, args: Any) -> Any:
+    """A stochastic-depth module's sampled output (its per-example or whole-batch keep mask drawn by droplab),
+    or None where it returned its input (eval, rate 0)."""
+    rate, per_example, scaled = _stochastic_depth(module)  # type: ignore[misc]
+    if session.mode not in _DRAWING or rate == 0.0 or not args or not isinstance(args[0], Tensor):
+        return None  # eval: the module returned its input
+    x = args[0]
+    frame = _Frame(session, name, module, session.visits.get(name, 1) - 1)
+    shape = (x.shape[0],) + (1,) * (x.dim() - 1) if per_example else (1,) * x.dim()
+    noise = _noise(frame, "stochastic_depth", shape, 1.0 - rate, x)
+    return x * noise / (1.0 - rate) if scaled and rate < 1.0 else x * noise
+
+
 @contextmanager
 def intercept(model: nn.Module, mode: str, *, generator: torch.Generator | None = None,
               replay: Mapping[str, Tensor] | None = None,
@@ -411,36 +444,15 @@ def intercept(model: nn.Module, mode: str, *, generator: torch.Generator | None 
     idle = {name: m for name, m in modules.items() if mode in _DRAWING and isinstance(m, TORCH_DROPOUT_MODULES)
             and float(m.p) > 0}
 
-    suspects = unknown_dropout_modules(model) if mode in _DRAWING else {}
-    draws_before: dict[str, list[int]] = {}
-
-    def suspect_enter(name: str) -> None:
-        draws_before.setdefault(name, []).append(session.draws)
-
-    def suspect_leave(name: str) -> None:
-        if session.draws == draws_before[name].pop():
-            raise ValueError(
-                f"droplab cannot sample {name} ({suspects[name]}): it looks like dropout, but its forward drew no "
-                "mask through torch's dropout functions, so droplab does not know how it draws one, and with the "
-                "model in eval mode it stayed deterministic. Replace it with nn.Dropout (or F.dropout in its "
-                "forward) or a droplab gate")
-
-    def depth(name: str, module: nn.Module, args: Any, output: Any) -> Any:
-        rate, per_example, scaled = _stochastic_depth(module)  # type: ignore[misc]
-        if session.mode not in _DRAWING or rate == 0.0 or not args or not isinstance(args[0], Tensor):
-            return None  # eval: the module returned its input
-        x = args[0]
-        frame = _Frame(session, name, module, session.visits.get(name, 1) - 1)
-        shape = (x.shape[0],) + (1,) * (x.dim() - 1) if per_example else (1,) * x.dim()
-        noise = _noise(frame, "stochastic_depth", shape, 1.0 - rate, x)
-        return x * noise / (1.0 - rate) if scaled and rate < 1.0 else x * noise
+    suspects = _Suspects(session, unknown_dropout_modules(model) if mode in _DRAWING else {})
 
     _patch()
-    enter_, leave_, depth_ = _eager_only(enter), _eager_only(leave), _eager_only(depth)
-    suspect_enter_, suspect_leave_ = _eager_only(suspect_enter), _eager_only(suspect_leave)
+    enter_, leave_ = _eager_only(enter), _eager_only(leave)
+    depth_ = _eager_only(lambda name, m, a, o: _stochastic_depth_output(session, name, m, a))
+    suspect_enter_, suspect_leave_ = _eager_only(suspects.enter), _eager_only(suspects.leave)
     try:
         for name, module in model.named_modules():
-            if (name or "model") in suspects:
+            if (name or "model") in suspects.names:
                 handles.append(module.register_forward_pre_hook(
                     lambda m, a, name=name or "model": suspect_enter_(name)))
                 handles.append(module.register_forward_hook(

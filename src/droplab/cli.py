@@ -109,7 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
                              "the input is one line, and an error raised outside droplab's own checks, which is a "
                              "bug, shows its traceback")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for add in (_train_parser, _evaluate_parser, _reproduce_parser, _sweep_parser, _compare_parser):
+        add(sub)
+    return parser
 
+
+def _train_parser(sub: Any) -> None:
     t = sub.add_parser("train", help="train a DropoutMLP",
                        description="Train a DropoutMLP and save checkpoints. Settings come from the preset, then "
                                    "the --config TOML file, then the flags; --show prints the result as TOML.")
@@ -137,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(t.add_argument_group("training (defaults: the preset's; quick's shown)"), TrainConfig,
                       "train", quick.train)
 
+
+def _evaluate_parser(sub: Any) -> None:
     e = sub.add_parser("evaluate", help="test error and calibration of a checkpoint",
                        description="Test error, negative log-likelihood, Brier score and expected calibration error "
                                    "of a checkpoint with one or more ensemble estimators.")
@@ -155,6 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "predictive entropy")
     e.add_argument("--json", action="store_true", help="print the result as JSON")
 
+
+def _reproduce_parser(sub: Any) -> None:
     from .experiments import EXPERIMENTS
     from .experiments import PRESETS as STUDY_PRESETS
 
@@ -177,6 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"run only these sections: {', '.join(e.name for e in EXPERIMENTS)}")
     r.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 
+
+def _sweep_parser(sub: Any) -> None:
     w = sub.add_parser("sweep", help="many trainings over keep rates, sizes, data and seeds, on Ray Tune",
                        description="Run a sweep of trainings on Ray Tune (pip install 'droplab[sweep]'): locally, or "
                                    "on a cluster with --address. Writes results.csv, plots and each trial's "
@@ -195,11 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--cpus", type=int, help="CPUs a local Ray may use (default: all)")
     w.add_argument("--progress", action="store_true", help="show Ray Tune's progress tables")
 
+
+def _compare_parser(sub: Any) -> None:
     c = sub.add_parser("compare", help="compare reproduction reports (e.g. seeds) claim by claim",
                        description="Print a Markdown table of every claim across report folders: the spread of "
                                    "its measured number and whether its verdict flips.")
     c.add_argument("folders", nargs="+", type=Path, help="report folders, each with a results.json")
-    return parser
 
 
 def _seed(text: str) -> int:
@@ -310,8 +322,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from . import metrics
-
     model, meta = load_model(args.checkpoint)
     data_cfg = dict(meta.get("data", {}))
     for key in ("dataset", "data_dir", "download"):
@@ -340,38 +350,51 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     result: dict[str, Any] = {"checkpoint": str(args.checkpoint), "dataset": data.name,
                               "test_examples": len(data.x_test)}
     for name in args.estimator:
-        probs = _predict(model, data.x_test, name, args.samples, args.seed, device)
-        if data.num_classes:
-            # counted exactly (float32 means print noise like 89.4444465637207)
-            wrong = int((probs.argmax(1) != data.y_test).sum())
-            result[name] = {"test_error": round(100.0 * wrong / len(data.y_test), 6)}
-            if not probabilistic:
-                continue
-            p = probs / probs.sum(1, keepdim=True)
-            score = metrics.scores(p, data.y_test)
-            confidence, guess = p.max(1)
-            rc = metrics.risk_coverage(confidence, guess == data.y_test)
-            result[name].update({"nll": round(score["nll"], 6), "brier": round(score["brier"], 6),
-                                 "ece": round(score["ece"], 6), "aurc": round(rc.aurc, 6)})
-            if ood is not None:
-                q = _predict(model, ood.x_test, name, args.samples, args.seed, device)
-                scores = metrics.ood_scores(metrics.entropy(p), metrics.entropy(q / q.sum(1, keepdim=True)))
-                result[name]["ood"] = {"dataset": ood.name, **{k: round(v, 6) for k, v in vars(scores).items()}}
-            if args.reliability is not None:
-                args.reliability.mkdir(parents=True, exist_ok=True)
-                path = args.reliability / f"reliability-{name}.png"
-                metrics.reliability_diagram(p, data.y_test, path,
-                                            title=f"{data.name}: {name}, reliability (ECE {score['ece']:.3f})")
-                result[name]["reliability"] = str(path)
-                curve = args.reliability / f"risk-coverage-{name}.png"
-                metrics.risk_coverage_plot(rc, curve, title=f"{data.name}: {name}, selective prediction "
-                                                            f"(AURC {rc.aurc:.4f})")
-                result[name]["risk_coverage"] = str(curve)
-        else:
-            result[name] = {"test_mse": float((probs - data.y_test).double().square().mean())}
+        result[name] = _evaluate_one(args, model, data, name, device, probabilistic, ood)
     if args.json:
         print(json.dumps(result))
         return 0
+    _print_evaluation(args, model, data, result, probabilistic)
+    return 0
+
+
+def _evaluate_one(args: argparse.Namespace, model: Any, data: Any, name: str, device: Any, probabilistic: bool,
+                  ood: Any) -> dict[str, Any]:
+    """One estimator's scores for ``droplab evaluate`` (and its diagrams, with --reliability)."""
+    from . import metrics
+
+    probs = _predict(model, data.x_test, name, args.samples, args.seed, device)
+    if not data.num_classes:
+        return {"test_mse": float((probs - data.y_test).double().square().mean())}
+    # counted exactly (float32 means print noise like 89.4444465637207)
+    wrong = int((probs.argmax(1) != data.y_test).sum())
+    row: dict[str, Any] = {"test_error": round(100.0 * wrong / len(data.y_test), 6)}
+    if not probabilistic:
+        return row
+    p = probs / probs.sum(1, keepdim=True)
+    score = metrics.scores(p, data.y_test)
+    confidence, guess = p.max(1)
+    rc = metrics.risk_coverage(confidence, guess == data.y_test)
+    row.update({"nll": round(score["nll"], 6), "brier": round(score["brier"], 6), "ece": round(score["ece"], 6),
+                "aurc": round(rc.aurc, 6)})
+    if ood is not None:
+        q = _predict(model, ood.x_test, name, args.samples, args.seed, device)
+        scores = metrics.ood_scores(metrics.entropy(p), metrics.entropy(q / q.sum(1, keepdim=True)))
+        row["ood"] = {"dataset": ood.name, **{k: round(v, 6) for k, v in vars(scores).items()}}
+    if args.reliability is not None:
+        args.reliability.mkdir(parents=True, exist_ok=True)
+        path = args.reliability / f"reliability-{name}.png"
+        metrics.reliability_diagram(p, data.y_test, path,
+                                    title=f"{data.name}: {name}, reliability (ECE {score['ece']:.3f})")
+        row["reliability"] = str(path)
+        curve = args.reliability / f"risk-coverage-{name}.png"
+        metrics.risk_coverage_plot(rc, curve, title=f"{data.name}: {name}, selective prediction (AURC {rc.aurc:.4f})")
+        row["risk_coverage"] = str(curve)
+    return row
+
+
+def _print_evaluation(args: argparse.Namespace, model: Any, data: Any, result: dict[str, Any],
+                      probabilistic: bool) -> None:
     print(f"{data.name}, {len(data.x_test)} test examples:")
     if data.num_classes and not probabilistic:
         print(f"  (a {model.output_name} output gives no class probabilities: NLL, Brier and ECE are not computed)")
@@ -392,7 +415,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                       f"{o['aupr_in']:.4f}  AUPR out {o['aupr_out']:.4f}  FPR at 95% TPR {o['fpr_at_95_tpr']:.4f}")
         else:
             print(f"  {label:28s} test mse {row['test_mse']:.4f}")
-    return 0
 
 
 def _ood_inputs(args: argparse.Namespace, data: Any, data_cfg: dict[str, Any], model: Any,

@@ -339,6 +339,55 @@ def _train_epoch(state: _State, data: Dataset, config: TrainConfig) -> float:
     return float(total) / count
 
 
+def _check_fit_arguments(model: DropoutMLP, data: Dataset, config: TrainConfig) -> None:
+    if not isinstance(model, DropoutMLP):
+        raise TypeError(f"fit trains a droplab DropoutMLP, got {type(model).__name__}")
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}; build one with "
+                        f"TrainConfig(**{config!r})" if isinstance(config, dict) else
+                        f"config must be a TrainConfig, got {type(config).__name__}")
+    if model.sizes[0] != data.input_size or model.sizes[-1] != data.output_size:
+        raise ValueError(f"model sizes {model.sizes} do not fit {data.name}: it has {data.input_size} inputs and "
+                         f"{data.output_size} outputs; set the first and last layer sizes to match")
+
+
+def _resume(state: _State, out: Path | None, config: TrainConfig, device: torch.device) -> list[dict[str, Any]]:
+    """Restores ``state`` from ``out``'s last checkpoint (the same settings, only more epochs); its history."""
+    if out is None or not (out / "last.safetensors").is_file():
+        raise ValueError(f"--resume needs an earlier run's last.safetensors in {out}; none found, drop --resume")
+    tensors, saved = load_checkpoint_file(out / "last.safetensors")
+    differ = _differences(saved, asdict(config), state.model.config())
+    if differ:
+        raise ValueError(f"cannot resume {out}: its checkpoint was made with {'; '.join(differ)}. Use the "
+                         "same settings (only --epochs may grow), or a new --out")
+    state.restore(tensors, saved["counters"], device)
+    if state.epoch > config.epochs:
+        raise ValueError(f"cannot resume {out} with epochs={config.epochs}: it has already trained "
+                         f"{state.epoch} epochs; give --epochs {state.epoch + 1} or more to extend it")
+    return _read_history(out / "metrics.jsonl", state.epoch)
+
+
+def _end_epoch(state: _State, model: DropoutMLP, val_error: float | None, row: dict[str, Any], out: Path | None,
+               record: dict[str, Any]) -> None:
+    """Counts the epoch, keeps the best weights, and writes the metrics line and the checkpoints."""
+    state.epoch += 1
+    improved = val_error is None or val_error < state.best_val
+    if improved:
+        state.best_val = val_error if val_error is not None else math.inf
+        state.best_epoch, state.bad_epochs = state.epoch, 0
+        state.best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    else:
+        state.bad_epochs += 1
+    if out is not None:
+        _append_line(out / "metrics.jsonl", row)
+        ckpt_meta = {**record, "counters": state.counters()}
+        if improved:  # best before last: a kill between them leaves last one epoch behind, and resuming
+            # redoes that epoch (and rewrites best); the other order could leave best behind for good
+            save_checkpoint_file(out / "best.safetensors",
+                                 {f"model.{k}": v for k, v in state.best_weights.items()}, ckpt_meta)
+        save_checkpoint_file(out / "last.safetensors", state.tensors(), ckpt_meta)
+
+
 def fit(model: DropoutMLP, data: Dataset, config: TrainConfig, *, out_dir: str | Path | None = None,
         resume: bool = False, progress: bool = True, device: str | torch.device = "cpu",
         meta: dict[str, Any] | None = None,
@@ -351,15 +400,7 @@ def fit(model: DropoutMLP, data: Dataset, config: TrainConfig, *, out_dir: str |
     once at the end. It saves two of the three evaluation passes per epoch (a third of an epoch's time on the
     standard preset in bfloat16).
     """
-    if not isinstance(model, DropoutMLP):
-        raise TypeError(f"fit trains a droplab DropoutMLP, got {type(model).__name__}")
-    if not isinstance(config, TrainConfig):
-        raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}; build one with "
-                        f"TrainConfig(**{config!r})" if isinstance(config, dict) else
-                        f"config must be a TrainConfig, got {type(config).__name__}")
-    if model.sizes[0] != data.input_size or model.sizes[-1] != data.output_size:
-        raise ValueError(f"model sizes {model.sizes} do not fit {data.name}: it has {data.input_size} inputs and "
-                         f"{data.output_size} outputs; set the first and last layer sizes to match")
+    _check_fit_arguments(model, data, config)
     device = resolve_device(device)
     model.to(device)
     data = data.to(device)
@@ -367,18 +408,7 @@ def fit(model: DropoutMLP, data: Dataset, config: TrainConfig, *, out_dir: str |
     out = Path(out_dir) if out_dir is not None else None
     history: list[dict[str, Any]] = []
     if resume:
-        if out is None or not (out / "last.safetensors").is_file():
-            raise ValueError(f"--resume needs an earlier run's last.safetensors in {out}; none found, drop --resume")
-        tensors, saved = load_checkpoint_file(out / "last.safetensors")
-        differ = _differences(saved, asdict(config), model.config())
-        if differ:
-            raise ValueError(f"cannot resume {out}: its checkpoint was made with {'; '.join(differ)}. Use the "
-                             "same settings (only --epochs may grow), or a new --out")
-        state.restore(tensors, saved["counters"], device)
-        if state.epoch > config.epochs:
-            raise ValueError(f"cannot resume {out} with epochs={config.epochs}: it has already trained "
-                             f"{state.epoch} epochs; give --epochs {state.epoch + 1} or more to extend it")
-        history = _read_history(out / "metrics.jsonl", state.epoch)
+        history = _resume(state, out, config, device)
     record = {"model": model.config(), "train": asdict(config), **(meta or {})}
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -405,23 +435,8 @@ def fit(model: DropoutMLP, data: Dataset, config: TrainConfig, *, out_dir: str |
         row = dict(epoch=state.epoch + 1, train_loss=train_loss, val_loss=val_loss, train_error=train_error,
                    val_error=val_error, test_error=test_error, lr=config.learning_rate(state.epoch),
                    momentum=config.momentum(state.epoch), seconds=time.perf_counter() - t0)
-        state.epoch += 1
-        improved = val_error is None or val_error < state.best_val
-        if improved:
-            state.best_val = val_error if val_error is not None else math.inf
-            state.best_epoch, state.bad_epochs = state.epoch, 0
-            state.best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            state.bad_epochs += 1
+        _end_epoch(state, model, val_error, row, out, record)
         history.append(row)
-        if out is not None:
-            _append_line(out / "metrics.jsonl", row)
-            ckpt_meta = {**record, "counters": state.counters()}
-            if improved:  # best before last: a kill between them leaves last one epoch behind, and resuming
-                # redoes that epoch (and rewrites best); the other order could leave best behind for good
-                save_checkpoint_file(out / "best.safetensors",
-                                     {f"model.{k}": v for k, v in state.best_weights.items()}, ckpt_meta)
-            save_checkpoint_file(out / "last.safetensors", state.tensors(), ckpt_meta)
         if on_epoch is not None:
             on_epoch(row)
         if bar is not None:

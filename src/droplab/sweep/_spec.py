@@ -104,6 +104,21 @@ def load_sweep(source: str | Path | dict[str, Any]) -> Sweep:
     for key, values in grid.items():
         if not values:
             raise ValueError(f"{where}: grid key {key!r} has no values; give a list of at least one")
+    random, samples = _random_table(where, raw)
+    cpus, gpus = _resources_table(where, raw)
+    asha = _asha_table(where, raw)
+    sweep = Sweep(str(raw.get("name", Path(str(source)).stem if not isinstance(source, dict) else "sweep")),
+                  preset, {k: dict(v) for k, v in raw.get("base", {}).items()}, grid, random, samples, cpus, gpus,
+                  asha, str(metric))
+    if sweep.trials() > MAX_TRIALS:
+        raise ValueError(f"{where} has {sweep.trials():,} trials, more than droplab runs in one sweep "
+                         f"({MAX_TRIALS:,}); split it, or draw [random] samples instead of a full grid")
+    for point in _grid_points(sweep):  # every grid point must give valid settings (random ones at their low ends)
+        trial_settings(sweep, {**point, **{k: _example(v) for k, v in random.items()}})
+    return sweep
+
+
+def _random_table(where: str, raw: dict[str, Any]) -> tuple[dict[str, Any], int]:
     random = dict(raw.get("random", {}))
     samples = random.pop("samples", 1 if not random else 4)
     if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
@@ -113,6 +128,10 @@ def load_sweep(source: str | Path | dict[str, Any]) -> Sweep:
             raise ValueError(f"{where}: [random] {key} must be one of {{ uniform = [lo, hi] }}, {{ loguniform = "
                              f"[lo, hi] }}, {{ choice = [...] }}, {{ randint = [lo, hi] }}; got {spec!r}")
         _check_distribution(where, key, spec)
+    return random, samples
+
+
+def _resources_table(where: str, raw: dict[str, Any]) -> tuple[float, float]:
     resources = dict(raw.get("resources", {}))
     bad = sorted(set(resources) - {"cpus_per_trial", "gpus_per_trial"})
     if bad:
@@ -120,24 +139,21 @@ def load_sweep(source: str | Path | dict[str, Any]) -> Sweep:
     cpus, gpus = resources.get("cpus_per_trial", 1), resources.get("gpus_per_trial", 0)
     if not (isinstance(cpus, (int, float)) and cpus > 0) or not (isinstance(gpus, (int, float)) and gpus >= 0):
         raise ValueError(f"{where}: cpus_per_trial must be > 0 and gpus_per_trial >= 0, got {cpus!r}, {gpus!r}")
+    return cpus, gpus
+
+
+def _asha_table(where: str, raw: dict[str, Any]) -> dict[str, Any] | None:
     asha = raw.get("asha")
-    if asha is not None:
-        bad = sorted(set(asha) - {"grace_period", "reduction_factor", "max_t"})
-        if bad:
-            raise ValueError(f"{where}: unknown [asha] key(s) {bad}; expected grace_period, reduction_factor, max_t")
-        for key, value in asha.items():
-            low = 2 if key == "reduction_factor" else 1
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{where}: [asha] {key} must be an integer >= {low}, got {value!r}")
-    sweep = Sweep(str(raw.get("name", Path(str(source)).stem if not isinstance(source, dict) else "sweep")),
-                  preset, {k: dict(v) for k, v in raw.get("base", {}).items()}, grid, random, samples, cpus, gpus,
-                  dict(asha) if asha is not None else None, str(metric))
-    if sweep.trials() > MAX_TRIALS:
-        raise ValueError(f"{where} has {sweep.trials():,} trials, more than droplab runs in one sweep "
-                         f"({MAX_TRIALS:,}); split it, or draw [random] samples instead of a full grid")
-    for point in _grid_points(sweep):  # every grid point must give valid settings (random ones at their low ends)
-        trial_settings(sweep, {**point, **{k: _example(v) for k, v in random.items()}})
-    return sweep
+    if asha is None:
+        return None
+    bad = sorted(set(asha) - {"grace_period", "reduction_factor", "max_t"})
+    if bad:
+        raise ValueError(f"{where}: unknown [asha] key(s) {bad}; expected grace_period, reduction_factor, max_t")
+    for key, value in asha.items():
+        low = 2 if key == "reduction_factor" else 1
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{where}: [asha] {key} must be an integer >= {low}, got {value!r}")
+    return dict(asha)
 
 
 def _example(spec: dict[str, Any]) -> Any:

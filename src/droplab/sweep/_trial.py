@@ -50,35 +50,44 @@ def _trial(config: dict[str, Any]) -> None:
     model = train.build_model(settings.model.with_sizes(dataset.input_size, dataset.output_size),
                               seed=settings.train.seed)
     device = "cuda" if sweep.gpus_per_trial > 0 and torch.cuda.is_available() else "cpu"
-    best = {"val": math.inf, "test": math.nan, "epoch": 0}
-    t0 = time.perf_counter()
-    last: dict[str, Any] = {}
-
-    def on_epoch(row: dict[str, Any]) -> None:
-        val = row["val_error"] if row["val_error"] is not None else row["test_error"]
-        if val < best["val"] or row["val_error"] is None:
-            best.update(val=val, test=row["test_error"], epoch=row["epoch"])
-        last.clear()
-        last.update({"task": "classification" if dataset.num_classes else "regression (MSE)",
-                     "val_error": val, "best_val_error": best["val"], "test_error": best["test"],
-                     "best_epoch": best["epoch"], "epoch": row["epoch"], "train_loss": row["train_loss"],
-                     "threads": torch.get_num_threads(),
-                     "seconds": time.perf_counter() - t0})
-        tune.report(dict(last))
-
+    reporter = _Reporter(dataset, tune.report)
     # checkpoints straight into the sweep's folder (not Ray's working folder, which Ray copies while files are
     # being replaced atomically)
     run_dir = (log.parent / "trials" / name) if log is not None else trial_dir / "run"
     train.fit(model, dataset, settings.train, out_dir=run_dir, progress=False, device=device,
               meta={"preset": settings.preset, "data": d.as_dict(), "sweep": sweep.name, "point": point},
-              on_epoch=on_epoch)
+              on_epoch=reporter)
     penalty = _linear_penalty(model, dataset, settings)
     if penalty is not None:
-        last["dropout_penalty"] = penalty
-        tune.report(dict(last))
+        reporter.last["dropout_penalty"] = penalty
+        tune.report(dict(reporter.last))
     finished.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(finished, json.dumps(last) + "\n")
+    atomic_write_text(finished, json.dumps(reporter.last) + "\n")
     _log(log, {"trial": name, "event": "end", "time": time.time()})
+
+
+class _Reporter:
+    """``fit``'s ``on_epoch``: reports each epoch's metrics to Ray Tune, with the best validation error so far and
+    the test error at that epoch (the test error of a run without validation set: every epoch counts)."""
+
+    def __init__(self, dataset: Any, report: Any) -> None:
+        import torch
+
+        self.task = "classification" if dataset.num_classes else "regression (MSE)"
+        self.report, self.threads = report, torch.get_num_threads
+        self.best = {"val": math.inf, "test": math.nan, "epoch": 0}
+        self.t0 = time.perf_counter()
+        self.last: dict[str, Any] = {}
+
+    def __call__(self, row: dict[str, Any]) -> None:
+        best = self.best
+        val = row["val_error"] if row["val_error"] is not None else row["test_error"]
+        if val < best["val"] or row["val_error"] is None:
+            best.update(val=val, test=row["test_error"], epoch=row["epoch"])
+        self.last = {"task": self.task, "val_error": val, "best_val_error": best["val"], "test_error": best["test"],
+                     "best_epoch": best["epoch"], "epoch": row["epoch"], "train_loss": row["train_loss"],
+                     "threads": self.threads(), "seconds": time.perf_counter() - self.t0}
+        self.report(dict(self.last))
 
 
 def _linear_penalty(model: Any, dataset: Any, settings: Any) -> float | None:
