@@ -167,14 +167,8 @@ def _claim_folder(out: Path, preset: str, seed: int, precision: str) -> None:
         atomic_write_text(identity, json.dumps({**wanted, "droplab": __version__}) + "\n")
 
 
-def reproduce(out: str | Path | None = None, *, preset: str = "standard", dataset: str | None = None,
-              data_dir: str | None = None,
-              device: str = "cpu", seed: int = 0, only: Sequence[str] | None = None,
-              progress: bool = True, precision: str = "float32") -> dict[str, Any]:
-    """Run the experiments (all, or the names in ``only``) and write the report; returns the summary.
-
-    ``precision`` is that of the Monte Carlo products (``ensemble.monte_carlo``'s): float32, or bfloat16 /
-    bfloat16x3 for speed, at the accuracy the README's speed table gives; the stages are cached per precision."""
+def _study_settings(preset: str, dataset: str | None, precision: str, only: Sequence[str] | None) -> dict[str, Any]:
+    """The preset's study settings with ``dataset`` and ``precision``, the arguments checked."""
     if precision not in MC_PRECISIONS:
         raise ValueError(f"precision must be one of {MC_PRECISIONS}, got {precision!r}")
     if preset not in PRESETS:
@@ -191,6 +185,18 @@ def reproduce(out: str | Path | None = None, *, preset: str = "standard", datase
         settings["dataset"] = dataset
     if precision != "float32":
         settings["precision"] = precision  # (absent at the default, so float32 caches stay valid)
+    return settings
+
+
+def reproduce(out: str | Path | None = None, *, preset: str = "standard", dataset: str | None = None,
+              data_dir: str | None = None,
+              device: str = "cpu", seed: int = 0, only: Sequence[str] | None = None,
+              progress: bool = True, precision: str = "float32") -> dict[str, Any]:
+    """Run the experiments (all, or the names in ``only``) and write the report; returns the summary.
+
+    ``precision`` is that of the Monte Carlo products (``ensemble.monte_carlo``'s): float32, or bfloat16 /
+    bfloat16x3 for speed, at the accuracy the README's speed table gives; the stages are cached per precision."""
+    settings = _study_settings(preset, dataset, precision, only)
     out = default_out(preset) if out is None else Path(out)
     _claim_folder(out, preset, seed, precision)
     remove_stale_temporaries(out)  # what a killed run left half-written
@@ -365,11 +371,9 @@ def _sweep_sections(out: Path) -> list[str]:
     return parts
 
 
-def compare_runs(folders: Sequence[str | Path]) -> str:
-    """A Markdown table of every claim across runs (e.g. seeds): the measured number's range, the verdicts,
-    and whether the verdict flips. Each folder holds a ``results.json`` from ``reproduce``."""
+def _comparable_runs(folders: list[Path]) -> list[dict[str, Any]]:
+    """Each folder's ``results.json``, refused unless the runs differ only in their seed."""
     runs = []
-    folders = [Path(f).parent if Path(f).name == "results.json" and Path(f).is_file() else Path(f) for f in folders]
     for folder in folders:
         path = Path(folder) / "results.json"
         try:
@@ -400,6 +404,14 @@ def compare_runs(folders: Sequence[str | Path]) -> str:
             shown = ", ".join(f"{k} {first.get(k)!r} against {other.get(k)!r}" for k in differ[:4])
             raise ValueError(f"{folder} is not comparable with {folders[0]}: {shown}. Compare runs of one preset "
                              "and precision that differ only in their seed")
+    return runs
+
+
+def compare_runs(folders: Sequence[str | Path]) -> str:
+    """A Markdown table of every claim across runs (e.g. seeds): the measured number's range, the verdicts,
+    and whether the verdict flips. Each folder holds a ``results.json`` from ``reproduce``."""
+    folders = [Path(f).parent if Path(f).name == "results.json" and Path(f).is_file() else Path(f) for f in folders]
+    runs = _comparable_runs(folders)
     keys = [[(r["name"], i) for r in run["sections"] for i in range(len(r["verdicts"]))] for run in runs]
     if any(k != keys[0] for k in keys):
         raise ValueError("the runs have different sections or claims; compare runs of the same droplab version")

@@ -439,10 +439,7 @@ def fit(model: DropoutMLP, data: Dataset, config: TrainConfig, *, out_dir: str |
         history.append(row)
         if on_epoch is not None:
             on_epoch(row)
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{train_loss:.4f}", val="-" if val_error is None else f"{val_error:.2f}",
-                            test="-" if test_error is None else f"{test_error:.2f}")
+        _show_epoch(bar, row)
         if config.patience is not None and state.bad_epochs >= config.patience:
             break
     if bar is not None:
@@ -450,6 +447,14 @@ def fit(model: DropoutMLP, data: Dataset, config: TrainConfig, *, out_dir: str |
     model.load_state_dict(state.best_weights)
     _, test_error = evaluate(model, data.x_test, data.y_test, loss=config.loss)
     return FitResult(model, history, state.best_epoch, state.best_val, test_error)
+
+
+def _show_epoch(bar: Any, row: dict[str, Any]) -> None:
+    if bar is not None:
+        bar.update(1)
+        bar.set_postfix(loss=f"{row['train_loss']:.4f}",
+                        val="-" if row["val_error"] is None else f"{row['val_error']:.2f}",
+                        test="-" if row["test_error"] is None else f"{row['test_error']:.2f}")
 
 
 def _progress(total: int, done: int, enabled: bool) -> Any:

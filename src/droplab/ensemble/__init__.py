@@ -13,6 +13,28 @@ returns ``PredictiveStatistics``, the statistics of the model's output.
 
 ``ESTIMATORS`` holds them with one call signature, ``(net, x, *, samples=None, generator=None, **options)``,
 and what each can do (``Estimator``); ``estimate(name, net, x, ...)`` runs one by name.
+
+Monte Carlo options (``monte_carlo`` on a ``DropoutMLP``):
+
+``precision`` (a ``DropoutMLP``; None: the inputs' dtype): ``"float32"``; ``"bfloat16"``, one product
+per layer on the matrix engine with the weights cast to bfloat16 once per call (``low_precision_weights``);
+or ``"bfloat16x3"``, three bfloat16 products that carry the low parts of the weights and of the gated
+outputs (about float32's accuracy). Masks, transfer functions and statistics stay in float32, and the masks
+are the float32 run's for the same generator. Measured against float64 with the same masks on the paper
+network, 10 inputs x 10,000 samples (``benchmarks/mc_throughput.py`` prints it): ``bfloat16`` puts the
+largest |E - E_f64| at about 1.4 Monte Carlo standard errors, a bias of the same size as the sampling
+error, so use it where that error is acceptable (predictions, uncertainty scores) and not to test the
+paper's claims at its sample sizes; ``bfloat16x3`` at about 0.07 standard errors.
+``statistics`` restricts the per-unit statistics to those named (E is always computed), to save time.
+``fused=True`` (a ``DropoutMLP``) runs two kernels compiled by ``torch.compile``: each scalar-keep Bernoulli
+gate (mask, multiply and, in bfloat16, the cast, in one pass; the same masks as unfused) and each logistic
+layer's per-member statistics (one read of S and O instead of a pass per statistic). The first call in a
+process compiles them (seconds); later calls of any size reuse them. The statistics' sums are taken in
+another order, so results match the unfused path to float32 rounding, not bit for bit.
+Memory does not grow with K: members run in chunks, one layer at a time, sized to ``memory`` bytes (and,
+on a CPU, to about ``tile`` bytes per layer tensor, 4 MiB by default, so that the elementwise work runs from
+cache; the chunk size changes how the masks are drawn, so keep it fixed to compare runs). ``timings``, a dict,
+gets the seconds spent in the per-unit statistics added under ``"statistics"`` (for profiling).
 """
 
 from ._moments import dropconnect_inference, gaussian_moments, linear_moments

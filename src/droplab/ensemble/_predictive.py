@@ -192,8 +192,11 @@ def predictive(model: nn.Module, x: Tensor, *, samples: int = 1000, generator: t
     dimension); nothing is transformed unless asked. ``batch_dim`` is the inputs' and outputs' batch dimension
     (1 for ``batch_first=False`` sequence models). The members run in chunks of about ``memory`` bytes of module
     outputs (on a CPU at most ``CPU_MODULE_CHUNK``). A ``torch.compile``d model is sampled through its eager
-    module. ``cache_prefix``: the module calls that finish before the forward's first draw run once per input
-    (``_Prefix``); the same masks and distribution, results equal to ``cache_prefix=False`` to rounding.
+    module. ``cache_prefix`` (default True): the module calls that finish before the forward's first draw (a
+    convolutional or transformer backbone before a dropout head) run once per input instead of once per member,
+    their outputs repeated for the members (``_Prefix``); the same masks and distribution, results equal to
+    ``cache_prefix=False`` to rounding. It assumes, as eval mode gives, that those modules treat the examples of a
+    batch independently and draw no random numbers of their own; pass False for a model where that does not hold.
 
     Regression (``output="values"``): with ``targets`` (one per input, shaped as one member's output) and the
     observation precision ``tau``, ``log_likelihood`` holds each input's Monte Carlo log-likelihood (Gal &

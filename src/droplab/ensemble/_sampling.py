@@ -231,6 +231,27 @@ def _accumulate(acc: Accumulator, timings: dict[str, float] | None, h: int, s: T
 
 
 @torch.no_grad()
+def _refuse_mlp_options(precision: str | None, fused: bool, pairs: Sequence[Pair],
+                        histogram_units: Sequence[tuple[int, int]], statistics: Sequence[str]) -> None:
+    """The options that only a DropoutMLP's per-unit Monte Carlo has, refused for any other model."""
+    if precision not in (None, "float32"):
+        raise ValueError("precision='bfloat16' is for a DropoutMLP; for another model use torch.autocast")
+    if fused:
+        raise ValueError("fused=True fuses a DropoutMLP's per-layer statistics; for another model leave it False")
+    if pairs or histogram_units or tuple(statistics) != STATISTICS:
+        raise ValueError("pairs, histogram_units and statistics are a DropoutMLP's per-unit statistics; a model "
+                         "droplab did not build gives the statistics of its output (PredictiveStatistics)")
+
+
+def _check_run_options(fused: Any, tile: Any, timings: Any) -> None:
+    if not isinstance(fused, bool):
+        raise TypeError(f"fused must be True or False, got {fused!r}")
+    if tile is not None and (isinstance(tile, bool) or not isinstance(tile, int) or tile < 1):
+        raise ValueError(f"tile must be a positive number of bytes (or None: {CPU_TILE}), got {tile!r}")
+    if timings is not None and not isinstance(timings, dict):
+        raise TypeError(f"timings must be a dict to add seconds to, got {type(timings).__name__}")
+
+
 def monte_carlo(net: nn.Module, x: Tensor, *, samples: int = 1000, generator: torch.Generator | None = None,
                 pairs: Sequence[Pair] = (), histogram_units: Sequence[tuple[int, int]] = (), bins: int = 50,
                 statistics: Sequence[str] = STATISTICS, memory: int = DEFAULT_MEMORY, output: str | None = None,
@@ -244,41 +265,15 @@ def monte_carlo(net: nn.Module, x: Tensor, *, samples: int = 1000, generator: to
     errors), the pair moments E(O^h_i O^l_j) for ``pairs`` and histograms of O for ``histogram_units``
     ((layer, unit) -> (B, bins) frequencies over [0, 1]).
 
-    For any other ``nn.Module``: its droplab gates and torch's own dropout (``nn.Dropout`` and its variants,
-    ``F.dropout`` calls in its forward, attention dropout) are sampled with the model left in its train/eval
-    state, so BatchNorm keeps its eval statistics. ``output`` says what the model returns: ``"values"`` (the
-    default; mean, variance and standard error of each value), ``"logits"`` or ``"probabilities"`` (classes
-    along the last dimension: mean probabilities, predictive and expected entropy, mutual information,
-    variation ratio); nothing is transformed unless asked. ``batch_dim`` is the inputs' and outputs' batch
-    dimension (1 for ``batch_first=False`` sequence models). A ``torch.compile``d model is sampled through its
-    eager module (its graphs were traced with dropout off): the same distribution and names, at eager speed.
-    ``cache_prefix`` (default True): the module calls
-    that finish before the forward's first draw (a convolutional or transformer backbone before a dropout head)
-    run once per input instead of once per member, their outputs repeated for the members; the first chunk runs
-    the whole model and finds them. The same masks and the same distribution: outputs agree with
-    ``cache_prefix=False`` to rounding (a batched product may round differently at another batch size). It
-    assumes, as eval mode gives, that those modules treat the examples of a batch independently and draw no
-    random numbers of their own; pass False for a model where that does not hold.
+    For any other ``nn.Module``, ``predictive`` (what it samples: droplab's gates and torch's own dropout, the
+    model left in eval mode; ``output``, ``batch_dim``, ``cache_prefix``, and ``targets``, ``tau``, ``temperature``
+    for scores streamed over the members): its ``PredictiveStatistics``.
 
-    ``precision`` (a ``DropoutMLP``; None: the inputs' dtype): ``"float32"``; ``"bfloat16"``, one product
-    per layer on the matrix engine with the weights cast to bfloat16 once per call (``low_precision_weights``);
-    or ``"bfloat16x3"``, three bfloat16 products that carry the low parts of the weights and of the gated
-    outputs (about float32's accuracy). Masks, transfer functions and statistics stay in float32, and the masks
-    are the float32 run's for the same generator. Measured against float64 with the same masks on the paper
-    network, 10 inputs x 10,000 samples (``benchmarks/mc_throughput.py`` prints it): ``bfloat16`` puts the
-    largest |E - E_f64| at about 1.4 Monte Carlo standard errors, a bias of the same size as the sampling
-    error, so use it where that error is acceptable (predictions, uncertainty scores) and not to test the
-    paper's claims at its sample sizes; ``bfloat16x3`` at about 0.07 standard errors.
-    ``statistics`` restricts the per-unit statistics to those named (E is always computed), to save time.
-    ``fused=True`` (a ``DropoutMLP``) runs two kernels compiled by ``torch.compile``: each scalar-keep Bernoulli
-    gate (mask, multiply and, in bfloat16, the cast, in one pass; the same masks as unfused) and each logistic
-    layer's per-member statistics (one read of S and O instead of a pass per statistic). The first call in a
-    process compiles them (seconds); later calls of any size reuse them. The statistics' sums are taken in
-    another order, so results match the unfused path to float32 rounding, not bit for bit.
-    Memory does not grow with K: members run in chunks, one layer at a time, sized to ``memory`` bytes (and,
-    on a CPU, to about ``tile`` bytes per layer tensor, 4 MiB by default, so that the elementwise work runs from
-    cache; the chunk size changes how the masks are drawn, so keep it fixed to compare runs). ``timings``, a dict,
-    gets the seconds spent in the per-unit statistics added under ``"statistics"`` (for profiling).
+    ``precision`` (a ``DropoutMLP``; None: the inputs' dtype): ``"float32"``, ``"bfloat16"`` or ``"bfloat16x3"``;
+    ``fused=True`` runs compiled kernels; ``memory`` and ``tile`` size the chunks of members (memory does not
+    grow with K): see "Monte Carlo options" in ``droplab.ensemble``. ``statistics`` restricts the per-unit
+    statistics to those named (E is always computed). ``timings``, a dict, gets the seconds spent in the
+    per-unit statistics added under ``"statistics"`` (for profiling).
 
     >>> net = DropoutMLP((4, 8, 3), keep=(0.8, 0.5)).eval()
     >>> stats = monte_carlo(net, torch.rand(2, 4), samples=100, generator=torch.Generator().manual_seed(0))
@@ -292,13 +287,7 @@ def monte_carlo(net: nn.Module, x: Tensor, *, samples: int = 1000, generator: to
     if not isinstance(net, DropoutMLP):  # any other model: the predictive estimator (``predictive``)
         from ._predictive import predictive
 
-        if precision not in (None, "float32"):
-            raise ValueError("precision='bfloat16' is for a DropoutMLP; for another model use torch.autocast")
-        if fused:
-            raise ValueError("fused=True fuses a DropoutMLP's per-layer statistics; for another model leave it False")
-        if pairs or histogram_units or tuple(statistics) != STATISTICS:
-            raise ValueError("pairs, histogram_units and statistics are a DropoutMLP's per-unit statistics; a model "
-                             "droplab did not build gives the statistics of its output (PredictiveStatistics)")
+        _refuse_mlp_options(precision, fused, pairs, histogram_units, statistics)
         return predictive(net, x, samples=samples, generator=generator, output=output, batch_dim=batch_dim,
                           memory=memory, cache_prefix=cache_prefix, targets=targets, tau=tau, temperature=temperature)
     if targets is not None or tau is not None or temperature != 1.0:
@@ -306,12 +295,7 @@ def monte_carlo(net: nn.Module, x: Tensor, *, samples: int = 1000, generator: to
                          "call ensemble.predictive(net, x, ...), which samples it as any model")
     _check_mlp_options(net, output, batch_dim)
     precision = _check_precision(precision, x)
-    if not isinstance(fused, bool):
-        raise TypeError(f"fused must be True or False, got {fused!r}")
-    if tile is not None and (isinstance(tile, bool) or not isinstance(tile, int) or tile < 1):
-        raise ValueError(f"tile must be a positive number of bytes (or None: {CPU_TILE}), got {tile!r}")
-    if timings is not None and not isinstance(timings, dict):
-        raise TypeError(f"timings must be a dict to add seconds to, got {type(timings).__name__}")
+    _check_run_options(fused, tile, timings)
     low = low_precision_weights(net) if precision.startswith("bfloat16") else None
     ref = _reference(net, x)
     acc = Accumulator(net, ref, pairs=_check_pairs(net, pairs), histogram_units=histogram_units, bins=bins,

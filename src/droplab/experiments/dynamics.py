@@ -42,6 +42,30 @@ def trend_change(y: list[float]) -> tuple[float, float]:
     return slope * (len(y) - 1), se * (len(y) - 1)
 
 
+def _consistency(ctx: Context, n_hidden: int, k: int, n: Numbers) -> dict[str, Any]:
+    """Fig. 11.3: per hidden layer and snapshot epoch, the mean dropout sd of the units active at the end (W > 0.1)
+    with its 5-95% band; the end's numbers go into ``n``."""
+    study = ctx.study
+    _, ws_final = mc_stats(ctx, "last", samples=k)
+    consistency: dict[str, Any] = {}
+    for h in range(1, n_hidden + 1):
+        mask = (ws_final.layers[h].E > 0.1).cpu()
+        series = []
+        for epoch in study.epochs:
+            mc, _ = mc_stats(ctx, epoch, samples=k)
+            sd_h = mc.layers[h].Var.sqrt().cpu()[mask].double().numpy()
+            series.append([float(sd_h.mean()), float(np.percentile(sd_h, 5)), float(np.percentile(sd_h, 95))]
+                          if sd_h.size else [None] * 3)  # no active unit in this layer
+        consistency[f"layer {h}"] = series
+        sd_end = mc_stats(ctx, "last", samples=k)[0].layers[h].Var.sqrt().cpu()[mask].double().numpy()
+        n.add("active_units", int(sd_end.size), "active units (W > 0.1 at the end)", layer=h)
+        if sd_end.size:
+            n.add("active_mean_sd_end", series[-1][0], "active units: mean dropout sd at the end", layer=h)
+            n.add("active_mean_sd_end_se", float(sd_end.std() / np.sqrt(sd_end.size)),
+                  "active units: SE of the mean dropout sd at the end", layer=h)
+    return consistency
+
+
 def compute(ctx: Context) -> dict[str, Any]:
     study = ctx.study
     final = study.model("last")
@@ -98,23 +122,7 @@ def compute(ctx: Context) -> dict[str, Any]:
         quiet = [i for i, m in enumerate(curves[name]["mean"]) if m < INACTIVE]
         n.add("first_silent_epoch", study.epochs[quiet[0]] if quiet else -1,
               "first snapshot epoch whose population mean output is below 0.1 (-1: never)", unit=f"{name} units")
-    # Fig. 11.3: dropout sd of active units (W > 0.1 at the end) per layer over training
-    _, ws_final = mc_stats(ctx, "last", samples=k)
-    for h in range(1, n_hidden + 1):
-        mask = (ws_final.layers[h].E > 0.1).cpu()
-        series = []
-        for epoch in study.epochs:
-            mc, _ = mc_stats(ctx, epoch, samples=k)
-            sd_h = mc.layers[h].Var.sqrt().cpu()[mask].double().numpy()
-            series.append([float(sd_h.mean()), float(np.percentile(sd_h, 5)), float(np.percentile(sd_h, 95))]
-                          if sd_h.size else [None] * 3)  # no active unit in this layer
-        out["consistency"][f"layer {h}"] = series
-        sd_end = mc_stats(ctx, "last", samples=k)[0].layers[h].Var.sqrt().cpu()[mask].double().numpy()
-        n.add("active_units", int(sd_end.size), "active units (W > 0.1 at the end)", layer=h)
-        if sd_end.size:
-            n.add("active_mean_sd_end", series[-1][0], "active units: mean dropout sd at the end", layer=h)
-            n.add("active_mean_sd_end_se", float(sd_end.std() / np.sqrt(sd_end.size)),
-                  "active units: SE of the mean dropout sd at the end", layer=h)
+    out["consistency"] = _consistency(ctx, n_hidden, k, n)
     out["numbers"] = n.records()
     return out
 

@@ -124,6 +124,34 @@ def plot(r: dict[str, Any]) -> Any:
     return fig
 
 
+def _section_11_verdicts(num: Numbers) -> list[Verdict]:
+    """Section 11: dropout keeps the weights small and makes activity sparse, against the network trained
+    without regularization."""
+    ok = all(num.get("trained", regularizer=label) for label in ("dropout", "no regularization"))
+    out = []
+    mine, control = (num.series("weight_rms", regularizer=k) for k in ("dropout", "no regularization"))
+    smaller = sum(a < b for a, b in zip(mine, control, strict=True))
+    out.append(Verdict(
+        "dropout keeps the weights small: RMS of the predicting weights per layer "
+        f"{', '.join(f'{a:.3f}' for a in mine)} against {', '.join(f'{b:.3f}' for b in control)} without "
+        f"regularization (smaller in {smaller} of "
+        f"{len(mine)} layers)", smaller == len(mine), source="Section 11.5", measurable=ok,
+        words="Thus dropout has a built in regularization effect that keeps the weights small",
+        measured=float(smaller), threshold=float(len(mine)),
+        basis="every weight layer, against the same network trained without regularization at its own best "
+              "learning rate"))
+    sparse, plain = (num.series("fraction_below_0_1", regularizer=k) for k in ("dropout", "no regularization"))
+    out.append(Verdict(
+        f"sparsity is a consequence of dropout: {100 * np.mean(sparse):.1f}% of hidden activations below 0.1 with "
+        f"dropout against {100 * np.mean(plain):.1f}% without (layers: "
+        + ", ".join(f"{100 * a:.0f}/{100 * b:.0f}%" for a, b in zip(sparse, plain, strict=True)) + ")",
+        float(np.mean(sparse)) > float(np.mean(plain)), source="Sections 11.5, 11.7, Fig. 11.1", measurable=ok,
+        words="dropout has also a built-in propensity towards sparse representations",
+        measured=float(np.mean(sparse) - np.mean(plain)), threshold=0.0,
+        basis="the mean fraction over hidden layers, against the control network without dropout"))
+    return out
+
+
 def verdicts(r: dict[str, Any]) -> list[Verdict]:
     e, mc, num = r["errors"], r["mc"], Numbers.of(r)
     n = num.get("test_examples")
@@ -154,27 +182,7 @@ def verdicts(r: dict[str, Any]) -> list[Verdict]:
                            threshold=2 * noise, noise=noise, measurable=ok,
                            basis="each arm at its own best learning rate; an improvement of more than two binomial "
                                  "standard errors of the difference"))
-    ok = trained("dropout", "no regularization")
-    mine, control = (num.series("weight_rms", regularizer=k) for k in ("dropout", "no regularization"))
-    smaller = sum(a < b for a, b in zip(mine, control, strict=True))
-    out.append(Verdict(
-        "dropout keeps the weights small: RMS of the predicting weights per layer "
-        f"{', '.join(f'{a:.3f}' for a in mine)} against {', '.join(f'{b:.3f}' for b in control)} without "
-        f"regularization (smaller in {smaller} of "
-        f"{len(mine)} layers)", smaller == len(mine), source="Section 11.5", measurable=ok,
-        words="Thus dropout has a built in regularization effect that keeps the weights small",
-        measured=float(smaller), threshold=float(len(mine)),
-        basis="every weight layer, against the same network trained without regularization at its own best "
-              "learning rate"))
-    sparse, plain = (num.series("fraction_below_0_1", regularizer=k) for k in ("dropout", "no regularization"))
-    out.append(Verdict(
-        f"sparsity is a consequence of dropout: {100 * np.mean(sparse):.1f}% of hidden activations below 0.1 with "
-        f"dropout against {100 * np.mean(plain):.1f}% without (layers: "
-        + ", ".join(f"{100 * a:.0f}/{100 * b:.0f}%" for a, b in zip(sparse, plain, strict=True)) + ")",
-        float(np.mean(sparse)) > float(np.mean(plain)), source="Sections 11.5, 11.7, Fig. 11.1", measurable=ok,
-        words="dropout has also a built-in propensity towards sparse representations",
-        measured=float(np.mean(sparse) - np.mean(plain)), threshold=0.0,
-        basis="the mean fraction over hidden layers, against the control network without dropout"))
+    out += _section_11_verdicts(num)
     gauss = abs(e["Gaussian dropout"] - e["dropout"])
     ok = trained("Gaussian dropout", "dropout")
     out += [

@@ -171,6 +171,53 @@ def plot_approximations(r: dict[str, Any]) -> Any:
     return fig
 
 
+def _shape_verdicts(n: Numbers) -> list[Verdict]:
+    """Figs. 9.6-9.7: NWGM - E and W - E centred near 0 and near-Gaussian, before and after training, on units with
+    0.1 < E < 0.9 (the pooled numbers beside)."""
+    out = []
+    for what, key, fig in (("NWGM - E", "shape_nwgm_minus_e", "Fig. 9.6"), ("W - E", "shape_w_minus_e", "Fig. 9.7")):
+        for when in ("before", "after"):
+            pooled = n.series(key, when=when)
+            layers = n.coordinates("layer", f"{key}_mid", when=when)
+            moments = [n.get(f"{key}_mid", when=when, layer=h) for h in layers]
+            if not moments:
+                out.append(Verdict(f"{what} {when} training: not measured (fewer than 20 unit responses with "
+                                   "0.1 < E < 0.9 in every layer)", False, source=fig, measurable=False))
+                continue
+            worst = float(max(max(abs(m[2]), abs(m[3])) for m in moments))
+            worst_pooled = float(max(max(abs(m[2]), abs(m[3])) for m in pooled))
+            centred = all(abs(m[0]) <= m[1] for m in moments)
+            out.append(Verdict(
+                f"{what} {when} training, on units with 0.1 < E < 0.9, is centred near 0 (|mean| <= sd in every "
+                f"layer: {centred}) and near-Gaussian: largest |skewness| or |excess kurtosis| over layers {worst:.2f} "
+                f"(pooled over all units: {worst_pooled:.2f})",
+                centred and worst <= GAUSSIAN_LIMIT,
+                source=fig, words=f"Empirical distribution of {what} is approximately Gaussian at each layer, both "
+                                  "before and after training", measured=worst, threshold=GAUSSIAN_LIMIT,
+                basis=GAUSSIAN_BASIS + "; units near 0 or 1, where the difference is ~0 whatever the approximation, "
+                                       "are left out (the pooled number is shown beside)"))
+    return out
+
+
+def _alpha_beta_verdicts(n: Numbers) -> list[Verdict]:
+    """Section 9.5, Eq. 116: alpha = E - NWGM and beta = NWGM - W uncorrelated above the first layer, before and after
+    training (an equivalence test on each layer's 95% interval)."""
+    out = []
+    for when in ("before", "after"):
+        corr = n.series("correlation_alpha_beta", when=when)[1:]
+        counts = n.series("correlation_alpha_beta_count", when=when)[1:]
+        intervals = [correlation_interval(c, k) for c, k in zip(corr, counts, strict=True)]
+        worst_c = float(max(max(abs(lo), abs(hi)) for lo, hi in intervals)) if intervals else 0.0
+        out.append(Verdict(
+            f"alpha = E - NWGM and beta = NWGM - W are uncorrelated above the first layer {when} training: "
+            "correlations (95% intervals) " + ", ".join(f"{c:+.2f} ({lo:+.2f}, {hi:+.2f})" for c, (lo, hi) in zip(
+                corr, intervals, strict=True)), worst_c < COHEN_SMALL, source="Section 9.5, Eq. 116",
+            words="the error is uncorrelated with the error alpha = E(O) - NWGM(O) for l > 1", measured=worst_c,
+            threshold=COHEN_SMALL, basis="an equivalence test: every 95% interval (Fisher z) inside |r| < 0.1, "
+                                         "under a small correlation (Cohen 1988)"))
+    return out
+
+
 def verdicts_approximations(r: dict[str, Any]) -> list[Verdict]:
     n = Numbers.of(r)
     out = []
@@ -204,27 +251,7 @@ def verdicts_approximations(r: dict[str, Any]) -> list[Verdict]:
         "f'(S) in every hidden layer", ratio < 1.0, source="Eq. 220, Fig. 9.15",
         words="E(sigma'(S)) is approximated by sigma'(E(S))", measured=ratio, threshold=1.0,
         basis="a second-order error against the first-order spread |f''(E(S))| sd(S) (delta method)"))
-    for what, key, fig in (("NWGM - E", "shape_nwgm_minus_e", "Fig. 9.6"), ("W - E", "shape_w_minus_e", "Fig. 9.7")):
-        for when in ("before", "after"):
-            pooled = n.series(key, when=when)
-            layers = n.coordinates("layer", f"{key}_mid", when=when)
-            moments = [n.get(f"{key}_mid", when=when, layer=h) for h in layers]
-            if not moments:
-                out.append(Verdict(f"{what} {when} training: not measured (fewer than 20 unit responses with "
-                                   "0.1 < E < 0.9 in every layer)", False, source=fig, measurable=False))
-                continue
-            worst = float(max(max(abs(m[2]), abs(m[3])) for m in moments))
-            worst_pooled = float(max(max(abs(m[2]), abs(m[3])) for m in pooled))
-            centred = all(abs(m[0]) <= m[1] for m in moments)
-            out.append(Verdict(
-                f"{what} {when} training, on units with 0.1 < E < 0.9, is centred near 0 (|mean| <= sd in every "
-                f"layer: {centred}) and near-Gaussian: largest |skewness| or |excess kurtosis| over layers {worst:.2f} "
-                f"(pooled over all units: {worst_pooled:.2f})",
-                centred and worst <= GAUSSIAN_LIMIT,
-                source=fig, words=f"Empirical distribution of {what} is approximately Gaussian at each layer, both "
-                                  "before and after training", measured=worst, threshold=GAUSSIAN_LIMIT,
-                basis=GAUSSIAN_BASIS + "; units near 0 or 1, where the difference is ~0 whatever the approximation, "
-                                       "are left out (the pooled number is shown beside)"))
+    out += _shape_verdicts(n)
     skew = [(abs(b[2]), abs(a[2])) for b, a in zip(
         n.series("shape_w_minus_e", when="before"), n.series("shape_w_minus_e", when="after"), strict=True)]
     more = sum(a > b for b, a in skew)
@@ -233,18 +260,7 @@ def verdicts_approximations(r: dict[str, Any]) -> list[Verdict]:
         + ", ".join(f"{b:.2f} -> {a:.2f}" for b, a in skew) + ")", 2 * more > len(skew), source="Figs. 9.6-9.7",
         words="After training, the distribution is slightly asymmetric", measured=float(more),
         threshold=len(skew) / 2, basis="a majority of layers"))
-    for when in ("before", "after"):
-        corr = n.series("correlation_alpha_beta", when=when)[1:]
-        counts = n.series("correlation_alpha_beta_count", when=when)[1:]
-        intervals = [correlation_interval(c, k) for c, k in zip(corr, counts, strict=True)]
-        worst_c = float(max(max(abs(lo), abs(hi)) for lo, hi in intervals)) if intervals else 0.0
-        out.append(Verdict(
-            f"alpha = E - NWGM and beta = NWGM - W are uncorrelated above the first layer {when} training: "
-            "correlations (95% intervals) " + ", ".join(f"{c:+.2f} ({lo:+.2f}, {hi:+.2f})" for c, (lo, hi) in zip(
-                corr, intervals, strict=True)), worst_c < COHEN_SMALL, source="Section 9.5, Eq. 116",
-            words="the error is uncorrelated with the error alpha = E(O) - NWGM(O) for l > 1", measured=worst_c,
-            threshold=COHEN_SMALL, basis="an equivalence test: every 95% interval (Fisher z) inside |r| < 0.1, "
-                                         "under a small correlation (Cohen 1988)"))
+    out += _alpha_beta_verdicts(n)
     top, accumulated = n.series("sd_e_minus_w", when="after")[-1], n.get("accumulated_sd_alpha", when="after")
     out.append(Verdict(
         f"errors do not accumulate with depth: sd(E - W) at the top hidden layer is {top:.2e}, against "

@@ -81,6 +81,28 @@ def plot(r: dict[str, Any]) -> Any:
     return fig
 
 
+def _constants_verdict(n: Numbers, r: dict[str, Any], first: int, last: int) -> Verdict:
+    """Section 9.3: Var(E) ~ C1/m, Var(NWGM) ~ C2/m, and C1 = sigma_O^2 ~ C2 where sigma_O^2 is small."""
+    small = [k for k in DISTRIBUTIONS if n.get("variance_o", distribution=k) < SMALL_VARIANCE]
+    c_ratio, c_flat = {}, {}
+    for k in small:
+        c1, c2 = n.get("m_var_e", distribution=k, m=last), n.get("m_var_nwgm", distribution=k, m=last)
+        c_ratio[k] = abs(c2 - c1) / c1
+        c2_mid = n.get("m_var_nwgm", distribution=k, m=first)
+        c_flat[k] = abs(c2 - c2_mid) / c2
+    c_worst = max(max(c_ratio.values()), max(c_flat.values())) if small else float("inf")
+    return Verdict(f"Var(E) ~ C1/m and Var(NWGM) ~ C2/m with C1 ~ C2 where sigma_O^2 is small: |C2 - C1| / C1 at m = "
+            f"{last} is " + ", ".join(f"{100 * c_ratio[k]:.1f}% ({k})" for k in small) + f"; m Var(NWGM) "
+            f"changes by at most {100 * max(c_flat.values(), default=0):.1f}% from m = {first}",
+            c_worst <= C_TOLERANCE, source="Section 9.3", measurable=bool(small),
+            words="the variance of E(O_S) and NWGM(O_S) are of the same order and behave like C1/m and C2/m "
+                  "respectively as m -> infinity. Furthermore sigma_O^2 = C1 ~ C2 if sigma_O^2 is small",
+            measured=c_worst, threshold=C_TOLERANCE, noise=2 * (2 / r["repeats"]) ** 0.5,
+            basis=f"C2 within {100 * C_TOLERANCE:g}% of C1, and m Var(NWGM) constant within {100 * C_TOLERANCE:g}%"
+                  f", for the distributions with sigma_O^2 < {SMALL_VARIANCE:g} (the sampling error of a variance "
+                  "from 5,000 repeats is about 2%)")
+
+
 def verdicts(r: dict[str, Any]) -> list[Verdict]:
     n, first, last = Numbers.of(r), r["sizes"][len(r["sizes"]) // 2], r["sizes"][-1]
     gaps = {k: abs(n.get("mean_e", distribution=k) - n.get("mean_nwgm", distribution=k)) for k in DISTRIBUTIONS}
@@ -97,15 +119,6 @@ def verdicts(r: dict[str, Any]) -> list[Verdict]:
         se = n.get("se_m_covariance_difference", distribution=k)
         z[k] = abs(a - b) / se if se > 0 else 0.0
     kyfan = n.get("fraction_nwgm_le_e", distribution="uniform [0, 0.5]", m=100)
-    # Section 9.3: Var(E) ~ C1/m, Var(NWGM) ~ C2/m, and C1 = sigma_O^2 ~ C2 where sigma_O^2 is small
-    small = [k for k in DISTRIBUTIONS if n.get("variance_o", distribution=k) < SMALL_VARIANCE]
-    c_ratio, c_flat = {}, {}
-    for k in small:
-        c1, c2 = n.get("m_var_e", distribution=k, m=last), n.get("m_var_nwgm", distribution=k, m=last)
-        c_ratio[k] = abs(c2 - c1) / c1
-        c2_mid = n.get("m_var_nwgm", distribution=k, m=first)
-        c_flat[k] = abs(c2 - c2_mid) / c2
-    c_worst = max(max(c_ratio.values()), max(c_flat.values())) if small else float("inf")
     return [
         Verdict("for distributions centred at 0.5, NWGM is centred on E: relative gaps |E - NWGM| / E of "
                 + ", ".join(f"{100 * gaps[k] / means_e[k]:.2f}% ({k})" for k in centred),
@@ -129,16 +142,7 @@ def verdicts(r: dict[str, Any]) -> list[Verdict]:
                 words="the covariance between NWGM and E goes to 0 ... of order V/m", measured=max(z.values()),
                 threshold=3.0, basis="m x covariance constant within 3 standard errors (4 distributions), from the "
                                      "middle sample size up: the law is asymptotic"),
-        Verdict(f"Var(E) ~ C1/m and Var(NWGM) ~ C2/m with C1 ~ C2 where sigma_O^2 is small: |C2 - C1| / C1 at m = "
-                f"{last} is " + ", ".join(f"{100 * c_ratio[k]:.1f}% ({k})" for k in small) + f"; m Var(NWGM) "
-                f"changes by at most {100 * max(c_flat.values(), default=0):.1f}% from m = {first}",
-                c_worst <= C_TOLERANCE, source="Section 9.3", measurable=bool(small),
-                words="the variance of E(O_S) and NWGM(O_S) are of the same order and behave like C1/m and C2/m "
-                      "respectively as m -> infinity. Furthermore sigma_O^2 = C1 ~ C2 if sigma_O^2 is small",
-                measured=c_worst, threshold=C_TOLERANCE, noise=2 * (2 / r["repeats"]) ** 0.5,
-                basis=f"C2 within {100 * C_TOLERANCE:g}% of C1, and m Var(NWGM) constant within {100 * C_TOLERANCE:g}%"
-                      f", for the distributions with sigma_O^2 < {SMALL_VARIANCE:g} (the sampling error of a variance "
-                      "from 5,000 repeats is about 2%)"),
+        _constants_verdict(n, r, first, last),
         Verdict(f"for consistently low values (uniform on [0, 0.5]) NWGM <= E in {100 * kyfan:.2f}% of the "
                 f"{r['repeats']} samples", kyfan >= 1.0, source="Eq. 81 (Ky Fan)",
                 words="if all the O_i < 0.5 then NWGM < E", measured=kyfan, threshold=1.0,
