@@ -230,7 +230,6 @@ def _accumulate(acc: Accumulator, timings: dict[str, float] | None, h: int, s: T
     timings["statistics"] = timings.get("statistics", 0.0) + time.perf_counter() - t0
 
 
-@torch.no_grad()
 def _refuse_mlp_options(precision: str | None, fused: bool, pairs: Sequence[Pair],
                         histogram_units: Sequence[tuple[int, int]], statistics: Sequence[str]) -> None:
     """The options that only a DropoutMLP's per-unit Monte Carlo has, refused for any other model."""
@@ -252,6 +251,7 @@ def _check_run_options(fused: Any, tile: Any, timings: Any) -> None:
         raise TypeError(f"timings must be a dict to add seconds to, got {type(timings).__name__}")
 
 
+@torch.no_grad()
 def monte_carlo(net: nn.Module, x: Tensor, *, samples: int = 1000, generator: torch.Generator | None = None,
                 pairs: Sequence[Pair] = (), histogram_units: Sequence[tuple[int, int]] = (), bins: int = 50,
                 statistics: Sequence[str] = STATISTICS, memory: int = DEFAULT_MEMORY, output: str | None = None,
