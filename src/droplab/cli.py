@@ -565,10 +565,9 @@ def _raised_by_droplab(exc: BaseException) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
     args = None
     try:
-        args = parser.parse_args(argv)
+        args = build_parser().parse_args(argv)
         if args.command in ("train", "evaluate", "reproduce", "sweep"):
             from . import threads
 
