@@ -314,3 +314,19 @@ def test_droplab_train_with_the_study_preset_gives_the_study_network(tmp_path, m
     study.ensure()
     studied = study.model("last").state_dict()
     assert {k: v.tolist() for k, v in trained.state_dict().items()} == {k: v.tolist() for k, v in studied.items()}
+
+
+def test_the_study_trains_with_its_training_presets_schedule(tmp_path):
+    """The reproduction rebuilds the study's TrainConfig from its flat settings: every field of the training
+    preset must survive the trip (the cosine schedule once did not, and the study trained at a constant rate)."""
+    import dataclasses
+
+    from droplab.experiments import STUDY_PRESETS
+    from droplab.experiments import PRESETS as FLAT
+    from droplab.experiments.study import Study
+    from droplab.presets import preset
+
+    for name, study_preset in STUDY_PRESETS.items():
+        study = Study(tmp_path / name, dict(FLAT[name]), seed=3, device="cpu")
+        want = dataclasses.replace(preset(study_preset.training).train, seed=3)
+        assert study.train_config() == want, name

@@ -80,7 +80,8 @@ class StudyPreset:
         t, keeps = p.train, p.model.keeps
         return dict(dataset=p.dataset, hidden=list(p.model.sizes[1:-1]), keep_input=keeps[0],
                     keep_hidden=keeps[1], init_gain=p.model.init_gain, epochs=t.epochs, batch_size=t.batch_size,
-                    lr=t.lr, lr_decay=t.lr_decay, momentum_start=t.momentum_start, momentum_end=t.momentum_end,
+                    lr=t.lr, lr_decay=t.lr_decay, lr_schedule=t.lr_schedule, momentum_start=t.momentum_start,
+                    momentum_end=t.momentum_end,
                     momentum_epochs=t.momentum_epochs, max_norm=t.max_norm, optimizer=t.optimizer,
                     **{k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self.measurements).items()})
 

@@ -175,8 +175,8 @@ def _finetune(ctx: Context, start: int, backward: str | None, lr: float, epochs:
     before = torch.cat([lin.weight.detach().reshape(-1) for lin in net.linears]).cpu().clone()
     schedule = study.train_config()
     momentum = schedule.momentum_end if schedule.optimizer == "adam" else 0.0
-    config = dataclasses.replace(schedule, epochs=epochs, lr=lr, lr_decay=1.0, momentum_start=momentum,
-                                 momentum_end=momentum, seed=ctx.seed)
+    config = dataclasses.replace(schedule, epochs=epochs, lr=lr, lr_decay=1.0, lr_schedule="exponential",
+                                 momentum_start=momentum, momentum_end=momentum, seed=ctx.seed)  # a constant rate
     result = train.fit(net, study.data, config, progress=False, device=ctx.device)
     net = result.model
     after = torch.cat([lin.weight.detach().reshape(-1) for lin in net.linears]).cpu()

@@ -71,6 +71,7 @@ class Study:
     def train_config(self) -> train.TrainConfig:
         s = self.settings
         return train.TrainConfig(epochs=s["epochs"], batch_size=s["batch_size"], lr=s["lr"], lr_decay=s["lr_decay"],
+                                 lr_schedule=s.get("lr_schedule", "exponential"),
                                  momentum_start=s.get("momentum_start", 0.5), momentum_end=s["momentum_end"],
                                  momentum_epochs=s["momentum_epochs"], max_norm=s["max_norm"], seed=self.seed,
                                  optimizer=s.get("optimizer", "sgd"))

@@ -33,7 +33,7 @@ def _train(ctx: Context, transfer: str) -> Any:
     # diverge under SGD at 1.0; Adam's 0.1 leaves every unit dead)
     schedule = study.train_config()
     schedule = dataclasses.replace(schedule, epochs=s["transfer_epochs"], lr=TRANSFER_LR[schedule.optimizer],
-                                   lr_decay=1.0)
+                                   lr_decay=1.0, lr_schedule="exponential")  # a constant rate
     return train.fit(model, study.data, schedule, progress=False, device=ctx.device)
 
 
