@@ -321,8 +321,8 @@ def test_the_study_trains_with_its_training_presets_schedule(tmp_path):
     preset must survive the trip (the cosine schedule once did not, and the study trained at a constant rate)."""
     import dataclasses
 
-    from droplab.experiments import STUDY_PRESETS
     from droplab.experiments import PRESETS as FLAT
+    from droplab.experiments import STUDY_PRESETS
     from droplab.experiments.study import Study
     from droplab.presets import preset
 
