@@ -188,3 +188,14 @@ def test_means_refuse_what_has_no_mean():
     with pytest.raises(ValueError, match=r"E must be in \[0, 1\]"):
         means.bound_variance(1.5, 0.1)
     assert means.weighted_mean([0.2, 0.4]) == pytest.approx(0.3)  # a Python list is accepted
+
+
+def test_eq202_at_saturated_units_is_exact_not_nan():
+    """A unit saturated at exactly 0 or 1 (float32 logistic outputs) has V = 0 and NWGM = E; Eq. 202's formula is
+    0/0 there. Found on a reproduction (seed 1), where two layers' mean errors came out NaN."""
+    e = np.array([0.0, 1.0, 0.5, 0.3])
+    v = np.array([0.0, 0.0, 0.0, 0.01])
+    got = means.nwgm_around_mean(e, v)
+    assert np.isfinite(got).all()
+    assert np.array_equal(got[:3], e[:3])
+    assert got[3] == pytest.approx((0.3 - 0.01 / 0.6) / (1 - 0.01 / (2 * 0.3 * 0.7)))

@@ -233,8 +233,15 @@ def bound_simple(e: Array) -> Array:
 
 @_array_api
 def nwgm_around_mean(e: Array, v: Array) -> Array:
-    """Eq. 202, second order around the mean: NWGM ~ (E - V/(2E)) / (1 - V / (2E(1 - E)))."""
-    return (e - v / (2 * e)) / (1 - v / (2 * e * (1 - e)))
+    """Eq. 202, second order around the mean: NWGM ~ (E - V/(2E)) / (1 - V / (2E(1 - E))). Where V = 0 (every
+    member gives the same output, e.g. a unit saturated at exactly 0 or 1 in float32) NWGM = E exactly, the
+    formula's limit; it would otherwise be 0/0 at E = 0 or 1.
+
+    >>> float(nwgm_around_mean(torch.tensor(1.0), torch.tensor(0.0)))
+    1.0
+    """
+    formula = (e - v / (2 * e)) / (1 - v / (2 * e * (1 - e)))
+    return torch.where(v == 0, e, formula)
 
 
 @_array_api
