@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from .config import ModelConfig, _per_layer
+from .config import ModelConfig
 from .nn import Activation, BackpercolatedActivation, ConnectionDropoutLinear, UnitGate
 from .transfer import make_transfer
 
@@ -98,10 +98,7 @@ class DropoutMLP(nn.Module):
         self.model_config = cfg
         sizes = cfg.sizes
         n_weight = len(sizes) - 1
-        transfers = _per_layer(cfg.transfer, n_weight - 1, "transfer")
-        keeps = _per_layer(cfg.keep, n_weight, "keep")
-        kinds = _per_layer(cfg.gate, n_weight, "gate")
-        ckeeps = _per_layer(cfg.connection_keep, n_weight, "connection_keep")
+        transfers, keeps, kinds, ckeeps = cfg.transfers, cfg.keeps, cfg.gates, cfg.connection_keeps
         self.sizes, self.output_name = sizes, output
         self.transfers = [make_transfer(t, c=c, lam=lam) for t in transfers] + [make_transfer(output, c=c, lam=lam)]
         self.gates = nn.ModuleList()
@@ -181,10 +178,11 @@ class DropoutMLP(nn.Module):
         """A JSON-serializable description (``model_config.as_dict()``, per-layer entries as lists); tensor keep
         rates are stored as state (buffers), not here. ``init_gain`` appears only when set (configs saved before
         it still compare equal)."""
-        values = self.model_config.as_dict()
-        n = len(self.sizes) - 1
-        for key, count in (("keep", n), ("connection_keep", n), ("gate", n), ("transfer", n - 1)):
-            values[key] = _per_layer(values[key], count, key)
+        cfg = self.model_config
+        values = cfg.as_dict()
+        for key, expanded in (("keep", cfg.keeps), ("connection_keep", cfg.connection_keeps), ("gate", cfg.gates),
+                              ("transfer", cfg.transfers)):
+            values[key] = ["tensor" if isinstance(v, Tensor) else v for v in expanded]
         if values["init_gain"] is None:
             del values["init_gain"]
         else:
