@@ -26,7 +26,8 @@ def test_a_split_is_the_repositorys_rows_on_the_original_scale():
     assert (s.n_splits, s.n_hidden, s.n_epochs) == (20, 50, 40) and s.tau_values == (0.1, 0.15, 0.2)
     x, y, xt, y_mean, y_sd = s.standardize()
     assert torch.allclose(x.mean(0), torch.zeros(13, dtype=torch.float64), atol=1e-12)
-    assert float(y.std()) == pytest.approx(1.0) and y_mean == pytest.approx(float(s.y_train.mean()))
+    assert float(y.std(correction=0)) == pytest.approx(1.0) and y_sd == pytest.approx(float(np.std(table[train, 13])))
+    assert y_mean == pytest.approx(float(s.y_train.mean()))
     assert _tree_hash(SHARED / "bostonHousing", _files(SHARED / "bostonHousing")) == \
         data.UCI["boston"][1]  # the checksum droplab downloads against is that of these files
 
