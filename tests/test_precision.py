@@ -179,3 +179,63 @@ def test_tile_and_timings_are_public_options_for_profiling():
     with pytest.raises(TypeError, match="timings must be a dict"):
         ensemble.monte_carlo(net, x, samples=2, timings=[])
     assert "E" in ensemble.STATISTICS
+
+
+def _diffs(precision, seeds, samples=400):
+    """E - E_f64 with the same masks, every unit of every layer, one row per seed."""
+    net, x = _net(), torch.rand(4, 30, generator=torch.Generator().manual_seed(1))
+    rows = []
+    for seed in seeds:
+        ref = ensemble.monte_carlo(net.double(), x.double(), samples=samples, statistics=("E",),
+                                   generator=torch.Generator().manual_seed(seed))
+        run = ensemble.monte_carlo(net.float(), x, samples=samples, statistics=("E",), precision=precision,
+                                   generator=torch.Generator().manual_seed(seed))
+        rows.append(torch.cat([(a.E.double() - b.E).flatten() for a, b in zip(run.layers[1:], ref.layers[1:],
+                                                                             strict=True)]))
+    return torch.stack(rows)
+
+
+def test_bfloat16c_is_unbiased_its_error_averages_out_over_independent_runs():
+    # the mean over R runs of (E - E_f64, same masks) shrinks as 1/sqrt(R) when the rounding error has mean
+    # zero: its t-statistic over the runs stays of order 1 for every unit. bfloat16's rounding of the weights is
+    # the same in every run, a bias: its t-statistics grow as sqrt(R) (here far above 3)
+    seeds = range(24)
+    t = {}
+    for precision in ("bfloat16c", "bfloat16"):
+        d = _diffs(precision, seeds)
+        moving = d.std(0) > 0  # units whose error varies from run to run (an exactly-0 unit has t undefined)
+        t[precision] = d.mean(0)[moving] / (d.std(0)[moving] / len(seeds) ** 0.5)
+    rms = {p: float(v.square().mean().sqrt()) for p, v in t.items()}
+    assert rms["bfloat16c"] < 1.5, rms
+    assert rms["bfloat16"] > 3.0, rms
+    # and the size: bfloat16c's error is a small fraction of bfloat16's
+    assert float(_diffs("bfloat16c", [0]).abs().max()) < 0.2 * float(_diffs("bfloat16", [0]).abs().max())
+
+
+def test_bfloat16c_standard_errors_are_honest_against_exact_enumeration():
+    # z = (E - E_exact) / SE over 40 independent runs and every unit: the reported SE covers the sampling noise
+    # and the rounding together, so z has sd about 1 (0.86-1.14 holds with room for 40 x 44 correlated z-scores)
+    torch.manual_seed(0)
+    net = DropoutMLP((6, 8, 6, 3), keep=(0.8, 0.5, 0.5), init="glorot", init_gain=2.0).eval()
+    x = torch.rand(3, 6, generator=torch.Generator().manual_seed(2))
+    truth = ensemble.exact(net.double(), x.double())  # 2^(6 + 8 + 6) configurations
+    z = []
+    for seed in range(40):
+        run = ensemble.monte_carlo(net.float(), x, samples=300, precision="bfloat16c",
+                                   generator=torch.Generator().manual_seed(seed))
+        z.append(torch.cat([((a.E.double() - b.E) / a.se_E.double()).flatten()
+                            for a, b in zip(run.layers[1:], truth.layers[1:], strict=True)]))
+    z = torch.stack(z)
+    assert 0.86 < float(z.std()) < 1.14, float(z.std())
+    assert abs(float(z.mean())) < 0.15
+
+
+def test_bfloat16c_same_seed_same_result_and_its_precision_is_recorded():
+    net, x = _net(), torch.rand(3, 30)
+    a, b = (ensemble.monte_carlo(net, x, samples=300, precision="bfloat16c",
+                                 generator=torch.Generator().manual_seed(4)) for _ in range(2))
+    assert a.precision == "bfloat16c"
+    assert all(torch.equal(u.E, v.E) and torch.equal(u.Var, v.Var) for u, v in zip(a.layers, b.layers, strict=True))
+    fused = ensemble.monte_carlo(net, x, samples=300, precision="bfloat16c", fused=True,
+                                 generator=torch.Generator().manual_seed(4))
+    torch.testing.assert_close(fused.layers[2].E, a.layers[2].E, rtol=1e-5, atol=1e-6)  # the same masks
