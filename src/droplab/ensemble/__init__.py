@@ -18,13 +18,15 @@ Monte Carlo options (``monte_carlo`` on a ``DropoutMLP``):
 
 ``precision`` (a ``DropoutMLP``; None: the inputs' dtype): ``"float32"``; ``"bfloat16"``, one product
 per layer on the matrix engine with the weights cast to bfloat16 once per call (``low_precision_weights``);
-or ``"bfloat16x3"``, three bfloat16 products that carry the low parts of the weights and of the gated
-outputs (about float32's accuracy). Masks, transfer functions and statistics stay in float32, and the masks
-are the float32 run's for the same generator. Measured against float64 with the same masks on the paper
-network, 10 inputs x 10,000 samples (``benchmarks/mc_throughput.py`` prints it): ``bfloat16`` puts the
-largest |E - E_f64| at about 1.4 Monte Carlo standard errors, a bias of the same size as the sampling
-error, so use it where that error is acceptable (predictions, uncertainty scores) and not to test the
-paper's claims at its sample sizes; ``bfloat16x3`` at about 0.07 standard errors.
+``"bfloat16x3"``, three bfloat16 products that carry the low parts of the weights and of the gated outputs
+(about float32's accuracy); or ``"bfloat16c"``, one bfloat16 product per layer whose rounding cannot bias the
+estimate: the weights and the inputs rounded stochastically (expectation exact; redrawn every few chunks from a
+generator of their own) and each chunk's mean product made exact (``MeanCorrected``). Masks, transfer functions
+and statistics stay in float32, and the masks are the float32 run's for the same generator. Measured against
+float64 with the same masks on the paper network, 10 inputs x 10,000 samples (``benchmarks/mc_throughput.py``
+prints it): ``bfloat16`` puts the largest |E - E_f64| at 1.67 Monte Carlo standard errors, a bias that does not
+average out, so use it where that error is acceptable (predictions, uncertainty scores); ``bfloat16x3`` at 0.03,
+``bfloat16c`` at 0.025 for 1.2x bfloat16's time (``droplab reproduce``'s default).
 ``statistics`` restricts the per-unit statistics to those named (E is always computed), to save time.
 ``fused=True`` (a ``DropoutMLP``) runs two kernels compiled by ``torch.compile``: each scalar-keep Bernoulli
 gate (mask, multiply and, in bfloat16, the cast, in one pass; the same masks as unfused) and each logistic

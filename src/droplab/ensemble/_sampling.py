@@ -370,7 +370,8 @@ def monte_carlo(net: nn.Module, x: Tensor, *, samples: int = 1000, generator: to
     model left in eval mode; ``output``, ``batch_dim``, ``cache_prefix``, and ``targets``, ``tau``, ``temperature``
     for scores streamed over the members): its ``PredictiveStatistics``.
 
-    ``precision`` (a ``DropoutMLP``; None: the inputs' dtype): ``"float32"``, ``"bfloat16"`` or ``"bfloat16x3"``;
+    ``precision`` (a ``DropoutMLP``; None: the inputs' dtype): ``"float32"``, ``"bfloat16"``, ``"bfloat16x3"`` or
+    ``"bfloat16c"``;
     ``fused=True`` runs compiled kernels; ``memory`` and ``tile`` size the chunks of members (memory does not
     grow with K): see "Monte Carlo options" in ``droplab.ensemble``. ``statistics`` restricts the per-unit
     statistics to those named (E is always computed). ``timings``, a dict, gets the seconds spent in the
