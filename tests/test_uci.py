@@ -89,3 +89,20 @@ def test_uci_bad_input(tmp_path):
             data.uci("yacht", split=20, root=SHARED)
     with pytest.raises(ValueError, match="non-negative integer"):
         data.uci("yacht", split=-1)
+
+
+@pytest.mark.skipif(not (SHARED / "yacht").is_dir(), reason="needs ../shared/data/uci-gal2016")
+def test_the_benchmark_runs_the_protocol_end_to_end_on_a_small_budget():
+    # the script's grid search, retraining and scoring, 2 splits of yacht, 1x the base epochs, 200 samples: the
+    # last line counts the sets within 2 SE (at this budget yacht is far from the published numbers: 0 of 1)
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "uci.py"
+    proc = subprocess.run([sys.executable, str(script), "--datasets", "yacht", "--splits", "2", "--samples", "200",
+                           "--epochs-factor", "1", "--speed-epochs", "0"], capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.strip().splitlines()
+    assert lines[1].startswith("yacht") and "0.67 +- 0.05" in lines[1]
+    assert lines[-1].startswith("uci: 0 of 1 datasets within 2 SE on both RMSE and LL")
