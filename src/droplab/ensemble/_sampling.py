@@ -209,30 +209,44 @@ class MeanCorrected:
         self.chunks += 1
 
     def product(self, h: int, g: Tensor, members: int) -> Tensor:
-        """Layer h's product of the gated outputs g (float32, member-major rows) with its weights, corrected.
-
-        The correction c = mean_k(g_k - hi(g_k)) hi(W)^T + mean_k(g_k) lo(W)^T (lo = W - hi(W)) is computed
-        in bfloat16 too, its first term as B extra rows of the one product (no second read of the weights):
-        its own rounding is of second order (2^-8 of a term already 2^-8 of S)."""
-        hi, lo = self.rounded[h - 1]  # type: ignore[misc]
+        """Layer h's product of the gated outputs g (float32, member-major rows) with its weights, corrected."""
         n = g.shape[-1]
-        rows = g.shape[0]
-        batch = rows // members
-        buffer = torch.empty(rows + batch, n, dtype=torch.bfloat16, device=g.device)
+        per_member = g.reshape(members, -1, n)
         if h == 1:  # the inputs: rounded stochastically with a dither per input and unit, shared by the members
             assert self.dither is not None
-            rounded = stochastic_round(g.reshape(members, *self.x_shape), self.dither)
-            buffer[:rows].copy_(rounded.reshape(g.shape))
+            g_hi = stochastic_round(per_member, self.dither).to(torch.bfloat16)
         else:
-            buffer[:rows].copy_(g)
-        total = g.reshape(members, batch, n).sum(0)
-        total_hi = buffer[:rows].reshape(members, batch, n).sum(0, dtype=torch.float32)
-        buffer[rows:].copy_((total - total_hi) / members)
-        out = torch.mm(buffer, hi.T).float()
-        correction = out[rows:] + torch.mm((total / members).to(torch.bfloat16), lo.T).float()
-        s = out[:rows]
-        s.view(members, batch, -1).add_(correction)
+            g_hi = per_member.to(torch.bfloat16)
+        return self.finish(h, g_hi.view(g.shape), per_member.sum(0), g_hi.sum(0, dtype=torch.float32), members)
+
+    def finish(self, h: int, g_hi: Tensor, total: Tensor, total_hi: Tensor, members: int) -> Tensor:
+        """The bfloat16 product of g_hi (member-major rows) plus the correction c = mean_k(g_k - hi(g_k)) hi(W)^T +
+        mean_k(g_k) lo(W)^T (lo = W - hi(W)), itself from two bfloat16 products B rows high: its own rounding is
+        of second order (2^-8 of a term already 2^-8 of S). ``total`` and ``total_hi``: the sums over the members
+        of g and of g_hi, (B, n) float32."""
+        hi, lo = self.rounded[h - 1]  # type: ignore[misc]
+        s = torch.mm(g_hi, hi.T).float()
+        correction = torch.mm(((total - total_hi) / members).to(torch.bfloat16), hi.T).float()
+        correction += torch.mm((total / members).to(torch.bfloat16), lo.T).float()
+        s.view(members, -1, s.shape[-1]).add_(correction)
         return s
+
+
+def _corrected_gate_kernel(o: Tensor, words: Tensor, limit: int, keep: float, inverted: bool, members: int,
+                           dither: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+    """bfloat16c's gate in one pass: the gated outputs rounded to bfloat16 (stochastically with ``dither``, the
+    first layer's), and the sums over the members of the float32 and of the rounded outputs."""
+    if words.dtype != torch.int32:
+        words = words.to(torch.float32)
+    g = torch.where(words < limit, o, torch.zeros((), dtype=o.dtype, device=o.device))
+    if inverted:
+        g = g / keep
+    per_member = g.view(members, -1, g.shape[-1])
+    if dither is not None:
+        g_hi = ((per_member.view(torch.int32) + dither) & -65536).view(torch.float32).to(torch.bfloat16)
+    else:
+        g_hi = per_member.to(torch.bfloat16)
+    return g_hi.view(g.shape), per_member.sum(0), g_hi.float().sum(0)
 
 
 def _gate_kernel(o: Tensor, words: Tensor, limit: int, keep: float, inverted: bool, dtype: torch.dtype) -> Tensor:
@@ -266,6 +280,37 @@ def _fused_gate(gate: nn.Module, o: Tensor, dtype: torch.dtype) -> Tensor | None
     return kernel(o, drawn[0], drawn[1], gate.keep, gate.scaling == "inverted", dtype)
 
 
+def _fused_corrected_gate(gate: nn.Module, o: Tensor, members: int,
+                          dither: Tensor | None) -> tuple[Tensor, Tensor, Tensor] | None:
+    """bfloat16c's gate through ``_corrected_gate_kernel`` compiled, the mask cut from the gate's own words (so
+    the same mask); None where ``_fused_gate`` would be None (the gate then runs itself)."""
+    if not (isinstance(gate, UnitGate) and gate.kind.name == "bernoulli" and gate.mask_sharing == "unit"
+            and isinstance(gate.keep, float) and gate.gate_mode == "sample"
+            and getattr(gate, "_droplab_sink", None) is None):
+        return None
+    drawn = bernoulli_words(o.shape, gate.keep, generator=getattr(gate, "_droplab_generator", None), device=o.device)
+    if drawn is None:
+        return None
+    if "corrected" not in _compiled_gate:
+        _compiled_gate["corrected"] = torch.compile(_corrected_gate_kernel, dynamic=True, fullgraph=True)
+    kernel: Any = _compiled_gate["corrected"]
+    return kernel(o, drawn[0], drawn[1], gate.keep, gate.scaling == "inverted", members, dither)
+
+
+def _corrected_stage(stage: Any, o: Tensor, members: int, corrected: MeanCorrected, fused: bool) -> Tensor:
+    """One layer's S under bfloat16c: the gate (fused with the rounding and the sums where it can be), the
+    corrected product, the bias."""
+    parts = _fused_corrected_gate(stage.gate, o, members, corrected.dither if stage.h == 1 else None) \
+        if fused else None
+    if parts is not None:
+        s = corrected.finish(stage.h, *parts, members)
+    else:
+        s = corrected.product(stage.h, stage.gate(o), members)
+    if stage.linear.bias is not None:
+        s += stage.linear.bias
+    return s
+
+
 def _stream(net: DropoutMLP, x: Tensor, members: int, acc: Accumulator, weights: Tensor,
             low: list[tuple[Tensor, Tensor] | None] | None = None, compensated: bool = False,
             fused: bool = False, timings: dict[str, float] | None = None,
@@ -292,12 +337,13 @@ def _stream(net: DropoutMLP, x: Tensor, members: int, acc: Accumulator, weights:
     for stage in net.stages():
         parts = low[stage.h - 1] if low is not None else None
         one_product = parts is not None and not compensated and corrected is None
-        g = _fused_gate(stage.gate, o, torch.bfloat16 if one_product else o.dtype) if fused else None
         if corrected is not None and corrected.rounded[stage.h - 1] is not None:
-            s = corrected.product(stage.h, g if g is not None else stage.gate(o), members)
-            if stage.linear.bias is not None:
-                s += stage.linear.bias
-        elif parts is None:
+            s = _corrected_stage(stage, o, members, corrected, fused)
+            o = stage.activation(s)
+            _accumulate(acc, timings, stage.h, s, o)
+            continue
+        g = _fused_gate(stage.gate, o, torch.bfloat16 if one_product else o.dtype) if fused else None
+        if parts is None:
             s = stage.linear(g if g is not None else stage.gate(o))
         else:
             hi, lo = parts
