@@ -438,10 +438,7 @@ def monte_carlo(net: nn.Module, x: Tensor, *, samples: int = 1000, generator: to
         _refuse_mlp_options(precision, fused, pairs, histogram_units, statistics)
         return predictive(net, x, samples=samples, generator=generator, output=output, batch_dim=batch_dim,
                           memory=memory, cache_prefix=cache_prefix, targets=targets, tau=tau, temperature=temperature)
-    if targets is not None or tau is not None or temperature != 1.0:
-        raise ValueError("targets, tau and temperature score a network's output over its members: for a DropoutMLP "
-                         "call ensemble.predictive(net, x, ...), which samples it as any model")
-    _check_mlp_options(net, output, batch_dim)
+    _check_mlp_options(net, output, batch_dim, targets is not None or tau is not None or temperature != 1.0)
     precision = _check_precision(precision, x)
     _check_run_options(fused, tile, timings)
     low = low_precision_weights(net) if precision in ("bfloat16", "bfloat16x3") else None
@@ -463,7 +460,10 @@ def monte_carlo(net: nn.Module, x: Tensor, *, samples: int = 1000, generator: to
     return stats
 
 
-def _check_mlp_options(net: DropoutMLP, output: str | None, batch_dim: int) -> None:
+def _check_mlp_options(net: DropoutMLP, output: str | None, batch_dim: int, scored: bool = False) -> None:
+    if scored:
+        raise ValueError("targets, tau and temperature score a network's output over its members: for a DropoutMLP "
+                         "call ensemble.predictive(net, x, ...), which samples it as any model")
     if output is not None:
         raise ValueError(f"a DropoutMLP's layers are known to droplab (its output layer is "
                          f"{net.transfers[-1].name}); leave output=None, which gives every layer's statistics")
