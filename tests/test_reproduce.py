@@ -96,10 +96,8 @@ def test_exact_claims_hold_even_on_the_tiny_preset(tiny_report):
 
 def test_a_second_run_reuses_every_stage(tiny_report):
     out, first, _ = tiny_report
-    t0 = time.perf_counter()
     again = reproduce(out, preset="tiny", progress=False)
-    assert all(r["reused"] for r in again["sections"])
-    assert time.perf_counter() - t0 < 10
+    assert all(r["reused"] for r in again["sections"])  # nothing recomputed (its time is no test: shared machines)
     assert again["claims_held"] == first["claims_held"]
     # issue 19: a fully cached rerun still reports the study's test error and curve, read from the study file
     assert again["study_test_error"] == first["study_test_error"] is not None
