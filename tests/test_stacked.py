@@ -219,3 +219,11 @@ def test_bad_training_and_prediction_inputs_are_refused():
         model.predictive(torch.zeros(2, 5, 3), samples=0, generator=g)
     with pytest.raises(ValueError, match="no network"):
         model.member(2, 0)
+    bad = torch.zeros(2, 5, 3)
+    bad[1, 2, 0] = float("nan")
+    with pytest.raises(ValueError, match="x contains NaN or inf \\(1 values\\)"):
+        fit_stacked(model, bad, torch.zeros(2, 5, 1), l2=0.0, epochs=1, generator=g)
+    with pytest.raises(ValueError, match="x contains NaN"):
+        model.predictive(bad, samples=3, generator=g)
+    with pytest.raises(ValueError, match="x must be"):
+        model.predictive(torch.zeros(5), samples=3, generator=g)

@@ -146,9 +146,11 @@ class StackedMLP:
         logsumexp_t(-tau/2 |y - y_t|^2) - log T - out/2 log 2 pi + out/2 log tau, streamed."""
         if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
             raise ValueError(f"samples must be a positive integer, got {samples!r}")
-        s, m, n = self.groups, self.members, x.shape[1]
+        s, m = self.groups, self.members
         if x.dim() != 3 or x.shape[0] != s or x.shape[2] != self.sizes[0]:
             raise ValueError(f"x must be (groups={s}, inputs, {self.sizes[0]}), got {tuple(x.shape)}")
+        _finite(x, "x")
+        n = x.shape[1]
         if (targets is None) != (tau is None):
             raise ValueError("the log-likelihood needs both targets and tau (the observation precision)")
         x = x.to(self.weights[0])
@@ -205,6 +207,12 @@ class StackedMLP:
         return model.to(self.weights[0].dtype)
 
 
+def _finite(t: Tensor, name: str) -> None:
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name} contains NaN or inf ({int((~torch.isfinite(t)).sum())} values); clean or impute "
+                         "them first")
+
+
 def _rows(x: Tensor, index: Tensor) -> Tensor:
     return torch.gather(x, 1, index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
 
@@ -245,6 +253,8 @@ def fit_stacked(model: StackedMLP, x: Tensor, y: Tensor, *, l2: float | Sequence
     for name, v in (("epochs", epochs), ("batch_size", batch_size)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    _finite(x, "x")
+    _finite(y, "y")
     dtype, device = model.weights[0].dtype, model.weights[0].device
     x, y = x.to(device, dtype), y.to(device, dtype)
     coefficient = _tensor(l2, (s, m), "l2").reshape(s * m, 1, 1).to(device, dtype)
