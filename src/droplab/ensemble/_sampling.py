@@ -178,8 +178,8 @@ class MeanCorrected:
     - the weights, and the inputs of the first product, rounded to bfloat16 *stochastically* (expectation
       exact), redrawn every ``SR_BLOCK`` chunks from a generator of their own (``_derived_generator``): no
       rounding of them is the same in every sample, so none is a bias that the samples cannot average out;
-    - each chunk's mean product made exact to second order (``product``): mean_k(g_k) W^T - mean_k(hi(g_k))
-      hi(W)^T, from two sums over the chunk's members and B more rows of bfloat16 products, added to every
+    - each chunk's mean product made exact to second order (``finish``): mean_k(g_k) W^T - mean_k(hi(g_k))
+      hi(W)^T, from two sums over the chunk's members and two bfloat16 products B rows high, added to every
       member's product. What is left in a member is a rounding error of mean zero over the chunk, whose effect
       on E(O) is of second order, and of mean zero over the roundings.
 
