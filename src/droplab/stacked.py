@@ -112,12 +112,12 @@ class StackedMLP:
             start += width
         return factors
 
-    def _forward(self, x: Tensor, factors: list[Tensor]) -> tuple[Tensor, list[Tensor], list[Tensor]]:
-        """x (S, ..., rows, d) shared by the members; returns the output (G, ..., rows, out), every layer's
-        gated input and every hidden layer's mask x scale."""
+    def _forward(self, x: Tensor, factors: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
+        """x (S, ..., rows, d) shared by the members; returns the output (G, ..., rows, out) and every layer's
+        gated input."""
         m = self.members
         a = (x.unsqueeze(1) * factors[0].unflatten(0, (self.groups, m))).flatten(0, 1)
-        inputs, derivatives = [a], []
+        inputs = [a]
         for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
             shape = a.shape
             if w.shape[-1] == 1:  # a single output: a batched matrix-vector product is slow, a weighted sum is not
@@ -126,10 +126,9 @@ class StackedMLP:
             else:
                 pre = torch.baddbmm(b, a.reshape(shape[0], -1, shape[-1]), w).view(*shape[:-1], w.shape[-1])
             if i == len(self.weights) - 1:
-                return pre, inputs, derivatives
+                return pre, inputs
             a = torch.relu(pre).mul_(factors[i + 1])
             inputs.append(a)
-            derivatives.append(factors[i + 1])
         raise AssertionError("unreachable")
 
     def _draw_lanes(self, shape: tuple[int, ...], generator: torch.Generator) -> Tensor:
@@ -172,7 +171,7 @@ class StackedMLP:
                 k = min(k_max, samples - done)
                 lanes = self._draw_lanes((s, k, n), generator)
                 xs = x.unsqueeze(1).expand(s, k, n, x.shape[-1])
-                out, _, _ = self._forward(xs, self._factors(lanes))  # (G, k, n, out)
+                out, _ = self._forward(xs, self._factors(lanes))  # (G, k, n, out)
                 out = out.double()
                 total += out.sum(1)
                 if targets is not None:
@@ -219,7 +218,8 @@ def _rows(x: Tensor, index: Tensor) -> Tensor:
 
 def _step(model: StackedMLP, xb: Tensor, yb: Tensor, l2: Tensor, lanes: Tensor) -> list[Tensor]:
     """The gradients of Keras's loss, mean((y - out)^2) + l2 sum(W^2), for every network (G, ...)."""
-    out, inputs, derivatives = model._forward(xb, model._factors(lanes))
+    factors = model._factors(lanes)
+    out, inputs = model._forward(xb, factors)
     g = (out - yb.repeat_interleave(model.members, 0)) * (2.0 / (out.shape[1] * out.shape[2]))
     layers = len(model.weights)
     grads: list[Tensor] = [g] * (2 * layers)  # [W0, b0, W1, b1, ...] as model.parameters
@@ -233,7 +233,7 @@ def _step(model: StackedMLP, xb: Tensor, yb: Tensor, l2: Tensor, lanes: Tensor) 
         if i:  # a single output: an outer product, cheaper than a batched matrix product
             back = g * w.transpose(1, 2) if g.shape[-1] == 1 else torch.bmm(g, w.transpose(1, 2))
             # relu' x mask x scale: the units with a > 0 are exactly the kept units with pre > 0
-            g = back.mul_(derivatives[i - 1]).mul_(torch.sign(inputs[i]))
+            g = back.mul_(factors[i]).mul_(torch.sign(inputs[i]))
     return grads
 
 

@@ -263,38 +263,42 @@ def _gate_kernel(o: Tensor, words: Tensor, limit: int, keep: float, inverted: bo
 _compiled_gate: dict[str, object] = {}  # the compiled kernel, made on first use; not a result cache
 
 
-def _fused_gate(gate: nn.Module, o: Tensor, dtype: torch.dtype) -> Tensor | None:
-    """The sampled output of a scalar-keep Bernoulli unit gate through ``_gate_kernel`` compiled, with the mask cut
-    from the same random words as the gate's own (``gates.bernoulli_words``), so the same mask; None where the
-    gate is of another kind, per-unit rates, channel-shared, recording, or draws nothing (it then runs itself)."""
+def _fusable_words(gate: nn.Module, o: Tensor) -> tuple[Tensor, int] | None:
+    """The random words and limit of a scalar-keep Bernoulli unit gate's mask for outputs ``o``, drawn as the gate
+    would draw them (``gates.bernoulli_words``), so a compiled kernel cuts the same mask; None where the gate is
+    of another kind, per-unit rates, channel-shared, recording, or draws nothing (it then runs itself)."""
     if not (isinstance(gate, UnitGate) and gate.kind.name == "bernoulli" and gate.mask_sharing == "unit"
             and isinstance(gate.keep, float) and gate.gate_mode == "sample"
             and getattr(gate, "_droplab_sink", None) is None):
         return None
-    drawn = bernoulli_words(o.shape, gate.keep, generator=getattr(gate, "_droplab_generator", None), device=o.device)
+    return bernoulli_words(o.shape, gate.keep, generator=getattr(gate, "_droplab_generator", None), device=o.device)
+
+
+def _compiled(fn: Any) -> Any:
+    """``fn`` compiled once per process (dynamic shapes: every chunk, batch and layer size reuses it)."""
+    if fn.__name__ not in _compiled_gate:
+        _compiled_gate[fn.__name__] = torch.compile(fn, dynamic=True, fullgraph=True)
+    return _compiled_gate[fn.__name__]
+
+
+def _fused_gate(gate: nn.Module, o: Tensor, dtype: torch.dtype) -> Tensor | None:
+    """The sampled output of a scalar-keep Bernoulli unit gate through ``_gate_kernel`` compiled, the same mask
+    as the gate's own; None where ``_fusable_words`` is None."""
+    drawn = _fusable_words(gate, o)
     if drawn is None:
         return None
-    if "gate" not in _compiled_gate:
-        _compiled_gate["gate"] = torch.compile(_gate_kernel, dynamic=True, fullgraph=True)
-    kernel: Any = _compiled_gate["gate"]
-    return kernel(o, drawn[0], drawn[1], gate.keep, gate.scaling == "inverted", dtype)
+    return _compiled(_gate_kernel)(o, drawn[0], drawn[1], gate.keep, gate.scaling == "inverted", dtype)
 
 
 def _fused_corrected_gate(gate: nn.Module, o: Tensor, members: int,
                           dither: Tensor | None) -> tuple[Tensor, Tensor, Tensor] | None:
-    """bfloat16c's gate through ``_corrected_gate_kernel`` compiled, the mask cut from the gate's own words (so
-    the same mask); None where ``_fused_gate`` would be None (the gate then runs itself)."""
-    if not (isinstance(gate, UnitGate) and gate.kind.name == "bernoulli" and gate.mask_sharing == "unit"
-            and isinstance(gate.keep, float) and gate.gate_mode == "sample"
-            and getattr(gate, "_droplab_sink", None) is None):
-        return None
-    drawn = bernoulli_words(o.shape, gate.keep, generator=getattr(gate, "_droplab_generator", None), device=o.device)
+    """bfloat16c's gate through ``_corrected_gate_kernel`` compiled, the same mask as the gate's own; None where
+    ``_fusable_words`` is None (the gate then runs itself)."""
+    drawn = _fusable_words(gate, o)
     if drawn is None:
         return None
-    if "corrected" not in _compiled_gate:
-        _compiled_gate["corrected"] = torch.compile(_corrected_gate_kernel, dynamic=True, fullgraph=True)
-    kernel: Any = _compiled_gate["corrected"]
-    return kernel(o, drawn[0], drawn[1], gate.keep, gate.scaling == "inverted", members, dither)
+    return _compiled(_corrected_gate_kernel)(o, drawn[0], drawn[1], gate.keep, gate.scaling == "inverted",
+                                             members, dither)
 
 
 def _corrected_stage(stage: Any, o: Tensor, members: int, corrected: MeanCorrected, fused: bool) -> Tensor:
