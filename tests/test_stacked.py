@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from droplab import ensemble
+from droplab import ensemble, stacked
 from droplab.stacked import StackedMLP, fit_stacked
 
 
@@ -67,8 +67,9 @@ def _reference_fit(x, y, sizes, keep, l2, init, *, epochs, batch, lr, seed, grou
     return trained
 
 
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "eager"])
 @pytest.mark.parametrize("sizes", [[3, 5, 1], [4, 6, 5, 2]])
-def test_networks_trained_together_equal_each_trained_alone(sizes):
+def test_networks_trained_together_equal_each_trained_alone(sizes, compiled):
     groups, members, n = 2, 3, 37
     torch.manual_seed(0)
     x = torch.randn(groups, n, sizes[0], dtype=torch.float64)
@@ -82,7 +83,7 @@ def test_networks_trained_together_equal_each_trained_alone(sizes):
     init = ([w.clone() for w in model.weights], [b.clone() for b in model.biases])
     g = torch.Generator().manual_seed(5)
     model = StackedMLP(sizes, groups=groups, members=members, keep=keep, dtype=torch.float64, generator=g)
-    fit_stacked(model, x, y, l2=l2, epochs=3, batch_size=8, lr=1e-2, generator=g)
+    fit_stacked(model, x, y, l2=l2, epochs=3, batch_size=8, lr=1e-2, generator=g, compiled=compiled)
     ref = _reference_fit(x, y, sizes, keep, l2, init, epochs=3, batch=8, lr=1e-2, seed=5, groups=groups,
                          members=members)
     for (s, m), (weights, biases) in ref.items():
@@ -104,6 +105,37 @@ def test_float32_training_equals_the_float64_run_to_float32_rounding():
         runs.append(fit_stacked(model, x, y, l2=1e-3, epochs=2, batch_size=16, generator=g))
     for w32, w64 in zip(runs[0].weights, runs[1].weights, strict=True):
         assert torch.allclose(w32.double(), w64, rtol=1e-4, atol=1e-5)
+
+
+def test_where_compiling_fails_it_warns_and_trains_eagerly_to_the_same_weights(monkeypatch):
+    def boom(*args):
+        raise RuntimeError("no C++ compiler here")
+
+    def run(compiled):
+        g = torch.Generator().manual_seed(4)
+        model = StackedMLP([3, 5, 1], groups=2, members=2, keep=0.8, generator=g, dtype=torch.float64)
+        x = torch.linspace(-1, 1, 2 * 30 * 3, dtype=torch.float64).view(2, 30, 3)
+        return fit_stacked(model, x, x[..., :1] ** 2, l2=1e-3, epochs=2, batch_size=8, generator=g, compiled=compiled)
+
+    monkeypatch.setattr(stacked, "_compiled", {"step": boom})
+    with pytest.warns(RuntimeWarning, match="torch.compile failed .*no C\\+\\+ compiler.*running eagerly"):
+        failed = run(True)
+    assert stacked._compiled.get("failed")
+    eager = run(False)
+    assert all(torch.equal(u, v) for u, v in zip(failed.parameters, eager.parameters, strict=True))
+
+
+@pytest.mark.parametrize("chunk", [1 << 20, 100])
+def test_compiled_predictive_equals_the_eager_one_in_any_blocks(chunk):
+    g = torch.Generator().manual_seed(6)
+    model = StackedMLP([3, 7, 1], groups=2, members=3, keep=[[[0.8, 0.6]]], generator=g, dtype=torch.float64)
+    x = torch.randn(2, 11, 3, dtype=torch.float64, generator=g)
+    y = torch.randn(2, 11, 1, dtype=torch.float64, generator=g)
+    runs = [model.predictive(x, samples=40, generator=torch.Generator().manual_seed(1), targets=y,
+                             tau=[[1.0, 3.0, 9.0]], chunk_elements=chunk, compiled=compiled)
+            for compiled in (True, False)]
+    assert torch.allclose(runs[0].mean, runs[1].mean, rtol=1e-12, atol=1e-12)
+    assert torch.allclose(runs[0].log_likelihood, runs[1].log_likelihood, rtol=1e-12, atol=1e-12)
 
 
 def test_same_seed_same_weights_and_predictions():

@@ -30,8 +30,10 @@ groups are independent of each other.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -101,35 +103,7 @@ class StackedMLP:
         return [t for pair in zip(self.weights, self.biases, strict=True) for t in pair]
 
     def _factors(self, lanes: Tensor) -> list[Tensor]:
-        """Each dropped layer's mask times its inverted scale, (G, ..., width), from lanes (S, ..., W)."""
-        factors, start = [], 0
-        for width, threshold, scale in zip(self.sizes[:-1], self._thresholds, self._scales, strict=True):
-            lane = lanes[..., start:start + width].unsqueeze(1)  # (S, 1, ..., width)
-            extra = (1,) * (lane.dim() - 4)
-            kept = lane <= threshold.view(*threshold.shape[:2], *extra, 1, 1)
-            factor = kept.to(scale.dtype).mul_(scale.view(*scale.shape[:2], *extra, 1, 1))
-            factors.append(factor.flatten(0, 1))
-            start += width
-        return factors
-
-    def _forward(self, x: Tensor, factors: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
-        """x (S, ..., rows, d) shared by the members; returns the output (G, ..., rows, out) and every layer's
-        gated input."""
-        m = self.members
-        a = (x.unsqueeze(1) * factors[0].unflatten(0, (self.groups, m))).flatten(0, 1)
-        inputs = [a]
-        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
-            shape = a.shape
-            if w.shape[-1] == 1:  # a single output: a batched matrix-vector product is slow, a weighted sum is not
-                pre = (a * w.view(shape[0], *(1,) * (a.dim() - 2), -1)).sum(-1, keepdim=True)
-                pre += b.view(shape[0], *(1,) * (a.dim() - 2), 1)
-            else:
-                pre = torch.baddbmm(b, a.reshape(shape[0], -1, shape[-1]), w).view(*shape[:-1], w.shape[-1])
-            if i == len(self.weights) - 1:
-                return pre, inputs
-            a = torch.relu(pre).mul_(factors[i + 1])
-            inputs.append(a)
-        raise AssertionError("unreachable")
+        return _mask_factors(lanes, self.sizes[:-1], self._thresholds, self._scales)
 
     def _draw_lanes(self, shape: tuple[int, ...], generator: torch.Generator) -> Tensor:
         width = sum(self.sizes[:-1])
@@ -138,11 +112,13 @@ class StackedMLP:
         return words.view(torch.int32)[..., :width]
 
     def predictive(self, x: Tensor, *, samples: int, generator: torch.Generator, targets: Tensor | None = None,
-                   tau: float | Sequence | Tensor | None = None, chunk_elements: int = 1 << 23) -> StackedPredictive:
+                   tau: float | Sequence | Tensor | None = None, chunk_elements: int = 1 << 20,
+                   compiled: bool = True) -> StackedPredictive:
         """Monte Carlo dropout on every network: ``samples`` masks per input, drawn as in training, in chunks of
         at most ``chunk_elements`` hidden values. ``x``: (S, n, d), each group's inputs. With ``targets``
         (S, n, out) and ``tau`` (broadcasts to (S, M), the observation precision), also each input's log-likelihood
-        logsumexp_t(-tau/2 |y - y_t|^2) - log T - out/2 log 2 pi + out/2 log tau, streamed."""
+        logsumexp_t(-tau/2 |y - y_t|^2) - log T - out/2 log 2 pi + out/2 log tau, streamed. ``compiled``: each
+        chunk's forward and statistics in one ``torch.compile``d function (the same numbers to rounding)."""
         if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
             raise ValueError(f"samples must be a positive integer, got {samples!r}")
         s, m = self.groups, self.members
@@ -153,33 +129,35 @@ class StackedMLP:
         if (targets is None) != (tau is None):
             raise ValueError("the log-likelihood needs both targets and tau (the observation precision)")
         x = x.to(self.weights[0])
-        per_sample = s * m * n * max(self.sizes)
-        k_max = max(1, chunk_elements // per_sample)
-        total = torch.zeros(s * m, n, self.sizes[-1], dtype=torch.float64, device=x.device)
-        log_max = log_sum = None
+        targets_g = tau_g = None
         if targets is not None:
-            targets = targets.to(x.device, torch.float64).reshape(s, 1, 1, n, -1).expand(s, m, 1, n, -1).flatten(0, 1)
+            targets_g = targets.to(x.device, torch.float64).reshape(s, 1, 1, n, -1).expand(s, m, 1, n, -1).flatten(0, 1)
             tau_t = _tensor(tau, (s, m), "tau")
             if bool((tau_t <= 0).any()):
                 raise ValueError(f"tau (the observation precision) must be positive, got {tau_t.min().item()}")
             tau_g = tau_t.reshape(s * m, 1, 1).to(x.device)
-            log_max = torch.full((s * m, n), -math.inf, dtype=torch.float64, device=x.device)
-            log_sum = torch.zeros(s * m, n, dtype=torch.float64, device=x.device)
+        total = torch.zeros(s * m, n, self.sizes[-1], dtype=torch.float64, device=x.device)
+        log_max = torch.full((s * m, n), -math.inf, dtype=torch.float64, device=x.device)
+        log_sum = torch.zeros(s * m, n, dtype=torch.float64, device=x.device)
+        # blocks of rows and of samples small enough to stay in the cache between the product and the gates
+        per_row = s * m * max(self.sizes)
+        rows = max(1, min(n, chunk_elements // per_row))
+        args = (self.weights, self.biases, self._thresholds, self._scales, m, tau_g)
         with torch.no_grad():
-            done = 0
-            while done < samples:
-                k = min(k_max, samples - done)
-                lanes = self._draw_lanes((s, k, n), generator)
-                xs = x.unsqueeze(1).expand(s, k, n, x.shape[-1])
-                out, _ = self._forward(xs, self._factors(lanes))  # (G, k, n, out)
-                out = out.double()
-                total += out.sum(1)
-                if targets is not None:
-                    a = -0.5 * tau_g * (out - targets).square().sum(-1)  # (G, k, n)
-                    new_max = torch.maximum(log_max, a.amax(1))
-                    log_sum = log_sum * torch.exp(log_max - new_max) + torch.exp(a - new_max[:, None]).sum(1)
-                    log_max = new_max
-                done += k
+            for r in range(0, n, rows):
+                block = slice(r, min(n, r + rows))
+                xr, nr = x[:, block].contiguous(), min(n, r + rows) - r
+                k_max = max(1, chunk_elements // (per_row * nr))
+                # contiguous blocks: the compiled function's guards see the same strides in every block
+                acc = [t[:, block].contiguous() for t in (total, log_max, log_sum)]
+                target = None if targets_g is None else targets_g[:, :, block].contiguous()
+                done = 0
+                while done < samples:
+                    k = min(k_max, samples - done)
+                    lanes = self._draw_lanes((s, k, nr), generator)
+                    acc = _run("predict", _predict_core, compiled, xr, k, lanes, *acc, *args, target)
+                    done += k
+                total[:, block], log_max[:, block], log_sum[:, block] = acc[:3]
         mean = (total / samples).view(s, m, n, -1)
         ll = None
         if targets is not None:
@@ -206,6 +184,19 @@ class StackedMLP:
         return model.to(self.weights[0].dtype)
 
 
+def _mask_factors(lanes: Tensor, widths: Sequence[int], thresholds: list[Tensor], scales: list[Tensor]) -> list[Tensor]:
+    """Each dropped layer's mask times its inverted scale, (G, ..., width), from lanes (S, ..., W) and each layer's
+    thresholds and scales (S, M, 1, 1): the one place training and prediction cut their masks."""
+    factors, start = [], 0
+    for width, threshold, scale in zip(widths, thresholds, scales, strict=True):
+        lane = lanes[..., start:start + width].unsqueeze(1)  # (S, 1, ..., width)
+        extra = (1,) * (lane.dim() - 4)
+        kept = lane <= threshold.view(*threshold.shape[:2], *extra, 1, 1)
+        factors.append(torch.where(kept, scale.view(*scale.shape[:2], *extra, 1, 1), 0.0).flatten(0, 1))
+        start += width
+    return factors
+
+
 def _finite(t: Tensor, name: str) -> None:
     if not bool(torch.isfinite(t).all()):
         raise ValueError(f"{name} contains NaN or inf ({int((~torch.isfinite(t)).sum())} values); clean or impute "
@@ -216,33 +207,94 @@ def _rows(x: Tensor, index: Tensor) -> Tensor:
     return torch.gather(x, 1, index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
 
 
-def _step(model: StackedMLP, xb: Tensor, yb: Tensor, l2: Tensor, lanes: Tensor) -> list[Tensor]:
-    """The gradients of Keras's loss, mean((y - out)^2) + l2 sum(W^2), for every network (G, ...)."""
-    factors = model._factors(lanes)
-    out, inputs = model._forward(xb, factors)
-    g = (out - yb.repeat_interleave(model.members, 0)) * (2.0 / (out.shape[1] * out.shape[2]))
-    layers = len(model.weights)
+def _forward_core(x: Tensor, factors: list[Tensor], weights: list[Tensor], biases: list[Tensor],
+                  members: int) -> tuple[Tensor, list[Tensor]]:
+    """x (S, ..., rows, d) shared by the members of each group, factors from ``_mask_factors``: the output
+    (G, ..., rows, out) and every layer's gated input."""
+    a = (x.unsqueeze(1) * factors[0].unflatten(0, (x.shape[0], members))).flatten(0, 1)
+    inputs = [a]
+    for i, (w, b) in enumerate(zip(weights, biases, strict=True)):
+        extra = (1,) * (a.dim() - 2)
+        if w.shape[-1] == 1:  # a single output: a batched matrix-vector product is slow, a weighted sum is not
+            pre = (a * w.view(w.shape[0], *extra, -1)).sum(-1, keepdim=True) + b.view(b.shape[0], *extra, 1)
+        else:
+            pre = torch.baddbmm(b, a.reshape(a.shape[0], -1, a.shape[-1]), w).view(*a.shape[:-1], w.shape[-1])
+        if i == len(weights) - 1:
+            return pre, inputs
+        a = torch.relu(pre) * factors[i + 1]
+        inputs.append(a)
+    raise AssertionError("unreachable")
+
+
+def _predict_core(x: Tensor, k: int, lanes: Tensor, total: Tensor, log_max: Tensor, log_sum: Tensor,
+                  weights: list[Tensor], biases: list[Tensor], thresholds: list[Tensor], scales: list[Tensor],
+                  members: int, tau: Tensor | None, targets: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+    """One chunk of Monte Carlo: k samples of the n rows x (S, n, d), added to the running sum of the outputs and,
+    with targets, to the streamed logsumexp of -tau/2 |y - y_t|^2 (its running max and scaled sum)."""
+    xs = x.unsqueeze(1).expand(x.shape[0], k, *x.shape[1:])
+    factors = _mask_factors(lanes, [w.shape[1] for w in weights], thresholds, scales)
+    out = _forward_core(xs, factors, weights, biases, members)[0].double()  # (G, k, n, out)
+    total = total + out.sum(1)
+    if targets is not None:
+        a = -0.5 * tau * (out - targets).square().sum(-1)  # (G, k, n)
+        new_max = torch.maximum(log_max, a.amax(1))
+        log_sum = log_sum * torch.exp(log_max - new_max) + torch.exp(a - new_max[:, None]).sum(1)
+        log_max = new_max
+    return total, log_max, log_sum
+
+
+def _step_core(xb: Tensor, yb: Tensor, l2: Tensor, lanes: Tensor, weights: list[Tensor], thresholds: list[Tensor],
+               scales: list[Tensor], biases: list[Tensor], members: int) -> list[Tensor]:
+    """The gradients of Keras's loss, mean((y - out)^2) + l2 sum(W^2), for every network (G, ...): a pure function
+    of tensors, so that ``torch.compile`` fuses its elementwise work (masks, ReLU, gates) around the products."""
+    factors = _mask_factors(lanes, [w.shape[1] for w in weights], thresholds, scales)
+    pre, inputs = _forward_core(xb, factors, weights, biases, members)
+    layers = len(weights)
+    g = (pre - yb.repeat_interleave(members, 0)) * (2.0 / (pre.shape[1] * pre.shape[2]))
     grads: list[Tensor] = [g] * (2 * layers)  # [W0, b0, W1, b1, ...] as model.parameters
     for i in range(layers - 1, -1, -1):
-        w = model.weights[i]
+        w = weights[i]
         if g.shape[-1] == 1:
-            grads[2 * i] = (inputs[i] * g).sum(1).unsqueeze(-1).add_(w * (2.0 * l2))
+            grads[2 * i] = (inputs[i] * g).sum(1).unsqueeze(-1) + w * (2.0 * l2)
         else:
-            grads[2 * i] = torch.bmm(inputs[i].transpose(1, 2), g).add_(w * (2.0 * l2))
+            grads[2 * i] = torch.bmm(inputs[i].transpose(1, 2), g) + w * (2.0 * l2)
         grads[2 * i + 1] = g.sum(1, keepdim=True)
         if i:  # a single output: an outer product, cheaper than a batched matrix product
             back = g * w.transpose(1, 2) if g.shape[-1] == 1 else torch.bmm(g, w.transpose(1, 2))
             # relu' x mask x scale: the units with a > 0 are exactly the kept units with pre > 0
-            g = back.mul_(factors[i]).mul_(torch.sign(inputs[i]))
+            g = torch.where(inputs[i] > 0, back * factors[i], 0.0)
     return grads
+
+
+_compiled: dict[str, Any] = {}  # the compiled functions, made on first use (not a result cache)
+
+
+def _run(name: str, fn: Any, compiled: bool, *args: Any) -> Any:
+    """``fn(*args)``, compiled by ``torch.compile`` when ``compiled`` (dynamic shapes: other batch, block and model
+    sizes reuse it). Where compiling fails (no C++ compiler, say) it warns once and runs ``fn`` eagerly from then
+    on: the same function, the same numbers to rounding."""
+    if not compiled or _compiled.get("failed"):
+        return fn(*args)
+    if name not in _compiled:
+        _compiled[name] = torch.compile(fn, dynamic=True, fullgraph=True)
+    try:
+        return _compiled[name](*args)
+    # any failure of the compiler: the eager function is the same function
+    except Exception as error:  # noqa: BLE001
+        _compiled["failed"] = True
+        warnings.warn(f"droplab.stacked: torch.compile failed ({type(error).__name__}: {str(error)[:200]}); running "
+                      "eagerly (slower, the same result)", RuntimeWarning, stacklevel=3)
+        return fn(*args)
 
 
 def fit_stacked(model: StackedMLP, x: Tensor, y: Tensor, *, l2: float | Sequence | Tensor, epochs: int,
                 generator: torch.Generator, batch_size: int = 128, lr: float = 1e-3,
-                betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-7) -> StackedMLP:
+                betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-7, compiled: bool = True) -> StackedMLP:
     """Train every network of ``model`` in place on its group's data: ``x`` (S, N, d) and ``y`` (S, N, out),
     ``epochs`` passes in minibatches of ``batch_size`` (the last one smaller), Adam (torch's, fused; Keras's
-    defaults), the loss mean((y - out)^2) + l2 sum(W^2) with ``l2`` broadcasting to (S, M). Returns ``model``."""
+    defaults), the loss mean((y - out)^2) + l2 sum(W^2) with ``l2`` broadcasting to (S, M). ``compiled``: the step's
+    elementwise work fused by ``torch.compile`` (1.5-2x faster on a CPU; the same result to rounding). Returns
+    ``model``."""
     s, m = model.groups, model.members
     if x.dim() != 3 or y.dim() != 3 or x.shape[:2] != y.shape[:2] or x.shape[0] != s:
         raise ValueError(f"x and y must be (groups={s}, rows, features) and (groups, rows, outputs), got "
@@ -264,10 +316,12 @@ def fit_stacked(model: StackedMLP, x: Tensor, y: Tensor, *, l2: float | Sequence
     with torch.no_grad():
         for _ in range(epochs):
             order = torch.rand(s, n, generator=generator, device=device).argsort(1)
+            x_epoch, y_epoch = _rows(x, order), _rows(y, order)  # one gather per epoch; batches are slices
             for start in range(0, n, batch_size):
-                index = order[:, start:start + batch_size]
-                lanes = model._draw_lanes((s, index.shape[1]), generator)
-                grads = _step(model, _rows(x, index), _rows(y, index), coefficient, lanes)
+                xb, yb = x_epoch[:, start:start + batch_size], y_epoch[:, start:start + batch_size]
+                lanes = model._draw_lanes((s, xb.shape[1]), generator)
+                grads = _run("step", _step_core, compiled, xb, yb, coefficient, lanes, model.weights, model._thresholds,
+                             model._scales, model.biases, model.members)
                 for p, grad in zip(params, grads, strict=True):
                     p.grad = grad
                 optimizer.step()
