@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from droplab import ensemble, stacked
+from droplab import _compile, ensemble
 from droplab.stacked import StackedMLP, fit_stacked
 
 
@@ -117,10 +117,10 @@ def test_where_compiling_fails_it_warns_and_trains_eagerly_to_the_same_weights(m
         x = torch.linspace(-1, 1, 2 * 30 * 3, dtype=torch.float64).view(2, 30, 3)
         return fit_stacked(model, x, x[..., :1] ** 2, l2=1e-3, epochs=2, batch_size=8, generator=g, compiled=compiled)
 
-    monkeypatch.setattr(stacked, "_compiled", {"step": boom})
+    monkeypatch.setattr(_compile, "_compiled", {"stacked.step": boom})
     with pytest.warns(RuntimeWarning, match="torch.compile failed .*no C\\+\\+ compiler.*running eagerly"):
         failed = run(True)
-    assert stacked._compiled.get("failed")
+    assert _compile._compiled.get("failed")
     eager = run(False)
     assert all(torch.equal(u, v) for u, v in zip(failed.parameters, eager.parameters, strict=True))
 

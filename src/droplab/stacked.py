@@ -30,13 +30,13 @@ groups are independent of each other.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor
+
+from . import _compile
 
 __all__ = ["StackedMLP", "StackedPredictive", "fit_stacked"]
 
@@ -155,7 +155,7 @@ class StackedMLP:
                 while done < samples:
                     k = min(k_max, samples - done)
                     lanes = self._draw_lanes((s, k, nr), generator)
-                    acc = _run("predict", _predict_core, compiled, xr, k, lanes, *acc, *args, target)
+                    acc = _compile.run("stacked.predict", _predict_core, compiled, xr, k, lanes, *acc, *args, target)
                     done += k
                 total[:, block], log_max[:, block], log_sum[:, block] = acc[:3]
         mean = (total / samples).view(s, m, n, -1)
@@ -266,27 +266,6 @@ def _step_core(xb: Tensor, yb: Tensor, l2: Tensor, lanes: Tensor, weights: list[
     return grads
 
 
-_compiled: dict[str, Any] = {}  # the compiled functions, made on first use (not a result cache)
-
-
-def _run(name: str, fn: Any, compiled: bool, *args: Any) -> Any:
-    """``fn(*args)``, compiled by ``torch.compile`` when ``compiled`` (dynamic shapes: other batch, block and model
-    sizes reuse it). Where compiling fails (no C++ compiler, say) it warns once and runs ``fn`` eagerly from then
-    on: the same function, the same numbers to rounding."""
-    if not compiled or _compiled.get("failed"):
-        return fn(*args)
-    if name not in _compiled:
-        _compiled[name] = torch.compile(fn, dynamic=True, fullgraph=True)
-    try:
-        return _compiled[name](*args)
-    # any failure of the compiler: the eager function is the same function
-    except Exception as error:  # noqa: BLE001
-        _compiled["failed"] = True
-        warnings.warn(f"droplab.stacked: torch.compile failed ({type(error).__name__}: {str(error)[:200]}); running "
-                      "eagerly (slower, the same result)", RuntimeWarning, stacklevel=3)
-        return fn(*args)
-
-
 def fit_stacked(model: StackedMLP, x: Tensor, y: Tensor, *, l2: float | Sequence | Tensor, epochs: int,
                 generator: torch.Generator, batch_size: int = 128, lr: float = 1e-3,
                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-7, compiled: bool = True) -> StackedMLP:
@@ -320,8 +299,8 @@ def fit_stacked(model: StackedMLP, x: Tensor, y: Tensor, *, l2: float | Sequence
             for start in range(0, n, batch_size):
                 xb, yb = x_epoch[:, start:start + batch_size], y_epoch[:, start:start + batch_size]
                 lanes = model._draw_lanes((s, xb.shape[1]), generator)
-                grads = _run("step", _step_core, compiled, xb, yb, coefficient, lanes, model.weights, model._thresholds,
-                             model._scales, model.biases, model.members)
+                grads = _compile.run("stacked.step", _step_core, compiled, xb, yb, coefficient, lanes, model.weights,
+                                     model._thresholds, model._scales, model.biases, model.members)
                 for p, grad in zip(params, grads, strict=True):
                     p.grad = grad
                 optimizer.step()

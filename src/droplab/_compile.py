@@ -1,0 +1,30 @@
+"""One way to run a function compiled by ``torch.compile`` with an eager fallback (used by ``droplab.stacked`` and
+``droplab.train``'s fused optimizer step)."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import torch
+
+_compiled: dict[str, Any] = {}  # the compiled functions, made on first use (not a result cache)
+
+
+def run(name: str, fn: Any, compiled: bool, *args: Any) -> Any:
+    """``fn(*args)``, compiled by ``torch.compile`` when ``compiled`` (dynamic shapes: other sizes reuse it; pass
+    numbers that change, such as a learning rate, as 0-d tensors, or each value compiles anew). Where compiling
+    fails (no C++ compiler, say) it warns once and runs every function eagerly from then on: the same function,
+    the same numbers to rounding."""
+    if not compiled or _compiled.get("failed"):
+        return fn(*args)
+    if name not in _compiled:
+        _compiled[name] = torch.compile(fn, dynamic=True, fullgraph=True)
+    try:
+        return _compiled[name](*args)
+    # any failure of the compiler: the eager function is the same function
+    except Exception as error:  # noqa: BLE001
+        _compiled["failed"] = True
+        warnings.warn(f"droplab: torch.compile failed ({type(error).__name__}: {str(error)[:200]}); running "
+                      "eagerly (slower, the same result)", RuntimeWarning, stacklevel=3)
+        return fn(*args)
