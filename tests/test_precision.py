@@ -239,3 +239,43 @@ def test_bfloat16c_same_seed_same_result_and_its_precision_is_recorded():
     fused = ensemble.monte_carlo(net, x, samples=300, precision="bfloat16c", fused=True,
                                  generator=torch.Generator().manual_seed(4))
     torch.testing.assert_close(fused.layers[2].E, a.layers[2].E, rtol=1e-5, atol=1e-6)  # the same masks
+
+
+def _one_epoch_bfloat16(monkeypatch, fused: bool, epochs: int = 1):
+    """The quick preset's network in bfloat16 with SGD, momentum, L2 and a max-norm that binds, ``epochs`` epochs
+    on 300 digits; ``fused=False`` swaps the fused weight step for torch.optim.SGD + max_norm_ + fresh copies."""
+    if not fused:
+        class Unfused(train._Precision):
+            def __init__(self, model, precision, fused=False):
+                super().__init__(model, precision, False)
+        monkeypatch.setattr(train, "_Precision", Unfused)
+    p = presets.preset("quick")
+    digits = data.load("digits", normalize="standard")
+    digits = dataclasses.replace(digits, x_train=digits.x_train[:300], y_train=digits.y_train[:300])
+    config = dataclasses.replace(p.train, epochs=epochs, precision="bfloat16", optimizer="sgd", lr=0.05,
+                                 momentum_start=0.5, momentum_end=0.9, momentum_epochs=2, l2=1e-3, max_norm=1.2)
+    model = train.build_model(p.model, seed=0)
+    state = train._State(model, config, torch.device("cpu"))
+    for _ in range(epochs):
+        train._train_epoch(state, digits, config)
+        state.epoch += 1
+    monkeypatch.undo()
+    return model, state
+
+
+def test_the_fused_bfloat16_sgd_step_equals_torch_sgd_max_norm_and_fresh_copies(monkeypatch):
+    fused, state = _one_epoch_bfloat16(monkeypatch, True, epochs=2)
+    plain, plain_state = _one_epoch_bfloat16(monkeypatch, False, epochs=2)
+    norms = []
+    for a, b in zip(fused.parameters(), plain.parameters(), strict=True):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-5), float((a - b).abs().max())
+    for linear in fused.linears:
+        norms.append(torch.linalg.vector_norm(linear.weight, dim=1))
+    assert max(float(n.max()) for n in norms) <= 1.2 + 1e-5  # the constraint held
+    start = train.build_model(presets.preset("quick").model, seed=0)
+    assert all(float(torch.linalg.vector_norm(lin.weight, dim=1).min()) > 1.2 for lin in start.linears)  # and bound
+    # the momentum is where torch.optim.SGD keeps it, so checkpoints hold it under the same names
+    saved, expected = state.tensors(), plain_state.tensors()
+    assert {k for k in saved if k.startswith("optim.")} == {k for k in expected if k.startswith("optim.")}
+    for key in (k for k in saved if k.startswith("optim.")):
+        assert torch.allclose(saved[key], expected[key], rtol=1e-4, atol=1e-5), key
