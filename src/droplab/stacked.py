@@ -6,7 +6,10 @@ kernels. A ``StackedMLP`` holds G = S x M networks of the same sizes as stacked 
 the data splits) of M *members* (for example the grid points of one split), each network with its own keep rates
 and its own L2 coefficient. A training step is one batched forward and backward (``torch.baddbmm``, written out by
 hand: no autograd graph) and one fused Adam update for all G networks; ``predictive`` runs Monte Carlo dropout on
-all of them at once, streaming the mean and Gal & Ghahramani's log-likelihood over the samples.
+all of them at once, streaming the mean and Gal & Ghahramani's log-likelihood over the samples. Both run as pure
+functions of tensors compiled by ``torch.compile`` (the masks, ReLUs and gates fused around the products; prediction
+in blocks of rows small enough to stay in the cache), eagerly with a warning where compiling fails, the same
+numbers to rounding either way (``compiled=False`` asks for the eager functions).
 
 The network is the protocol's: dropout on the inputs and on every hidden layer (inverted scaling, as Keras), ReLU
 hidden units, a linear output, Glorot-uniform weights and zero biases, the loss Keras's mean squared error plus
@@ -20,7 +23,9 @@ reproduces, see ``tests/test_stacked.py``):
 - at each step, ``torch.empty(S, b, ceil(W / 2), dtype=int64).random_(-2**63, None)`` read as ``int32`` lanes
   ``(S, b, W)`` (W: the widths of every dropped layer side by side, inputs first); a unit is kept when its lane
   is ``<= round(keep * 2**32) - 2**31 - 1``, which happens with probability ``round(keep * 2**32) / 2**32``:
-  the keep rate to 2.3e-10.
+  the keep rate to 2.3e-10;
+- in ``predictive``, for each block of rows (of ``n_b`` rows) and each chunk of ``k`` samples in turn, lanes
+  ``(S, k, n_b, W)`` drawn the same way.
 
 Members of a group see the same rows, in the same order, and the same lanes (common random numbers: each member's
 masks are still independent Bernoulli draws at its own rate, and comparisons between members are less noisy);
