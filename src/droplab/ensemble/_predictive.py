@@ -270,11 +270,24 @@ def _members(net: nn.Module, x: Tensor, samples: int, generator: torch.Generator
                     raise ValueError(f"{type(net).__name__} drew no dropout mask in its forward: it has no droplab "
                                      "gate, no torch dropout module and made no F.dropout call with p > 0. Monte "
                                      "Carlo would repeat one network")
-                per_member = max(1, session.leaf_bytes if session is not None else out[0].numel() * 8)
+                per_member = max(1, _member_bytes(net, session, out, batch, x.element_size()))
                 budget = memory if x.device.type != "cpu" else min(memory, CPU_MODULE_CHUNK)
                 chunk = max(1, min(samples, budget // per_member))
             yield out
             done += k
+
+
+def _member_bytes(net: nn.Module, session: Any, out: Tensor, batch: int, element: int) -> int:
+    """Bytes of activations one member needs: what the leaf modules returned (torch models), or, for a
+    ``DropoutMLP`` (it draws through its own gates, no session), every layer's pre-activation, transfer and gated
+    output. Not the member's output alone: a one-output regression net on many inputs would then run thousands of
+    members at once, its hidden layers hundreds of times the budget."""
+    if session is not None:
+        return session.leaf_bytes
+    sizes = getattr(net, "sizes", None)
+    if sizes is not None:
+        return batch * sum(sizes) * element * 3
+    return out[0].numel() * 8
 
 
 def _member_major(out: Any, k: int, batch: int, batch_dim: int) -> Tensor:
