@@ -14,7 +14,7 @@ returns every S^h and the outputs O^h the paper defines (before their gate).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -199,13 +199,10 @@ class DropoutMLP(nn.Module):
         """Rebuild from ``config()``; tensor rates get placeholders that ``load_state_dict`` overwrites."""
         return cls.build(ModelConfig.from_network_dict(config))
 
-    def max_norm_(self, max_norm: float, skip: Collection[nn.Module] = ()) -> None:
-        """Constrain each unit's incoming weight vector to L2 norm at most ``max_norm`` (in place); the layers in
-        ``skip`` are left alone (the training loop's fused step has constrained them already)."""
+    def max_norm_(self, max_norm: float) -> None:
+        """Constrain each unit's incoming weight vector to L2 norm at most ``max_norm`` (in place)."""
         with torch.no_grad():
             for linear in self.linears:
-                if any(linear is done for done in skip):
-                    continue
                 w = linear.weight
                 norms = torch.linalg.vector_norm(w, dim=1)
                 over = norms > max_norm

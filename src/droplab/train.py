@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import _compile, modes, threads
+from . import modes, threads
 from .checkpoint import atomic_write_text, load_checkpoint_file, remove_stale_temporaries, save_checkpoint_file
 from .data import Dataset
 from .net import DropoutMLP
@@ -259,15 +259,13 @@ class _State:
 class _LowPrecisionLinear(torch.autograd.Function):
     """S = O W^T + b with O and W in bfloat16 (the matrix engine) and S, dO, dW, db in float32: the three
     products of a linear layer's step (forward, input gradient, weight gradient) in bfloat16, the master weight
-    and its gradient in float32. With a ``sink`` (a dict and a key), the weight's gradient is left there in
-    bfloat16, as the product made it, for ``_Precision.step`` (autograd then gives the weight no ``.grad``)."""
+    and its gradient in float32."""
 
     @staticmethod
-    def forward(ctx: Any, o: Tensor, weight: Tensor, bias: Tensor | None, w16: Tensor,
-                sink: tuple[dict[int, Tensor], int] | None = None) -> Tensor:
+    def forward(ctx: Any, o: Tensor, weight: Tensor, bias: Tensor | None, w16: Tensor) -> Tensor:
         o16 = o.to(torch.bfloat16)
         ctx.save_for_backward(o16, w16)
-        ctx.has_bias, ctx.sink = bias is not None, sink
+        ctx.has_bias = bias is not None
         s = torch.mm(o16, w16.T)
         return s.float() if bias is None else torch.add(s, bias)  # bf16 + f32: one pass into float32
 
@@ -276,48 +274,20 @@ class _LowPrecisionLinear(torch.autograd.Function):
         o16, w16 = ctx.saved_tensors
         g16 = grad.to(torch.bfloat16)
         grad_o = torch.mm(g16, w16).float() if ctx.needs_input_grad[0] else None
-        grad_w = None
-        if ctx.needs_input_grad[1]:
-            grad_w = torch.mm(g16.T, o16)
-            if ctx.sink is not None:
-                ctx.sink[0][ctx.sink[1]], grad_w = grad_w, None
-            else:
-                grad_w = grad_w.float()
+        grad_w = torch.mm(g16.T, o16).float() if ctx.needs_input_grad[1] else None
         grad_b = grad.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
-        return grad_o, grad_w, grad_b, None, None
-
-
-def _sgd_weight_step(w: Tensor, g16: Tensor, buf: Tensor, lr: Tensor, momentum: Tensor, decay: float,
-                     max_norm: float | None) -> Tensor:
-    """torch.optim.SGD's step with momentum (no dampening, no Nesterov) on a weight matrix whose gradient came in
-    bfloat16, then the max-norm constraint on its rows (as ``DropoutMLP.max_norm_``), then the bfloat16 copy for
-    the next step's products; ``w`` and ``buf`` in place. Compiled, one pass over the weights where the separate
-    steps took five (the gradient's cast, the momentum, the update, the norms, the copy)."""
-    d = g16.float() + decay * w if decay else g16.float()
-    b = momentum * buf + d
-    new = w - lr * b
-    if max_norm is not None:
-        norms = torch.linalg.vector_norm(new, dim=1, keepdim=True)
-        new = new * torch.where(norms > max_norm, max_norm / (norms + 1e-7), 1.0)
-    buf.copy_(b)
-    w.copy_(new)
-    return new.to(torch.bfloat16)
+        return grad_o, grad_w, grad_b, None
 
 
 class _Precision:
     """Trains the plain linear layers' products in bfloat16 (connection-dropout layers stay in float32): each
     layer's weight is cast to bfloat16 once per optimizer step. The copies are held here, not on the user's
     modules, and made again after ``refresh()``, which the training loop calls after every step: a weight's
-    version counter cannot tell (torch's fused Adam updates weights without bumping it).
+    version counter cannot tell (torch's fused Adam updates weights without bumping it)."""
 
-    ``fused=True`` (the training loop, with SGD): those layers' weight gradients stay in bfloat16 and ``step``
-    updates the weights itself (``_sgd_weight_step``: the momentum kept in the optimizer's state, as
-    torch.optim.SGD keeps it, so checkpoints are the same), constrains them and makes the next copies."""
-
-    def __init__(self, model: DropoutMLP, precision: str, fused: bool = False) -> None:
+    def __init__(self, model: DropoutMLP, precision: str) -> None:
         self.layers = [m for m in model.linears if type(m) is nn.Linear] if precision == "bfloat16" else []
         self.copies: dict[int, Tensor] = {}
-        self.grads: dict[int, Tensor] | None = {} if fused and self.layers else None
 
     def weight(self, index: int) -> Tensor:
         w16 = self.copies.get(index)
@@ -328,32 +298,10 @@ class _Precision:
     def refresh(self) -> None:
         self.copies.clear()
 
-    def step(self, optimizer: torch.optim.Optimizer, max_norm: float | None) -> list[nn.Module]:
-        """The fused layers' SGD step (after ``optimizer.step()`` has moved every other parameter), their
-        max-norm constraint and their next copies; the layers it constrained. Without ``fused``: ``refresh()``."""
-        if self.grads is None:
-            self.refresh()
-            return []
-        group = optimizer.param_groups[0]  # the weights' group (``_State``)
-        lr, momentum = (torch.tensor(float(group[k]), device=self.layers[0].weight.device) for k in ("lr", "momentum"))
-        copies, done = {}, []
-        with torch.no_grad():
-            for index, g16 in self.grads.items():
-                w = self.layers[index].weight
-                slot = optimizer.state[w]
-                if "momentum_buffer" not in slot:  # torch.optim.SGD's first step: the buffer is the gradient
-                    slot["momentum_buffer"] = torch.zeros_like(w)
-                copies[index] = _compile.run("train.sgd", _sgd_weight_step, True, w, g16, slot["momentum_buffer"],
-                                             lr, momentum, float(group["weight_decay"]), max_norm)
-                done.append(self.layers[index])
-        self.grads.clear()
-        self.copies = copies
-        return done
-
     def __enter__(self) -> _Precision:
         for i, linear in enumerate(self.layers):
             linear.forward = (lambda o, linear=linear, i=i: _LowPrecisionLinear.apply(  # type: ignore[method-assign]
-                o, linear.weight, linear.bias, self.weight(i), None if self.grads is None else (self.grads, i)))
+                o, linear.weight, linear.bias, self.weight(i)))
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -374,8 +322,7 @@ def _train_epoch(state: _State, data: Dataset, config: TrainConfig) -> float:
     perm = torch.randperm(len(data.x_train), generator=state.shuffle).to(data.x_train.device)
     model.train()
     total, count = torch.zeros((), device=data.x_train.device), 0
-    fused = config.optimizer == "sgd"
-    with modes.sample(model, generator=state.noise), _Precision(model, config.precision, fused) as low:
+    with modes.sample(model, generator=state.noise), _Precision(model, config.precision) as low:
         for start in range(0, len(perm), config.batch_size):
             threads.maybe_adapt()
             idx = perm[start:start + config.batch_size]
@@ -383,9 +330,9 @@ def _train_epoch(state: _State, data: Dataset, config: TrainConfig) -> float:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            constrained = low.step(opt, config.max_norm)
             if config.max_norm is not None:
-                model.max_norm_(config.max_norm, skip=constrained)
+                model.max_norm_(config.max_norm)
+            low.refresh()
             total += loss.detach() * len(idx)
             count += len(idx)
     model.eval()
