@@ -1,5 +1,5 @@
-"""One way to run a function compiled by ``torch.compile`` with an eager fallback (used by ``droplab.stacked`` and
-``droplab.train``'s fused optimizer step)."""
+"""One way to run a function compiled by ``torch.compile`` with an eager fallback (used by ``droplab.stacked``; the
+fused Monte Carlo kernels of ``droplab.ensemble`` still keep their own compile caches)."""
 
 from __future__ import annotations
 

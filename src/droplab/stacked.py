@@ -162,7 +162,7 @@ class StackedMLP:
                     lanes = self._draw_lanes((s, k, nr), generator)
                     acc = _compile.run("stacked.predict", _predict_core, compiled, xr, k, lanes, *acc, *args, target)
                     done += k
-                total[:, block], log_max[:, block], log_sum[:, block] = acc[:3]
+                total[:, block], log_max[:, block], log_sum[:, block] = acc
         mean = (total / samples).view(s, m, n, -1)
         ll = None
         if targets is not None:
