@@ -15,6 +15,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any, NoReturn
 
+from . import _interrupt
 from . import data as data_mod
 from ._toml import read_toml
 from .config import DataConfig, ModelConfig, to_toml
@@ -567,6 +568,7 @@ def _raised_by_droplab(exc: BaseException) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     args = None
+    _interrupt.install()  # a Ctrl-C swallowed by a finalizer still stops the command (see droplab._interrupt)
     try:
         args = build_parser().parse_args(argv)
         if args.command in ("train", "evaluate", "reproduce", "sweep"):
@@ -583,7 +585,9 @@ def main(argv: list[str] | None = None) -> int:
                 threads.enable()  # fewer threads while other processes hold cores (see droplab.threads)
         commands = {"train": cmd_train, "evaluate": cmd_evaluate, "reproduce": cmd_reproduce, "compare": cmd_compare,
                     "sweep": cmd_sweep}
-        return commands[args.command](args)
+        code = commands[args.command](args)
+        _interrupt.check()  # a Ctrl-C a finalizer swallowed in the last stretch
+        return code
     except (UsageError, ValueError, TypeError) as exc:
         if _debug(args) or not (isinstance(exc, UsageError) or _raised_by_droplab(exc)):
             traceback.print_exc()
@@ -603,6 +607,7 @@ def main(argv: list[str] | None = None) -> int:
               "space (files written so far are complete: every write is atomic)", file=sys.stderr)
         return 2
     finally:
+        _interrupt.uninstall()
         if args is not None and args.command in ("train", "evaluate", "reproduce"):
             import torch
 

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from . import _interrupt
 from .checkpoint import atomic_save_figure, atomic_write_text, remove_stale_temporaries
 from .ensemble import PRECISIONS as MC_PRECISIONS
 from .experiments import EXPERIMENTS, PRESETS, SUBSTITUTES
@@ -220,6 +221,7 @@ def reproduce(out: str | Path | None = None, *, preset: str = "standard", datase
                      "verdicts": [v.as_dict() for v in verdicts]})
         if bar is not None:
             bar.update(1)
+        _interrupt.check()  # this stage is saved: a Ctrl-C a finalizer swallowed stops here
     if bar is not None:
         bar.close()
     held = sum(v["holds"] for r in rows for v in r["verdicts"])

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import modes, threads
+from . import _interrupt, modes, threads
 from .checkpoint import atomic_write_text, load_checkpoint_file, remove_stale_temporaries, save_checkpoint_file
 from .data import Dataset
 from .net import DropoutMLP
@@ -437,6 +437,7 @@ def fit(model: DropoutMLP, data: Dataset, config: TrainConfig, *, out_dir: str |
                    momentum=config.momentum(state.epoch), seconds=time.perf_counter() - t0)
         _end_epoch(state, model, val_error, row, out, record)
         history.append(row)
+        _interrupt.check()  # the checkpoint of this epoch is written: a swallowed Ctrl-C stops here
         if on_epoch is not None:
             on_epoch(row)
         _show_epoch(bar, row)
