@@ -265,6 +265,10 @@ def mode_table(args, argv: list[str], device: torch.device, ours: dict, peak: fl
         print(f"| {n} | {t:.2f} s | {share:.1f}% of the {'float32' if p == 'float32' else 'bfloat16'} peak | "
               f"{versus(t)} | {acc[n]['max_e_in_se']:.3f} | {acc[n]['max_var_relative']:.1e} |")
     print()
+    if theirs is not None:  # what the machine allows: every product at the bfloat16 matmul peak, nothing else
+        floor = flops / bf16_peak / 1e9
+        print(f"ceiling: the products alone at the bfloat16 peak take {floor:.2f} s = {baal / floor:.2f}x baal "
+              f"float32; 8x baal needs {100 * floor / (baal / 8):.0f}% of the bfloat16 peak on this host")
     if auto is not None:
         print(f"baal mc_inference under torch.autocast(bfloat16): best {auto['seconds']:.2f} s, median "
               f"{statistics.median(auto['times']):.2f} s")

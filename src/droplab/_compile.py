@@ -1,5 +1,5 @@
-"""One way to run a function compiled by ``torch.compile`` with an eager fallback (used by ``droplab.stacked``; the
-fused Monte Carlo kernels of ``droplab.ensemble`` still keep their own compile caches)."""
+"""One way to run a function compiled by ``torch.compile`` with an eager fallback: ``droplab.stacked``'s training
+and prediction, and the fused Monte Carlo kernels of ``droplab.ensemble`` (gates, statistics, weight rounding)."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from .. import modes, threads
+from .. import _compile, modes, threads
 from ..gates import bernoulli_words, random_words
 from ..net import DropoutMLP, Trace
 from ..nn import ConnectionDropoutLinear, UnitGate
@@ -156,10 +156,23 @@ def stochastic_round(t: Tensor, dither: Tensor) -> Tensor:
     return (t.contiguous().view(torch.int32) + dither).bitwise_and_(-65536).view(torch.float32)
 
 
-def _dither(shape: tuple[int, ...], generator: torch.Generator, device: torch.device) -> Tensor:
+def _dither_words(shape: tuple[int, ...], generator: torch.Generator, device: torch.device) -> Tensor:
+    """16 random bits per element of ``shape``, as int16 (to be read as unsigned)."""
     n = math.prod(shape)
-    words = random_words((n + 3) // 4, generator=generator, device=device).view(torch.int16)[:n]
-    return words.to(torch.int32).bitwise_and_(0xFFFF).view(shape)
+    return random_words((n + 3) // 4, generator=generator, device=device).view(torch.int16)[:n].view(shape)
+
+
+def _dither(shape: tuple[int, ...], generator: torch.Generator, device: torch.device) -> Tensor:
+    return _dither_words(shape, generator, device).to(torch.int32).bitwise_and_(0xFFFF)
+
+
+def _rounded_weight(w: Tensor, words: Tensor) -> tuple[Tensor, Tensor]:
+    """``w`` (float32) rounded stochastically to bfloat16 with the 16 random bits of ``words`` (int16, w's
+    shape), and what the rounding left, in bfloat16: (hi, lo) with hi + lo = w to about 2^-16. One pass when
+    compiled (5.3 million weights of the paper network: the elementwise steps apart cost several times the
+    random words' draw); the same bits either way (integer steps, an exact difference, round-to-nearest casts)."""
+    high = ((w.view(torch.int32) + (words.to(torch.int32) & 0xFFFF)) & -65536).view(torch.float32)
+    return high.to(torch.bfloat16), (w - high).to(torch.bfloat16)
 
 
 def _derived_generator(generator: torch.Generator | None, device: torch.device) -> torch.Generator:
@@ -186,7 +199,7 @@ class MeanCorrected:
     Measured on the paper network: plain bfloat16's bias of 1.7 Monte Carlo standard errors at 10,000 samples
     (weights 1.5, inputs 0.9) falls to the few hundredths that ``benchmarks/mc_throughput.py`` prints."""
 
-    def __init__(self, net: DropoutMLP, x: Tensor, generator: torch.Generator | None) -> None:
+    def __init__(self, net: DropoutMLP, x: Tensor, generator: torch.Generator | None, fused: bool = False) -> None:
         self.weights = [None if isinstance(lin, ConnectionDropoutLinear) else lin.weight.detach()
                         for lin in net.linears]
         self.x_shape = tuple(x.shape)
@@ -195,6 +208,7 @@ class MeanCorrected:
         self.chunks = 0
         self.rounded: list[tuple[Tensor, Tensor] | None] = []
         self.dither: Tensor | None = None
+        self.fused = fused  # the weights' rounding in one compiled pass (the same bits)
 
     def next_chunk(self) -> None:
         if self.chunks % SR_BLOCK == 0:
@@ -203,8 +217,8 @@ class MeanCorrected:
                 if w is None:
                     self.rounded.append(None)
                     continue
-                high = stochastic_round(w, _dither(tuple(w.shape), self.generator, self.device))
-                self.rounded.append((high.to(torch.bfloat16), (w - high).to(torch.bfloat16)))
+                words = _dither_words(tuple(w.shape), self.generator, self.device)
+                self.rounded.append(_compile.run("mc_round_weights", _rounded_weight, self.fused, w, words))
             self.dither = _dither(self.x_shape, self.generator, self.device)
         self.chunks += 1
 
@@ -260,9 +274,6 @@ def _gate_kernel(o: Tensor, words: Tensor, limit: int, keep: float, inverted: bo
     return g.to(dtype)
 
 
-_compiled_gate: dict[str, object] = {}  # the compiled kernel, made on first use; not a result cache
-
-
 def _fusable_words(gate: nn.Module, o: Tensor) -> tuple[Tensor, int] | None:
     """The random words and limit of a scalar-keep Bernoulli unit gate's mask for outputs ``o``, drawn as the gate
     would draw them (``gates.bernoulli_words``), so a compiled kernel cuts the same mask; None where the gate is
@@ -274,20 +285,14 @@ def _fusable_words(gate: nn.Module, o: Tensor) -> tuple[Tensor, int] | None:
     return bernoulli_words(o.shape, gate.keep, generator=getattr(gate, "_droplab_generator", None), device=o.device)
 
 
-def _compiled(fn: Any) -> Any:
-    """``fn`` compiled once per process (dynamic shapes: every chunk, batch and layer size reuses it)."""
-    if fn.__name__ not in _compiled_gate:
-        _compiled_gate[fn.__name__] = torch.compile(fn, dynamic=True, fullgraph=True)
-    return _compiled_gate[fn.__name__]
-
-
 def _fused_gate(gate: nn.Module, o: Tensor, dtype: torch.dtype) -> Tensor | None:
     """The sampled output of a scalar-keep Bernoulli unit gate through ``_gate_kernel`` compiled, the same mask
     as the gate's own; None where ``_fusable_words`` is None."""
     drawn = _fusable_words(gate, o)
     if drawn is None:
         return None
-    return _compiled(_gate_kernel)(o, drawn[0], drawn[1], gate.keep, gate.scaling == "inverted", dtype)
+    return _compile.run("mc_gate", _gate_kernel, True, o, drawn[0], drawn[1], gate.keep, gate.scaling == "inverted",
+                        dtype)
 
 
 def _fused_corrected_gate(gate: nn.Module, o: Tensor, members: int,
@@ -297,8 +302,8 @@ def _fused_corrected_gate(gate: nn.Module, o: Tensor, members: int,
     drawn = _fusable_words(gate, o)
     if drawn is None:
         return None
-    return _compiled(_corrected_gate_kernel)(o, drawn[0], drawn[1], gate.keep, gate.scaling == "inverted",
-                                             members, dither)
+    return _compile.run("mc_corrected_gate", _corrected_gate_kernel, True, o, drawn[0], drawn[1], gate.keep,
+                        gate.scaling == "inverted", members, dither)
 
 
 def _corrected_stage(stage: Any, o: Tensor, members: int, corrected: MeanCorrected, fused: bool) -> Tensor:
@@ -446,7 +451,7 @@ def monte_carlo(net: nn.Module, x: Tensor, *, samples: int = 1000, generator: to
     precision = _check_precision(precision, x)
     _check_run_options(fused, tile, timings)
     low = low_precision_weights(net) if precision in ("bfloat16", "bfloat16x3") else None
-    corrected = MeanCorrected(net, x, generator) if precision == "bfloat16c" else None
+    corrected = MeanCorrected(net, x, generator, fused) if precision == "bfloat16c" else None
     ref = _reference(net, x)
     acc = Accumulator(net, ref, pairs=_check_pairs(net, pairs), histogram_units=histogram_units, bins=bins,
                       statistics=statistics, fused=fused)

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .. import metrics, modes
+from .. import _compile, metrics, modes
 from ..net import DropoutMLP, Trace
 
 __all__ = ["STATISTICS", "EnsembleStatistics", "LayerStatistics", "Pair"]
@@ -159,7 +159,7 @@ def _logistic_layer_sums(s: Tensor, o: Tensor, w: Tensor, shift_o: Tensor, shift
                          log_c: float, var_o: bool, var_s: bool, deriv: bool, logo: bool) -> list[Tensor]:
     """One chunk's weighted sums over members for a logistic layer, s and o (k, B, n), w (k,): sum w (O - c),
     [sum w (O - c)^2], [sum w (S - c_S), sum w (S - c_S)^2], [sum w f'(S)], [sum w log O], in that order.
-    Compiled (``fused_layer_sums``), it reads S and O once and writes only the (B, n) sums."""
+    Compiled (``_compile.run``), it reads S and O once and writes only the (B, n) sums."""
     wk = w[:, None, None]
     d = o - shift_o
     out = [(wk * d).sum(0)]
@@ -173,17 +173,6 @@ def _logistic_layer_sums(s: Tensor, o: Tensor, w: Tensor, shift_o: Tensor, shift
     if logo:
         out.append((wk * -torch.nn.functional.softplus(log_c - lam * s)).sum(0))  # log O without log(0)
     return out
-
-
-_compiled: dict[str, Any] = {}  # the compiled kernel, made on first use (compiling takes seconds); not a result cache
-
-
-def fused_layer_sums() -> Any:
-    """``_logistic_layer_sums`` compiled by ``torch.compile`` (dynamic shapes: one compilation serves every
-    chunk, batch and layer size), made once per process."""
-    if "logistic" not in _compiled:
-        _compiled["logistic"] = torch.compile(_logistic_layer_sums, dynamic=True, fullgraph=True)
-    return _compiled["logistic"]
 
 
 class _PairProducts:
@@ -291,7 +280,7 @@ class Accumulator:
         acc.add(x, ref, self._wsum, self.chunk_weight)
 
     def _fused_logistic(self, h: int, s3: Tensor, o3: Tensor) -> None:
-        """Layer h's per-member statistics in one compiled pass (``fused_layer_sums``)."""
+        """Layer h's per-member statistics in one compiled pass (``_logistic_layer_sums``)."""
         transfer = self.net.transfers[h - 1]
         var_o, var_s = "Var" in self.want, "Var_S" in self.want
         deriv, logo = "E_derivative" in self.want, "WGM" in self.want
@@ -299,8 +288,9 @@ class Accumulator:
         ms = self.moments.setdefault(("s", h), _ShiftedMoments(True)) if var_s else None
         shift_o = mo.current_shift(self.ref.O[h]) if var_o else torch.zeros_like(self.ref.O[h])
         shift_s = ms.current_shift(self.ref.S[h]) if ms is not None else shift_o
-        sums = list(fused_layer_sums()(s3, o3, self.w, shift_o, shift_s, float(transfer.lam),
-                                       math.log(transfer.c), var_o, var_s, deriv, logo))
+        # compiled once per process (dynamic shapes: every chunk, batch and layer size reuses it)
+        sums = list(_compile.run("mc_logistic_sums", _logistic_layer_sums, True, s3, o3, self.w, shift_o, shift_s,
+                                 float(transfer.lam), math.log(transfer.c), var_o, var_s, deriv, logo))
         mo.update(sums.pop(0), sums.pop(0) if var_o else None, shift_o if var_o else None, self.chunk_weight)
         if ms is not None:
             ms.update(sums.pop(0), sums.pop(0), shift_s, self.chunk_weight)
