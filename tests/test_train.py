@@ -204,3 +204,16 @@ def test_a_killed_writers_temporary_file_is_removed_and_a_live_ones_is_kept(digi
     train.fit(_model(), digits, dataclasses.replace(SMALL, epochs=1), out_dir=tmp_path, progress=False)
     assert not stale.exists() and live.is_file()
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".droplab-tmp") and p != live]
+
+
+def test_a_dataset_without_validation_or_test_rows_trains_and_says_none(digits):
+    # training alone (benchmarks/uci.py's one-by-one timing): every epoch is the best, no test error to report
+    bare = dataclasses.replace(digits, x_val=digits.x_val[:0], y_val=digits.y_val[:0], x_test=digits.x_test[:0],
+                               y_test=digits.y_test[:0])
+    result = train.fit(_model(), bare, dataclasses.replace(SMALL, epochs=2), progress=False)
+    assert result.test_error is None and [r["val_error"] for r in result.history] == [None, None]
+    assert result.best_epoch == 2
+    full = train.fit(_model(), digits, dataclasses.replace(SMALL, epochs=2), progress=False)
+    assert result.history[-1]["train_loss"] == full.history[-1]["train_loss"]  # the same training
+    with pytest.raises(ValueError, match="at least one example"):
+        train.evaluate(result.model, bare.x_test, bare.y_test)

@@ -134,7 +134,7 @@ class FitResult:
     history: list[dict[str, Any]]
     best_epoch: int
     best_val_error: float
-    test_error: float
+    test_error: float | None  # None when the dataset has no test examples
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -188,6 +188,8 @@ def evaluate(model: DropoutMLP, x: Tensor, y: Tensor, *, loss: str = "cross_entr
              chunk: int = 8192) -> tuple[float, float]:
     """(loss, error) of the weight-scaled network (``expect`` mode). Error: % misclassified, or MSE."""
     total_loss, wrong, n = 0.0, 0.0, len(x)
+    if n == 0:
+        raise ValueError("evaluate needs at least one example, got an empty x (0 rows); pass the examples to score")
     with modes.expect(model):
         for xb, yb in _batches(x, y, chunk):
             logits = model(xb)
@@ -429,7 +431,7 @@ def fit(model: DropoutMLP, data: Dataset, config: TrainConfig, *, out_dir: str |
             val_loss = val_error = None
         test_error = train_error = None
         if monitor:
-            _, test_error = evaluate(model, data.x_test, data.y_test, loss=config.loss)
+            test_error = evaluate(model, data.x_test, data.y_test, loss=config.loss)[1] if len(data.x_test) else None
             # train error of the weight-scaled net on a fixed subset, so large sets do not pay a full pass
             _, train_error = evaluate(model, data.x_train[:10000], data.y_train[:10000], loss=config.loss)
         row = dict(epoch=state.epoch + 1, train_loss=train_loss, val_loss=val_loss, train_error=train_error,
@@ -446,7 +448,7 @@ def fit(model: DropoutMLP, data: Dataset, config: TrainConfig, *, out_dir: str |
     if bar is not None:
         bar.close()
     model.load_state_dict(state.best_weights)
-    _, test_error = evaluate(model, data.x_test, data.y_test, loss=config.loss)
+    test_error = evaluate(model, data.x_test, data.y_test, loss=config.loss)[1] if len(data.x_test) else None
     return FitResult(model, history, state.best_epoch, state.best_val, test_error)
 
 
