@@ -31,7 +31,9 @@ average out, so use it where that error is acceptable (predictions, uncertainty 
 ``fused=True`` (a ``DropoutMLP``) runs two kernels compiled by ``torch.compile``: each scalar-keep Bernoulli
 gate (mask, multiply and, in bfloat16, the cast, in one pass; the same masks as unfused) and each logistic
 layer's per-member statistics (one read of S and O instead of a pass per statistic). The first call in a
-process compiles them (seconds); later calls of any size reuse them. The statistics' sums are taken in
+process compiles them (seconds); later calls of any size reuse them; where compiling fails (no C++ compiler) it
+warns once and runs the same functions eagerly (``droplab._compile``). Under ``bfloat16c`` the gate also rounds
+and sums the chunk, and the weights' stochastic rounding is one pass. The statistics' sums are taken in
 another order, so results match the unfused path to float32 rounding, not bit for bit.
 Memory does not grow with K: members run in chunks, one layer at a time, sized to ``memory`` bytes (and,
 on a CPU, to about ``tile`` bytes per layer tensor, 4 MiB by default, so that the elementwise work runs from
