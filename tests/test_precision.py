@@ -274,3 +274,26 @@ def test_the_weights_stochastic_rounding_is_unbiased_and_its_compiled_pass_gives
     eager = _rounded_weight(w, words)
     compiled = _compile.run("test_round_weights", _rounded_weight, True, w, words)
     assert all(torch.equal(a.view(torch.int16), b.view(torch.int16)) for a, b in zip(eager, compiled, strict=True))
+
+
+def test_fused_monte_carlo_where_compiling_fails_warns_and_gives_the_unfused_numbers(monkeypatch):
+    from droplab import _compile
+
+    def boom(*args):
+        raise RuntimeError("no C++ compiler here")
+
+    monkeypatch.setattr(_compile, "_compiled", {name: boom for name in (
+        "mc_gate", "mc_corrected_gate", "mc_logistic_sums", "mc_round_weights")})
+    torch.manual_seed(0)
+    net = DropoutMLP((5, 8, 3), keep=(0.8, 0.5)).eval()
+    x = torch.rand(3, 5)
+    for precision in ("float32", "bfloat16c"):
+        _compile._compiled.pop("failed", None)
+        with pytest.warns(RuntimeWarning, match="torch.compile failed .*running eagerly"):
+            fused = ensemble.monte_carlo(net, x, samples=400, precision=precision, fused=True,
+                                         generator=torch.Generator().manual_seed(2))
+        plain = ensemble.monte_carlo(net, x, samples=400, precision=precision,
+                                     generator=torch.Generator().manual_seed(2))
+        for a, b in zip(fused.layers[1:], plain.layers[1:], strict=True):  # the same masks and roundings
+            torch.testing.assert_close(a.E, b.E, rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(a.Var, b.Var, rtol=1e-4, atol=1e-7)
