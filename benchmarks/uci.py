@@ -1,6 +1,7 @@
 """Is droplab's MC dropout right? Gal & Ghahramani's UCI regression protocol with droplab's training and Monte Carlo.
 
     python benchmarks/uci.py [--datasets yacht boston ...] [--splits N] [--samples 10000] [--epochs-factor 100]
+    python benchmarks/uci.py --speed-only [--datasets ...]     # only the together / one-by-one training speed
 
 The protocol of ``../shared/data/uci-gal2016/README.md`` (their repository's ``experiment.py`` and ``net/net.py``),
 per split: the training split cut 80 / 20 (first rows / last rows) into train / validation; for every dropout rate
@@ -23,8 +24,11 @@ its "paper" column). Measured here: yacht at 10x gives RMSE 3.06 (3 splits), at 
 
 The twelve grid networks of every split (240 per set) train together as one ``droplab.stacked.StackedMLP`` (one
 batched forward, backward and Adam step for all of them; the members of a split share its rows and the uniforms
-of their masks), and so do the 20 retrained networks; the script also times ``droplab.train.fit`` on one network
-of the same set and prints the speed-up.
+of their masks), and so do the 20 retrained networks; the script also times ``droplab.train.fit`` on two networks
+of the same set (the median epoch: training alone, no validation pass) and prints the speed-up; ``--speed-only``
+prints only that comparison, per epoch on both sides. Measure speed on a quiet machine: while another process holds
+a core, torch's thread pool stalls on a small network's steps (a yacht epoch one by one took 96 ms with two threads
+and 2.2 ms with one, in the same minute).
 """
 
 from __future__ import annotations
@@ -59,9 +63,9 @@ def _scaled(x_fit, y_fit, *x_other):
     return [(x_fit - mean) / sd, *[(x - mean) / sd for x in x_other]], (y_fit - y_mean) / y_sd, y_mean, y_sd
 
 
-def grid_search(splits, *, epochs: int, samples: int, generator: torch.Generator):
-    """Every split's 12 grid networks trained together on its first 80%, scored on its last 20%: the best
-    (p, tau) per split, by validation log-likelihood, and the seconds the training took."""
+def _grid_model(splits, generator: torch.Generator):
+    """Every split's 12 grid networks as one StackedMLP, with the training inputs, targets and weight decays of
+    their first 80%, and the validation rows (scaled) with the targets' sds."""
     grid = [(p, tau) for p in splits[0].dropout_rates for tau in splits[0].tau_values]
     n = int(0.8 * len(splits[0].x_train))
     xs, ys, xv, yv, y_sds = [], [], [], [], []
@@ -74,9 +78,15 @@ def grid_search(splits, *, epochs: int, samples: int, generator: torch.Generator
     model = StackedMLP([xs[0].shape[1], splits[0].n_hidden, 1], groups=len(splits), members=len(grid),
                        keep=(1 - p)[None, :, None], generator=generator)
     reg = LENGTH_SCALE**2 * (1 - p) / (2 * n * tau)
+    return grid, model, (torch.stack(xs), torch.stack(ys)[..., None], reg[None]), (xv, yv, y_sds, tau)
+
+
+def grid_search(splits, *, epochs: int, samples: int, generator: torch.Generator):
+    """Every split's 12 grid networks trained together on its first 80%, scored on its last 20%: the best
+    (p, tau) per split, by validation log-likelihood, and the seconds the training took."""
+    grid, model, (x, y, reg), (xv, yv, y_sds, tau) = _grid_model(splits, generator)
     start = time.perf_counter()
-    fit_stacked(model, torch.stack(xs), torch.stack(ys)[..., None], l2=reg[None], epochs=epochs,
-                generator=generator)
+    fit_stacked(model, x, y, l2=reg, epochs=epochs, generator=generator)
     seconds = time.perf_counter() - start
     sd = torch.tensor(y_sds, dtype=torch.float64)[:, None]
     stats = model.predictive(torch.stack(xv), samples=samples, generator=generator,
@@ -84,6 +94,19 @@ def grid_search(splits, *, epochs: int, samples: int, generator: torch.Generator
     ll = stats.log_likelihood.mean(-1) - torch.log(sd)  # (splits, grid), the original scale's density
     best = ll.argmax(1)
     return [grid[int(b)] for b in best], seconds
+
+
+def together_epoch_seconds(splits, *, epochs: int, generator: torch.Generator) -> float:
+    """Seconds per epoch of the whole grid (every split's 12 networks) trained together: the median of ``epochs``
+    one-epoch runs of ``fit_stacked``, after a warm-up run (the compile), as the one-by-one side's median epoch."""
+    _, model, (x, y, reg), _ = _grid_model(splits, generator)
+    fit_stacked(model, x, y, l2=reg, epochs=2, generator=generator)
+    times = []
+    for _ in range(epochs):
+        start = time.perf_counter()
+        fit_stacked(model, x, y, l2=reg, epochs=1, generator=generator)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def final_scores(splits, choices, *, epochs: int, samples: int, generator: torch.Generator):
@@ -136,6 +159,23 @@ def _se(v: torch.Tensor) -> float:
     return float(v.std() / math.sqrt(len(v))) if len(v) > 1 else float("nan")
 
 
+def speed_only(args) -> None:
+    """One line per set: the grid's networks (all splits x 12) trained together against one by one with
+    ``train.fit``, per epoch, both sides timed here in the same run (medians and differences: no fixed cost
+    extrapolated)."""
+    epochs = args.speed_epochs or 20
+    for name in args.datasets:
+        first = data.uci(name)
+        n_splits = first.n_splits if args.splits is None else min(args.splits, first.n_splits)
+        splits = [data.uci(name, split=k) for k in range(n_splits)]
+        networks = n_splits * len(first.dropout_rates) * len(first.tau_values)
+        together = together_epoch_seconds(splits, epochs=epochs, generator=torch.Generator().manual_seed(args.seed))
+        alone = one_by_one_seconds(splits[0], epochs=epochs)
+        print(f"speed {name}: an epoch of the grid's {networks} networks together {1e3 * together:.0f} ms, one by "
+              f"one with train.fit {1e3 * alone * networks:.0f} ms ({networks} x {1e3 * alone:.2f} ms): "
+              f"{alone * networks / together:.1f}x", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", nargs="+", default=list(PUBLISHED), choices=list(PUBLISHED))
@@ -146,7 +186,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--speed-epochs", type=int, default=20,
                         help="epochs of train.fit timed per set for the one-by-one comparison (0: skip)")
+    parser.add_argument("--speed-only", action="store_true",
+                        help="only compare training speed: an epoch of each set's whole grid together against the "
+                             "same networks one by one (--speed-epochs epochs each side), no protocol run")
     args = parser.parse_args()
+    if args.speed_only:
+        speed_only(args)
+        return
     start, within, compared = time.perf_counter(), 0, []
     print(f"{'dataset':8s} {'splits':>6s}  {'RMSE droplab':>16s} {'published':>13s} {'diff/SE':>7s}   "
           f"{'LL droplab':>15s} {'published':>14s} {'diff/SE':>7s}  {'seconds':>7s}")
