@@ -243,9 +243,8 @@ def test_bfloat16c_same_seed_same_result_and_its_precision_is_recorded():
 
 def test_the_weights_stochastic_rounding_is_unbiased_and_its_compiled_pass_gives_the_same_bits():
     """bfloat16c's weights: hi is one of the two bfloat16 neighbours of w (so hi + lo = w to about 2^-16 of w), its
-    mean over fresh draws is w (within 4 standard errors of the mean of 4,000 draws; deterministic rounding is off
-    by up to half a bfloat16 step, hundreds of those errors), and the compiled one-pass kernel gives the eager
-    function's bits."""
+    mean over fresh draws is w (within 4.5 standard errors of the mean of 4,000 draws, the largest of 200; rounding
+    to nearest is off by more than 50 of them), and the compiled one-pass kernel gives the eager function's bits."""
     from droplab import _compile
     from droplab.ensemble._sampling import _dither_words, _rounded_weight, stochastic_round
 
@@ -263,7 +262,7 @@ def test_the_weights_stochastic_rounding_is_unbiased_and_its_compiled_pass_gives
     down = w.to(torch.bfloat16).double()  # one neighbour; the other is a bfloat16 step away
     step = (torch.nextafter(w.abs().to(torch.bfloat16), torch.tensor(float("inf"), dtype=torch.bfloat16)).double()
             - w.abs().to(torch.bfloat16).double())
-    assert bool((((his - down).abs() == 0) | ((his - down).abs() <= step)).all())
+    assert bool(((his - down).abs() <= step).all())
     mean, se = his.mean(0), his.std(0) / draws ** 0.5
     exact = (his.std(0) == 0)  # w already a bfloat16 value (zeros, 1.0, -2.5): never moved
     assert bool((his[:, exact] == w.double()[exact]).all())

@@ -171,7 +171,7 @@ def _rounded_weight(w: Tensor, words: Tensor) -> tuple[Tensor, Tensor]:
     shape), and what the rounding left, in bfloat16: (hi, lo) with hi + lo = w to about 2^-16. One pass when
     compiled (5.3 million weights of the paper network: the elementwise steps apart cost several times the
     random words' draw); the same bits either way (integer steps, an exact difference, round-to-nearest casts)."""
-    high = ((w.view(torch.int32) + (words.to(torch.int32) & 0xFFFF)) & -65536).view(torch.float32)
+    high = stochastic_round(w, words.to(torch.int32) & 0xFFFF)
     return high.to(torch.bfloat16), (w - high).to(torch.bfloat16)
 
 
