@@ -8,8 +8,12 @@ gates. The two are interleaved in rounds (alternating which goes first) so that 
 alike; the total ratio and the median of the per-round ratios are printed. Prints examples/s, the
 achieved GFLOP/s (forward + backward = 3x the forward multiply-adds x 2) against measured float32 and
 bfloat16 matrix-multiply peaks, the time ratio dropout / no dropout in each precision (target <= 1.05) and
-the bfloat16 speed-up (target >= 2). The last line, which scripts read, is
-``speed-up bfloat16 / float32 training: N.NNx`` (with dropout). ``--precisions float32`` skips bfloat16.
+the bfloat16 speed-up (target >= 2). It then times the products alone (the three matrix products of every
+layer's step, at the network's shapes, as the training step makes them in each precision) and prints the
+``ceiling:`` line: the float32 products' time over the bfloat16 products' is the most that bfloat16 training
+can gain on this host, however little the rest of the step costs (the rest, elementwise work, the optimizer and
+Python, costs about the same in both). The last line, which scripts read, is ``speed-up bfloat16 / float32
+training: N.NNx`` (with dropout). ``--precisions float32`` skips bfloat16.
 """
 
 from __future__ import annotations
@@ -43,6 +47,27 @@ def matmul_peak(device: torch.device, n: int = 2048, repeats: int = 10, dtype: t
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
+
+
+def products_seconds(device: torch.device, dtype: torch.dtype, batch: int, steps: int, rounds: int = 5) -> float:
+    """Seconds of the matrix products alone of ``steps`` training steps: per layer the forward O W^T, the input
+    gradient G W and the weight gradient G^T O, in ``dtype`` (bfloat16 products return bfloat16, as the training
+    step's do); the best of ``rounds``."""
+    layers = [(torch.randn(batch, n_in, device=device, dtype=dtype), torch.randn(n_out, n_in, device=device,
+               dtype=dtype), torch.randn(batch, n_out, device=device, dtype=dtype))
+              for n_in, n_out in zip(SIZES[:-1], SIZES[1:], strict=True)]
+    best = float("inf")
+    for _ in range(rounds + 1):
+        _sync(device)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            for o, w, g in layers:
+                torch.mm(o, w.T)
+                torch.mm(g, w)
+                torch.mm(g.T, o)
+        _sync(device)
+        best = min(best, time.perf_counter() - t0)
+    return best
 
 
 def train_flops_per_example(sizes: list[int]) -> float:
@@ -107,6 +132,15 @@ def main() -> None:
         print(f"{p}: ratio dropout / no dropout: {ratio:.3f} in total, {median:.3f} median of {len(ratios[p])} "
               f"interleaved rounds (target <= 1.05: {'met' if ratio <= 1.05 else 'NOT met'})")
     if "bfloat16" in args.precisions and "float32" in args.precisions:
+        steps = args.rounds * (args.steps // args.rounds)
+        mm = {p: products_seconds(device, getattr(torch, p), args.batch_size, steps) for p in args.precisions}
+        for p in args.precisions:
+            rest = times[(p, "dropout")] - mm[p]
+            print(f"{p}: the products alone {mm[p]:.2f} s ({flops / mm[p] / 1e9:.1f} GFLOP/s), the rest of the "
+                  f"step (elementwise, optimizer, Python) {rest:.2f} s = {1e3 * rest / steps:.1f} ms a step")
+        print(f"ceiling: the float32 products take {mm['float32'] / mm['bfloat16']:.2f}x the bfloat16 products' "
+              "time on this host, so bfloat16 training cannot be faster than that even with nothing else in the "
+              "step (target 2x)")
         speed = times[("float32", "dropout")] / times[("bfloat16", "dropout")]
         print(f"speed-up bfloat16 / float32 training: {speed:.2f}x")
 
