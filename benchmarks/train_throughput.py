@@ -13,7 +13,8 @@ layer's step, at the network's shapes, as the training step makes them in each p
 ``ceiling:`` line: the float32 products' time over the bfloat16 products' is the most that bfloat16 training
 can gain on this host, however little the rest of the step costs (the rest, elementwise work, the optimizer and
 Python, costs about the same in both). The last line, which scripts read, is ``speed-up bfloat16 / float32
-training: N.NNx`` (with dropout). ``--precisions float32`` skips bfloat16.
+training: N.NNx`` (with dropout). ``--precisions float32`` skips bfloat16; ``--threads N`` sets torch's
+intra-op threads (``--threads 1``: one core, the machine's other core left to the rest of the system).
 """
 
 from __future__ import annotations
@@ -82,7 +83,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=20, help="interleaved rounds the steps are split into")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precisions", nargs="+", default=["float32", "bfloat16"], choices=["float32", "bfloat16"])
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch's intra-op threads (default: torch's own choice, all cores)")
     args = parser.parse_args()
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error(f"--threads must be a positive integer, got {args.threads}")
+        torch.set_num_threads(args.threads)
     device = train.resolve_device(args.device)
     torch.manual_seed(0)
     per_round = args.steps // args.rounds * args.batch_size
