@@ -235,7 +235,7 @@ def test_bernoulli_noise_odd_sizes_and_dtypes(n):
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32, torch.float64])
 def test_bernoulli_noise_dyadic_rates_are_exact_byte_compares(keep, width, dtype):
     # Reference: the same random 64-bit words, split into unsigned `width`-bit integers u, and [u < keep 2^width]
-    # by plain integer comparison (the definition; the library computes it with floating-point clamps)
+    # by plain integer comparison in NumPy (the definition)
     n = 4001
     noise = bernoulli_noise((n,), keep, generator=torch.Generator().manual_seed(3), dtype=dtype,
                             device=torch.device("cpu"))
@@ -246,6 +246,22 @@ def test_bernoulli_noise_dyadic_rates_are_exact_byte_compares(keep, width, dtype
     u = raw if width == 8 else raw + 2**15
     expected = (u < round(keep * 2**width)).astype(np.float64)
     assert noise.dtype == dtype
+    np.testing.assert_array_equal(noise.double().numpy(), expected)
+
+
+@pytest.mark.parametrize("keep", [0.8, 0.3, 1 / 3, 0.999])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32, torch.float64])
+def test_bernoulli_noise_other_rates_are_exact_32_bit_compares(keep, dtype):
+    # Reference: the same random 64-bit words, split into signed 32-bit integers w (uniform on [-2^31, 2^31)),
+    # and [w < round(keep 2^32) - 2^31] by plain integer comparison in NumPy: P = round(keep 2^32) / 2^32
+    n = 4001
+    noise = bernoulli_noise((n,), keep, generator=torch.Generator().manual_seed(5), dtype=dtype,
+                            device=torch.device("cpu"))
+    words = torch.empty((n + 1) // 2, dtype=torch.int64).random_(-2**63, None,
+                                                                 generator=torch.Generator().manual_seed(5))
+    w = np.frombuffer(words.numpy().tobytes(), dtype=np.int32)[:n].astype(np.int64)
+    expected = (w < round(keep * 2**32) - 2**31).astype(np.float64)
+    assert noise.dtype == dtype and 0 < expected.sum() < n
     np.testing.assert_array_equal(noise.double().numpy(), expected)
 
 

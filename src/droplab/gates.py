@@ -166,19 +166,14 @@ def bernoulli_noise(shape: torch.Size | tuple[int, ...], keep: Keep, *, generato
         if drawn is None:
             return (torch.ones if keep >= 1.0 else torch.zeros)(shape, dtype=dtype, device=device)
         words, limit = drawn
-        if words.dtype != torch.int32:
-            # [w < t] = clamp(t - w, 0, 1) for integers w and t, exactly, in floating point: 3x faster on CPU
-            # than comparing bytes (torch's uint8 compare is not vectorized) and then converting
-            work = dtype if dtype == torch.float64 else torch.float32  # holds every 16-bit integer exactly
-            mask = words.to(work).neg_().add_(limit).clamp_(0, 1)
-            return mask if work == dtype else mask.to(dtype)
-        return (words < limit).view(torch.uint8).to(dtype)  # via uint8: a plain widening copy
+        # the compare writes 0.0 / 1.0 straight into the mask: one pass (torch 2.13 on the 2-core CPU: 11-16 us
+        # for 100 x 1200, where a float clamp of the converted words, or a bool mask then converted, took 29-44)
+        return torch.lt(words, limit, out=torch.empty(shape, dtype=dtype, device=device))
     # per-element probabilities (per-unit or per-connection rates, or spiking's O)
     n = shape.numel()
     words = random_words((n + 1) // 2, generator=generator, device=device).view(torch.int32)[:n].view(shape)
     count = (keep.detach().to(device=device, dtype=torch.float64).clamp(0, 1) * 2**32).round().to(torch.int64)
-    kept = words.to(torch.int64) <= count - 2**31 - 1
-    return kept.view(torch.uint8).to(dtype)
+    return torch.le(words.to(torch.int64), count - 2**31 - 1, out=torch.empty(shape, dtype=dtype, device=device))
 
 
 def _scale(value: Tensor, keep: Keep, scaling: str) -> Tensor:
