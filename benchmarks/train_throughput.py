@@ -53,22 +53,25 @@ def _sync(device: torch.device) -> None:
 def products_seconds(device: torch.device, dtype: torch.dtype, batch: int, steps: int, rounds: int = 5) -> float:
     """Seconds of the matrix products alone of ``steps`` training steps: per layer the forward O W^T, the input
     gradient G W and the weight gradient G^T O, in ``dtype`` (bfloat16 products return bfloat16, as the training
-    step's do); the best of ``rounds``."""
+    step's do); ``rounds`` times the best of ``rounds`` rounds of ``steps / rounds`` steps, after one more as a
+    warm-up."""
     layers = [(torch.randn(batch, n_in, device=device, dtype=dtype), torch.randn(n_out, n_in, device=device,
                dtype=dtype), torch.randn(batch, n_out, device=device, dtype=dtype))
               for n_in, n_out in zip(SIZES[:-1], SIZES[1:], strict=True)]
+    per_round = max(1, steps // rounds)
     best = float("inf")
-    for _ in range(rounds + 1):
+    for r in range(rounds + 1):
         _sync(device)
         t0 = time.perf_counter()
-        for _ in range(steps):
+        for _ in range(per_round):
             for o, w, g in layers:
                 torch.mm(o, w.T)
                 torch.mm(g, w)
                 torch.mm(g.T, o)
         _sync(device)
-        best = min(best, time.perf_counter() - t0)
-    return best
+        if r > 0:
+            best = min(best, time.perf_counter() - t0)
+    return best * steps / per_round
 
 
 def train_flops_per_example(sizes: list[int]) -> float:
