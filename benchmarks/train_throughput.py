@@ -12,9 +12,10 @@ the bfloat16 speed-up (target >= 2). It then times the products alone (the three
 layer's step, at the network's shapes, as the training step makes them in each precision) and prints the
 ``ceiling:`` line: the float32 products' time over the bfloat16 products' is the most that bfloat16 training
 can gain on this host, however little the rest of the step costs (the rest, elementwise work, the optimizer and
-Python, is no cheaper in bfloat16: the weights' bfloat16 copies and the gradients' casts add to it). The last line, which scripts read, is ``speed-up bfloat16 / float32
-training: N.NNx`` (with dropout). ``--precisions float32`` skips bfloat16; ``--threads N`` sets torch's
-intra-op threads (``--threads 1``: one core, the machine's other core left to the rest of the system).
+Python, is no cheaper in bfloat16: the weights' bfloat16 copies and the gradients' casts add to it). The last
+line, which scripts read, is ``speed-up bfloat16 / float32 training: N.NNx`` (with dropout). ``--precisions
+float32`` skips bfloat16; ``--threads N`` sets torch's intra-op threads (``--threads 1``: one core, the
+machine's other core left to the rest of the system).
 """
 
 from __future__ import annotations
