@@ -18,9 +18,10 @@ its precision, its speed-up over baal float32, and its largest |E - E_f64| / SE 
 inputs (``--accuracy-samples 100000`` checks that at 100,000 samples). The script ends with
 ``speed-up droplab bfloat16 / baal float32: N.NNx``, ``bfloat16 accuracy: max |E_bf16 - E_f64| / SE = N.NN``
 and ``accurate-fast: MODE Sx baal float32, max |E - E_f64| / SE = A``, the fastest mode with A <= 0.5 (or the
-most accurate if none is). On a shared machine the rate of identical runs varies by tens of percent, so each
-library runs ``--repeats`` times and the matmul rate is sampled between droplab's runs: the best run is compared
-with the best product (the peak), and the median with the median.
+most accurate if none is). The ``ceiling`` lines give the time of the products alone at the bfloat16 and at
+the int8 matmul peak (int8c's products take the integer path). On a shared machine the rate of identical runs
+varies by tens of percent, so each library runs ``--repeats`` times and the matmul rate is sampled between
+droplab's runs: the best run is compared with the best product (the peak), and the median with the median.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ KEEP = [0.8, 0.5, 0.5, 0.5, 0.5]
 # the table's modes: name -> (monte_carlo's precision, fused)
 MODES = {"float32": ("float32", False), "float32, fused": ("float32", True), "bfloat16": ("bfloat16", False),
          "bfloat16, fused": ("bfloat16", True), "bfloat16x3": ("bfloat16x3", False),
-         "bfloat16c": ("bfloat16c", False), "bfloat16c, fused": ("bfloat16c", True)}
+         "bfloat16c": ("bfloat16c", False), "bfloat16c, fused": ("bfloat16c", True), "int8c": ("int8c", False),
+         "int8c, fused": ("int8c", True)}
 
 
 def _net(device: torch.device, transfer: str = "logistic", output: str = "softmax"):
@@ -220,6 +222,10 @@ def matmul_rates(device: torch.device, n: int = 2048, repeats: int = 10,
                  dtype: torch.dtype = torch.float32) -> list[float]:
     """GFLOP/s of ``repeats`` n x n products in ``dtype`` (after one warm-up): the machine's matmul peak is the
     best."""
+    if dtype == torch.int8:  # the integer path int8c's products take (int32 sums): GOP/s
+        a, b = (torch.randint(-127, 128, (n, n), device=device, dtype=torch.int8) for _ in range(2))
+        _timed(lambda: torch._int_mm(a, b), device)
+        return [2 * n**3 / _timed(lambda: torch._int_mm(a, b), device)[1] / 1e9 for _ in range(repeats)]
     a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     c = torch.empty(n, n, device=device, dtype=dtype)
     _timed(lambda: torch.mm(a, b, out=c), device)
@@ -245,6 +251,10 @@ def mode_table(args, argv: list[str], device: torch.device, ours: dict, peak: fl
     the table, and the lines a script reads."""
     bf16_peak = max(matmul_rates(device, repeats=6, dtype=torch.bfloat16))
     print(f"bfloat16 2048x2048 matmul peak: {bf16_peak:.1f} GFLOP/s ({bf16_peak / peak:.1f}x the float32 peak)")
+    int8_peak = max(matmul_rates(device, repeats=6, dtype=torch.int8))
+    print(f"int8 2048x2048 matmul peak (int32 sums): {int8_peak:.1f} GOP/s ({int8_peak / bf16_peak:.1f}x the bfloat16 "
+          "peak)")
+    peaks = {"float32": peak, "bfloat16": bf16_peak, "int8": int8_peak}
     flops = 2 * sum(a * b for a, b in zip(SIZES[:-1], SIZES[1:], strict=True)) * args.inputs * args.samples
     names = [n for n in MODES if not args.modes or n in args.modes]
     runs = {n: ours if MODES[n] == ("float32", False) else _child(
@@ -260,15 +270,18 @@ def mode_table(args, argv: list[str], device: torch.device, ours: dict, peak: fl
     print("| --- | --- | --- | --- | --- | --- |")
     for n in names:
         t, p = min(runs[n]["times"]), MODES[n][0]
-        rate = flops / t / 1e9
-        share = 100 * rate / (peak if p == "float32" else bf16_peak)
-        print(f"| {n} | {t:.2f} s | {share:.1f}% of the {'float32' if p == 'float32' else 'bfloat16'} peak | "
+        kind = "float32" if p == "float32" else "int8" if p == "int8c" else "bfloat16"
+        share = 100 * flops / t / 1e9 / peaks[kind]
+        print(f"| {n} | {t:.2f} s | {share:.1f}% of the {kind} peak | "
               f"{versus(t)} | {acc[n]['max_e_in_se']:.3f} | {acc[n]['max_var_relative']:.1e} |")
     print()
     if theirs is not None:  # what the machine allows: every product at the bfloat16 matmul peak, nothing else
         floor = flops / bf16_peak / 1e9
         print(f"ceiling: the products alone at the bfloat16 peak take {floor:.2f} s = {baal / floor:.2f}x baal "
               f"float32; 8x baal needs {100 * floor / (baal / 8):.0f}% of the bfloat16 peak on this host")
+        floor8 = flops / int8_peak / 1e9
+        print(f"ceiling int8: the products alone at the int8 peak take {floor8:.2f} s = {baal / floor8:.2f}x baal "
+              f"float32; 8x baal needs {100 * floor8 / (baal / 8):.0f}% of the int8 peak on this host")
     if auto is not None:
         print(f"baal mc_inference under torch.autocast(bfloat16): best {auto['seconds']:.2f} s, median "
               f"{statistics.median(auto['times']):.2f} s")

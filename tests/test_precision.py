@@ -181,9 +181,10 @@ def test_tile_and_timings_are_public_options_for_profiling():
     assert "E" in ensemble.STATISTICS
 
 
-def _diffs(precision, seeds, samples=400):
+def _diffs(precision, seeds, samples=400, net=None):
     """E - E_f64 with the same masks, every unit of every layer, one row per seed."""
-    net, x = _net(), torch.rand(4, 30, generator=torch.Generator().manual_seed(1))
+    net = _net() if net is None else net
+    x = torch.rand(4, net.sizes[0], generator=torch.Generator().manual_seed(1))
     rows = []
     for seed in seeds:
         ref = ensemble.monte_carlo(net.double(), x.double(), samples=samples, statistics=("E",),
@@ -282,11 +283,11 @@ def test_fused_monte_carlo_where_compiling_fails_warns_and_gives_the_unfused_num
         raise RuntimeError("no C++ compiler here")
 
     monkeypatch.setattr(_compile, "_compiled", {name: boom for name in (
-        "mc_gate", "mc_corrected_gate", "mc_logistic_sums", "mc_round_weights")})
+        "mc_gate", "mc_corrected_gate", "mc_logistic_sums", "mc_round_weights", "mc_round_int8")})
     torch.manual_seed(0)
-    net = DropoutMLP((5, 8, 3), keep=(0.8, 0.5)).eval()
-    x = torch.rand(3, 5)
-    for precision in ("float32", "bfloat16c"):
+    net = DropoutMLP((8, 8, 3), keep=(0.8, 0.5)).eval()  # its 8 -> 8 layer runs in int8 under int8c
+    x = torch.rand(3, 8)
+    for precision in ("float32", "bfloat16c", "int8c"):
         _compile._compiled.pop("failed", None)
         with pytest.warns(RuntimeWarning, match="torch.compile failed .*running eagerly"):
             fused = ensemble.monte_carlo(net, x, samples=400, precision=precision, fused=True,
@@ -296,3 +297,109 @@ def test_fused_monte_carlo_where_compiling_fails_warns_and_gives_the_unfused_num
         for a, b in zip(fused.layers[1:], plain.layers[1:], strict=True):  # the same masks and roundings
             torch.testing.assert_close(a.E, b.E, rtol=1e-5, atol=1e-6)
             torch.testing.assert_close(a.Var, b.Var, rtol=1e-4, atol=1e-7)
+
+
+# ---------------------------------------------------------------------------------------------------- int8c
+def _int8_net():
+    """Every product but the last in int8 under int8c (sizes multiples of 8), the first on the dithered inputs."""
+    torch.manual_seed(0)
+    return DropoutMLP([32, 64, 64, 5], keep=[0.8, 0.5, 0.5], init="glorot", init_gain=2.0).eval()
+
+
+def test_int8c_runs_the_layers_it_can_in_int8_and_the_others_exactly_in_float32():
+    from torch import nn
+
+    from droplab.ensemble._sampling import int8_layer
+
+    assert [int8_layer(lin) for lin in _int8_net().linears] == [True, True, False]  # 5 outputs: float32
+    assert not int8_layer(nn.Linear(133_008, 8))  # 127 * 127 * K would overflow the int32 sums
+    # a network none of whose layers fits: int8c is the float32 estimator itself, bit for bit (the same masks)
+    torch.manual_seed(0)
+    net, x = DropoutMLP((6, 10, 3), keep=(0.8, 0.5)).eval(), torch.rand(3, 6)
+    a, b = (ensemble.monte_carlo(net, x, samples=200, precision=p, generator=torch.Generator().manual_seed(3))
+            for p in ("int8c", "float32"))
+    assert all(torch.equal(u.E, v.E) and torch.equal(u.Var, v.Var) for u, v in zip(a.layers, b.layers, strict=True))
+
+
+def test_int8c_is_unbiased_its_error_averages_out_over_independent_runs():
+    # as bfloat16c's test: the t-statistics over 24 runs of (E - E_f64, same masks) stay of order 1 for every unit;
+    # bfloat16's fixed rounding, a bias, gives t far above 3 on the same network (the test can fail)
+    seeds = range(24)
+    t = {}
+    for precision in ("int8c", "bfloat16"):
+        d = _diffs(precision, seeds, net=_int8_net())
+        moving = d.std(0) > 0
+        t[precision] = d.mean(0)[moving] / (d.std(0)[moving] / len(seeds) ** 0.5)
+    rms = {p: float(v.square().mean().sqrt()) for p, v in t.items()}
+    assert rms["int8c"] < 1.5, rms
+    assert rms["bfloat16"] > 3.0, rms
+    one = _diffs("int8c", [0], net=_int8_net())
+    assert float(one.abs().max()) < 0.2 * float(_diffs("bfloat16", [0], net=_int8_net()).abs().max())
+
+
+def test_int8c_standard_errors_are_honest_against_exact_enumeration():
+    # z = (E - E_exact) / SE over 40 runs: the SE covers the sampling noise and the int8 rounding together. Both
+    # products before the output run in int8 (sizes 8); 2^(8 + 8) configurations enumerate the truth
+    torch.manual_seed(0)
+    net = DropoutMLP((8, 8, 8, 3), keep=(0.8, 0.5, 1.0), init="glorot", init_gain=2.0).eval()
+    x = torch.rand(3, 8, generator=torch.Generator().manual_seed(2))
+    truth = ensemble.exact(net.double(), x.double())
+    z = []
+    for seed in range(40):
+        run = ensemble.monte_carlo(net.float(), x, samples=300, precision="int8c",
+                                   generator=torch.Generator().manual_seed(seed))
+        z.append(torch.cat([((a.E.double() - b.E) / a.se_E.double()).flatten()
+                            for a, b in zip(run.layers[1:], truth.layers[1:], strict=True)]))
+    z = torch.stack(z)
+    assert 0.86 < float(z.std()) < 1.14, float(z.std())
+    assert abs(float(z.mean())) < 0.15
+
+
+def test_int8c_same_seed_same_result_fused_the_same_and_bad_weights_refused():
+    net, x = _int8_net(), torch.rand(3, 32)
+    a, b = (ensemble.monte_carlo(net, x, samples=300, precision="int8c",
+                                 generator=torch.Generator().manual_seed(4)) for _ in range(2))
+    assert a.precision == "int8c"
+    assert all(torch.equal(u.E, v.E) and torch.equal(u.Var, v.Var) for u, v in zip(a.layers, b.layers, strict=True))
+    fused = ensemble.monte_carlo(net, x, samples=300, precision="int8c", fused=True,
+                                 generator=torch.Generator().manual_seed(4))
+    torch.testing.assert_close(fused.layers[2].E, a.layers[2].E, rtol=1e-5, atol=1e-6)  # the same masks
+    with pytest.raises(ValueError, match="takes float32 inputs"):
+        ensemble.monte_carlo(net.double(), x.double(), samples=10, precision="int8c")
+    net.float()
+    with torch.no_grad():
+        net.linears[1].weight[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="int8c' cannot scale weights that hold NaN or inf"):
+        ensemble.monte_carlo(net, x, samples=10, precision="int8c")
+
+
+def test_int8c_weights_stochastic_rounding_is_unbiased_and_its_compiled_pass_gives_the_same_bits():
+    """q is the floor or the ceiling of w / scale (|q| <= 127), q * scale + lo = w to a bfloat16 rounding of lo,
+    the mean of q * scale over 4,000 fresh draws is w within 4.5 standard errors (rounding to nearest is off by
+    more than 50), a zero row stays zero, and the compiled kernel gives the eager function's bits."""
+    from droplab import _compile
+    from droplab.ensemble._sampling import _dither_words, _rounded_int8_weight
+
+    g = torch.Generator().manual_seed(11)
+    w = torch.randn(6, 40, generator=g) * 10.0 ** torch.randint(-3, 3, (6, 1), generator=g)
+    w[5] = 0.0
+    draws, values = 4000, []
+    for _ in range(draws):
+        q, scale, hi, lo = _rounded_int8_weight(w, _dither_words(tuple(w.shape), g, w.device))
+        levels = w[:5] / scale[:5, None]
+        assert bool(((q[:5].double() - levels.double().floor()).abs() <= 1).all()) and int(q.abs().max()) <= 127
+        assert torch.equal(hi.float(), q.float())
+        torch.testing.assert_close((q * scale[:, None] + lo.float())[:5], w[:5], rtol=0, atol=float(scale.max()) / 64)
+        values.append(q.double() * scale[:, None].double())
+    assert bool((torch.stack(values)[:, 5] == 0).all())
+    v = torch.stack(values)[:, :5]
+    mean, se = v.mean(0), v.std(0) / draws ** 0.5
+    moving = se > 0
+    z = ((mean - w[:5].double()) / se)[moving]
+    assert float(z.abs().max()) < 4.5, float(z.abs().max())
+    nearest = torch.round(w[:5] / scale[:5, None]).double() * scale[:5, None].double()
+    assert float(((nearest - w[:5].double()) / se)[moving].abs().max()) > 50  # not a vacuous bound
+    words = _dither_words(tuple(w.shape), g, w.device)
+    eager = _rounded_int8_weight(w, words)
+    compiled = _compile.run("test_round_int8", _rounded_int8_weight, True, w, words)
+    assert all(torch.equal(a, b) for a, b in zip(eager, compiled, strict=True))

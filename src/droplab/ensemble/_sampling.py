@@ -114,7 +114,7 @@ def _chunk(net: DropoutMLP, x: Tensor, memory: int, samples: int, tile: int | No
     return max(1, min(samples, chunk))
 
 
-PRECISIONS = ("float32", "bfloat16", "bfloat16x3", "bfloat16c")
+PRECISIONS = ("float32", "bfloat16", "bfloat16x3", "bfloat16c", "int8c")
 
 
 def _check_precision(precision: str | None, x: Tensor) -> str:
@@ -122,7 +122,7 @@ def _check_precision(precision: str | None, x: Tensor) -> str:
         return "bfloat16" if x.dtype == torch.bfloat16 else str(x.dtype).removeprefix("torch.")
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS} (or None: the inputs' dtype), got {precision!r}")
-    if precision.startswith("bfloat16") and x.dtype != torch.float32:
+    if precision != "float32" and x.dtype != torch.float32:
         raise ValueError(f"precision={precision!r} takes float32 inputs (its elementwise work and statistics run in "
                          f"float32), got {x.dtype}; pass x.float()")
     return precision
@@ -246,6 +246,94 @@ class MeanCorrected:
         return s
 
 
+INT8_LEVELS = 127 * (1 - 2**-16)  # int8c's scale: |v| / amax * INT8_LEVELS stays under 127 after float rounding
+INT8_MAX_INPUTS = 133_000  # 127 * 127 * K < 2^31: the products' int32 sums cannot overflow
+
+
+def int8_layer(linear: nn.Module) -> bool:
+    """Whether int8c runs this layer's product in int8: a plain linear layer whose sizes are multiples of 8 (the
+    rule of CUDA's int8 product, applied on every device so that a network takes the same path everywhere) and
+    whose inputs are few enough for the int32 sums; the others (the paper network's 10 outputs, connection
+    dropout) run in float32, exactly."""
+    return (type(linear) is nn.Linear and linear.in_features % 8 == 0 and linear.out_features % 8 == 0
+            and linear.in_features <= INT8_MAX_INPUTS)
+
+
+def _rounded_int8_weight(w: Tensor, words: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``w`` (float32, (N, K)) rounded stochastically to int8 steps of its row's scale: (q, scale, q as bfloat16,
+    what the rounding left as bfloat16) with q * scale + lo = w to about 2^-8 of a step. q is the floor of
+    w / scale plus a uniform draw from the 16 random bits of ``words`` (int16, w's shape), so its expectation is
+    w / scale to 2^-16 of a step; a row of zeros gets scale 0 and stays 0."""
+    amax = w.abs().amax(1, keepdim=True)
+    scale = amax / INT8_LEVELS
+    inverse = torch.where(amax > 0, INT8_LEVELS / amax, torch.zeros((), dtype=w.dtype, device=w.device))
+    u = (words.to(torch.int32) & 0xFFFF).to(w.dtype) * 2**-16
+    q = torch.floor(w * inverse + u)
+    return q.to(torch.int8), scale.view(-1), q.to(torch.bfloat16), (w - q * scale).to(torch.bfloat16)
+
+
+class Int8Corrected(MeanCorrected):
+    """int8c for one estimator call: bfloat16c's estimator with the products in int8 (the matrix engine's
+    integer path: on the 2-core benchmark CPU 2.0-2.1x the bfloat16 rate, exact int32 sums):
+
+    - each weight row scaled to 127 levels and rounded to them stochastically (``_rounded_int8_weight``),
+      redrawn every ``SR_BLOCK`` chunks from bfloat16c's own generator;
+    - the gated outputs scaled per input (one scale per example over the chunk's members and units) to 127
+      levels: rounded stochastically on the first layer (a dither per input and unit, shared by the members and
+      redrawn with the weights: the inputs are the same in every sample), to nearest on the others;
+    - each chunk's mean product made exact to second order as in bfloat16c (``finish``), from two bfloat16
+      products B rows high.
+
+    Layers ``int8_layer`` refuses, and chunks of at most 16 rows, run their product in float32."""
+
+    def __init__(self, net: DropoutMLP, x: Tensor, generator: torch.Generator | None, fused: bool = False) -> None:
+        super().__init__(net, x, generator, fused)
+        self.float_weights = [lin.weight.detach() for lin in net.linears]
+        self.weights = [lin.weight.detach() if int8_layer(lin) else None for lin in net.linears]
+        for w in self.weights:
+            if w is not None and not bool(torch.isfinite(w).all()):
+                raise ValueError("precision='int8c' cannot scale weights that hold NaN or inf; the network's weights "
+                                 "are not finite (did training diverge?). Fix the weights, or use precision='float32'")
+
+    def next_chunk(self) -> None:
+        if self.chunks % SR_BLOCK == 0:
+            self.rounded = []
+            for w in self.weights:
+                if w is None:
+                    self.rounded.append(None)
+                    continue
+                words = _dither_words(tuple(w.shape), self.generator, self.device)
+                self.rounded.append(_compile.run("mc_round_int8", _rounded_int8_weight, self.fused, w, words))
+            words = _dither_words(self.x_shape, self.generator, self.device)
+            self.dither = (words.to(torch.int32) & 0xFFFF).to(torch.float32) * 2**-16
+        self.chunks += 1
+
+    def product(self, h: int, g: Tensor, members: int) -> Tensor:
+        """Layer h's product of the gated outputs g (float32, member-major rows) with its weights, corrected."""
+        rows, n = g.shape
+        if rows <= 16:  # CUDA's int8 product wants more rows: so few run in float32 everywhere
+            return torch.mm(g, self.float_weights[h - 1].T)
+        q8w, w_scale, hi, lo = self.rounded[h - 1]  # type: ignore[misc]
+        per_member = g.view(members, -1, n)
+        amax = per_member.abs().amax((0, 2))  # (B,): one scale per input
+        if not bool(torch.isfinite(amax).all()):
+            raise ValueError(f"precision='int8c': layer {h - 1}'s outputs overflowed to inf, which int8 cannot "
+                             "scale; use precision='float32' for this network")
+        g_scale = amax / INT8_LEVELS
+        levels = per_member * torch.where(amax > 0, INT8_LEVELS / amax, torch.zeros((), device=g.device))[:, None]
+        if h == 1:
+            levels.add_(self.dither).floor_()
+        else:
+            levels.round_()
+        s = torch.mul(torch._int_mm(levels.to(torch.int8).view(rows, n), q8w.T).view(members, -1, q8w.shape[0]),
+                      g_scale[:, None] * w_scale)
+        total, total_q = per_member.sum(0), levels.sum(0) * g_scale[:, None]
+        correction = torch.mm(((total - total_q) / members).to(torch.bfloat16), hi.T).float() * w_scale
+        correction += torch.mm((total / members).to(torch.bfloat16), lo.T).float()
+        s.add_(correction)
+        return s.view(rows, -1)
+
+
 def _corrected_gate_kernel(o: Tensor, words: Tensor, limit: int, keep: float, inverted: bool, members: int,
                            dither: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
     """bfloat16c's gate in one pass: the gated outputs rounded to bfloat16 (stochastically with ``dither``, the
@@ -309,6 +397,12 @@ def _fused_corrected_gate(gate: nn.Module, o: Tensor, members: int,
 def _corrected_stage(stage: Any, o: Tensor, members: int, corrected: MeanCorrected, fused: bool) -> Tensor:
     """One layer's S under bfloat16c: the gate (fused with the rounding and the sums where it can be), the
     corrected product, the bias."""
+    if isinstance(corrected, Int8Corrected):  # its own rounding: the gate gives float32 (one kernel when fused)
+        g = _fused_gate(stage.gate, o, o.dtype) if fused else None
+        s = corrected.product(stage.h, g if g is not None else stage.gate(o), members)
+        if stage.linear.bias is not None:
+            s += stage.linear.bias
+        return s
     parts = _fused_corrected_gate(stage.gate, o, members, corrected.dither if stage.h == 1 else None) \
         if fused else None
     if parts is not None:
@@ -451,7 +545,8 @@ def monte_carlo(net: nn.Module, x: Tensor, *, samples: int = 1000, generator: to
     precision = _check_precision(precision, x)
     _check_run_options(fused, tile, timings)
     low = low_precision_weights(net) if precision in ("bfloat16", "bfloat16x3") else None
-    corrected = MeanCorrected(net, x, generator, fused) if precision == "bfloat16c" else None
+    estimator = {"bfloat16c": MeanCorrected, "int8c": Int8Corrected}.get(precision)
+    corrected = estimator(net, x, generator, fused) if estimator is not None else None
     ref = _reference(net, x)
     acc = Accumulator(net, ref, pairs=_check_pairs(net, pairs), histogram_units=histogram_units, bins=bins,
                       statistics=statistics, fused=fused)
