@@ -154,7 +154,7 @@ def test_another_seed_or_precision_does_not_replace_a_report(tiny_report):
     before = (out / "results.json").read_bytes()
     with pytest.raises(ValueError, match=r"seed 0 \(now 1\).*own --out"):
         reproduce(out, preset="tiny", seed=1, progress=False)
-    with pytest.raises(ValueError, match=r"precision 'bfloat16c' \(now 'bfloat16'\)"):
+    with pytest.raises(ValueError, match=r"precision 'int8c' \(now 'bfloat16'\)"):
         reproduce(out, preset="tiny", precision="bfloat16", progress=False)
     assert (out / "results.json").read_bytes() == before
 
@@ -168,7 +168,7 @@ def test_compare_refuses_runs_that_are_not_comparable(tiny_report, tmp_path):
     saved = json.loads((other / "results.json").read_text())
     saved["preset"], saved["settings"]["precision"] = "quick", "bfloat16"
     (other / "results.json").write_text(json.dumps(saved))
-    with pytest.raises(ValueError, match="not comparable.*precision 'bfloat16c' against 'bfloat16'.*preset"):
+    with pytest.raises(ValueError, match="not comparable.*precision 'int8c' against 'bfloat16'.*preset"):
         compare_runs([out, other])
     (other / "results.json").write_text("{}")
     with pytest.raises(ValueError, match="not a droplab results file"):
@@ -270,11 +270,11 @@ def test_reproduce_in_bfloat16x3_is_its_own_stage_and_says_so(tiny_report, tmp_p
     out, _, _ = tiny_report
     copy = tmp_path / "report"
     (copy / "stages").mkdir(parents=True)
-    for stage in ("approximations.json", "study.safetensors"):  # a bfloat16c run's stage, in a bfloat16x3 folder
+    for stage in ("approximations.json", "study.safetensors"):  # the default (int8c) run's stages, in a bfloat16x3 one
         shutil.copy(out / "stages" / stage, copy / "stages" / stage)
     summary = reproduce(copy, preset="tiny", progress=False, only=["approximations"], precision="bfloat16x3")
     network = next(r for r in summary["sections"] if r["name"] == "approximations")
-    assert not network["reused"]  # a bfloat16c stage is not taken for a bfloat16x3 one
+    assert not network["reused"]  # an int8c stage is not taken for a bfloat16x3 one
     assert "Monte Carlo products in bfloat16x3" in (copy / "report.html").read_text()
     with pytest.raises(ValueError, match="precision must be"):
         reproduce(copy, preset="tiny", progress=False, precision="half")

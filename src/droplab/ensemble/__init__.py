@@ -31,7 +31,8 @@ int8 (``Int8Corrected``: each weight row and each input's gated outputs scaled t
 inputs rounded stochastically, the hidden outputs to nearest, each chunk's mean product made exact; the int32
 sums are exact): on the 2-core benchmark CPU the int8 product runs at 2x the bfloat16 rate, and int8c puts the
 largest |E - E_f64| at 0.006 standard errors at 10,000 samples (0.018 at 100,000). Layers whose sizes are not
-multiples of 8 (the paper network's 10 outputs) and connection-dropout layers run in float32 under it.
+multiples of 8 (the paper network's 10 outputs) and connection-dropout layers run in float32 under it
+(``droplab reproduce``'s default).
 ``statistics`` restricts the per-unit statistics to those named (E is always computed), to save time.
 ``fused=True`` (a ``DropoutMLP``) runs two kernels compiled by ``torch.compile``: each scalar-keep Bernoulli
 gate (mask, multiply and, in bfloat16, the cast, in one pass; the same masks as unfused) and each logistic
