@@ -213,20 +213,25 @@ def test_bfloat16c_is_unbiased_its_error_averages_out_over_independent_runs():
     assert float(_diffs("bfloat16c", [0]).abs().max()) < 0.2 * float(_diffs("bfloat16", [0]).abs().max())
 
 
-def test_bfloat16c_standard_errors_are_honest_against_exact_enumeration():
-    # z = (E - E_exact) / SE over 40 independent runs and every unit: the reported SE covers the sampling noise
-    # and the rounding together, so z has sd about 1 (0.86-1.14 holds with room for 40 x 44 correlated z-scores)
-    torch.manual_seed(0)
-    net = DropoutMLP((6, 8, 6, 3), keep=(0.8, 0.5, 0.5), init="glorot", init_gain=2.0).eval()
-    x = torch.rand(3, 6, generator=torch.Generator().manual_seed(2))
-    truth = ensemble.exact(net.double(), x.double())  # 2^(6 + 8 + 6) configurations
+def _z_against_exact(net, precision, runs=40):
+    """z = (E - E_exact) / SE over ``runs`` independent runs of 300 samples and every unit of every layer."""
+    x = torch.rand(3, net.sizes[0], generator=torch.Generator().manual_seed(2))
+    truth = ensemble.exact(net.double(), x.double())
     z = []
-    for seed in range(40):
-        run = ensemble.monte_carlo(net.float(), x, samples=300, precision="bfloat16c",
+    for seed in range(runs):
+        run = ensemble.monte_carlo(net.float(), x, samples=300, precision=precision,
                                    generator=torch.Generator().manual_seed(seed))
         z.append(torch.cat([((a.E.double() - b.E) / a.se_E.double()).flatten()
                             for a, b in zip(run.layers[1:], truth.layers[1:], strict=True)]))
-    z = torch.stack(z)
+    return torch.stack(z)
+
+
+def test_bfloat16c_standard_errors_are_honest_against_exact_enumeration():
+    # the reported SE covers the sampling noise and the rounding together, so z has sd about 1 (0.86-1.14 holds
+    # with room for 40 x 44 correlated z-scores); 2^(6 + 8 + 6) configurations enumerate the truth
+    torch.manual_seed(0)
+    z = _z_against_exact(DropoutMLP((6, 8, 6, 3), keep=(0.8, 0.5, 0.5), init="glorot", init_gain=2.0).eval(),
+                         "bfloat16c")
     assert 0.86 < float(z.std()) < 1.14, float(z.std())
     assert abs(float(z.mean())) < 0.15
 
@@ -338,19 +343,10 @@ def test_int8c_is_unbiased_its_error_averages_out_over_independent_runs():
 
 
 def test_int8c_standard_errors_are_honest_against_exact_enumeration():
-    # z = (E - E_exact) / SE over 40 runs: the SE covers the sampling noise and the int8 rounding together. Both
-    # products before the output run in int8 (sizes 8); 2^(8 + 8) configurations enumerate the truth
+    # the SE covers the sampling noise and the int8 rounding together. Both products before the output run in int8
+    # (sizes 8); 2^(8 + 8) configurations enumerate the truth
     torch.manual_seed(0)
-    net = DropoutMLP((8, 8, 8, 3), keep=(0.8, 0.5, 1.0), init="glorot", init_gain=2.0).eval()
-    x = torch.rand(3, 8, generator=torch.Generator().manual_seed(2))
-    truth = ensemble.exact(net.double(), x.double())
-    z = []
-    for seed in range(40):
-        run = ensemble.monte_carlo(net.float(), x, samples=300, precision="int8c",
-                                   generator=torch.Generator().manual_seed(seed))
-        z.append(torch.cat([((a.E.double() - b.E) / a.se_E.double()).flatten()
-                            for a, b in zip(run.layers[1:], truth.layers[1:], strict=True)]))
-    z = torch.stack(z)
+    z = _z_against_exact(DropoutMLP((8, 8, 8, 3), keep=(0.8, 0.5, 1.0), init="glorot", init_gain=2.0).eval(), "int8c")
     assert 0.86 < float(z.std()) < 1.14, float(z.std())
     assert abs(float(z.mean())) < 0.15
 

@@ -162,10 +162,6 @@ def _dither_words(shape: tuple[int, ...], generator: torch.Generator, device: to
     return random_words((n + 3) // 4, generator=generator, device=device).view(torch.int16)[:n].view(shape)
 
 
-def _dither(shape: tuple[int, ...], generator: torch.Generator, device: torch.device) -> Tensor:
-    return _dither_words(shape, generator, device).to(torch.int32).bitwise_and_(0xFFFF)
-
-
 def _rounded_weight(w: Tensor, words: Tensor) -> tuple[Tensor, Tensor]:
     """``w`` (float32) rounded stochastically to bfloat16 with the 16 random bits of ``words`` (int16, w's
     shape), and what the rounding left, in bfloat16: (hi, lo) with hi + lo = w to about 2^-16. One pass when
@@ -206,21 +202,27 @@ class MeanCorrected:
         self.device = x.device
         self.generator = _derived_generator(generator, x.device)
         self.chunks = 0
-        self.rounded: list[tuple[Tensor, Tensor] | None] = []
+        self.rounded: list[tuple[Tensor, ...] | None] = []
         self.dither: Tensor | None = None
         self.fused = fused  # the weights' rounding in one compiled pass (the same bits)
 
     def next_chunk(self) -> None:
+        """Every ``SR_BLOCK`` chunks: the weights' stochastic rounding and the inputs' dither drawn afresh (in that
+        order, layer by layer, from this estimator's own generator)."""
         if self.chunks % SR_BLOCK == 0:
-            self.rounded = []
-            for w in self.weights:
-                if w is None:
-                    self.rounded.append(None)
-                    continue
-                words = _dither_words(tuple(w.shape), self.generator, self.device)
-                self.rounded.append(_compile.run("mc_round_weights", _rounded_weight, self.fused, w, words))
-            self.dither = _dither(self.x_shape, self.generator, self.device)
+            self.rounded = [None if w is None else self.round_weight(w, _dither_words(tuple(w.shape), self.generator,
+                                                                                    self.device))
+                            for w in self.weights]
+            self.dither = self.input_dither(_dither_words(self.x_shape, self.generator, self.device))
         self.chunks += 1
+
+    def round_weight(self, w: Tensor, words: Tensor) -> tuple[Tensor, ...]:
+        """One weight rounded stochastically with the random bits ``words``: bfloat16 (hi, lo)."""
+        return _compile.run("mc_round_weights", _rounded_weight, self.fused, w, words)
+
+    def input_dither(self, words: Tensor) -> Tensor:
+        """The inputs' dither from 16 random bits per input and unit: int32 on [0, 2^16), added to the bit pattern."""
+        return words.to(torch.int32).bitwise_and_(0xFFFF)
 
     def product(self, h: int, g: Tensor, members: int) -> Tensor:
         """Layer h's product of the gated outputs g (float32, member-major rows) with its weights, corrected."""
@@ -295,18 +297,13 @@ class Int8Corrected(MeanCorrected):
                 raise ValueError("precision='int8c' cannot scale weights that hold NaN or inf; the network's weights "
                                  "are not finite (did training diverge?). Fix the weights, or use precision='float32'")
 
-    def next_chunk(self) -> None:
-        if self.chunks % SR_BLOCK == 0:
-            self.rounded = []
-            for w in self.weights:
-                if w is None:
-                    self.rounded.append(None)
-                    continue
-                words = _dither_words(tuple(w.shape), self.generator, self.device)
-                self.rounded.append(_compile.run("mc_round_int8", _rounded_int8_weight, self.fused, w, words))
-            words = _dither_words(self.x_shape, self.generator, self.device)
-            self.dither = (words.to(torch.int32) & 0xFFFF).to(torch.float32) * 2**-16
-        self.chunks += 1
+    def round_weight(self, w: Tensor, words: Tensor) -> tuple[Tensor, ...]:
+        """One weight rounded stochastically to int8 levels: (q, scale, q as bfloat16, lo as bfloat16)."""
+        return _compile.run("mc_round_int8", _rounded_int8_weight, self.fused, w, words)
+
+    def input_dither(self, words: Tensor) -> Tensor:
+        """The inputs' dither: uniform on [0, 1) in steps of 2^-16, added to the levels before the floor."""
+        return (words.to(torch.int32) & 0xFFFF).to(torch.float32) * 2**-16
 
     def product(self, h: int, g: Tensor, members: int) -> Tensor:
         """Layer h's product of the gated outputs g (float32, member-major rows) with its weights, corrected."""
