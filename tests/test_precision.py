@@ -236,13 +236,15 @@ def test_bfloat16c_standard_errors_are_honest_against_exact_enumeration():
     assert abs(float(z.mean())) < 0.15
 
 
-def test_bfloat16c_same_seed_same_result_and_its_precision_is_recorded():
-    net, x = _net(), torch.rand(3, 30)
-    a, b = (ensemble.monte_carlo(net, x, samples=300, precision="bfloat16c",
+@pytest.mark.parametrize("precision", ["bfloat16c", "int8c"])
+def test_corrected_precisions_same_seed_same_result_fused_the_same_and_recorded(precision):
+    net = _net() if precision == "bfloat16c" else _int8_net()
+    x = torch.rand(3, net.sizes[0])
+    a, b = (ensemble.monte_carlo(net, x, samples=300, precision=precision,
                                  generator=torch.Generator().manual_seed(4)) for _ in range(2))
-    assert a.precision == "bfloat16c"
+    assert a.precision == precision
     assert all(torch.equal(u.E, v.E) and torch.equal(u.Var, v.Var) for u, v in zip(a.layers, b.layers, strict=True))
-    fused = ensemble.monte_carlo(net, x, samples=300, precision="bfloat16c", fused=True,
+    fused = ensemble.monte_carlo(net, x, samples=300, precision=precision, fused=True,
                                  generator=torch.Generator().manual_seed(4))
     torch.testing.assert_close(fused.layers[2].E, a.layers[2].E, rtol=1e-5, atol=1e-6)  # the same masks
 
@@ -351,15 +353,8 @@ def test_int8c_standard_errors_are_honest_against_exact_enumeration():
     assert abs(float(z.mean())) < 0.15
 
 
-def test_int8c_same_seed_same_result_fused_the_same_and_bad_weights_refused():
+def test_int8c_refuses_float64_inputs_and_weights_it_cannot_scale():
     net, x = _int8_net(), torch.rand(3, 32)
-    a, b = (ensemble.monte_carlo(net, x, samples=300, precision="int8c",
-                                 generator=torch.Generator().manual_seed(4)) for _ in range(2))
-    assert a.precision == "int8c"
-    assert all(torch.equal(u.E, v.E) and torch.equal(u.Var, v.Var) for u, v in zip(a.layers, b.layers, strict=True))
-    fused = ensemble.monte_carlo(net, x, samples=300, precision="int8c", fused=True,
-                                 generator=torch.Generator().manual_seed(4))
-    torch.testing.assert_close(fused.layers[2].E, a.layers[2].E, rtol=1e-5, atol=1e-6)  # the same masks
     with pytest.raises(ValueError, match="takes float32 inputs"):
         ensemble.monte_carlo(net.double(), x.double(), samples=10, precision="int8c")
     net.float()
