@@ -276,7 +276,7 @@ def _rounded_int8_weight(w: Tensor, words: Tensor) -> tuple[Tensor, Tensor, Tens
 
 class Int8Corrected(MeanCorrected):
     """int8c for one estimator call: bfloat16c's estimator with the products in int8 (the matrix engine's
-    integer path: on the 2-core benchmark CPU 2.0-2.1x the bfloat16 rate, exact int32 sums):
+    integer path: on the 2-core benchmark CPU 1.8-2.2x the bfloat16 rate, exact int32 sums):
 
     - each weight row scaled to 127 levels and rounded to them stochastically (``_rounded_int8_weight``),
       redrawn every ``SR_BLOCK`` chunks from bfloat16c's own generator;
