@@ -362,6 +362,13 @@ def test_int8c_refuses_float64_inputs_and_weights_it_cannot_scale():
         net.linears[1].weight[0, 0] = float("nan")
     with pytest.raises(ValueError, match="int8c' cannot scale weights that hold NaN or inf"):
         ensemble.monte_carlo(net, x, samples=10, precision="int8c")
+    # finite weights whose ReLU outputs overflow to inf: refused at the next layer, not scaled into zeros
+    torch.manual_seed(0)
+    huge = DropoutMLP([32, 64, 64, 5], keep=[0.8, 0.5, 0.5], transfer="relu").eval()
+    with torch.no_grad():
+        huge.linears[0].weight.fill_(1e38)
+    with pytest.raises(ValueError, match="layer 1's outputs overflowed to inf"):
+        ensemble.monte_carlo(huge, x, samples=10, precision="int8c")
 
 
 def test_int8c_weights_stochastic_rounding_is_unbiased_and_its_compiled_pass_gives_the_same_bits():
