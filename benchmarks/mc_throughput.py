@@ -19,7 +19,9 @@ inputs (``--accuracy-samples 100000`` checks that at 100,000 samples). The scrip
 ``speed-up droplab bfloat16 / baal float32: N.NNx``, ``bfloat16 accuracy: max |E_bf16 - E_f64| / SE = N.NN``
 and ``accurate-fast: MODE Sx baal float32, max |E - E_f64| / SE = A``, the fastest mode with A <= 0.5 (or the
 most accurate if none is). The ``ceiling`` lines give the time of the products alone at the bfloat16 and at
-the int8 matmul peak (int8c's products take the integer path). On a shared machine the rate of identical runs
+the int8 matmul peak (int8c's products take the integer path); the ``floor int8c`` line times, at droplab's
+chunk shapes, what int8c cannot drop with torch's kernels: the masks' random words (every precision's masks),
+the int8 products and the transfer function on every hidden unit of every member. On a shared machine the rate of identical runs
 varies by tens of percent, so each library runs ``--repeats`` times and the matmul rate is sampled between
 droplab's runs: the best run is compared with the best product (the peak), and the median with the median.
 """
@@ -73,6 +75,11 @@ def _timed(fn, device):
     out = fn()
     _sync(device)
     return out, time.perf_counter() - t0
+
+
+def _seconds(on, fn, *args, **kwargs) -> float:
+    """The wall time of one call fn(*args, **kwargs) on the device ``on``."""
+    return _timed(lambda: fn(*args, **kwargs), on)[1]
 
 
 def run_droplab(args, device) -> dict:
@@ -218,6 +225,40 @@ def run_linear(args, device) -> dict:
             "mc_max_error": err}
 
 
+def run_floor(args, device) -> dict:
+    """What int8c cannot go below with torch's own kernels, timed at droplab's chunk shapes over one run's chunks:
+    the masks' random words (the words every gate draws; the masks are every precision's, so they stay), the int8
+    products, and the transfer function on every member's every hidden unit (torch.sigmoid, written into a
+    buffer). The gates, the quantization and dequantization, the corrections and the statistics come on top."""
+    from droplab.ensemble._sampling import _chunk
+    from droplab.gates import bernoulli_words
+
+    net, x = _net(device), _inputs(args.inputs, device)
+    tile = int(args.tile_mib * 2**20) if args.tile_mib else None
+    members = _chunk(net, x, args.memory, args.samples, tile)
+    gen = torch.Generator(device=device).manual_seed(0)
+    weights = [torch.randint(-127, 128, (b, a), dtype=torch.int8, device=device)
+               for a, b in zip(SIZES[:-2], SIZES[1:-1], strict=True)]
+    rows = members * x.shape[0]
+    levels = [torch.randint(-127, 128, (rows, n), dtype=torch.int8, device=device) for n in SIZES[:-2]]
+    s = torch.randn(rows, SIZES[1], device=device)
+    o = torch.empty_like(s)
+    spent: dict[str, float] = {}
+    for _ in range(2):  # the first round warms up; the second is timed
+        spent = {"words": 0.0, "products": 0.0, "transfer": 0.0}
+        done = 0
+        while done < args.samples:
+            k = min(members, args.samples - done)
+            done += k
+            r = k * x.shape[0]
+            for h, keep in enumerate(KEEP):
+                spent["words"] += _seconds(device, bernoulli_words, (r, SIZES[h]), keep, generator=gen, device=device)
+                if h < len(KEEP) - 1:
+                    spent["products"] += _seconds(device, torch._int_mm, levels[h][:r], weights[h].T)
+                    spent["transfer"] += _seconds(device, torch.sigmoid, s[:r], out=o[:r])
+    return {"members": members, **spent}
+
+
 def matmul_rates(device: torch.device, n: int = 2048, repeats: int = 10,
                  dtype: torch.dtype = torch.float32) -> list[float]:
     """GFLOP/s of ``repeats`` n x n products in ``dtype`` (after one warm-up): the machine's matmul peak is the
@@ -282,6 +323,12 @@ def mode_table(args, argv: list[str], device: torch.device, ours: dict, peak: fl
         floor8 = flops / int8_peak / 1e9
         print(f"ceiling int8: the products alone at the int8 peak take {floor8:.2f} s = {baal / floor8:.2f}x baal "
               f"float32; 8x baal needs {100 * floor8 / (baal / 8):.0f}% of the int8 peak on this host")
+        low = _child("floor", argv)
+        total = low["words"] + low["products"] + low["transfer"]
+        print(f"floor int8c (torch's kernels, {low['members']} members a chunk): the masks' random words "
+              f"{low['words']:.2f} s + the int8 products {low['products']:.2f} s + the transfer function "
+              f"{low['transfer']:.2f} s = {total:.2f} s = {baal / total:.2f}x baal float32, before any gate, "
+              f"rounding or statistic (8x: {baal / 8:.2f} s)")
     if auto is not None:
         print(f"baal mc_inference under torch.autocast(bfloat16): best {auto['seconds']:.2f} s, median "
               f"{statistics.median(auto['times']):.2f} s")
@@ -321,7 +368,7 @@ def main() -> None:
     if args.child:
         result = {"droplab": run_droplab, "baal": run_baal, "exact": run_exact, "linear": run_linear,
                   "breakdown": run_breakdown, "baal-autocast": run_baal_autocast,
-                  "accuracy": run_accuracy}[args.child](args, device)
+                  "accuracy": run_accuracy, "floor": run_floor}[args.child](args, device)
         scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
         result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
         print(json.dumps(result))
