@@ -21,9 +21,10 @@ and ``accurate-fast: MODE Sx baal float32, max |E - E_f64| / SE = A``, the faste
 most accurate if none is). The ``ceiling`` lines give the time of the products alone at the bfloat16 and at
 the int8 matmul peak (int8c's products take the integer path); the ``floor int8c`` line times, at droplab's
 chunk shapes, what int8c cannot drop with torch's kernels: the masks' random words (every precision's masks),
-the int8 products and the transfer function on every hidden unit of every member. On a shared machine the rate of identical runs
-varies by tens of percent, so each library runs ``--repeats`` times and the matmul rate is sampled between
-droplab's runs: the best run is compared with the best product (the peak), and the median with the median.
+the int8 products and the transfer function on every hidden unit of every member. On a shared machine the rate
+of identical runs varies by tens of percent, so each library runs ``--repeats`` times and the matmul rate is
+sampled between droplab's runs: the best run is compared with the best product (the peak), and the median with
+the median.
 """
 
 from __future__ import annotations
