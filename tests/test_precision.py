@@ -290,7 +290,8 @@ def test_fused_monte_carlo_where_compiling_fails_warns_and_gives_the_unfused_num
         raise RuntimeError("no C++ compiler here")
 
     monkeypatch.setattr(_compile, "_compiled", {name: boom for name in (
-        "mc_gate", "mc_corrected_gate", "mc_logistic_sums", "mc_round_weights", "mc_round_int8")})
+        "mc_gate", "mc_corrected_gate", "mc_logistic_sums", "mc_round_weights", "mc_round_int8", "mc_int8_gate",
+        "mc_int8_dequantize")})
     torch.manual_seed(0)
     net = DropoutMLP((8, 8, 3), keep=(0.8, 0.5)).eval()  # its 8 -> 8 layer runs in int8 under int8c
     x = torch.rand(3, 8)
@@ -430,3 +431,35 @@ def test_int8c_on_a_relu_network_large_z_scores_only_where_a_unit_fires_in_a_few
         assert max(rare) < 0.1 * max(often), (precision, rare, often)
     assert worst["int8c"] < 0.5 and worst["bfloat16c"] < 0.5, worst
     assert worst["bfloat16"] > 0.5, worst
+
+
+def test_int8c_scales_by_bounds_known_in_advance_and_saturated_units_stay_in_range():
+    # the gated inputs' scale: the first layer's largest input / p, a logistic layer's 1 / p (inverted scaling),
+    # the chunk's largest value where nothing bounds them (ReLU outputs, Gaussian gates)
+    from droplab.ensemble._sampling import _input_bounds
+
+    torch.manual_seed(0)
+    net = DropoutMLP((16, 16, 16, 8), keep=(0.8, 0.5, 0.5), scaling="inverted").eval()
+    x = torch.randn(4, 16, generator=torch.Generator().manual_seed(1))
+    bounds = _input_bounds(net, x)
+    assert torch.equal(bounds[0], x.abs().amax(1) / 0.8) and torch.equal(bounds[1], torch.full((4,), 2.0))
+    assert _input_bounds(DropoutMLP((16, 16, 8), transfer="relu", keep=(1.0, 0.5)), x)[1] is None
+    assert _input_bounds(DropoutMLP((16, 16, 8), gate="gaussian", keep=(0.8, 0.5)), x)[0] is None
+    # saturated logistic units (half of the first layer's): outputs exactly 1, gated 2.0 = the bound, the top level
+    # (127) and no further
+    with torch.no_grad():
+        net.linears[0].bias[::2] = 50.0
+    ref = ensemble.monte_carlo(net.double(), x.double(), samples=2000, statistics=("E", "Var"),
+                               generator=torch.Generator().manual_seed(0))
+    net.float()
+    assert bool((ref.layers[1].E[:, ::2] == 1).all())
+    runs = [ensemble.monte_carlo(net, x, samples=2000, statistics=("E", "Var"), precision="int8c", fused=fused,
+                                 generator=torch.Generator().manual_seed(0)) for fused in (False, True)]
+    for stats in runs:  # a level past 127 would wrap to -128 and put the next layer many SE off
+        assert float((stats.layers[1].E[:, ::2] - 1).abs().max()) < 1e-6
+        for a, b in zip(stats.layers[1:], ref.layers[1:], strict=True):
+            sampled = b.se_E > 0
+            assert float(((a.E.double() - b.E).abs() / b.se_E)[sampled].max()) < 0.5
+    for a, b in zip(runs[0].layers[1:], runs[1].layers[1:], strict=True):  # fused: the same to a level's rounding
+        sampled = b.se_E > 0
+        assert float(((a.E - b.E).abs() / b.se_E)[sampled].max()) < 0.05

@@ -274,19 +274,75 @@ def _rounded_int8_weight(w: Tensor, words: Tensor) -> tuple[Tensor, Tensor, Tens
     return q.to(torch.int8), scale.view(-1), q.to(torch.bfloat16), (w - q * scale).to(torch.bfloat16)
 
 
+def gate_divisor(gate: nn.Module) -> float | None:
+    """What a gate divides its kept outputs by, so that |gated output| <= |output| / divisor: 1 with no gate or
+    paper scaling, p under inverted scaling (a scalar-keep Bernoulli gate); None for gates whose output their
+    input does not bound (Gaussian noise, dropin, spiking, per-unit rates)."""
+    if isinstance(gate, nn.Identity):
+        return 1.0
+    if isinstance(gate, UnitGate) and gate.kind.name == "bernoulli" and isinstance(gate.keep, float):
+        return gate.keep if gate.scaling == "inverted" else 1.0
+    return None
+
+
+def _input_bounds(net: DropoutMLP, x: Tensor) -> list[Tensor | None]:
+    """Per layer, a bound (B,) on the magnitude of its gated inputs that holds for every member, or None where
+    none is known before the chunk is computed: the first layer's is max_i |x_bi| / the gate's divisor (the
+    largest gated input of a chunk of many members, to the last bit, unless the largest input is dropped in every
+    member); a hidden layer's is 1 / the divisor where the transfer's outputs lie in [0, 1]."""
+    bounds: list[Tensor | None] = []
+    for h, gate in enumerate(net.gates):
+        divisor = gate_divisor(gate)
+        if divisor is None or (h > 0 and not net.transfers[h - 1].output_in_unit_interval):
+            bounds.append(None)
+        else:
+            top = x.abs().amax(1) if h == 0 else torch.ones(x.shape[0], dtype=x.dtype, device=x.device)
+            bounds.append(top / divisor if divisor != 1.0 else top)
+    return bounds
+
+
+def _int8_gate_kernel(o: Tensor, words: Tensor, limit: int, keep: float, inverted: bool, members: int,
+                      inverse: Tensor, dither: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+    """int8c's gate in one pass: the gated outputs scaled by ``inverse`` (per input) and rounded to int8 levels
+    (stochastically with the first layer's ``dither``, else to nearest), with the sums over the members of the
+    gated outputs and of their levels."""
+    if words.dtype != torch.int32:
+        words = words.to(torch.float32)
+    g = torch.where(words < limit, o, torch.zeros((), dtype=o.dtype, device=o.device))
+    if inverted:
+        g = g / keep
+    per_member = g.view(members, -1, g.shape[-1])
+    levels = per_member * inverse[:, None]
+    levels = torch.floor(levels + dither) if dither is not None else torch.round(levels)
+    return levels.to(torch.int8).view(g.shape), per_member.sum(0), levels.sum(0)
+
+
+def _dequantized(acc: Tensor, members: int, scale: Tensor, correction: Tensor, bias: Tensor | None) -> Tensor:
+    """S from the int32 sums: acc * (input scale x weight scale) + the chunk's correction (+ the bias)."""
+    s = acc.view(members, -1, acc.shape[-1]) * scale
+    s = s + correction
+    if bias is not None:
+        s = s + bias
+    return s.view(acc.shape)
+
+
 class Int8Corrected(MeanCorrected):
     """int8c for one estimator call: bfloat16c's estimator with the products in int8 (the matrix engine's
     integer path: on the 2-core benchmark CPU 1.8-2.2x the bfloat16 rate, exact int32 sums):
 
     - each weight row scaled to 127 levels and rounded to them stochastically (``_rounded_int8_weight``),
       redrawn every ``SR_BLOCK`` chunks from bfloat16c's own generator;
-    - the gated outputs scaled per input (one scale per example over the chunk's members and units) to 127
-      levels: rounded stochastically on the first layer (a dither per input and unit, shared by the members and
-      redrawn with the weights: the inputs are the same in every sample), to nearest on the others;
+    - the gated outputs scaled per input to 127 levels of a bound on their magnitude (``_input_bounds``: the
+      first layer's largest input, a hidden layer's transfer bound such as the logistic's 1, each times the
+      gate's 1/p under inverted scaling; where no bound is known, the chunk's largest gated output): rounded
+      stochastically on the first layer (a dither per input and unit, shared by the members and redrawn with the
+      weights: the inputs are the same in every sample), to nearest on the others;
     - each chunk's mean product made exact to second order as in bfloat16c (``finish``), from two bfloat16
       products B rows high.
 
-    Layers ``int8_layer`` refuses, and chunks of at most 16 rows, run their product in float32."""
+    Layers ``int8_layer`` refuses, and chunks of at most 16 rows, run their product in float32. Fused, a
+    Bernoulli gate with a known bound is one compiled pass (mask, scale, rounding, the chunk's sums), and so is
+    the dequantization (scales, correction, bias)."""
 
     def __init__(self, net: DropoutMLP, x: Tensor, generator: torch.Generator | None, fused: bool = False) -> None:
         super().__init__(net, x, generator, fused)
@@ -296,6 +352,7 @@ class Int8Corrected(MeanCorrected):
             if w is not None and not bool(torch.isfinite(w).all()):
                 raise ValueError("precision='int8c' cannot scale weights that hold NaN or inf; the network's weights "
                                  "are not finite (did training diverge?). Fix the weights, or use precision='float32'")
+        self.bounds = _input_bounds(net, x)
 
     def round_weight(self, w: Tensor, words: Tensor) -> tuple[Tensor, ...]:
         """One weight rounded stochastically to int8 levels: (q, scale, q as bfloat16, lo as bfloat16)."""
@@ -305,30 +362,65 @@ class Int8Corrected(MeanCorrected):
         """The inputs' dither: uniform on [0, 1) in steps of 2^-16, added to the levels before the floor."""
         return (words.to(torch.int32) & 0xFFFF).to(torch.float32) * 2**-16
 
-    def product(self, h: int, g: Tensor, members: int) -> Tensor:
-        """Layer h's product of the gated outputs g (float32, member-major rows) with its weights, corrected."""
+    def input_scale(self, h: int, per_member: Tensor | None) -> tuple[Tensor, Tensor]:
+        """(127 levels / bound, bound / 127 levels) per input for layer h's gated inputs ``per_member`` (members,
+        B, n); the bound is ``_input_bounds``'s, or the chunk's largest |gated input| where none is known."""
+        bound = self.bounds[h - 1]
+        if bound is None:
+            assert per_member is not None
+            bound = per_member.abs().amax((0, 2))
+            if not bool(torch.isfinite(bound).all()):
+                raise ValueError(f"precision='int8c': layer {h - 1}'s outputs overflowed to inf, which int8 cannot "
+                                 "scale; use precision='float32' for this network")
+        inverse = torch.where(bound > 0, INT8_LEVELS / bound, torch.zeros((), dtype=bound.dtype, device=bound.device))
+        return inverse, bound / INT8_LEVELS
+
+    def stage(self, stage: Any, o: Tensor, members: int) -> Tensor:
+        """Layer ``stage.h``'s S from the previous layer's outputs o (float32, member-major rows): the gate, the
+        int8 product with its correction, the bias; the gate and the rounding in one compiled pass when fused
+        and the gate's bound is known."""
+        h, bias = stage.h, stage.linear.bias
+        # (_fusable_words draws nothing where it gives None, so the masks stay those of the other paths)
+        one_pass = self.fused and self.bounds[h - 1] is not None and o.shape[0] > 16
+        drawn = _fusable_words(stage.gate, o) if one_pass else None
+        if drawn is None:
+            g = _fused_gate(stage.gate, o, o.dtype) if self.fused else None
+            return self.product(h, g if g is not None else stage.gate(o), members, bias)
+        inverse, g_scale = self.input_scale(h, None)
+        levels, total, total_levels = _compile.run(
+            "mc_int8_gate", _int8_gate_kernel, True, o, drawn[0], drawn[1], stage.gate.keep,
+            stage.gate.scaling == "inverted", members, inverse, self.dither if h == 1 else None)
+        return self.int8_product(h, levels, total, total_levels, g_scale, members, bias)
+
+    def product(self, h: int, g: Tensor, members: int, bias: Tensor | None = None) -> Tensor:
+        """Layer h's product of the gated outputs g (float32, member-major rows) with its weights, corrected,
+        plus the bias."""
         rows, n = g.shape
         if rows <= 16:  # CUDA's int8 product wants more rows: so few run in float32 everywhere
-            return torch.mm(g, self.float_weights[h - 1].T)
-        q8w, w_scale, hi, lo = self.rounded[h - 1]  # type: ignore[misc]
+            s = torch.mm(g, self.float_weights[h - 1].T)
+            return s if bias is None else s + bias
         per_member = g.view(members, -1, n)
-        amax = per_member.abs().amax((0, 2))  # (B,): one scale per input
-        if not bool(torch.isfinite(amax).all()):
-            raise ValueError(f"precision='int8c': layer {h - 1}'s outputs overflowed to inf, which int8 cannot "
-                             "scale; use precision='float32' for this network")
-        g_scale = amax / INT8_LEVELS
-        levels = per_member * torch.where(amax > 0, INT8_LEVELS / amax, torch.zeros((), device=g.device))[:, None]
+        inverse, g_scale = self.input_scale(h, per_member)
+        levels = per_member * inverse[:, None]
         if h == 1:
             levels.add_(self.dither).floor_()
         else:
             levels.round_()
-        s = torch.mul(torch._int_mm(levels.to(torch.int8).view(rows, n), q8w.T).view(members, -1, q8w.shape[0]),
-                      g_scale[:, None] * w_scale)
-        total, total_q = per_member.sum(0), levels.sum(0) * g_scale[:, None]
+        return self.int8_product(h, levels.to(torch.int8).view(rows, n), per_member.sum(0), levels.sum(0), g_scale,
+                                 members, bias)
+
+    def int8_product(self, h: int, levels: Tensor, total: Tensor, total_levels: Tensor, g_scale: Tensor,
+                     members: int, bias: Tensor | None) -> Tensor:
+        """S from the int8 levels (member-major rows), the chunk's sums over the members of the gated outputs and
+        of their levels (B, n), and the inputs' scale (B,): the int8 product, dequantized, plus the correction
+        that makes the chunk's mean product exact to second order, plus the bias."""
+        q8w, w_scale, hi, lo = self.rounded[h - 1]  # type: ignore[misc]
+        acc = torch._int_mm(levels, q8w.T)
+        total_q = total_levels * g_scale[:, None]
         correction = torch.mm(((total - total_q) / members).to(torch.bfloat16), hi.T).float() * w_scale
         correction += torch.mm((total / members).to(torch.bfloat16), lo.T).float()
-        s.add_(correction)
-        return s.view(rows, -1)
+        return _compile.run("mc_int8_dequantize", _dequantized, self.fused, acc, members, g_scale[:, None] * w_scale,
+                            correction, bias)
 
 
 def _corrected_gate_kernel(o: Tensor, words: Tensor, limit: int, keep: float, inverted: bool, members: int,
@@ -394,12 +486,8 @@ def _fused_corrected_gate(gate: nn.Module, o: Tensor, members: int,
 def _corrected_stage(stage: Any, o: Tensor, members: int, corrected: MeanCorrected, fused: bool) -> Tensor:
     """One layer's S under bfloat16c: the gate (fused with the rounding and the sums where it can be), the
     corrected product, the bias."""
-    if isinstance(corrected, Int8Corrected):  # its own rounding: the gate gives float32 (one kernel when fused)
-        g = _fused_gate(stage.gate, o, o.dtype) if fused else None
-        s = corrected.product(stage.h, g if g is not None else stage.gate(o), members)
-        if stage.linear.bias is not None:
-            s += stage.linear.bias
-        return s
+    if isinstance(corrected, Int8Corrected):  # its own rounding (the gate and the rounding one kernel when fused)
+        return corrected.stage(stage, o, members)
     parts = _fused_corrected_gate(stage.gate, o, members, corrected.dither if stage.h == 1 else None) \
         if fused else None
     if parts is not None:
