@@ -320,9 +320,9 @@ def _int8_gate_kernel(o: Tensor, words: Tensor, limit: int, keep: float, inverte
 def _dequantized(acc: Tensor, members: int, scale: Tensor, correction: Tensor, bias: Tensor | None) -> Tensor:
     """S from the int32 sums: acc * (input scale x weight scale) + the chunk's correction (+ the bias)."""
     s = acc.view(members, -1, acc.shape[-1]) * scale
-    s = s + correction
+    s.add_(correction)
     if bias is not None:
-        s = s + bias
+        s.add_(bias)
     return s.view(acc.shape)
 
 
