@@ -301,16 +301,21 @@ def _input_bounds(net: DropoutMLP, x: Tensor) -> list[Tensor | None]:
     return bounds
 
 
+def _masked(o: Tensor, words: Tensor, limit: int, keep: float, inverted: bool) -> Tensor:
+    """O where its random word is under the limit, else 0, divided by p under inverted scaling: a Bernoulli gate's
+    output inside a compiled kernel, cut from the words the gate itself draws."""
+    if words.dtype != torch.int32:  # byte and 16-bit words: compared as floats (exact), which vectorize
+        words = words.to(torch.float32)  # (a uint8 compare in the compiled kernel ran 25x slower)
+    g = torch.where(words < limit, o, torch.zeros((), dtype=o.dtype, device=o.device))
+    return g / keep if inverted else g
+
+
 def _int8_gate_kernel(o: Tensor, words: Tensor, limit: int, keep: float, inverted: bool, members: int,
                       inverse: Tensor, dither: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
     """int8c's gate in one pass: the gated outputs scaled by ``inverse`` (per input) and rounded to int8 levels
     (stochastically with the first layer's ``dither``, else to nearest), with the sums over the members of the
     gated outputs and of their levels."""
-    if words.dtype != torch.int32:
-        words = words.to(torch.float32)
-    g = torch.where(words < limit, o, torch.zeros((), dtype=o.dtype, device=o.device))
-    if inverted:
-        g = g / keep
+    g = _masked(o, words, limit, keep, inverted)
     per_member = g.view(members, -1, g.shape[-1])
     levels = per_member * inverse[:, None]
     levels = torch.floor(levels + dither) if dither is not None else torch.round(levels)
@@ -427,11 +432,7 @@ def _corrected_gate_kernel(o: Tensor, words: Tensor, limit: int, keep: float, in
                            dither: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
     """bfloat16c's gate in one pass: the gated outputs rounded to bfloat16 (stochastically with ``dither``, the
     first layer's), and the sums over the members of the float32 and of the rounded outputs."""
-    if words.dtype != torch.int32:
-        words = words.to(torch.float32)
-    g = torch.where(words < limit, o, torch.zeros((), dtype=o.dtype, device=o.device))
-    if inverted:
-        g = g / keep
+    g = _masked(o, words, limit, keep, inverted)
     per_member = g.view(members, -1, g.shape[-1])
     if dither is not None:
         g_hi = ((per_member.view(torch.int32) + dither) & -65536).view(torch.float32).to(torch.bfloat16)
@@ -443,12 +444,7 @@ def _corrected_gate_kernel(o: Tensor, words: Tensor, limit: int, keep: float, in
 def _gate_kernel(o: Tensor, words: Tensor, limit: int, keep: float, inverted: bool, dtype: torch.dtype) -> Tensor:
     """A Bernoulli gate in one pass: O where its word is under the limit, else 0 (divided by p under inverted
     scaling), in ``dtype``: the mask, the multiply and the cast to bfloat16 that the unfused path runs apart."""
-    if words.dtype != torch.int32:  # byte and 16-bit words: compared as floats (exact), which vectorize
-        words = words.to(torch.float32)  # (a uint8 compare in the compiled kernel ran 25x slower)
-    g = torch.where(words < limit, o, torch.zeros((), dtype=o.dtype, device=o.device))
-    if inverted:
-        g = g / keep
-    return g.to(dtype)
+    return _masked(o, words, limit, keep, inverted).to(dtype)
 
 
 def _fusable_words(gate: nn.Module, o: Tensor) -> tuple[Tensor, int] | None:
