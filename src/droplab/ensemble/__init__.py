@@ -42,8 +42,11 @@ gate (mask, multiply and, in bfloat16, the cast, in one pass; the same masks as 
 layer's per-member statistics (one read of S and O instead of a pass per statistic). The first call in a
 process compiles them (seconds); later calls of any size reuse them; where compiling fails (no C++ compiler) it
 warns once and runs the same functions eagerly (``droplab._compile``). Under ``bfloat16c`` the gate also rounds
-and sums the chunk, and the weights' stochastic rounding is one pass. The statistics' sums are taken in
-another order, so results match the unfused path to float32 rounding, not bit for bit.
+and sums the chunk, and the weights' stochastic rounding is one pass; under ``int8c`` the gate also scales,
+rounds to int8 and sums the chunk (where the gated values have a bound known in advance), and the dequantization
+is one pass. The statistics' sums are taken in another order, so results match the unfused path to float32
+rounding, not bit for bit (under int8c, to a level's rounding where float32 rounding moves a value across a
+rounding boundary: within 0.05 SE, tested).
 Memory does not grow with K: members run in chunks, one layer at a time, sized to ``memory`` bytes (and,
 on a CPU, to about ``tile`` bytes per layer tensor, 4 MiB by default, so that the elementwise work runs from
 cache; the chunk size changes how the masks are drawn, so keep it fixed to compare runs). ``timings``, a dict,
