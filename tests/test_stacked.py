@@ -125,6 +125,24 @@ def test_where_compiling_fails_it_warns_and_trains_eagerly_to_the_same_weights(m
     assert all(torch.equal(u, v) for u, v in zip(failed.parameters, eager.parameters, strict=True))
 
 
+def test_a_ctrl_c_the_compiler_wrapped_in_its_own_error_stops_and_is_not_taken_for_a_failure(monkeypatch):
+    # a compiler that catches the KeyboardInterrupt of a Ctrl-C and raises its own error from it: the eager
+    # fallback would otherwise swallow the Ctrl-C and run on
+    def wrapped(*args):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as interrupt:
+            raise RuntimeError("backend compiler failed") from interrupt
+
+    monkeypatch.setattr(_compile, "_compiled", {"probe": wrapped})
+    with pytest.raises(KeyboardInterrupt):
+        _compile.run("probe", lambda: "eager", True)
+    assert not _compile._compiled.get("failed")
+    monkeypatch.setattr(_compile, "_compiled", {"probe": lambda: (_ for _ in ()).throw(RuntimeError("no compiler"))})
+    with pytest.warns(RuntimeWarning, match="torch.compile failed"):
+        assert _compile.run("probe", lambda: "eager", True) == "eager"  # a real failure still falls back
+
+
 @pytest.mark.parametrize("chunk", [1 << 20, 100])
 def test_compiled_predictive_equals_the_eager_one_in_any_blocks(chunk):
     g = torch.Generator().manual_seed(6)

@@ -24,7 +24,21 @@ def run(name: str, fn: Any, compiled: bool, *args: Any) -> Any:
         return _compiled[name](*args)
     # any failure of the compiler: the eager function is the same function
     except Exception as error:  # noqa: BLE001
+        if _interrupted(error):  # a Ctrl-C that the compiler wrapped in its own error stops the command, as any
+            raise KeyboardInterrupt from error
         _compiled["failed"] = True
         warnings.warn(f"droplab: torch.compile failed ({type(error).__name__}: {str(error)[:200]}); running "
                       "eagerly (slower, the same result)", RuntimeWarning, stacklevel=3)
         return fn(*args)
+
+
+def _interrupted(error: BaseException) -> bool:
+    """Whether a KeyboardInterrupt is among the causes of ``error`` (a compiler that wraps what it catches)."""
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, KeyboardInterrupt):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
