@@ -85,7 +85,8 @@ def test_a_reproduction_killed_at_random_moments_ends_as_an_uninterrupted_one(tm
             # back (killed by it, silently). Allowed only if every file was written before it: a file written
             # after it means the interrupt was swallowed and the run went on (file times are coarse, up to a
             # tick behind the clock: hence the 10 ms)
-            assert _last_write(out) < sent - 0.01, f"exit {code} after a Ctrl-C, with files written after it"
+            assert _last_write(out) < sent - 0.01, (f"exit {code} after a Ctrl-C, with files written after it "
+                                                    f"({_last_write(out) - sent:.2f} s); stderr: {err[-1500:]}")
             continue
         kills += sent is not None
         if sent is not None and sig == signal.SIGINT:  # Ctrl-C: one line, exit 130, what is kept and how to go on
