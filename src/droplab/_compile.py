@@ -24,7 +24,7 @@ def run(name: str, fn: Any, compiled: bool, *args: Any) -> Any:
         return _compiled[name](*args)
     # any failure of the compiler: the eager function is the same function
     except Exception as error:  # noqa: BLE001
-        if _interrupted(error):  # a Ctrl-C that the compiler wrapped in its own error stops the command, as any
+        if _interrupted(error):  # a Ctrl-C the compiler wrapped in its own error: it stops the command, not eager
             raise KeyboardInterrupt from error
         _compiled["failed"] = True
         warnings.warn(f"droplab: torch.compile failed ({type(error).__name__}: {str(error)[:200]}); running "
