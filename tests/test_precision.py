@@ -81,7 +81,7 @@ def test_precision_bad_input():
         ensemble.monte_carlo(net, x, samples=5, precision="float16")
     with pytest.raises(ValueError, match="takes float32 inputs"):
         ensemble.monte_carlo(net.double(), x.double(), samples=5, precision="bfloat16")
-    with pytest.raises(ValueError, match=r"precision must be one of \('float32', 'bfloat16'\)"):
+    with pytest.raises(ValueError, match=r"precision must be one of \('auto', 'float32', 'bfloat16'\)"):
         train.TrainConfig(precision="half")
 
 

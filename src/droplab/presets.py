@@ -129,7 +129,7 @@ class Arm:
             grid["train.l2"] = list(self.l2_grid)
         return {"name": f"arm-{self.slug}", "preset": "standard",
                 "about": f"the learning rate{' and L2' if self.l2_grid else ''} of the compared arm {self.slug}",
-                "base": {"model": dict(self.model), "train": {"precision": "bfloat16"}}, "grid": grid,
+                "base": {"model": dict(self.model), "train": {"precision": "auto"}}, "grid": grid,
                 "resources": {"cpus_per_trial": 1}}
 
 

@@ -9,6 +9,7 @@ stages that are missing or were made with other settings; a deleted figure is re
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import html
 import json
@@ -17,7 +18,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import _interrupt
+import torch
+
+from . import _interrupt, host, train
 from .checkpoint import atomic_save_figure, atomic_write_text, remove_stale_temporaries
 from .ensemble import PRECISIONS as MC_PRECISIONS
 from .experiments import EXPERIMENTS, PRESETS, SUBSTITUTES
@@ -170,8 +173,8 @@ def _claim_folder(out: Path, preset: str, seed: int, precision: str) -> None:
 
 def _study_settings(preset: str, dataset: str | None, precision: str, only: Sequence[str] | None) -> dict[str, Any]:
     """The preset's study settings with ``dataset`` and ``precision``, the arguments checked."""
-    if precision not in MC_PRECISIONS:
-        raise ValueError(f"precision must be one of {MC_PRECISIONS}, got {precision!r}")
+    if precision not in MC_PRECISIONS and precision != "auto":
+        raise ValueError(f"precision must be 'auto' or one of {MC_PRECISIONS}, got {precision!r}")
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; expected one of {sorted(PRESETS)}")
     names = [e.name for e in EXPERIMENTS]
@@ -192,16 +195,22 @@ def _study_settings(preset: str, dataset: str | None, precision: str, only: Sequ
 def reproduce(out: str | Path | None = None, *, preset: str = "standard", dataset: str | None = None,
               data_dir: str | None = None,
               device: str = "cpu", seed: int = 0, only: Sequence[str] | None = None,
-              progress: bool = True, precision: str = "int8c") -> dict[str, Any]:
+              progress: bool = True, precision: str = "auto") -> dict[str, Any]:
     """Run the experiments (all, or the names in ``only``) and write the report; returns the summary.
 
-    ``precision`` is that of the Monte Carlo products (``ensemble.monte_carlo``'s): int8c by default (bfloat16c's
-    estimator with the products in int8: stochastically rounded weights and inputs, each chunk's mean made exact;
-    within 0.006 Monte Carlo standard errors of float64 on the paper network at 10,000 samples), or float32,
-    bfloat16, bfloat16x3, bfloat16c, at the accuracy the README's speed table gives; the stages are cached per
-    precision."""
-    settings = _study_settings(preset, dataset, precision, only)
+    ``precision`` is that of the Monte Carlo products (``ensemble.monte_carlo``'s): ``"auto"`` by default, the
+    fastest on this host of float32, bfloat16c and int8c at the study network's shapes (``droplab.host``; int8c on
+    a CPU with VNNI: bfloat16c's estimator with the products in int8, within 0.006 Monte Carlo standard errors of
+    float64 on the paper network at 10,000 samples; float32 on an AVX2-only CPU, where int8 and bfloat16 products
+    run 25-40x slower), or one named: float32, bfloat16, bfloat16x3, bfloat16c, int8c, at the accuracy the README's
+    speed table gives. The stages are cached per precision; the comparison arms train in ``"auto"`` precision
+    (bfloat16 where it runs >= 1.25x faster). The summary's ``host`` and ``precisions`` say what ran."""
+    _study_settings(preset, dataset, "float32", only)  # the arguments checked before any data is read
     out = default_out(preset) if out is None else Path(out)
+    choices: dict[str, str] = {}
+    if precision == "auto":
+        precision, choices = _auto_precisions(preset, dataset, data_dir, device, seed)
+    settings = _study_settings(preset, dataset, precision, only)
     _claim_folder(out, preset, seed, precision)
     remove_stale_temporaries(out)  # what a killed run left half-written
     study = Study(out, settings, seed=seed, device=device, data_dir=data_dir, progress=progress)
@@ -232,7 +241,13 @@ def reproduce(out: str | Path | None = None, *, preset: str = "standard", datase
                   "not_measured": sum(v["group"] == g and v["not_measured"] for r in rows for v in r["verdicts"])}
               for g in GROUPS}
     record = study.recorded()  # read from the study file when every stage was reused
-    summary = {"preset": preset, "settings": settings, "seed": seed, "device": device, "sections": rows,
+    summary = {"preset": preset, "settings": settings, "seed": seed, "device": device,
+               "host": host.describe_briefly(device),
+               "precisions": {"monte_carlo": settings.get("precision", "float32"),
+                              "training_study": "float32",
+                              "training_arms": choices.get("training") or _arm_precision(study, device),
+                              "chosen_by": "auto" if choices else "named"},
+               "sections": rows,
                "claims_held": held, "claims": total, "groups": groups,
                "study_test_error": record["test_error"] if record else None,
                "training": [{k: row.get(k) for k in ("epoch", "train_loss", "val_error", "test_error")}
@@ -241,6 +256,29 @@ def reproduce(out: str | Path | None = None, *, preset: str = "standard", datase
     atomic_write_text(out / "results.json", json.dumps(to_json(summary), indent=1) + "\n")
     atomic_write_text(out / "report.html", _html(summary, out))
     return summary
+
+
+def _auto_precisions(preset: str, dataset: str | None, data_dir: str | None, device: str,
+                     seed: int) -> tuple[str, dict[str, str]]:
+    """What ``precision="auto"`` runs this reproduction's Monte Carlo and arms in, chosen at the study network's
+    shapes (its inputs x a Monte Carlo chunk of members; its training batch)."""
+    from .ensemble._sampling import DEFAULT_MEMORY, _chunk, auto_precision
+
+    settings = _study_settings(preset, dataset, "float32", None)
+    study = Study(Path("."), settings, seed=seed, device=device, data_dir=data_dir)
+    net = train.build_model(study.model_config(), seed=seed).to(device)
+    x = torch.zeros(settings["inputs"], net.sizes[0], device=device)
+    mc = auto_precision(net, x, _chunk(net, x, DEFAULT_MEMORY, settings["samples"]))
+    return mc, {"monte_carlo": mc, "training": _arm_precision(study, device)}
+
+
+def _arm_precision(study: Study, device: str) -> str:
+    """The precision ``"auto"`` trains the comparison arms in (``experiments.generalization.ARM_PRECISION``)."""
+    from .experiments.generalization import ARM_PRECISION
+
+    net = train.build_model(study.model_config(), seed=0)
+    config = dataclasses.replace(study.train_config(), precision=ARM_PRECISION)
+    return train.resolve_precision(config, net, device).precision
 
 
 def _arms(out: Path) -> dict[str, Any]:

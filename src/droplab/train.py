@@ -16,7 +16,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,17 +24,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import _interrupt, modes, threads
+from . import _interrupt, host, modes, threads
 from .checkpoint import atomic_write_text, load_checkpoint_file, remove_stale_temporaries, save_checkpoint_file
 from .data import Dataset
 from .net import DropoutMLP
 
-__all__ = ["Diverged", "FitResult", "TrainConfig", "build_model", "evaluate", "fit", "load_model", "resolve_device"]
+__all__ = ["Diverged", "FitResult", "TrainConfig", "build_model", "evaluate", "fit", "load_model", "resolve_device",
+           "resolve_precision"]
 
 LOSSES = ("cross_entropy", "squared")
 OPTIMIZERS = ("sgd", "adam")
 LR_SCHEDULES = ("exponential", "cosine")
-PRECISIONS = ("float32", "bfloat16")  # of the training steps' products
+PRECISIONS = ("auto", "float32", "bfloat16")  # of the training steps' products
 
 
 @dataclass(frozen=True)
@@ -68,9 +69,11 @@ class TrainConfig:
         "help": "sgd (momentum SGD) or adam (Adam; its beta1 follows the momentum schedule, beta2 0.999): from small "
                 "weights, deep logistic networks sit at chance for many epochs under SGD, not under Adam",
         "choices": OPTIMIZERS})
-    precision: str = field(default="float32", metadata={
-        "help": "products of the training steps: float32, or bfloat16 on the matrix engine (weights kept in "
-                "bfloat16 between products, float32 master weights, optimizer state and elementwise work)",
+    precision: str = field(default="auto", metadata={
+        "help": "products of the training steps: auto (bfloat16 where this host runs the network's products at "
+                "least 1.25x faster in it, else float32; see droplab.host), float32, or bfloat16 on the matrix "
+                "engine (weights kept in bfloat16 between products, float32 master weights, optimizer state and "
+                "elementwise work)",
         "choices": PRECISIONS})
 
     def __post_init__(self) -> None:
@@ -135,6 +138,7 @@ class FitResult:
     best_epoch: int
     best_val_error: float
     test_error: float | None  # None when the dataset has no test examples
+    precision: str = "float32"  # the training steps' products ("auto" resolved)
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -406,8 +410,9 @@ def fit(model: DropoutMLP, data: Dataset, config: TrainConfig, *, out_dir: str |
     device = resolve_device(device)
     model.to(device)
     data = data.to(device)
-    state = _State(model, config, device)
     out = Path(out_dir) if out_dir is not None else None
+    config = resolve_precision(config, model, device, out if resume else None)
+    state = _State(model, config, device)
     history: list[dict[str, Any]] = []
     if resume:
         history = _resume(state, out, config, device)
@@ -449,7 +454,26 @@ def fit(model: DropoutMLP, data: Dataset, config: TrainConfig, *, out_dir: str |
         bar.close()
     model.load_state_dict(state.best_weights)
     test_error = evaluate(model, data.x_test, data.y_test, loss=config.loss)[1] if len(data.x_test) else None
-    return FitResult(model, history, state.best_epoch, state.best_val, test_error)
+    return FitResult(model, history, state.best_epoch, state.best_val, test_error, config.precision)
+
+
+def resolve_precision(config: TrainConfig, model: DropoutMLP, device: torch.device | str = "cpu",
+                      resuming: Path | None = None) -> TrainConfig:
+    """``config`` with ``precision="auto"`` replaced by what this host runs ``model``'s training steps fastest in
+    (``droplab.host.choose``: bfloat16 only where its products run >= 1.25x float32's at the batch's shapes).
+    Resuming (``resuming``, the run's folder), the precision the checkpoint was made in, so a resumed run is the
+    uninterrupted one bit for bit whatever a new probe would say. A named bfloat16 slower than float32 here warns."""
+    device = torch.device(device)
+    args = {"sizes": list(model.sizes), "rows": config.batch_size, "device": str(device),
+            "low_layers": [type(m) is nn.Linear for m in model.linears]}
+    if config.precision == "bfloat16":
+        host.check_named("bfloat16", args)
+    if config.precision != "auto":
+        return config
+    if resuming is not None and (resuming / "last.safetensors").is_file():
+        saved = load_checkpoint_file(resuming / "last.safetensors")[1].get("train", {})
+        return replace(config, precision=saved.get("precision", "float32"))
+    return replace(config, precision=host.choose("training", **args).precision)
 
 
 def _show_epoch(bar: Any, row: dict[str, Any]) -> None:

@@ -13,9 +13,11 @@ from ..presets import preset as training_preset
 from ._base import Context, Experiment, Numbers, Verdict, binomial_se, mc_precision
 
 # Each arm trains at its own learning rate (and L2 coefficient), chosen on validation by its sweep (presets.ARMS);
-# the arms other than dropout (the study network itself) train with bfloat16 products: measured on the standard
-# preset, equal test error to float32 within 1.4 binomial SE over 3 seeds, 1.9x faster
-ARM_PRECISION = "bfloat16"
+# the arms other than dropout (the study network itself) train in the precision the host runs fastest ("auto",
+# droplab.host): bfloat16 products where they run >= 1.25x float32's (measured on the standard preset on an
+# avx512_bf16 host: equal test error to float32 within 1.4 binomial SE over 3 seeds, 1.9x faster), float32 on a
+# CPU with AVX2 only, where bfloat16 products run 25-40x slower than float32's
+ARM_PRECISION = "auto"
 
 
 def arm_settings(label: str, settings: dict[str, Any]) -> tuple[dict[str, Any], float]:

@@ -74,7 +74,7 @@ class Study:
                                  lr_schedule=s.get("lr_schedule", "exponential"),
                                  momentum_start=s.get("momentum_start", 0.5), momentum_end=s["momentum_end"],
                                  momentum_epochs=s["momentum_epochs"], max_norm=s["max_norm"], seed=self.seed,
-                                 optimizer=s.get("optimizer", "sgd"))
+                                 optimizer=s.get("optimizer", "sgd"), precision="float32")
 
     def train_variant(self, model_changes: dict[str, Any] | None = None, *, lr: float | None = None,
                       l2: float = 0.0, precision: str = "float32") -> dict[str, Any]:
