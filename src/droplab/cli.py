@@ -1,4 +1,4 @@
-"""The ``droplab`` command: ``train``, ``evaluate``, ``reproduce``, ``compare`` and ``sweep``.
+"""The ``droplab`` command: ``train``, ``evaluate``, ``reproduce``, ``compare``, ``sweep`` and ``info``.
 
 Settings come from, in increasing priority: a preset (``--preset``), a TOML file (``--config``), flags.
 Any bad input ends with one line on stderr, ``droplab: error: ...``, and exit status 2.
@@ -110,9 +110,41 @@ def build_parser() -> argparse.ArgumentParser:
                              "the input is one line, and an error raised outside droplab's own checks, which is a "
                              "bug, shows its traceback")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for add in (_train_parser, _evaluate_parser, _reproduce_parser, _sweep_parser, _compare_parser):
+    for add in (_train_parser, _evaluate_parser, _reproduce_parser, _sweep_parser, _compare_parser, _info_parser):
         add(sub)
     return parser
+
+
+def _info_parser(sub: Any) -> None:
+    i = sub.add_parser("info", help="the host as droplab sees it: CPU, peaks per precision, what 'auto' chooses",
+                       description="The CPU's model and capability, cores and torch threads, the products' measured "
+                                   "rates per precision (float32, bfloat16, int8 at 1024 x 1024 x 1024) and the "
+                                   "precisions precision='auto' chooses for Monte Carlo and for training on the "
+                                   "paper network (784-1200x4-10). The probe's timings are cached on disk.")
+    i.add_argument("--json", action="store_true", help="one JSON object instead of lines")
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from . import host
+
+    d = host.describe()
+    if args.json:
+        print(json.dumps(d, indent=1))
+        return 0
+    p = d["peaks_gflops"]
+    print(f"cpu: {d['cpu']} ({d['machine']}; {', '.join(d['flags']) or 'no flags read'})")
+    print(f"capability: {d['capability']} (torch {d['torch']})")
+    print(f"cores: {d['cores']}, torch threads: {d['torch_threads']}")
+    print(f"peaks: float32 {p['float32']:.1f} GFLOP/s, bfloat16 {p['bfloat16']:.1f} GFLOP/s, "
+          f"int8 {p['int8']:.1f} GOP/s (1024 x 1024 x 1024 products)")
+    net = "-".join(map(str, d["network"]))
+    print(f"monte carlo precision: {d['monte_carlo_precision']} ({net}, {d['mc_rows']} rows a chunk; "
+          f"{d['monte_carlo_reason']})")
+    print(f"training precision: {d['training_precision']} ({net}, batch {d['batch']}; {d['training_reason']})")
+    if d["cuda"]:
+        print(f"cuda: {d['cuda']}")
+    print(f"probe cache: {d['cache']}")
+    return 0
 
 
 def _train_parser(sub: Any) -> None:
@@ -180,11 +212,12 @@ def _reproduce_parser(sub: Any) -> None:
     r.add_argument("--out", type=Path, default=None, help="output folder (default: reports/<preset>)")
     r.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     r.add_argument("--seed", type=_seed, default=0, help="seed of the study network, the inputs and the masks")
-    r.add_argument("--precision", choices=MC_PRECISIONS, default="int8c",
-                   help="Monte Carlo products: int8c (default: int8 products, stochastically rounded weights and "
-                        "inputs, each chunk's mean made exact; 0.006 Monte Carlo SE from float64 at 10,000 samples), "
-                        "bfloat16c (the same in bfloat16: 0.025 SE), float32, bfloat16 (a bias of about 1.7 SE) or "
-                        "bfloat16x3 (0.03 SE, slower)")
+    r.add_argument("--precision", choices=("auto", *MC_PRECISIONS), default="auto",
+                   help="Monte Carlo products: auto (default: the fastest of float32, bfloat16c and int8c on this "
+                        "host, never one slower than float32; `droplab info` says which), int8c (int8 products, "
+                        "stochastically rounded weights and inputs, each chunk's mean made exact; 0.006 Monte Carlo "
+                        "SE from float64 at 10,000 samples), bfloat16c (the same in bfloat16: 0.025 SE), float32, "
+                        "bfloat16 (a bias of about 1.7 SE) or bfloat16x3 (0.03 SE, slower)")
     r.add_argument("--only", nargs="+", choices=[e.name for e in EXPERIMENTS], metavar="SECTION",
                    help=f"run only these sections: {', '.join(e.name for e in EXPERIMENTS)}")
     r.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
@@ -585,7 +618,7 @@ def main(argv: list[str] | None = None) -> int:
             if os.environ.get("DROPLAB_ADAPT_THREADS", "1") != "0":
                 threads.enable()  # fewer threads while other processes hold cores (see droplab.threads)
         commands = {"train": cmd_train, "evaluate": cmd_evaluate, "reproduce": cmd_reproduce, "compare": cmd_compare,
-                    "sweep": cmd_sweep}
+                    "sweep": cmd_sweep, "info": cmd_info}
         code = commands[args.command](args)
         _interrupt.check()  # a Ctrl-C a finalizer swallowed in the last stretch
         return code
