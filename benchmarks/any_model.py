@@ -291,6 +291,9 @@ def main() -> None:
         args.model, args.library = args.child
         print(json.dumps(child(args)))
         return
+    from droplab import host
+
+    print(host.benchmark_header(args.device))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}; {args.inputs} inputs x "
           f"{args.samples} samples, best of {args.repeats}")
     prefix_ratio = None

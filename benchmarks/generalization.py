@@ -17,7 +17,7 @@ import json
 import time
 from pathlib import Path
 
-from droplab import data, train
+from droplab import data, host, train
 from droplab.checkpoint import atomic_write_text
 from droplab.config import ModelConfig
 from droplab.presets import preset
@@ -57,6 +57,7 @@ def main() -> None:
     parser.add_argument("--data-dir", help="folder of the IDX files (mnist-10k defaults to ../shared/data/mnist-t10k)")
     parser.add_argument("--out", type=Path, default=Path("results/generalization.json"))
     args = parser.parse_args()
+    print(host.benchmark_header())
     rows = [r for name in args.only for r in run_row(name, args.data_dir)]
     atomic_write_text(args.out, json.dumps(rows, indent=2) + "\n")
     print("\n| dataset | network | gates | epochs | best epoch | test error % |")

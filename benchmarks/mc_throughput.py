@@ -374,6 +374,9 @@ def main() -> None:
         result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
         print(json.dumps(result))
         return
+    from droplab import host
+
+    print(host.benchmark_header(device))
     argv = ["--inputs", str(args.inputs), "--samples", str(args.samples), "--memory", str(args.memory),
             "--device", args.device, "--repeats", str(args.repeats)] + (
         ["--tile-mib", str(args.tile_mib)] if args.tile_mib else [])

@@ -16,7 +16,7 @@ import dataclasses
 import math
 import time
 
-from droplab import data, train
+from droplab import data, host, train
 from droplab.presets import preset
 
 
@@ -26,6 +26,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--data-dir", default="../shared/data/mnist-t10k")
     args = parser.parse_args()
+    print(host.benchmark_header())
     base = preset("standard")
     model_cfg = dataclasses.replace(base.model, sizes=(784, 1200, 1200, 10), keep=(0.8, 0.5, 0.5))
     rows = []

@@ -28,7 +28,7 @@ import time
 
 import torch
 
-from droplab import train
+from droplab import host, train
 from droplab.data import Dataset
 from droplab.presets import preset
 
@@ -88,7 +88,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=60, help="interleaved rounds the steps are split into")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--precisions", nargs="+", default=["float32", "bfloat16"], choices=["float32", "bfloat16"])
+    parser.add_argument("--precisions", nargs="+", default=None, choices=["float32", "bfloat16"],
+                        help="default: float32, and bfloat16 where the CPU's flags admit it (on an AVX2-only CPU its "
+                             "products run 25-40x slower: minutes for nothing)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch's intra-op threads (default: torch's own choice, all cores)")
     args = parser.parse_args()
@@ -97,6 +99,9 @@ def main() -> None:
             parser.error(f"--threads must be a positive integer, got {args.threads}")
         torch.set_num_threads(args.threads)
     device = train.resolve_device(args.device)
+    print(host.benchmark_header(device))
+    if args.precisions is None:
+        args.precisions = ["float32"] + (["bfloat16"] if host.supported("bfloat16", device) else [])
     torch.manual_seed(0)
     per_round = args.steps // args.rounds * args.batch_size
     x = torch.rand(per_round, SIZES[0])

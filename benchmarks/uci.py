@@ -40,7 +40,7 @@ import time
 
 import torch
 
-from droplab import data, ensemble, train
+from droplab import data, ensemble, host, train
 from droplab.stacked import StackedMLP, fit_stacked
 
 # the repository's README, grid search ("new") column: (RMSE, its SE, LL, its SE)
@@ -190,6 +190,7 @@ def main() -> None:
                         help="only compare training speed: an epoch of each set's whole grid together against the "
                              "same networks one by one (--speed-epochs epochs each side), no protocol run")
     args = parser.parse_args()
+    print(host.benchmark_header())
     if args.speed_only:
         speed_only(args)
         return

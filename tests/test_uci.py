@@ -103,6 +103,7 @@ def test_the_benchmark_runs_the_protocol_end_to_end_on_a_small_budget():
                            "--epochs-factor", "1", "--speed-epochs", "0"], capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    lines = proc.stdout.strip().splitlines()
+    lines = [line for line in proc.stdout.strip().splitlines() if not line.startswith("host")]  # the host first
+    assert proc.stdout.startswith("host: ") and "host peaks" in proc.stdout
     assert lines[1].startswith("yacht") and "0.67 +- 0.05" in lines[1]
     assert lines[-1].startswith("uci: 0 of 1 datasets within 2 SE on both RMSE and LL")
