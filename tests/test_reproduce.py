@@ -331,3 +331,16 @@ def test_the_study_trains_with_its_training_presets_schedule(tmp_path):
         # comparison arms take "auto", whose bfloat16 gives float32's verdicts)
         want = dataclasses.replace(preset(study_preset.training).train, seed=3, precision="float32")
         assert study.train_config() == want, name
+
+
+def test_the_report_names_the_host_and_the_precisions_auto_chose(tiny_report):
+    from droplab import host
+
+    out, summary, _ = tiny_report
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["host"]["cpu"] == host.cpu_model() and saved["host"]["capability"] == host.capability()
+    # the tiny network's products are far under host.MIN_WORK: float32 whatever the host
+    assert saved["precisions"] == {"monte_carlo": "float32", "training_study": "float32", "training_arms": "float32",
+                                   "chosen_by": "auto"}
+    html = (out / "report.html").read_text()
+    assert f"Host: {host.cpu_model()}" in html and "chosen for this host by <code>--precision auto</code>" in html

@@ -281,6 +281,21 @@ def _arm_precision(study: Study, device: str) -> str:
     return train.resolve_precision(config, net, device).precision
 
 
+def _host_paragraph(summary: dict[str, Any]) -> str:
+    """Where the run ran and in which precisions (absent from reports of droplab before 0.6)."""
+    h, p = summary.get("host"), summary.get("precisions")
+    if not h or not p:
+        return ""
+    e = html.escape
+    return (f"<p>Host: {e(str(h['cpu']))}, torch capability {e(str(h['capability']))}, {h['cores']} cores, "
+            f"{h['torch_threads']} torch threads, torch {e(str(h['torch']))}. Products: Monte Carlo in "
+            f"{e(str(p['monte_carlo']))}, the study network's training in {e(str(p['training_study']))}, the "
+            f"comparison arms' in {e(str(p['training_arms']))} ("
+            + ("chosen for this host by <code>--precision auto</code>" if p.get("chosen_by") == "auto"
+               else "Monte Carlo's named by <code>--precision</code>, the arms' chosen for this host")
+            + "; <code>droplab info</code> shows why).</p>")
+
+
 def _arms(out: Path) -> dict[str, Any]:
     """Every compared regularizer's test error, whether it trained, and its learning rate, from the
     generalization stage (empty when that stage has not run)."""
@@ -366,6 +381,7 @@ def _html(summary: dict[str, Any], out: Path) -> str:
         f"{s['keep_input']} (input) / {s['keep_hidden']} (hidden), {s['epochs']} epochs, {s['inputs']} inputs x "
         f"{s['samples']:,} dropout samples; seed {summary['seed']}, device {e(summary['device'])}"
         + (f", Monte Carlo products in {e(s['precision'])}" if s.get("precision") else "") + ".</p>"
+        + _host_paragraph(summary) +
         "<table><tr><th>claims of</th><th>hold</th></tr>"
         + "".join(f"<tr><td>{e(GROUPS[g])}</td><td><b>{c['held']} of {c['claims']}</b>"
                   + (f" ({c['not_measured']} not measured)" if c.get("not_measured") else "") + "</td></tr>"
