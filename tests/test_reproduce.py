@@ -344,3 +344,23 @@ def test_the_report_names_the_host_and_the_precisions_auto_chose(tiny_report):
                                    "chosen_by": "auto"}
     html = (out / "report.html").read_text()
     assert f"Host: {host.cpu_model()}" in html and "chosen for this host by <code>--precision auto</code>" in html
+
+
+def test_compare_across_precisions_names_each_run_and_lists_the_verdicts_that_differ(tiny_report, tmp_path):
+    out, _, _ = tiny_report
+    other = tmp_path / "int8c"
+    shutil.copytree(out, other)
+    saved = json.loads((other / "results.json").read_text())
+    saved["settings"]["precision"] = "int8c"
+    saved["precisions"]["monte_carlo"] = "int8c"
+    flipped = saved["sections"][0]["verdicts"][0]
+    flipped["holds"] = not flipped["holds"]
+    (other / "results.json").write_text(json.dumps(saved))
+    with pytest.raises(ValueError, match="precision 'float32' against 'int8c'.*--across"):
+        compare_runs([out, other])
+    table = compare_runs([out, other], across=("precision",))
+    assert "Runs: (1) tiny seed 0, Monte Carlo float32" in table and "(2) tiny seed 0, Monte Carlo int8c" in table
+    assert "Claims whose verdict differs between the runs: 1" in table
+    assert table.count("does not hold") == 1
+    with pytest.raises(ValueError, match="across takes"):
+        compare_runs([out, other], across=("seedz",))

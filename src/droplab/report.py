@@ -430,8 +430,9 @@ def _sweep_sections(out: Path) -> list[str]:
     return parts
 
 
-def _comparable_runs(folders: list[Path]) -> list[dict[str, Any]]:
-    """Each folder's ``results.json``, refused unless the runs differ only in their seed."""
+def _comparable_runs(folders: list[Path], across: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """Each folder's ``results.json``, refused unless the runs differ only in their seed (and in what ``across``
+    names: ``"precision"``, ``"preset"``)."""
     runs = []
     for folder in folders:
         path = Path(folder) / "results.json"
@@ -452,8 +453,11 @@ def _comparable_runs(folders: list[Path]) -> list[dict[str, Any]]:
                              f"droplab reproduce --out {folder} again")
 
     def setting(run: dict[str, Any]) -> dict[str, Any]:
-        return {"preset": run.get("preset"), "precision": run.get("settings", {}).get("precision", "float32"),
-                **{k: v for k, v in run.get("settings", {}).items() if k != "precision"}}
+        if "preset" in across:
+            return {} if "precision" in across else {"precision": run.get("settings", {}).get("precision", "float32")}
+        return {**({} if "precision" in across else
+                   {"precision": run.get("settings", {}).get("precision", "float32")}),
+                "preset": run.get("preset"), **{k: v for k, v in run.get("settings", {}).items() if k != "precision"}}
 
     first = setting(runs[0])
     for folder, run in zip(folders[1:], runs[1:], strict=True):
@@ -462,15 +466,30 @@ def _comparable_runs(folders: list[Path]) -> list[dict[str, Any]]:
         if differ:
             shown = ", ".join(f"{k} {first.get(k)!r} against {other.get(k)!r}" for k in differ[:4])
             raise ValueError(f"{folder} is not comparable with {folders[0]}: {shown}. Compare runs of one preset "
-                             "and precision that differ only in their seed")
+                             "and precision that differ only in their seed, or name what may differ with "
+                             "--across precision / preset")
     return runs
 
 
-def compare_runs(folders: Sequence[str | Path]) -> str:
+def _run_label(run: dict[str, Any]) -> str:
+    """A run named by what may differ between compared runs: preset, seed, precisions, host capability."""
+    p = run.get("precisions") or {}
+    mc = p.get("monte_carlo", run.get("settings", {}).get("precision", "float32"))
+    where = (run.get("host") or {}).get("capability")
+    return (f"{run.get('preset')} seed {run.get('seed')}, Monte Carlo {mc}"
+            + (f", arms {p['training_arms']}" if p.get("training_arms") else "") + (f", {where}" if where else ""))
+
+
+def compare_runs(folders: Sequence[str | Path], across: Sequence[str] = ()) -> str:
     """A Markdown table of every claim across runs (e.g. seeds): the measured number's range, the verdicts,
-    and whether the verdict flips. Each folder holds a ``results.json`` from ``reproduce``."""
+    and whether the verdict flips. Each folder holds a ``results.json`` from ``reproduce``. ``across``
+    (``"precision"``, ``"preset"``) admits runs that differ in those too: each run is named, and the claims whose
+    verdicts differ are listed after the table with every run's number."""
+    unknown = sorted(set(across) - {"precision", "preset"})
+    if unknown:
+        raise ValueError(f"across takes 'precision' and/or 'preset', got {unknown}")
     folders = [Path(f).parent if Path(f).name == "results.json" and Path(f).is_file() else Path(f) for f in folders]
-    runs = _comparable_runs(folders)
+    runs = _comparable_runs(folders, across)
     keys = [[(r["name"], i) for r in run["sections"] for i in range(len(r["verdicts"]))] for run in runs]
     if any(k != keys[0] for k in keys):
         raise ValueError("the runs have different sections or claims; compare runs of the same droplab version")
@@ -497,4 +516,17 @@ def compare_runs(folders: Sequence[str | Path]) -> str:
     lines.append("")
     lines += [f"- {GROUPS[g]}: {', '.join(map(str, held))} of {runs[0]['groups'][g]['claims']} hold (seeds {seeds})"
               for g, held in totals.items()]
+    if across:
+        lines += ["", "Runs: " + "; ".join(f"({k + 1}) {_run_label(run)}" for k, run in enumerate(runs)), ""]
+        differ = []
+        for s, section in enumerate(runs[0]["sections"]):
+            for i, v in enumerate(section["verdicts"]):
+                vs = [run["sections"][s]["verdicts"][i] for run in runs]
+                if len({bool(x["holds"]) for x in vs}) > 1:
+                    shown = ", ".join(f"({k + 1}) {x['measured']:.4g} {'holds' if x['holds'] else 'does not hold'}"
+                                      if isinstance(x["measured"], (int, float)) else
+                                      f"({k + 1}) {'holds' if x['holds'] else 'does not hold'}"
+                                      for k, x in enumerate(vs))
+                    differ.append(f"- {section['section']}: {v['text']}: {shown}")
+        lines += [f"Claims whose verdict differs between the runs: {len(differ)}"] + differ
     return "\n".join(lines) + "\n"
