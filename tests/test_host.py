@@ -188,3 +188,31 @@ def test_droplab_info_prints_the_host_and_the_choices(capsys, monkeypatch):
     d = json.loads(capsys.readouterr().out)
     assert d["monte_carlo_precision"] == "float32" and d["training_precision"] == "float32"
     assert set(d["peaks_gflops"]) == {"float32", "bfloat16", "int8"} and d["cores"] >= 1
+
+
+def test_a_fast_kernel_with_fixed_costs_is_not_rejected_by_its_slice(monkeypatch):
+    # a kernel whose time has a fixed part (packing the weights) looks slow on a slice of the rows scaled up: only
+    # the slice's own time may reject it (the bug: int8c at the paper network's chunk looked 0.22x float32, not 4x)
+    def fake_time(precision, a, b, budget):
+        m, k = a.shape
+        n = b.shape[1]
+        if host._KIND[precision] == "float32":
+            return m * k * n * 1e-11
+        return 2e-4 + m * k * n * 1e-11 / 8  # 8x float32's rate, plus a fixed 0.2 ms a call
+
+    monkeypatch.setattr(host, "_time", fake_time)
+    monkeypatch.setattr(host, "supported", lambda precision, device="cpu": True)
+    assert host.choose("monte_carlo", PAPER, 870).precision == "int8c"
+    # and a kernel slower than float32 is still rejected on its slice, without the whole product
+    seen = []
+
+    def slow_time(precision, a, b, budget):
+        seen.append((precision, a.shape[0]))
+        m, k = a.shape
+        return m * k * b.shape[1] * 1e-11 * (1 if host._KIND[precision] == "float32" else 40)
+
+    monkeypatch.setattr(host, "_time", slow_time)
+    host._MEMO.clear()
+    host._DISK.clear()
+    assert host.choose("training", PAPER, 100).precision == "float32"
+    assert all(rows < 100 for precision, rows in seen if precision == "bfloat16")  # slices only

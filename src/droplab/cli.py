@@ -248,7 +248,7 @@ def _compare_parser(sub: Any) -> None:
                        description="Print a Markdown table of every claim across report folders: the spread of "
                                    "its measured number and whether its verdict flips.")
     c.add_argument("folders", nargs="+", type=Path, help="report folders, each with a results.json")
-    c.add_argument("--across", nargs="+", choices=("precision", "preset"), default=(),
+    c.add_argument("--across", action="append", choices=("precision", "preset"), default=[],
                    help="also compare runs that differ in these (precision: the Monte Carlo and training precisions, "
                         "and the host; preset: e.g. standard against paper, with their settings); each run is "
                         "named, and the claims whose verdicts differ are listed with each run's number")
