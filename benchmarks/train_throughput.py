@@ -5,8 +5,9 @@
 One epoch-equivalent of MNIST (60,000 examples = 600 steps of 100) through droplab's own training step, for
 784-1200-1200-1200-1200-10 logistic with keep 0.8 input / 0.5 hidden and for the same network without
 gates. The two are interleaved in rounds (alternating which goes first) so that machine noise hits both
-alike. Prints examples/s, the achieved GFLOP/s (forward + backward = 3x the forward multiply-adds x 2) against
-measured float32 and bfloat16 matrix-multiply peaks, the time ratio dropout / no dropout in each precision
+alike. Prints examples/s, the achieved GFLOP/s (forward + backward: 2 flops per multiply-add of the forward, the
+weights' gradients and every layer's but the first's input gradients) against measured float32 and bfloat16
+matrix-multiply peaks, the time ratio dropout / no dropout in each precision
 (target <= 1.05) and the bfloat16 speed-up (target >= 2). The ratio is given three ways: over all rounds, as
 the median of the per-round ratios, and between each arm's fastest round (on a shared host other tenants' load
 only ever adds time, so the fastest round is the nearest to the step's own cost, as ``timeit`` takes the
@@ -14,7 +15,9 @@ minimum). It then times the products alone (the three matrix products of every l
 shapes, as the training step makes them in each precision) and prints the ``ceiling:`` line: the float32
 products' time over the bfloat16 products' is the most that bfloat16 training can gain on this host, however
 little the rest of the step costs (the rest, elementwise work, the optimizer and Python, is no cheaper in
-bfloat16: the weights' bfloat16 copies and the gradients' casts add to it). The last line, which scripts read,
+bfloat16: the weights' bfloat16 copies and the gradients' casts add to it). The ``train:`` line per precision gives
+the step with dropout as seconds per 60,000-digit epoch and its share of that precision's peak. The last line,
+which scripts read,
 is ``speed-up bfloat16 / float32 training: N.NNx`` (with dropout). ``--precisions float32`` skips bfloat16;
 ``--threads N`` sets torch's intra-op threads (``--threads 1``: one core, the machine's other core left to the
 rest of the system).
@@ -67,9 +70,10 @@ def products_seconds(device: torch.device, dtype: torch.dtype, batch: int, steps
         _sync(device)
         t0 = time.perf_counter()
         for _ in range(per_round):
-            for o, w, g in layers:
+            for i, (o, w, g) in enumerate(layers):
                 torch.mm(o, w.T)
-                torch.mm(g, w)
+                if i > 0:  # the first layer's inputs need no gradient: the training step skips that product
+                    torch.mm(g, w)
                 torch.mm(g.T, o)
         _sync(device)
         if r > 0:
@@ -78,8 +82,10 @@ def products_seconds(device: torch.device, dtype: torch.dtype, batch: int, steps
 
 
 def train_flops_per_example(sizes: list[int]) -> float:
-    multiply_adds = sum(a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
-    return 3 * 2 * multiply_adds  # forward 2 flops per multiply-add; backward twice the forward
+    """Forward (2 flops a multiply-add) and backward (the weights' gradient everywhere, the inputs' gradient in every
+    layer but the first, whose inputs need none): what the training step computes."""
+    multiply_adds = [a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
+    return 2 * (3 * sum(multiply_adds) - multiply_adds[0])
 
 
 def main() -> None:
@@ -146,6 +152,11 @@ def main() -> None:
         achieved = flops / seconds / 1e9
         print(f"{p + ' ' + name:22s} {seconds:8.2f} {examples / seconds:11.0f} {achieved:8.1f} "
               f"{100 * achieved / peaks[p]:12.1f}%")
+    for p in args.precisions:  # the line scripts read (issue 34): the step with dropout, per 60,000 digits
+        seconds = times[(p, "dropout")] / examples * 60_000
+        achieved = flops / times[(p, "dropout")] / 1e9
+        print(f"train: paper network, batch {args.batch_size}, {p}: {seconds:.1f} s an epoch of 60,000 digits, "
+              f"{100 * achieved / peaks[p]:.0f}% of the {p} peak")
     for p in args.precisions:
         ratio = times[(p, "dropout")] / times[(p, "no dropout")]
         median = sorted(ratios[p])[len(ratios[p]) // 2]
