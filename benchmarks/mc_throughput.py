@@ -30,6 +30,7 @@ the median.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import resource
 import statistics
@@ -377,6 +378,9 @@ def main() -> None:
     from droplab import host
 
     print(host.benchmark_header(device))
+    if "baal" not in args.skip and importlib.util.find_spec("baal") is None:
+        print("baal is not installed (pip install baal, a benchmark-only dependency): its comparison is skipped")
+        args.skip.append("baal")
     argv = ["--inputs", str(args.inputs), "--samples", str(args.samples), "--memory", str(args.memory),
             "--device", args.device, "--repeats", str(args.repeats)] + (
         ["--tile-mib", str(args.tile_mib)] if args.tile_mib else [])
