@@ -95,8 +95,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=60, help="interleaved rounds the steps are split into")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precisions", nargs="+", default=None, choices=["float32", "bfloat16"],
-                        help="default: float32, and bfloat16 where the CPU's flags admit it (on an AVX2-only CPU its "
-                             "products run 25-40x slower: minutes for nothing)")
+                        help="default: float32, and bfloat16 where precision='auto' would train in it on this host "
+                             "(on an AVX2-only CPU its products run 25-40x slower: minutes for nothing)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch's intra-op threads (default: torch's own choice, all cores)")
     args = parser.parse_args()
@@ -107,7 +107,8 @@ def main() -> None:
     device = train.resolve_device(args.device)
     print(host.benchmark_header(device))
     if args.precisions is None:
-        args.precisions = ["float32"] + (["bfloat16"] if host.supported("bfloat16", device) else [])
+        fast = host.choose("training", SIZES, args.batch_size, device=device).precision == "bfloat16"
+        args.precisions = ["float32"] + (["bfloat16"] if fast else [])
     torch.manual_seed(0)
     per_round = args.steps // args.rounds * args.batch_size
     x = torch.rand(per_round, SIZES[0])
