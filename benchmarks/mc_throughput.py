@@ -292,19 +292,28 @@ def _child(which: str, argv: list[str]) -> dict:
 def mode_table(args, argv: list[str], device: torch.device, ours: dict, peak: float, theirs: dict | None) -> list[str]:
     """Every Monte Carlo mode timed (each in its own subprocess) and checked against float64 with the same masks:
     the table, and the lines a script reads."""
-    bf16_peak = max(matmul_rates(device, repeats=6, dtype=torch.bfloat16))
+    low = {kind: max(matmul_rates(device, n=256, repeats=1, dtype=getattr(torch, kind)))
+           for kind in ("bfloat16", "int8")}  # a small look first: on an AVX2-only CPU they run 25-40x slower
+    slow = [kind for kind, rate in low.items() if rate < max(matmul_rates(device, n=256, repeats=1))]
+    if slow:
+        print(f"{' and '.join(slow)} products run slower than float32's on this host (256^3: "
+              + ", ".join(f"{k} {v:.1f}" for k, v in low.items()) + " G/s): the table keeps the modes that use "
+              "neither, and the ceiling, floor and autocast lines are skipped")
+    bf16_peak = (max(matmul_rates(device, repeats=6, dtype=torch.bfloat16)) if "bfloat16" not in slow
+                 else low["bfloat16"])
     print(f"bfloat16 2048x2048 matmul peak: {bf16_peak:.1f} GFLOP/s ({bf16_peak / peak:.1f}x the float32 peak)")
-    int8_peak = max(matmul_rates(device, repeats=6, dtype=torch.int8))
+    int8_peak = max(matmul_rates(device, repeats=6, dtype=torch.int8)) if "int8" not in slow else low["int8"]
     print(f"int8 2048x2048 matmul peak (int32 sums): {int8_peak:.1f} GOP/s ({int8_peak / bf16_peak:.1f}x the bfloat16 "
           "peak)")
     peaks = {"float32": peak, "bfloat16": bf16_peak, "int8": int8_peak}
     flops = 2 * sum(a * b for a, b in zip(SIZES[:-1], SIZES[1:], strict=True)) * args.inputs * args.samples
-    names = [n for n in MODES if not args.modes or n in args.modes]
+    names = [n for n in MODES if (not args.modes or n in args.modes)
+             and not any(kind in MODES[n][0] or (kind == "int8" and MODES[n][0] == "int8c") for kind in slow)]
     runs = {n: ours if MODES[n] == ("float32", False) else _child(
         "droplab", argv + ["--precision", MODES[n][0]] + (["--fused"] if MODES[n][1] else [])) for n in names}
     acc = _child("accuracy", argv + ["--modes", *names] + (
         ["--accuracy-samples", str(args.accuracy_samples)] if args.accuracy_samples else []))
-    auto = _child("baal-autocast", argv) if theirs is not None else None
+    auto = _child("baal-autocast", argv) if theirs is not None and not slow else None
     baal = theirs["seconds"] if theirs is not None else float("nan")
     samples = next(iter(acc.values()))["samples"]
     versus = (lambda t: f"{baal / t:.2f}x") if theirs is not None else (lambda t: "(baal skipped)")
@@ -318,7 +327,7 @@ def mode_table(args, argv: list[str], device: torch.device, ours: dict, peak: fl
         print(f"| {n} | {t:.2f} s | {share:.1f}% of the {kind} peak | "
               f"{versus(t)} | {acc[n]['max_e_in_se']:.3f} | {acc[n]['max_var_relative']:.1e} |")
     print()
-    if theirs is not None:  # what the machine allows: every product at the bfloat16 matmul peak, nothing else
+    if theirs is not None and not slow:  # what the machine allows: every product at the bfloat16 peak, nothing else
         floor = flops / bf16_peak / 1e9
         print(f"ceiling: the products alone at the bfloat16 peak take {floor:.2f} s = {baal / floor:.2f}x baal "
               f"float32; 8x baal needs {100 * floor / (baal / 8):.0f}% of the bfloat16 peak on this host")

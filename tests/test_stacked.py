@@ -143,6 +143,57 @@ def test_a_ctrl_c_the_compiler_wrapped_in_its_own_error_stops_and_is_not_taken_f
         assert _compile.run("probe", lambda: "eager", True) == "eager"  # a real failure still falls back
 
 
+def test_a_compiled_kernel_that_disagrees_with_the_eager_function_is_caught_on_its_first_call(monkeypatch):
+    # measured: torch 2.13's inductor with AVX2 vectors (ATEN_CPU_CAPABILITY=avx2) zeroed a quarter of a Bernoulli
+    # gate's kept units, and fused Monte Carlo returned NaN statistics; the first call of every kernel is checked
+    def gate(o, words):
+        return torch.where(words < 128, o, torch.zeros(()))
+
+    def miscompiled(o, words):  # the wrong code: some kept units dropped
+        g = gate(o, words)
+        g[::4] = 0.0
+        return g
+
+    monkeypatch.setattr(_compile, "_compiled", {})
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: miscompiled)
+    o, words = torch.rand(64, 32), torch.randint(0, 256, (64, 32), dtype=torch.uint8)
+    with pytest.warns(RuntimeWarning, match="mc_gate kernel disagrees with the eager function.*running eagerly"):
+        out = _compile.run("mc_gate", gate, True, o, words)
+    assert torch.equal(out, gate(o, words))  # the eager result, not the wrong one
+    assert _compile._compiled.get("failed")
+    assert torch.equal(_compile.run("mc_gate", gate, True, o, words), gate(o, words))  # eager from now on
+    # what agrees to summation-order rounding passes, and NaN where eager has none does not
+    assert _compile._disagreement((o.sum(0) * (1 + 1e-6), words), (o.sum(0), words)) is None
+    assert "NaN" in _compile._disagreement(o.sum(0) * float("nan"), o.sum(0))
+    levels = torch.randint(-127, 128, (1000,), dtype=torch.int8)
+    nudged = levels.clone()
+    nudged[:5] += 1
+    assert _compile._disagreement(nudged, levels) is None  # a level's rounding in 0.5% of entries
+    nudged[:50] += 1
+    assert "integer outputs" in _compile._disagreement(nudged, levels)
+
+
+@pytest.mark.slow
+def test_fused_monte_carlo_with_avx2_kernels_equals_the_unfused_run():
+    # the real kernels of an AVX2 host (torch's capability lowered): fused=True must give unfused's statistics
+    import os
+    import subprocess
+    import sys
+
+    code = ("import torch, warnings\n"
+            "from droplab import DropoutMLP, ensemble\n"
+            "torch.manual_seed(0)\n"
+            "net = DropoutMLP((784, 1200, 1200, 10), keep=(0.8, 0.5, 0.5)).eval()\n"
+            "x = torch.rand(10, 784)\n"
+            "runs = [ensemble.monte_carlo(net, x, samples=500, generator=torch.Generator().manual_seed(0), "
+            "precision='float32', fused=f) for f in (False, True)]\n"
+            "print(max(float((a.E - b.E).abs().max()) for a, b in zip(runs[0].layers[1:], runs[1].layers[1:])))\n")
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert float(proc.stdout.strip().splitlines()[-1]) < 1e-5  # NaN before the check: this fails on NaN too
+
+
 @pytest.mark.parametrize("chunk", [1 << 20, 100])
 def test_compiled_predictive_equals_the_eager_one_in_any_blocks(chunk):
     g = torch.Generator().manual_seed(6)
