@@ -41,7 +41,9 @@ within 0.3 SE.
 gate (mask, multiply and, in bfloat16, the cast, in one pass; the same masks as unfused) and each logistic
 layer's per-member statistics (one read of S and O instead of a pass per statistic). The first call in a
 process compiles them (seconds); later calls of any size reuse them; where compiling fails (no C++ compiler) it
-warns once and runs the same functions eagerly (``droplab._compile``). Under ``bfloat16c`` the gate also rounds
+warns once and runs the same functions eagerly (``droplab._compile``), and so it does where a kernel's first call
+disagrees with the eager function (checked on every kernel: torch 2.13's inductor generated wrong gates with AVX2
+vectors). Under ``bfloat16c`` the gate also rounds
 and sums the chunk, and the weights' stochastic rounding is one pass; under ``int8c`` the gate also scales,
 rounds to int8 and sums the chunk (where the gated values have a bound known in advance), and the dequantization
 is one pass. The statistics' sums are taken in another order, so results match the unfused path to float32
