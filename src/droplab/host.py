@@ -42,6 +42,8 @@ from typing import Any
 
 import torch
 
+from .threads import _available
+
 __all__ = ["MARGIN", "MIN_WORK", "Choice", "SlowPrecisionWarning", "cache_dir", "capability", "check_named",
            "choose", "cpu_flags", "cpu_model", "describe", "peaks", "product_seconds", "supported"]
 
@@ -82,6 +84,12 @@ def cpu_flags() -> frozenset[str]:
     except OSError:
         pass
     return frozenset()
+
+
+def _shown_flags() -> list[str]:
+    """The CPU flags that decide the products' speed, as ``droplab info`` and the benchmarks show them."""
+    return sorted(cpu_flags() & {"avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_tile",
+                                 "amx_bf16", "amx_int8"})
 
 
 def capability() -> str:
@@ -250,14 +258,40 @@ class Choice:
 
 def _layer_shapes(sizes: Sequence[int], rows: int, training: bool) -> list[list[tuple[int, int, int]]]:
     """Per layer, the products of a Monte Carlo chunk (``rows`` = members x inputs) or of a training step (forward,
-    the inputs' gradient, the weights' gradient) as (m, k, n)."""
+    the inputs' gradient but in the first layer, the weights' gradient) as (m, k, n)."""
     out = []
-    for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True):
-        if training:
-            out.append([(rows, n_in, n_out), (rows, n_out, n_in), (n_out, rows, n_in)])
-        else:
+    for h, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        if not training:
             out.append([(rows, n_in, n_out)])
+        elif h == 0:  # the inputs need no gradient: the step computes none for the first layer
+            out.append([(rows, n_in, n_out), (n_out, rows, n_in)])
+        else:
+            out.append([(rows, n_in, n_out), (rows, n_out, n_in), (n_out, rows, n_in)])
     return out
+
+
+def _estimates(task: str, sizes: Sequence[int], rows: int, modes: Sequence[str], low_layers: Sequence[bool] | None,
+               int8_layers: Sequence[bool] | None, device: torch.device) -> tuple[dict[str, float], list[str]]:
+    """Seconds of ``task``'s products per mode (float32 first, then each of ``modes`` the CPU's flags admit; a
+    layer a mode keeps in float32 counts at float32's time), and why the others were not timed."""
+    layers = _layer_shapes(sizes, rows, task == "training")
+    low = list(low_layers) if low_layers is not None else [True] * len(layers)
+    int8 = (list(int8_layers) if int8_layers is not None
+            else [a % 8 == 0 and b % 8 == 0 for a, b in zip(sizes[:-1], sizes[1:], strict=True)])
+    f32 = [sum(product_seconds("float32", s, device) for s in shapes) for shapes in layers]
+    seconds, skipped = {"float32": sum(f32)}, []
+    for mode in modes:
+        if not supported(mode, device):
+            skipped.append(f"{mode}: the CPU has none of {', '.join(_FLAGS[_KIND[mode]])}")
+            continue
+        runs_low = [lo and (i8 if mode == "int8c" else True) for lo, i8 in zip(low, int8, strict=True)]
+        seconds[mode] = sum(sum(product_seconds(mode, s, device, bail=2 * t32 / len(shapes)) for s in shapes)
+                            if lo else t32 for shapes, t32, lo in zip(layers, f32, runs_low, strict=True))
+    return seconds, skipped
+
+
+def _work(task: str, sizes: Sequence[int], rows: int) -> int:
+    return sum(m * k * n for shapes in _layer_shapes(sizes, rows, task == "training") for (m, k, n) in shapes)
 
 
 def choose(task: str, sizes: Sequence[int], rows: int, *, low_layers: Sequence[bool] | None = None,
@@ -270,36 +304,15 @@ def choose(task: str, sizes: Sequence[int], rows: int, *, low_layers: Sequence[b
     least ``MARGIN`` times faster than float32's on this host, or float32 is chosen."""
     if task not in ("monte_carlo", "training"):
         raise ValueError(f"task must be 'monte_carlo' or 'training', got {task!r}")
-    device = torch.device(device)
-    training = task == "training"
-    candidates = TRAIN_CANDIDATES if training else MC_CANDIDATES
-    layers = _layer_shapes(sizes, rows, training)
-    low = list(low_layers) if low_layers is not None else [True] * len(layers)
-    int8 = (list(int8_layers) if int8_layers is not None
-            else [a % 8 == 0 and b % 8 == 0 for a, b in zip(sizes[:-1], sizes[1:], strict=True)])
-    work = sum(m * k * n for shapes in layers for (m, k, n) in shapes)
+    candidates = (TRAIN_CANDIDATES if task == "training" else MC_CANDIDATES)[1:]
+    work = _work(task, sizes, rows)
     if work < MIN_WORK:
         return Choice("float32", {}, f"{work:,} multiply-adds: too few for a low precision to pay")
-    f32 = [sum(product_seconds("float32", s, device) for s in shapes) for shapes in layers]
-    total32 = sum(f32)
-    seconds = {"float32": total32}
-    reasons = []
-    for mode in candidates[1:]:
-        if not supported(mode, device):
-            reasons.append(f"{mode}: the CPU has none of {', '.join(_FLAGS[_KIND[mode]])}")
-            continue
-        runs_low = [lo and (i8 if mode == "int8c" else True) for lo, i8 in zip(low, int8, strict=True)]
-        est = 0.0
-        for shapes, t32, lo in zip(layers, f32, runs_low, strict=True):
-            if not lo:
-                est += t32
-                continue
-            for s in shapes:
-                est += product_seconds(mode, s, device, bail=2 * t32 / len(shapes))
-        seconds[mode] = est
-        if est * MARGIN[mode] > total32:
-            reasons.append(f"{mode}: products {total32 / est:.2f}x float32's (needs {MARGIN[mode]}x)")
-    fast = [m for m in candidates[1:] if m in seconds and seconds[m] * MARGIN[m] <= total32]
+    seconds, reasons = _estimates(task, sizes, rows, candidates, low_layers, int8_layers, torch.device(device))
+    total32 = seconds["float32"]
+    reasons += [f"{m}: products {total32 / seconds[m]:.2f}x float32's (needs {MARGIN[m]}x)"
+                for m in candidates if m in seconds and seconds[m] * MARGIN[m] > total32]
+    fast = [m for m in candidates if m in seconds and seconds[m] * MARGIN[m] <= total32]
     best = min(fast, key=lambda m: seconds[m]) if fast else "float32"
     why = (f"{best}: products {total32 / seconds[best]:.2f}x float32's" if best != "float32"
            else "float32: " + ("; ".join(reasons) or "no faster mode"))
@@ -311,22 +324,19 @@ _WARNED: set[tuple[str, str]] = set()
 
 def check_named(precision: str, choice_args: dict[str, Any]) -> None:
     """Warn once (``SlowPrecisionWarning``) where a named low precision's products run slower than float32's on
-    this host for these shapes (``choice_args``: ``choose``'s arguments)."""
+    this host for these shapes (``choice_args``: ``choose``'s keyword arguments with ``sizes`` and ``rows``)."""
     if _KIND.get(precision, "float32") == "float32":
         return
     task = "training" if precision == "bfloat16" else "monte_carlo"
     key = (precision, json.dumps(choice_args, sort_keys=True, default=str))
-    if key in _WARNED:
-        return
-    sizes, rows = choice_args["sizes"], choice_args["rows"]
-    layers = _layer_shapes(sizes, rows, task == "training")
-    if sum(m * k * n for shapes in layers for (m, k, n) in shapes) < MIN_WORK:
+    if key in _WARNED or _work(task, choice_args["sizes"], choice_args["rows"]) < MIN_WORK:
         return
     _WARNED.add(key)
-    device = torch.device(choice_args.get("device", "cpu"))
-    t32 = sum(product_seconds("float32", s, device) for shapes in layers for s in shapes)
-    t = sum(product_seconds(precision, s, device, bail=2 * t32) for shapes in layers for s in shapes)
-    if t > t32:
+    seconds, _ = _estimates(task, choice_args["sizes"], choice_args["rows"], [precision],
+                            choice_args.get("low_layers"), choice_args.get("int8_layers"),
+                            torch.device(choice_args.get("device", "cpu")))
+    t, t32 = seconds.get(precision), seconds["float32"]
+    if t is not None and t > t32:
         warnings.warn(f"precision={precision!r} runs its products {t / t32:.1f}x slower than float32 on this host "
                       f"({cpu_model()}, {capability()}); precision='auto' or 'float32' is faster here",
                       SlowPrecisionWarning, stacklevel=3)
@@ -348,17 +358,11 @@ def describe(sizes: Sequence[int] = (784, 1200, 1200, 1200, 1200, 10), batch: in
              mc_rows: int = 870) -> dict[str, Any]:
     """The host as droplab sees it (``droplab info``): CPU, capability, cores, threads, peaks, and what "auto"
     chooses for Monte Carlo (a chunk of ``mc_rows`` rows) and for training (batch ``batch``) on ``sizes``."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        cores = os.cpu_count() or 1
-    flags = cpu_flags()
     rates = peaks()
     mc, tr = choose("monte_carlo", sizes, mc_rows), choose("training", sizes, batch)
     return {"cpu": cpu_model(), "capability": capability(), "machine": platform.machine(),
-            "flags": sorted(f for f in flags if f in {"avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni",
-                                                       "amx_bf16", "amx_int8", "amx_tile", "fma"}),
-            "cores": cores, "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "flags": _shown_flags(), "cores": _available(), "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__,
             "peaks_gflops": {k: round(v, 1) for k, v in rates.items()},
             "network": list(sizes), "batch": batch, "mc_rows": mc_rows,
             "monte_carlo_precision": mc.precision, "monte_carlo_reason": mc.reason,
@@ -374,13 +378,10 @@ def host_line() -> str:
 
 def describe_briefly(device: str | torch.device = "cpu") -> dict[str, Any]:
     """The host in a report's few words: CPU, capability, cores, torch threads and version (no probe)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        cores = os.cpu_count() or 1
     device = torch.device(device)
-    return {"cpu": cpu_model(), "capability": capability(), "cores": cores, "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__, "device": _device_name(device) if device.type == "cuda" else "cpu"}
+    return {"cpu": cpu_model(), "capability": capability(), "cores": _available(),
+            "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "device": _device_name(device) if device.type == "cuda" else "cpu"}
 
 
 def benchmark_header(device: torch.device | str = "cpu", size: int = 1024) -> str:
@@ -388,8 +389,7 @@ def benchmark_header(device: torch.device | str = "cpu", size: int = 1024) -> st
     from the cache: a speed figure is read beside the peaks of the same run)."""
     device = torch.device(device)
     rates = peaks(size, device, cached=False)
-    flags = sorted(f for f in cpu_flags() if f in {"avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni",
-                                                    "amx_bf16", "amx_int8"})
+    flags = _shown_flags()
     where = _device_name(device) if device.type == "cuda" else host_line()
     return (f"host: {where}; flags: {' '.join(flags) or 'none read'}\n"
             f"host peaks ({size}^3 products, this run): float32 {rates['float32']:.1f} GFLOP/s, bfloat16 "

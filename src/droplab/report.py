@@ -205,15 +205,16 @@ def reproduce(out: str | Path | None = None, *, preset: str = "standard", datase
     run 25-40x slower), or one named: float32, bfloat16, bfloat16x3, bfloat16c, int8c, at the accuracy the README's
     speed table gives. The stages are cached per precision; the comparison arms train in ``"auto"`` precision
     (bfloat16 where it runs >= 1.25x faster). The summary's ``host`` and ``precisions`` say what ran."""
-    _study_settings(preset, dataset, "float32", only)  # the arguments checked before any data is read
+    settings = _study_settings(preset, dataset, "float32" if precision == "auto" else precision, only)
     out = default_out(preset) if out is None else Path(out)
+    study = Study(out, settings, seed=seed, device=device, data_dir=data_dir, progress=progress)  # (writes nothing)
     choices: dict[str, str] = {}
-    if precision == "auto":
-        precision, choices = _auto_precisions(preset, dataset, data_dir, device, seed)
-    settings = _study_settings(preset, dataset, precision, only)
+    if precision == "auto":  # chosen at the study network's shapes, before any stage reads the settings
+        choices = _auto_precisions(study, device)
+        precision = choices["monte_carlo"]
+        study.settings = settings = _study_settings(preset, dataset, precision, only)
     _claim_folder(out, preset, seed, precision)
     remove_stale_temporaries(out)  # what a killed run left half-written
-    study = Study(out, settings, seed=seed, device=device, data_dir=data_dir, progress=progress)
     ctx = Context(preset, settings, study, seed, device, progress)
     # with --only, the other sections still appear when their cached stage matches these settings
     chosen = [e for e in EXPERIMENTS if not only or e.name in only or _cached(e, ctx, out) is not None]
@@ -258,18 +259,15 @@ def reproduce(out: str | Path | None = None, *, preset: str = "standard", datase
     return summary
 
 
-def _auto_precisions(preset: str, dataset: str | None, data_dir: str | None, device: str,
-                     seed: int) -> tuple[str, dict[str, str]]:
+def _auto_precisions(study: Study, device: str) -> dict[str, str]:
     """What ``precision="auto"`` runs this reproduction's Monte Carlo and arms in, chosen at the study network's
     shapes (its inputs x a Monte Carlo chunk of members; its training batch)."""
     from .ensemble._sampling import DEFAULT_MEMORY, _chunk, auto_precision
 
-    settings = _study_settings(preset, dataset, "float32", None)
-    study = Study(Path("."), settings, seed=seed, device=device, data_dir=data_dir)
-    net = train.build_model(study.model_config(), seed=seed).to(device)
-    x = torch.zeros(settings["inputs"], net.sizes[0], device=device)
-    mc = auto_precision(net, x, _chunk(net, x, DEFAULT_MEMORY, settings["samples"]))
-    return mc, {"monte_carlo": mc, "training": _arm_precision(study, device)}
+    net = train.build_model(study.model_config(), seed=study.seed).to(device)
+    x = torch.zeros(study.settings["inputs"], net.sizes[0], device=device)
+    mc = auto_precision(net, x, _chunk(net, x, DEFAULT_MEMORY, study.settings["samples"]))
+    return {"monte_carlo": mc, "training": _arm_precision(study, device)}
 
 
 def _arm_precision(study: Study, device: str) -> str:
