@@ -57,6 +57,33 @@ def test_auto_picks_the_fastest_mode_and_never_one_the_probe_finds_slower(monkey
         assert choice.seconds[choice.precision] * host.MARGIN[choice.precision] <= choice.seconds["float32"]
 
 
+def test_the_choice_is_the_hosts_whatever_the_thread_count(monkeypatch):
+    # CI found `droplab train` at OMP_NUM_THREADS=1 training in float32 and at 2 in bfloat16 (the probe's ratio
+    # straddled the margin): the probe now runs at the host's core count, so both choose alike
+    seen = []
+
+    def fake(precision, shape, device="cpu", bail=None, cached=True):
+        threads = torch.get_num_threads()
+        seen.append(threads)
+        m, k, n = shape
+        speed = {"float32": 1.0, "bfloat16": 1.1 if threads == 1 else 1.5, "int8": 1.0}[host._KIND[precision]]
+        return m * k * n * 1e-11 / speed
+
+    monkeypatch.setattr(host, "product_seconds", fake)
+    monkeypatch.setattr(host, "supported", lambda precision, device="cpu": True)
+    monkeypatch.setattr(host, "_available", lambda: 2)
+    original = torch.get_num_threads()
+    try:
+        choices = []
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            choices.append(host.choose("training", PAPER, 100).precision)
+            assert torch.get_num_threads() == n  # the process's own count is restored
+        assert choices == ["bfloat16", "bfloat16"] and set(seen) == {2}
+    finally:
+        torch.set_num_threads(original)
+
+
 def test_auto_keeps_float32_layers_in_float32_when_it_estimates(monkeypatch):
     # int8 only where the sizes are multiples of 8: with no such layer, int8c is float32's time and is not chosen
     _inject(monkeypatch, {"int8": 10.0, "bfloat16": 1.0})

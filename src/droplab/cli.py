@@ -356,8 +356,9 @@ def cmd_train(args: argparse.Namespace) -> int:
            else f"validation {name} {result.best_val_error:.4g}{unit}" if not unit
            else f"validation {name} {result.best_val_error:.2f}{unit}")
     test = f"{result.test_error:.2f}{unit}" if unit else f"{result.test_error:.4g}"
-    print(f"best epoch {result.best_epoch}: {val}, test {name} {test} (weight scaling); "
-          f"checkpoint {s['out'] / 'best.safetensors'}")
+    chosen = " (chosen by auto)" if s["train"].precision == "auto" else ""
+    print(f"best epoch {result.best_epoch}: {val}, test {name} {test} (weight scaling); trained in "
+          f"{result.precision}{chosen}; checkpoint {s['out'] / 'best.safetensors'}")
     return 0
 
 

@@ -21,7 +21,10 @@ cost more than they save there).
 
 The probe's timings are cached per process and on disk (``cache_dir()``, one JSON file per CPU model, torch
 version, capability and device, written atomically; a damaged file is ignored and rewritten), keyed by precision,
-shape and thread count. ``DROPLAB_PROBE_CACHE=0`` turns the disk cache off.
+shape and thread count. A choice is probed at the host's core count whatever the process's thread count, so that
+one command gives the same bits at 1 thread and at 2. ``DROPLAB_PROBE_CACHE=0`` turns the disk cache off (each
+process then probes again, and a mode within the probe's noise of its margin may come out either way: name the
+precision where bits must match across processes or hosts).
 
 A user who names a precision gets it; ``check_named`` warns once (``SlowPrecisionWarning``) where the probe finds
 it slower than float32 on this host.
@@ -29,13 +32,14 @@ it slower than float32 on this host.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import platform
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -270,10 +274,34 @@ def _layer_shapes(sizes: Sequence[int], rows: int, training: bool) -> list[list[
     return out
 
 
+@contextlib.contextmanager
+def _host_threads(device: torch.device) -> Iterator[None]:
+    """The probe behind a choice runs at the host's core count, whatever this process's thread count is: the
+    choice is the host's, so one command run with 1 thread or with 2 (``OMP_NUM_THREADS``) trains in the same
+    precision and gets the same bits (CI found ``auto`` picking bfloat16 at 2 threads and float32 at 1)."""
+    before = torch.get_num_threads()
+    if device.type != "cpu" or before == _available():
+        yield
+        return
+    torch.set_num_threads(_available())
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _estimates(task: str, sizes: Sequence[int], rows: int, modes: Sequence[str], low_layers: Sequence[bool] | None,
                int8_layers: Sequence[bool] | None, device: torch.device) -> tuple[dict[str, float], list[str]]:
     """Seconds of ``task``'s products per mode (float32 first, then each of ``modes`` the CPU's flags admit; a
-    layer a mode keeps in float32 counts at float32's time), and why the others were not timed."""
+    layer a mode keeps in float32 counts at float32's time), and why the others were not timed; measured at the
+    host's core count (``_host_threads``)."""
+    with _host_threads(device):
+        return _estimates_now(task, sizes, rows, modes, low_layers, int8_layers, device)
+
+
+def _estimates_now(task: str, sizes: Sequence[int], rows: int, modes: Sequence[str],
+                   low_layers: Sequence[bool] | None, int8_layers: Sequence[bool] | None,
+                   device: torch.device) -> tuple[dict[str, float], list[str]]:
     layers = _layer_shapes(sizes, rows, task == "training")
     low = list(low_layers) if low_layers is not None else [True] * len(layers)
     int8 = (list(int8_layers) if int8_layers is not None
