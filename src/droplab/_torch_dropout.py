@@ -89,6 +89,7 @@ class _Session:
     draws: int = 0  # masks drawn or replayed (Monte Carlo checks that the model drew any)
     visits: dict[str, int] = field(default_factory=dict)  # calls of each module in the current forward
     leaf_bytes: int = 0  # bytes of the outputs of leaf modules (Monte Carlo sizes its chunks from it)
+    functional: dict[str, set[float]] = field(default_factory=dict)  # module -> rates of its own drawing calls
 
 
 @dataclass
@@ -164,6 +165,8 @@ def _noise(frame: _Frame, function: str, shape: tuple[int, ...], keep: float, li
         device = like.device if generator is None else generator.device
         noise = bernoulli_noise(shape, keep, generator=generator, dtype=like.dtype, device=device).to(like.device)
     session.draws += 1
+    if frame.module is not None and not isinstance(frame.module, TORCH_DROPOUT_MODULES):
+        session.functional.setdefault(frame.name, set()).add(round(1.0 - keep, 9))
     if session.sink is not None:
         session.sink[key] = noise
     return noise
@@ -359,13 +362,19 @@ def _unpatch() -> None:
             torch.backends.mha.set_fastpath_enabled(_fastpath)
 
 
-def _check_called(idle: dict[str, nn.Module], visits: dict[str, int], modules: dict[str, nn.Module]) -> None:
+def _check_called(idle: dict[str, nn.Module], visits: dict[str, int], modules: dict[str, nn.Module],
+                  functional: dict[str, set[float]] | None = None) -> None:
     """Refuse a forward that never called some of the model's dropout modules while their owners were in eval:
     an owner that reads the module's rate only when training (``dropout=0.0 if not self.training else
-    self.dropout.p``, as Hugging Face attention does) passed 0 in eval, so that dropout stayed deterministic."""
+    self.dropout.p``, as Hugging Face attention does) passed 0 in eval, so that dropout stayed deterministic.
+    An owner that drew at the module's rate itself (``F.dropout(x, self.drop.p)``: ``functional``, the rates of
+    each module's own drawing calls) used the rate, not the module: nothing was left out."""
     unused = []
+    functional = functional or {}
     for name in idle:
         owner = name.rsplit(".", 1)[0] if "." in name else ""
+        if round(float(idle[name].p), 9) in functional.get(owner, set()):
+            continue
         if name not in visits and not modules[owner].training:
             unused.append((name, owner or "model", type(modules[owner]).__name__, float(idle[name].p)))
     if unused:
@@ -424,6 +433,7 @@ def intercept(model: nn.Module, mode: str, *, generator: torch.Generator | None 
     def enter(name: str, module: nn.Module, _args: Any) -> None:
         if module is model:  # a new forward of the model: every module's calls are counted afresh
             session.visits.clear()
+            session.functional.clear()
         visit = session.visits.get(name, 0)
         session.visits[name] = visit + 1
         _stack().append(_Frame(session, name, module, visit))
@@ -437,7 +447,7 @@ def intercept(model: nn.Module, mode: str, *, generator: torch.Generator | None 
         if isinstance(output, Tensor) and not any(True for _ in module.children()):
             session.leaf_bytes += output.numel() * output.element_size()
         if module is model and idle and sys.exc_info()[0] is None:
-            _check_called(idle, session.visits, modules)
+            _check_called(idle, session.visits, modules, session.functional)
 
     # torch dropout modules with p > 0 whose owner is in eval: each must be called in a drawing forward
     modules = dict(model.named_modules())
@@ -466,4 +476,7 @@ def intercept(model: nn.Module, mode: str, *, generator: torch.Generator | None 
     finally:
         for handle in handles:
             handle.remove()
+        # a forward stopped by a BaseException (Ctrl-C: torch runs always_call hooks for Exceptions only) leaves
+        # this session's frames on the thread; without them gone, a later context would sample unrelated models
+        _local.stack = [frame for frame in _stack() if frame.session is not session]
         _unpatch()

@@ -106,8 +106,13 @@ class _OutputStatistics:
         self.logits_sum: Tensor | None = None
         self.entropy_sum: Tensor | None = None
         self.votes: Tensor | None = None
+        self.binary = False  # a head of one logit or probability (the positive class's): read as two classes
 
     def add(self, out: Tensor) -> None:
+        _check_finite(out)
+        if self.kind != "values" and (out.dim() == 2 or out.shape[-1] == 1):
+            self.binary = True
+            out = _two_classes(out, self.kind)
         if self.kind == "values":
             self.moments.add(out)
             if self.targets is not None:
@@ -115,7 +120,8 @@ class _OutputStatistics:
             return
         if self.kind == "logits":
             p, log_p = torch.softmax(out, -1), torch.log_softmax(out, -1)
-            self.logits_sum = out.sum(0) if self.logits_sum is None else self.logits_sum + out.sum(0)
+            z = out[..., 1:] if self.binary else out  # a binary head's own logit, not the added zero
+            self.logits_sum = z.sum(0) if self.logits_sum is None else self.logits_sum + z.sum(0)
         else:
             _check_probabilities(out)
             p, log_p = out, None
@@ -213,12 +219,17 @@ def predictive(model: nn.Module, x: Tensor, *, samples: int = 1000, generator: t
         raise TypeError(f"cache_prefix must be True or False, got {cache_prefix!r}")
     if batch_dim >= x.dim():
         raise ValueError(f"batch_dim={batch_dim} but x has {x.dim()} dimensions (shape {tuple(x.shape)})")
+    _check_modules(model)
     stats = _OutputStatistics(output, *_check_targets(output, targets, tau, x, batch_dim))
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
         raise ValueError(f"temperature must be a positive number, got {temperature!r}")
     if temperature != 1.0 and output != "logits":
         raise ValueError(f"temperature scales logits: use it with output='logits', not {output!r}")
     for out in _members(model, x, samples, generator, memory, batch_dim, cache_prefix):
+        if output != "values" and 1 < out.dim() - 1 == batch_dim + 1:
+            raise ValueError(f"output={output!r} reads classes along the model's last dimension, but that is its batch "
+                             f"dimension (batch_dim={batch_dim}, output shape per member {tuple(out.shape[1:])} "
+                             "with the batch first); put the classes last")
         stats.add(out / temperature if temperature != 1.0 else out)
     return stats.finalize(x, samples)
 
@@ -247,14 +258,18 @@ def _members(net: nn.Module, x: Tensor, samples: int, generator: torch.Generator
     batch, reps = x.shape[batch_dim], [1] * x.dim()
     done, chunk = 0, 1  # the first chunk is one member: it measures the activations a member needs
     with modes.sampling(net, generator=generator) as session, per_example_masks(net), ExitStack() as stack:
+        guard = _BatchAxisGuard(net, batch_dim)
+        stack.callback(guard.remove)
         prefix = _Prefix(net, session, batch_dim, batch) if cache_prefix else None
         while done < samples:
             threads.maybe_adapt()
             k = reps[batch_dim] = min(chunk, samples - done)
+            guard.rows = k * batch
             if prefix is not None and done == 0:
                 with prefix.probe():
                     out = net(x.repeat(*reps))
                 measured = session.leaf_bytes if session is not None else 0
+                guard.rows = batch
                 prefix.capture(x)
                 if session is not None:
                     session.leaf_bytes = measured  # one member's activations, as the probe measured them
@@ -301,6 +316,77 @@ def _member_major(out: Any, k: int, batch: int, batch_dim: int) -> Tensor:
     return out.unflatten(batch_dim, (k, batch)).movedim(batch_dim, 0).to(torch.float64)  # (k, B, ...)
 
 
+def _check_finite(out: Tensor) -> None:
+    """Members' outputs (k, B, ...) must be finite: a NaN mean with entropy 0 and mutual information 0 would read as
+    a certain prediction, and feed OOD scores without a word."""
+    bad = ~torch.isfinite(out)
+    if bool(bad.any()):
+        inputs = bad.flatten(2).any(-1).any(0) if out.dim() > 2 else bad.any(0)
+        first = inputs.nonzero().flatten()[:5].tolist()
+        raise ValueError(f"the model returned NaN or inf for {int(inputs.sum())} of {inputs.numel()} inputs (the first "
+                         f"at {first}) under dropout: Monte Carlo statistics of such outputs are undefined. Check "
+                         "those inputs and the model's numerics (an overflow in float16, a log of 0)")
+
+
+def _two_classes(out: Tensor, kind: str) -> Tensor:
+    """A binary head, (k, B) or (k, B, 1), as two classes [negative, positive]: one logit z gives logits [0, z]
+    (softmax: [1 - sigmoid(z), sigmoid(z)]), one probability p gives [1 - p, p]. A softmax over a single class
+    would give p = 1 and mutual information 0 for every input."""
+    z = out.unsqueeze(-1) if out.dim() == 2 else out
+    if kind == "logits":
+        return torch.cat([torch.zeros_like(z), z], -1)
+    if float(z.min()) < 0 or float(z.max()) > 1:
+        raise ValueError(f"output='probabilities' with one value per input (a binary head) needs values in [0, 1], "
+                         f"got [{float(z.min()):.3g}, {float(z.max()):.3g}]; if it returns a logit, pass "
+                         "output='logits'")
+    return torch.cat([1 - z, z], -1)
+
+
+def _check_modules(model: nn.Module) -> None:
+    """Refuse, by name, what Monte Carlo would sample wrong without a word."""
+    for name, m in model.named_modules():
+        where = f"{type(m).__name__} at {name!r}" if name else type(m).__name__
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training:
+            raise ValueError(f"{where} is in training mode: it would normalize with the statistics of the members' "
+                             "batch (mixing them) and change its running statistics with every chunk. Call "
+                             "model.eval() first: droplab samples the dropout of an eval model")
+        if isinstance(m, nn.RNNBase) and m.num_layers > 1 and float(m.dropout) > 0:
+            raise ValueError(f"{where} has dropout={m.dropout} between its {m.num_layers} layers, which runs inside "
+                             "torch's fused kernel where droplab cannot sample it (it would be left out of the "
+                             f"ensemble). Build it as {m.num_layers} one-layer {type(m).__name__}s with nn.Dropout "
+                             "between them, or set its dropout to 0 to sample the model's other dropout only")
+
+
+class _BatchAxisGuard:
+    """Checks that attention and recurrent modules see the members x inputs along their own batch axis: with
+    ``batch_first=False`` modules fed (rows, ...) under ``batch_dim=0``, the members would attend to each other."""
+
+    def __init__(self, net: nn.Module, batch_dim: int) -> None:
+        self.rows = 0
+        self.batch_dim = batch_dim
+        self.handles = []
+        for name, m in net.named_modules():
+            if isinstance(m, (nn.MultiheadAttention, nn.RNNBase)):
+                self.handles.append(m.register_forward_pre_hook(
+                    lambda mod, args, kwargs, name=name: self._check(name, mod, args, kwargs), with_kwargs=True))
+
+    def _check(self, name: str, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        x = args[0] if args else kwargs.get("query", kwargs.get("input"))
+        if not isinstance(x, Tensor) or x.dim() != 3 or self.rows <= 1:
+            return
+        axis = 0 if module.batch_first else 1
+        if x.shape[axis] % self.rows:
+            raise ValueError(f"{type(module).__name__} at {name!r} (batch_first={module.batch_first}) gets "
+                             f"{x.shape[axis]} along its batch axis (dim {axis}, input shape {tuple(x.shape)}), not "
+                             f"the {self.rows} rows (members x inputs) Monte Carlo passes: the members would attend to "
+                             f"each other. Pass the dimension of the model's inputs that holds the batch (batch_dim="
+                             f"{axis} if the inputs reach this module as they come; now batch_dim={self.batch_dim})")
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+
 def _check_probabilities(p: Tensor) -> None:
     low, total = float(p.min()), p.sum(-1)
     worst = float((total - 1).abs().max())
@@ -308,6 +394,14 @@ def _check_probabilities(p: Tensor) -> None:
         raise ValueError(f"output='probabilities' but the model's outputs are not probabilities over the last "
                          f"dimension (min {low:.3g}, sums off 1 by up to {worst:.3g}); if it returns logits, pass "
                          "output='logits'")
+
+
+def _rng_states() -> list[Tensor]:
+    """The states of torch's default generators: the CPU's and each initialized CUDA device's."""
+    states = [torch.random.get_rng_state()]
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states += torch.cuda.get_rng_state_all()
+    return states
 
 
 class _Captured(Exception):  # noqa: N818  (control flow: the prefix's outputs are all in)
@@ -333,14 +427,26 @@ class _Prefix:
         self.wanted: dict[tuple[nn.Module, int], int] = {}  # (module, visit) -> its place in the call order
         self.kept: dict[nn.Module, dict[int, Tensor]] = {}
         self.k = 1
+        self.rng: list[Tensor] | None = None
 
     def _drawn(self) -> bool:
-        return self.gates_entered or (self.session is not None and self.session.draws > 0)
+        return (self.gates_entered or (self.session is not None and self.session.draws > 0)
+                or self._random_moved())
+
+    def _random_moved(self) -> bool:
+        """Whether torch's default generators moved since the probe began: a module that draws random numbers of
+        its own (noise injection, a random crop) is not deterministic, and its output must not be reused."""
+        return self.rng is not None and any(not torch.equal(a, b) for a, b in zip(self.rng, _rng_states(),
+                                                                                   strict=True))
 
     def _hooks(self, enter: Any, leave: Any) -> list[Any]:
+        """Hooks on every module but the model and what a ``torch.compile``d part holds: the compiled part is one
+        call (its inside runs as a graph, where a hook would be traced: dynamo refuses the prefix's bookkeeping)."""
         handles = []
+        inside = {id(m) for c in self.net.modules() if modes.compiled_original(c) is not None
+                  for m in c.modules() if m is not c}
         for module in self.net.modules():
-            if module is not self.net:
+            if module is not self.net and id(module) not in inside:
                 handles.append(module.register_forward_pre_hook(enter))
                 handles.append(module.register_forward_hook(leave))
         return handles
@@ -371,6 +477,7 @@ class _Prefix:
                 call["copy"] = output.detach().clone()
 
         handles = self._hooks(enter, leave)
+        self.rng = _rng_states()
         try:
             yield
         finally:
@@ -405,7 +512,7 @@ class _Prefix:
 
         handles = self._hooks(enter, leave)
         try:
-            self.net(x)
+            self.net(x.clone())  # a copy: a module of the prefix may change its input in place (ReLU(inplace=True))
         except _Captured:
             pass
         finally:
