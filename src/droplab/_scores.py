@@ -191,9 +191,13 @@ def temperature_scale(member_logits: Any, labels: Any, *, bounds: tuple[float, f
     y = torch.as_tensor(labels).to("cpu")
     if y.dim() != 1 or len(y) != z.shape[1] or y.is_floating_point() or int(y.min()) < 0 or int(y.max()) >= z.shape[2]:
         raise ValueError(f"labels must be {z.shape[1]} class indices in [0, {z.shape[2] - 1}], one per input")
-    lo, hi = bounds
-    if not 0 < lo < hi:
-        raise ValueError(f"bounds must be 0 < low < high, got {bounds!r}")
+    if (not isinstance(bounds, (tuple, list)) or len(bounds) != 2
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in bounds)):
+        raise ValueError(f"bounds must be two numbers (low, high) with 0 < low < high, got {bounds!r}")
+    lo, hi = (float(v) for v in bounds)
+    if not (0 < lo < hi and math.isfinite(hi)):
+        raise ValueError(f"bounds must be finite with 0 < low < high (the search is over log T between them), got "
+                         f"{bounds!r}")
     y = y.long()
     a, b = math.log(lo), math.log(hi)
     ratio = (math.sqrt(5) - 1) / 2
@@ -243,6 +247,13 @@ def regression_scores(predictions: Any, targets: Any, *, tau: float, variance: A
         if predictions.log_likelihood is not None:
             if predictions.tau != tau:
                 raise ValueError(f"the statistics' log-likelihood was streamed with tau={predictions.tau}, not {tau}")
+            streamed = predictions.targets
+            given = _vector(targets, "targets")
+            if streamed is not None and (given.shape != streamed.flatten().shape
+                                         or not torch.equal(given, streamed.detach().to("cpu").flatten())):
+                raise ValueError("the statistics' log-likelihood was streamed with other targets than these; run "
+                                 "monte_carlo(..., targets=these targets, tau=tau) again, or pass "
+                                 "predictions.mean with variance=predictions.variance to score without it")
             ll = float(_vector(predictions.log_likelihood, "log_likelihood").mean())
     else:
         mean, var = predictions, variance

@@ -100,6 +100,7 @@ def save_checkpoint_file(path: str | os.PathLike[str], tensors: dict[str, Tensor
             save_file(flat, str(tmp), metadata={"format": FORMAT, "droplab": json.dumps(meta)})
         except SafetensorError as exc:  # the library's own type for I/O failures (a full disk): an OSError here
             raise OSError(errno.EIO, f"could not write {path}: {exc}", str(path)) from None
+        os.chmod(tmp, _file_mode())  # safetensors writes a new file of its own, mode 0600: readable like the rest
         with tmp.open("rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)

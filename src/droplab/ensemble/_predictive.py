@@ -54,6 +54,7 @@ class PredictiveStatistics:
     log_likelihood: Tensor | None = None  # per input, Gal & Ghahramani's Monte Carlo estimate (targets, tau given)
     tau: float | None = None
     estimator: str = "monte_carlo"
+    targets: Tensor | None = None  # the targets ``log_likelihood`` was streamed with (float64)
 
     @property
     def output(self) -> LayerStatistics:
@@ -164,7 +165,7 @@ class _OutputStatistics:
                 return PredictiveStatistics(**common)
             dims = self.targets.numel() // len(x) if self.targets.dim() > 1 else 1
             return PredictiveStatistics(**common, log_likelihood=self.log_likelihood(samples, dims).to(dtype),
-                                        tau=self.tau)
+                                        tau=self.tau, targets=self.targets)
         assert self.entropy_sum is not None and self.votes is not None
         expected = self.entropy_sum / samples
         total = metrics.entropy(e)

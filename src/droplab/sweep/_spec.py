@@ -107,14 +107,31 @@ def load_sweep(source: str | Path | dict[str, Any]) -> Sweep:
     random, samples = _random_table(where, raw)
     cpus, gpus = _resources_table(where, raw)
     asha = _asha_table(where, raw)
-    sweep = Sweep(str(raw.get("name", Path(str(source)).stem if not isinstance(source, dict) else "sweep")),
+    name = raw.get("name", Path(str(source)).stem if not isinstance(source, dict) else "sweep")
+    if (not isinstance(name, str) or not name.strip() or name in (".", "..") or "/" in name or "\\" in name
+            or name.startswith("~") or "\0" in name):
+        raise ValueError(f"{where}: name must be a plain folder name (the sweep goes to sweeps/<name>), without "
+                         f"'/', '..' or '~', got {name!r}")
+    sweep = Sweep(name,
                   preset, {k: dict(v) for k, v in raw.get("base", {}).items()}, grid, random, samples, cpus, gpus,
                   asha, str(metric))
     if sweep.trials() > MAX_TRIALS:
         raise ValueError(f"{where} has {sweep.trials():,} trials, more than droplab runs in one sweep "
                          f"({MAX_TRIALS:,}); split it, or draw [random] samples instead of a full grid")
-    for point in _grid_points(sweep):  # every grid point must give valid settings (random ones at their low ends)
-        trial_settings(sweep, {**point, **{k: _example(v) for k, v in random.items()}})
+    low = {k: _examples(v)[0] for k, v in random.items()}
+    for point in _grid_points(sweep):  # every grid point must give valid settings, with every random key at each
+        for key, spec in random.items():  # of its ends (every value of a choice), the others at their low ends
+            for value in _examples(spec):
+                try:
+                    settings = trial_settings(sweep, {**point, **low, key: value})
+                except ValueError as exc:
+                    raise ValueError(f"{where}: [random] {key} = {value!r} (one end of {spec!r}) gives invalid "
+                                     f"settings: {exc}") from None
+        settings = trial_settings(sweep, {**point, **low})
+        if asha is not None and asha.get("grace_period", 1) > settings.train.epochs:
+            raise ValueError(f"{where}: [asha] grace_period = {asha['grace_period']} is more than the trials' "
+                             f"{settings.train.epochs} epochs (at {point or 'the base settings'}); ASHA could stop "
+                             "no trial. Lower it or train more epochs")
     return sweep
 
 
@@ -156,9 +173,15 @@ def _asha_table(where: str, raw: dict[str, Any]) -> dict[str, Any] | None:
     return dict(asha)
 
 
-def _example(spec: dict[str, Any]) -> Any:
+def _examples(spec: dict[str, Any]) -> list[Any]:
+    """The values a [random] distribution can reach at its edges: both ends of a range (randint's high end is
+    excluded, as Ray's is), every value of a choice."""
     kind, args = next(iter(spec.items()))
-    return args[0]
+    if kind == "choice":
+        return list(args)
+    if kind == "randint":
+        return [args[0], max(args[0], args[1] - 1)]
+    return [args[0], args[1]]
 
 
 def _grid_points(sweep: Sweep) -> list[dict[str, Any]]:

@@ -1,0 +1,69 @@
+"""Issue 35, "no silent wrong answer, part two": each case the issue names, with a test that fails without its fix.
+(The Monte Carlo cases on any model are in test_model_zoo.py.)"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+import torch
+from torch import nn
+
+from droplab import ensemble, metrics
+from droplab.checkpoint import atomic_write_text, save_checkpoint_file
+from droplab.sweep import load_sweep
+
+
+def test_regression_scores_refuse_a_log_likelihood_streamed_with_other_targets():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Dropout(0.3), nn.Linear(8, 1)).eval()
+    x, y, y_new = torch.randn(10, 3), torch.randn(10, 1), torch.randn(10, 1)
+    stats = ensemble.predictive(model, x, samples=50, targets=y, tau=2.0)
+    assert "log_likelihood" in metrics.regression_scores(stats, y, tau=2.0)
+    assert "log_likelihood" in metrics.regression_scores(stats, y.numpy().ravel(), tau=2.0)  # the same, as NumPy
+    with pytest.raises(ValueError, match="streamed with other targets"):
+        metrics.regression_scores(stats, y_new, tau=2.0)
+    scores = metrics.regression_scores(stats.mean, y_new, tau=2.0, variance=stats.variance)  # the fix it names
+    assert scores.get("log_likelihood") is None
+
+
+@pytest.mark.parametrize("bounds", [(1, float("inf")), (0.5, float("nan")), (1,), "ab", (True, 3)])
+def test_temperature_bounds_that_cannot_be_searched_are_refused(bounds):
+    z, y = torch.randn(4, 10, 3), torch.randint(0, 3, (10,))
+    with pytest.raises(ValueError, match="bounds must be"):
+        metrics.temperature_scale(z, y, bounds=bounds)
+    assert metrics.temperature_scale(z, y, bounds=(1, 50)).temperature >= 1
+
+
+def test_checkpoints_are_as_readable_as_every_other_output(tmp_path):
+    old = os.umask(0o022)
+    try:
+        save_checkpoint_file(tmp_path / "a.safetensors", {"w": torch.ones(2)}, {})
+        atomic_write_text(tmp_path / "b.json", "{}")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(tmp_path / "a.safetensors").st_mode) == 0o644
+    assert stat.S_IMODE(os.stat(tmp_path / "b.json").st_mode) == 0o644
+
+
+@pytest.mark.parametrize("name", ["../../x", "a/b", "..", "~root", "", "  "])
+def test_a_sweep_name_cannot_climb_out_of_sweeps(name):
+    with pytest.raises(ValueError, match="plain folder name"):
+        load_sweep({"name": name, "preset": "tiny", "grid": {"train.epochs": [1]}})
+
+
+def test_random_ranges_are_checked_at_both_ends_and_every_choice():
+    # issue 35: checked at their low ends / first values only, Ray started and the trials failed (exit 0)
+    ok = {"name": "s", "preset": "tiny", "random": {"train.lr": {"loguniform": [1e-3, 1e-1]}}}
+    load_sweep(ok)
+    with pytest.raises(ValueError, match=r"\[random\] model.keep_hidden = 1.5"):
+        load_sweep({"name": "s", "preset": "tiny", "random": {"model.keep_hidden": {"uniform": [0.5, 1.5]}}})
+    with pytest.raises(ValueError, match=r"\[random\] train.batch_size = -4"):
+        load_sweep({"name": "s", "preset": "tiny", "random": {"train.batch_size": {"choice": [16, -4]}}})
+
+
+def test_an_asha_grace_period_beyond_the_epochs_is_refused_before_anything_is_written():
+    with pytest.raises(ValueError, match=r"grace_period = 9 is more than the trials' 2 epochs"):
+        load_sweep({"name": "s", "preset": "tiny", "grid": {"train.lr": [0.1, 0.2]}, "asha": {"grace_period": 9}})
+    load_sweep({"name": "s", "preset": "tiny", "grid": {"train.lr": [0.1, 0.2]}, "asha": {"grace_period": 2}})
