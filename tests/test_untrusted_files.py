@@ -1,0 +1,62 @@
+"""Files as untrusted input (issue 35's harness): the files droplab reads, mutated (emptied, truncated, NaN, text
+for numbers, out-of-range and fractional indices, overlapping splits, a file missing), are refused with a
+ValueError that names the file or its folder, or read correctly; never another exception, never a silent load."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from droplab import data
+from test_uci import _fake_set
+
+# file -> mutations of its text; each must be refused
+UCI_MUTATIONS = {
+    "data.txt": {"empty": "", "nan": "nan 1 2 3\n" * 10, "text": "a b c d\n", "ragged": "1 2 3 4\n1 2\n"},
+    "index_features.txt": {"negative": "-1\n1\n2\n", "fraction": "0\n1.5\n2\n", "beyond": "0\n1\n9\n",
+                           "twice": "0\n0\n1\n", "empty": ""},
+    "index_target.txt": {"a feature": "1\n", "beyond": "4\n", "text": "target\n"},
+    "n_splits.txt": {"zero": "0\n", "fraction": "1.5\n", "text": "two\n", "empty": ""},
+    "n_hidden.txt": {"negative": "-50\n"},
+    "n_epochs.txt": {"nan": "nan\n"},
+    "dropout_rates.txt": {"one": "1.0\n", "negative": "-0.1\n"},
+    "tau_values.txt": {"zero": "0\n", "inf": "inf\n"},
+    "index_train_1.txt": {"negative": "-1\n2\n3\n", "fraction": "3.7\n2\n", "beyond": "1\n10\n",
+                          "the test rows": "8\n9\n", "twice": "1\n1\n2\n", "empty": ""},
+    "index_test_1.txt": {"overlap": "7\n8\n9\n", "nan": "nan\n"},
+}
+CASES = [(f, name, text) for f, mutations in UCI_MUTATIONS.items() for name, text in mutations.items()]
+
+
+@pytest.mark.parametrize("file, mutation, text", CASES, ids=[f"{f}-{m}" for f, m, _ in CASES])
+def test_a_damaged_uci_file_is_refused_by_name(tmp_path, file, mutation, text):
+    folder = tmp_path / "yacht"
+    _fake_set(folder)
+    data.uci("yacht", split=1, root=tmp_path, download=False)  # the intact set loads
+    (folder / file).write_text(text)
+    with pytest.raises(ValueError) as info:
+        data.uci("yacht", split=1, root=tmp_path, download=False)
+    message = str(info.value)
+    assert file in message or str(folder) in message, message
+
+
+@pytest.mark.parametrize("file", ["index_test_1.txt", "tau_values.txt"])
+def test_a_missing_file_of_a_set_is_named(tmp_path, file):
+    folder = tmp_path / "yacht"
+    _fake_set(folder)
+    (folder / file).unlink()
+    with pytest.raises(ValueError, match=rf"incomplete: {file} is missing"):
+        data.uci("yacht", split=1, root=tmp_path, download=False)
+    shutil.rmtree(folder)
+    with pytest.raises(ValueError, match="no files for UCI set yacht"):
+        data.uci("yacht", split=1, root=tmp_path, download=False)
+
+
+def test_the_fake_set_reads_as_written(tmp_path):
+    _fake_set(tmp_path / "yacht")
+    s = data.uci("yacht", split=1, root=tmp_path, download=False)
+    table = np.loadtxt(tmp_path / "yacht" / "data.txt")
+    assert s.x_train.shape == (7, 3) and s.x_test.shape == (2, 3)
+    assert np.array_equal(s.y_test.numpy(), table[[8, 9], 3])
