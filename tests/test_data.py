@@ -89,7 +89,7 @@ def test_a_named_folder_is_the_only_place_looked(tmp_path, monkeypatch):
 def test_mismatched_images_and_labels(tmp_path):
     _write_fake_mnist(tmp_path)
     (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(_idx_bytes(np.zeros(5, dtype=np.uint8))))
-    with pytest.raises(ValueError, match="20 test images but 5 labels"):
+    with pytest.raises(ValueError, match="t10k-images-idx3-ubyte.gz holds 20 images but t10k-labels-idx1-ubyte.gz 5"):
         data.load("mnist", root=tmp_path, download=False)
 
 

@@ -60,3 +60,45 @@ def test_the_fake_set_reads_as_written(tmp_path):
     table = np.loadtxt(tmp_path / "yacht" / "data.txt")
     assert s.x_train.shape == (7, 3) and s.x_test.shape == (2, 3)
     assert np.array_equal(s.y_test.numpy(), table[[8, 9], 3])
+
+
+# ---- IDX files (MNIST and its kin) --------------------------------------------------------------------------------
+
+def _idx_mutations():
+    import struct
+
+    def header(code, dims):
+        return bytes([0, 0, code, len(dims)]) + struct.pack(f">{len(dims)}I", *dims)
+
+    return {
+        "empty file": lambda raw: b"",
+        "zero images": lambda raw: header(8, (0, 28, 28)),
+        "truncated data": lambda raw: raw[:-7],
+        "truncated header": lambda raw: raw[:6],
+        "bad magic": lambda raw: b"\x01\x02" + raw[2:],
+        "unknown type": lambda raw: raw[:2] + b"\x07" + raw[3:],
+        "huge shape": lambda raw: header(8, (2**32 - 1, 2**32 - 1, 2**32 - 1)) + raw[16:],
+        "float values": lambda raw: header(0x0D, (20, 28, 28)) + b"\0" * (20 * 28 * 28 * 4),
+        "labels shape": lambda raw: header(8, (20,)) + bytes(20),
+        "one image fewer": lambda raw: header(8, (19, 28, 28)) + raw[16:16 + 19 * 784],
+        "extra bytes": lambda raw: raw + b"\0\0",
+        "not gzip": lambda raw: b"plain text",
+    }
+
+
+@pytest.mark.parametrize("mutation", list(_idx_mutations()))
+@pytest.mark.parametrize("gz", [True, False])
+def test_a_damaged_idx_file_is_refused_by_name(tmp_path, mutation, gz):
+    import gzip
+
+    from test_data import _write_fake_mnist
+
+    _write_fake_mnist(tmp_path / "mnist", gz=gz)
+    data.load("mnist", root=tmp_path, download=False)  # the intact set loads
+    path = tmp_path / "mnist" / ("t10k-images-idx3-ubyte" + (".gz" if gz else ""))
+    raw = gzip.decompress(path.read_bytes()) if gz else path.read_bytes()
+    changed = _idx_mutations()[mutation](raw)
+    path.write_bytes(gzip.compress(changed) if gz and mutation != "not gzip" else changed)
+    with pytest.raises(ValueError) as info:
+        data.load("mnist", root=tmp_path, download=False)
+    assert "t10k-images-idx3-ubyte" in str(info.value), str(info.value)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import os
 import tempfile
 import urllib.request
@@ -147,7 +148,7 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
         raise ValueError(f"{path} is truncated inside its header; delete it and download it again")
     dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
     dtype = np.dtype(_IDX_DTYPES[raw[2]])
-    expected = int(np.prod(dims)) * dtype.itemsize
+    expected = math.prod(dims) * dtype.itemsize  # Python's integers: a huge header cannot overflow into a match
     if len(raw) - header != expected:
         raise ValueError(f"{path} is truncated or corrupt: its header promises {expected} bytes of data for shape "
                          f"{dims}, the file has {len(raw) - header}; delete it and download it again")
@@ -266,6 +267,9 @@ def _load_idx_arrays(name: str, root: str | os.PathLike[str] | None, download: b
             raise ValueError(f"{filename} in {folder} holds {array.dtype.name} values; {name} stores unsigned bytes "
                              "(IDX type 0x08). Is it the right file?")
         want = 3 if key.endswith("images") else 1
+        if array.size == 0:
+            raise ValueError(f"{filename} in {folder} holds no {'images' if want == 3 else 'labels'} (shape "
+                             f"{array.shape}); delete it and download it again")
         if array.ndim != want:
             raise ValueError(f"{filename} in {folder} has {array.ndim} dimension(s), expected {want} "
                              f"({'images N x rows x columns' if want == 3 else 'one label per image'}); "
@@ -274,8 +278,9 @@ def _load_idx_arrays(name: str, root: str | os.PathLike[str] | None, download: b
             raise ValueError(f"{filename} in {folder} has a label {int(array.max())}; {name} labels are 0-9")
     for split in ("train", "test"):
         if f"{split}_images" in arrays and len(arrays[f"{split}_images"]) != len(arrays[f"{split}_labels"]):
-            raise ValueError(f"{name} in {folder}: {len(arrays[f'{split}_images'])} {split} images but "
-                             f"{len(arrays[f'{split}_labels'])} labels; the files do not belong together")
+            images, labels = (SOURCES[name].files[f"{split}_{k}"][0] for k in ("images", "labels"))
+            raise ValueError(f"{name} in {folder}: {images} holds {len(arrays[f'{split}_images'])} images but "
+                             f"{labels} {len(arrays[f'{split}_labels'])} labels; the files do not belong together")
     return arrays
 
 
