@@ -422,6 +422,24 @@ def test_evaluate_scores_out_of_distribution_inputs_and_selective_prediction(tmp
     assert code == 2 and "has 64 inputs and the network takes 784" in err
     code, _, err = _run(["evaluate", str(out / "best.safetensors"), "--ood", "mnist-10k"], capsys)
     assert code == 2 and "is the dataset the network is evaluated on" in err
+    # issue 35: mnist's test digits are mnist-10k's t10k files: scored against themselves, AUROC 0.50 "as a result"
+    code, _, err = _run(["evaluate", str(out / "best.safetensors"), "--ood", "mnist"], capsys)
+    assert code == 2 and "are also test inputs of" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_checkpoint_does_not_choose_where_evaluate_reads_or_downloads(tmp_path, capsys):
+    # issue 35: a checkpoint's data_dir / download made evaluate create folders (and would download) where it said
+    from droplab.checkpoint import load_checkpoint_file
+
+    out = tmp_path / "run"
+    assert _run(["train", "--preset", "quick", "--epochs", "1", "--sizes", "64,16,10", "--out", str(out),
+                 "--no-progress"], capsys)[0] == 0
+    tensors, meta = load_checkpoint_file(out / "best.safetensors")
+    elsewhere = tmp_path / "elsewhere" / "deep"
+    meta["data"].update(dataset="mnist", data_dir=str(elsewhere), download=True)
+    path = _write_checkpoint(tmp_path / "edited.safetensors", tensors, meta)
+    _run(["evaluate", str(path), "--estimator", "weight-scaled"], capsys)
+    assert not (tmp_path / "elsewhere").exists()
 
 
 def test_a_full_disk_while_a_checkpoint_is_written_is_one_line(tmp_path, capsys, monkeypatch):

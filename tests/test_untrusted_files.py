@@ -102,3 +102,80 @@ def test_a_damaged_idx_file_is_refused_by_name(tmp_path, mutation, gz):
     with pytest.raises(ValueError) as info:
         data.load("mnist", root=tmp_path, download=False)
     assert "t10k-images-idx3-ubyte" in str(info.value), str(info.value)
+
+
+# ---- checkpoints ---------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    from droplab.cli import main
+
+    out = tmp_path_factory.mktemp("ckpt") / "run"
+    assert main(["train", "--preset", "quick", "--epochs", "1", "--sizes", "64,16,10", "--out", str(out),
+                 "--no-progress"]) == 0
+    return out / "last.safetensors"
+
+
+def _ckpt_mutations():
+    import torch
+
+    def tensors(f):
+        return lambda t, m: t.update({k: f(v) for k, v in t.items() if k.startswith("model.")})
+
+    return {
+        "huge sizes": lambda t, m: m["model"].update(sizes=[64, 10**9, 10]),
+        "sizes as text": lambda t, m: m["model"].update(sizes="64,16,10"),
+        "negative size": lambda t, m: m["model"].update(sizes=[64, -16, 10]),
+        "keep above 1": lambda t, m: m["model"].update(keep=[2.0, 0.5]),
+        "keep NaN": lambda t, m: m["model"].update(keep=[float("nan"), 0.5]),
+        "unknown transfer": lambda t, m: m["model"].update(transfer="nope"),
+        "model a list": lambda t, m: m.update(model=[1, 2]),
+        "data a string": lambda t, m: m.update(data="x"),
+        "no model": lambda t, m: m.pop("model"),
+        "NaN weights": tensors(lambda v: torch.full_like(v, float("nan"))),
+        "int weights": tensors(lambda v: v.long()),
+        "transposed weights": tensors(lambda v: v.t().contiguous() if v.dim() == 2 else v),
+        "a tensor missing": lambda t, m: t.pop("model.linears.0.bias"),
+        "a tensor more": lambda t, m: t.update({"model.extra": torch.ones(3)}),
+    }
+
+
+@pytest.mark.parametrize("mutation", list(_ckpt_mutations()))
+def test_a_damaged_checkpoint_is_refused_by_name(checkpoint, tmp_path, mutation):
+    from droplab.checkpoint import load_checkpoint_file, save_checkpoint_file
+    from droplab.train import load_model
+
+    tensors, meta = load_checkpoint_file(checkpoint)
+    _ckpt_mutations()[mutation](tensors, meta)
+    path = tmp_path / "damaged.safetensors"
+    save_checkpoint_file(path, tensors, meta)
+    with pytest.raises(ValueError) as info:
+        load_model(path)
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("cut", [0, 8, 100, -50])
+def test_a_truncated_checkpoint_is_refused_by_name(checkpoint, tmp_path, cut):
+    from droplab.train import load_model
+
+    raw = checkpoint.read_bytes()
+    path = tmp_path / "cut.safetensors"
+    path.write_bytes(raw[:cut])
+    with pytest.raises(ValueError, match=str(path)):
+        load_model(path)
+
+
+def test_a_resumed_run_refuses_a_precision_it_does_not_know(checkpoint, tmp_path):
+    import shutil as sh
+
+    from droplab import train
+    from droplab.checkpoint import load_checkpoint_file, save_checkpoint_file
+
+    run = tmp_path / "run"
+    sh.copytree(checkpoint.parent, run)
+    tensors, meta = load_checkpoint_file(run / "last.safetensors")
+    meta["train"]["precision"] = 5
+    save_checkpoint_file(run / "last.safetensors", tensors, meta)
+    model, _ = train.load_model(run / "last.safetensors")
+    with pytest.raises(ValueError, match=r"records the precision 5"):
+        train.resolve_precision(train.TrainConfig(), model, resuming=run)

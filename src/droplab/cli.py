@@ -365,6 +365,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     model, meta = load_model(args.checkpoint)
     data_cfg = dict(meta.get("data", {}))
+    # where data is read from or downloaded to is the user's choice, never the file's: a checkpoint is a file
+    # from anywhere, and its data_dir / download would make evaluate create folders (or download) where it says
+    data_cfg.pop("data_dir", None)
+    data_cfg.pop("download", None)
     for key in ("dataset", "data_dir", "download"):
         if getattr(args, key, None) is not None:
             data_cfg[key] = getattr(args, key)
@@ -476,6 +480,13 @@ def _ood_inputs(args: argparse.Namespace, data: Any, data_cfg: dict[str, Any], m
     if args.ood not in data_mod.SOURCES:  # digits and synthetic data come from no folder
         cfg.pop("data_dir", None)
     ood = _load_data(cfg, 0).to(data.x_test.device)
+    if ood.input_size == data.input_size:  # mnist and mnist-10k share the t10k digits: scored against themselves
+        seen = {bytes(row.cpu().numpy().tobytes()) for row in data.x_test}
+        shared = sum(bytes(row.cpu().numpy().tobytes()) in seen for row in ood.x_test)
+        if shared:
+            raise UsageError(f"--ood {args.ood}: {shared} of its {len(ood.x_test)} test inputs are also test inputs of "
+                             f"{data.name} (the same files); out-of-distribution scores need other data, e.g. "
+                             "--ood fashion-mnist")
     if ood.input_size != data.input_size:
         raise UsageError(f"--ood {args.ood} has {ood.input_size} inputs and the network takes {data.input_size}; "
                          "give a dataset of the same input size (fashion-mnist against mnist)")

@@ -474,7 +474,11 @@ def resolve_precision(config: TrainConfig, model: DropoutMLP, device: torch.devi
         return config
     if resuming is not None and (resuming / "last.safetensors").is_file():
         saved = load_checkpoint_file(resuming / "last.safetensors")[1].get("train", {})
-        return replace(config, precision=saved.get("precision", "float32"))
+        precision = saved.get("precision", "float32") if isinstance(saved, dict) else None
+        if precision not in PRECISIONS or precision == "auto":
+            raise ValueError(f"{resuming / 'last.safetensors'} records the precision {precision!r}, not one of "
+                             f"{[p for p in PRECISIONS if p != 'auto']}; the file is damaged (train afresh)")
+        return replace(config, precision=precision)
     return replace(config, precision=host.choose("training", **args).precision)
 
 
@@ -553,11 +557,18 @@ def load_model(path: str | Path, *, which: str = "model") -> tuple[DropoutMLP, d
     if not isinstance(meta.get("model"), dict):
         raise ValueError(f"{path} has no network description (its metadata lacks 'model'); it was not written by "
                          "droplab train, or it is damaged")
+    prefix = f"{which}."
+    sizes = meta["model"].get("sizes")
+    if isinstance(sizes, list) and len(sizes) >= 2 and all(isinstance(v, int) and v > 0 for v in sizes):
+        described = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=False))
+        held = sum(v.numel() for k, v in tensors.items() if k.startswith(prefix))
+        if described > held:  # refused before building it: a damaged size must not allocate gigabytes
+            raise ValueError(f"{path} describes a network {sizes} of {described:,} weights and biases but holds "
+                             f"{held:,} values for it; the file is damaged")
     try:
         model = DropoutMLP.from_config(meta["model"])
     except (ValueError, TypeError, KeyError) as exc:
         raise ValueError(f"{path} describes a network droplab cannot build: {exc}") from None
-    prefix = f"{which}."
     state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
