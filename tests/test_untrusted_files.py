@@ -179,3 +179,62 @@ def test_a_resumed_run_refuses_a_precision_it_does_not_know(checkpoint, tmp_path
     model, _ = train.load_model(run / "last.safetensors")
     with pytest.raises(ValueError, match=r"records the precision 5"):
         train.resolve_precision(train.TrainConfig(), model, resuming=run)
+
+
+# ---- results.json (droplab compare) --------------------------------------------------------------------------------
+
+def _results():
+    verdict = {"group": "dropout", "text": "a claim", "paper": "Fig. 1", "measured": 0.5, "threshold": 0.4,
+               "holds": True}
+    from droplab.experiments._base import GROUPS
+
+    return {"seed": 0, "preset": "tiny", "settings": {"precision": "float32"},
+            "groups": {g: {"held": 1, "claims": 2} for g in GROUPS},
+            "sections": [{"name": "pairs", "section": "9.1", "verdicts": [dict(verdict), dict(verdict)]}]}
+
+
+RESULTS_MUTATIONS = {
+    "sections not a list": lambda r: r.update(sections={"a": 1}),
+    "a section a number": lambda r: r["sections"].append(3),
+    "verdicts missing": lambda r: r["sections"][0].pop("verdicts"),
+    "a verdict a string": lambda r: r["sections"][0]["verdicts"].append("yes"),
+    "holds missing": lambda r: r["sections"][0]["verdicts"][0].pop("holds"),
+    "holds a string": lambda r: r["sections"][0]["verdicts"][0].update(holds="yes"),
+    "threshold text": lambda r: r["sections"][0]["verdicts"][0].update(threshold="0.4"),
+    "text a number": lambda r: r["sections"][0]["verdicts"][0].update(text=5),
+    "measured missing": lambda r: r["sections"][0]["verdicts"][0].pop("measured"),
+    "settings a list": lambda r: r.update(settings=[1]),
+    "seed text": lambda r: r.update(seed="zero"),
+    "host a number": lambda r: r.update(host=3),
+    "groups missing": lambda r: r.pop("groups"),
+    "a group's counts text": lambda r: r["groups"]["paper"].update(held="1"),
+    "paper a number": lambda r: r["sections"][0]["verdicts"][0].update(paper=3),
+    "not an object": lambda r: r.clear() or r.update(x=1),
+}
+
+
+@pytest.mark.parametrize("mutation", list(RESULTS_MUTATIONS))
+def test_a_damaged_results_file_is_refused_by_name(tmp_path, mutation):
+    import json
+
+    from droplab.report import compare_runs
+
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_text(json.dumps({**_results(), "seed": ord(name)}))
+    assert "a claim" in compare_runs([tmp_path / "a", tmp_path / "b"])  # intact: compared
+    damaged = {**_results(), "seed": 98}
+    RESULTS_MUTATIONS[mutation](damaged)
+    (tmp_path / "b" / "results.json").write_text(json.dumps(damaged))
+    with pytest.raises(ValueError, match=str(tmp_path / "b" / "results.json")):
+        compare_runs([tmp_path / "a", tmp_path / "b"])
+
+
+@pytest.mark.parametrize("text", ["", "{", "[]", "null", "\xff\xfe"])
+def test_a_results_file_that_is_not_json_is_refused_by_name(tmp_path, text):
+    from droplab.report import compare_runs
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "results.json").write_bytes(text.encode("latin-1"))
+    with pytest.raises(ValueError, match="results.json"):
+        compare_runs([tmp_path / "a"])

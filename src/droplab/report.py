@@ -428,6 +428,44 @@ def _sweep_sections(out: Path) -> list[str]:
     return parts
 
 
+def _results_problem(run: dict[str, Any]) -> str | None:
+    """What is wrong with the structure ``compare`` reads from a results.json, or None."""
+    def number(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    for key, kind in (("settings", dict), ("host", dict), ("precisions", dict)):
+        if key in run and run[key] is not None and not isinstance(run[key], kind):
+            return f"'{key}' is {type(run[key]).__name__}, not an object"
+    if "seed" in run and not (isinstance(run["seed"], int) and not isinstance(run["seed"], bool)):
+        return f"'seed' is {run['seed']!r}, not an integer"
+    groups = run.get("groups")
+    for g in GROUPS:
+        entry = groups.get(g) if isinstance(groups, dict) else None
+        if not isinstance(entry, dict) or not all(isinstance(entry.get(k), int) and not isinstance(entry.get(k), bool)
+                                                  for k in ("held", "claims")):
+            return f"'groups' lacks the counts ('held', 'claims') of the group {g!r}"
+    for s, section in enumerate(run["sections"]):
+        if not isinstance(section, dict) or not isinstance(section.get("name"), str) \
+                or not isinstance(section.get("verdicts"), list):
+            return f"section {s} lacks its name or its list of verdicts"
+        for i, v in enumerate(section["verdicts"]):
+            where = f"section {section['name']!r}, claim {i}"
+            if not isinstance(v, dict):
+                return f"{where} is not an object"
+            for key in ("group", "text"):
+                if not isinstance(v.get(key), str):
+                    return f"{where}: '{key}' is {v.get(key)!r}, not text"
+            if v.get("paper") is not None and not isinstance(v["paper"], str):
+                return f"{where}: 'paper' is {v['paper']!r}, not text"
+            if not isinstance(v.get("holds"), bool):
+                return f"{where}: 'holds' is {v.get('holds')!r}, not true or false"
+            if v.get("threshold") is not None and not number(v["threshold"]):
+                return f"{where}: 'threshold' is {v['threshold']!r}, not a number"
+            if "measured" not in v:
+                return f"{where} has no 'measured'"
+    return None
+
+
 def _comparable_runs(folders: list[Path], across: Sequence[str] = ()) -> list[dict[str, Any]]:
     """Each folder's ``results.json``, refused unless the runs differ only in their seed (and in what ``across``
     names: ``"precision"``, ``"preset"``)."""
@@ -449,6 +487,10 @@ def _comparable_runs(folders: list[Path], across: Sequence[str] = ()) -> list[di
         if not isinstance(run, dict) or not isinstance(run.get("sections"), list) or "groups" not in run:
             raise ValueError(f"{Path(folder) / 'results.json'} is not a droplab results file (no sections); run "
                              f"droplab reproduce --out {folder} again")
+        problem = _results_problem(run)
+        if problem:
+            raise ValueError(f"{Path(folder) / 'results.json'} is damaged: {problem}; run droplab reproduce --out "
+                             f"{folder} again")
 
     def setting(run: dict[str, Any]) -> dict[str, Any]:
         if "preset" in across:
