@@ -82,7 +82,7 @@ BAD = [
     (["train", "--keep", "0.5,0.5,0.5,0.5"], "keep needs 3 entries"),
     (["train", "--dataset", "cifar"], "invalid choice: 'cifar'"),
     (["train", "--epochs", "0"], "epochs must be a positive integer, got 0"),
-    (["train", "--lr", "-1"], "lr must be a positive number"),
+    (["train", "--lr", "-1"], "lr must be a positive finite number"),
     (["train", "--bogus"], "unrecognized arguments: --bogus"),
     (["train", "--preset", "huge"], "invalid choice: 'huge'"),
     (["train", "--config", "/nonexistent.toml"], "config file /nonexistent.toml does not exist"),

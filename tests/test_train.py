@@ -162,10 +162,10 @@ def test_schedules():
 
 @pytest.mark.parametrize("kwargs,error", [
     (dict(epochs=0), "epochs must be a positive integer, got 0"),
-    (dict(lr=-1.0), "lr must be a positive number"),
+    (dict(lr=-1.0), "lr must be a positive finite number"),
     (dict(momentum_end=1.0), "momentum_end must be in \\[0, 1\\)"),
     (dict(loss="hinge"), "loss must be one of"),
-    (dict(max_norm=0), "max_norm must be a positive number"),
+    (dict(max_norm=0), "max_norm must be a positive finite number"),
     (dict(lr_decay=1.5), "lr_decay must be in"),
 ])
 def test_bad_training_configuration(kwargs, error):

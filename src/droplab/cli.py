@@ -49,6 +49,19 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see '{self.prog} --help')")
 
 
+def _path(text: str) -> Path:
+    """A path flag's value: not empty (an unset shell variable would otherwise mean the current folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"expected a path, got {text!r}")
+    return Path(text)
+
+
+def _text(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"expected a value, got {text!r}")
+    return text
+
+
 def _floats(text: str) -> float | list[float]:
     try:
         values = [float(v) for v in text.split(",")]
@@ -79,7 +92,7 @@ def _backward(text: str) -> str | float:
 
 def _add_data_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", choices=data_mod.DATASETS, help="dataset (default: the preset's)")
-    p.add_argument("--data-dir",
+    p.add_argument("--data-dir", type=_text,
                    help="folder holding the IDX files (else $DROPLAB_DATA, the cache, /usr/share/datasets)")
     p.add_argument("--no-download", dest="download", action="store_false", default=None,
                    help="fail instead of downloading missing files")
@@ -154,16 +167,16 @@ def _train_parser(sub: Any) -> None:
     t.add_argument("--preset", choices=sorted(PRESETS), default=None,
                    help="starting configuration: " + "; ".join(f"{k}: {v.description}" for k, v in
                                                              sorted(PRESETS.items())) + " (default: quick)")
-    t.add_argument("--config", type=Path, help="TOML file with [model], [train], [data] tables (keys as the flags)")
+    t.add_argument("--config", type=_path, help="TOML file with [model], [train], [data] tables (keys as the flags)")
     t.add_argument("--show", action="store_true", help="print the settings as TOML (preset, file and flags "
                                                        "resolved) and exit without training")
-    t.add_argument("--out", type=Path, help="output folder for checkpoints and metrics (default: runs/<preset>)")
+    t.add_argument("--out", type=_path, help="output folder for checkpoints and metrics (default: runs/<preset>)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint "
                                                          "(a larger --epochs extends a finished run)")
     t.add_argument("--force", action="store_true", help="start afresh in an --out that holds an earlier run "
                                                         "(its checkpoints and metrics are replaced)")
     t.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
-    t.add_argument("--tensorboard", type=Path, metavar="DIR", help="also log to TensorBoard in DIR: scalars every "
+    t.add_argument("--tensorboard", type=_path, metavar="DIR", help="also log to TensorBoard in DIR: scalars every "
                                                                      "epoch, hyperparameters and final metrics at the "
                                                                      "end (pip install 'droplab[tensorboard]')")
     t.add_argument("--device", default=None, help="cpu, cuda, cuda:N or auto (default: cpu)")
@@ -180,14 +193,14 @@ def _evaluate_parser(sub: Any) -> None:
     e = sub.add_parser("evaluate", help="test error and calibration of a checkpoint",
                        description="Test error, negative log-likelihood, Brier score and expected calibration error "
                                    "of a checkpoint with one or more ensemble estimators.")
-    e.add_argument("checkpoint", type=Path, help="a .safetensors checkpoint (e.g. runs/quick/best.safetensors)")
+    e.add_argument("checkpoint", type=_path, help="a .safetensors checkpoint (e.g. runs/quick/best.safetensors)")
     e.add_argument("--estimator", nargs="+", choices=_eval_estimators(), default=["weight-scaled"],
                    help="how the ensemble is averaged (several may be given): " + "; ".join(
                        f"{est.cli}: {est.summary}" for est in _registry().values()))
     e.add_argument("--samples", type=int, default=100, help="Monte Carlo samples per input (default 100)")
     e.add_argument("--seed", type=_seed, default=0, help="seed of the Monte Carlo masks")
     _add_data_flags(e)
-    e.add_argument("--reliability", type=Path, metavar="DIR",
+    e.add_argument("--reliability", type=_path, metavar="DIR",
                    help="also write a reliability diagram per estimator into DIR (reliability-<estimator>.png)")
     e.add_argument("--ood", choices=data_mod.DATASETS, metavar="DATASET",
                    help="also score out-of-distribution detection against DATASET's test inputs (same input size, "
@@ -208,8 +221,8 @@ def _reproduce_parser(sub: Any) -> None:
                         "MNIST; for a GPU), quick (a no-download substitute on 8x8 digits), tiny (seconds, for tests)")
     r.add_argument("--dataset", choices=[d for d in data_mod.DATASETS if d != "synthetic-linear"],
                    help="classification dataset of the study network (default: the preset's)")
-    r.add_argument("--data-dir", help="folder holding the IDX files")
-    r.add_argument("--out", type=Path, default=None, help="output folder (default: reports/<preset>)")
+    r.add_argument("--data-dir", type=_text, help="folder holding the IDX files")
+    r.add_argument("--out", type=_path, default=None, help="output folder (default: reports/<preset>)")
     r.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     r.add_argument("--seed", type=_seed, default=0, help="seed of the study network, the inputs and the masks")
     r.add_argument("--precision", choices=("auto", *MC_PRECISIONS), default="auto",
@@ -233,12 +246,12 @@ def _sweep_parser(sub: Any) -> None:
 
     source.add_argument("--preset", help="a sweep preset: " + "; ".join(
         f"{name} ({sweep.get('about', ', '.join(sweep.get('grid', {})))})" for name, sweep in SWEEPS.items()))
-    source.add_argument("--config", type=Path, help="a sweep TOML file (see droplab.sweep for its keys)")
-    w.add_argument("--out", type=Path, help="the sweep's folder (default: sweeps/<name>)")
+    source.add_argument("--config", type=_path, help="a sweep TOML file (see droplab.sweep for its keys)")
+    w.add_argument("--out", type=_path, help="the sweep's folder (default: sweeps/<name>)")
     w.add_argument("--resume", action="store_true", help="finish the sweep in --out: only trials that had not "
                                                          "finished run")
-    w.add_argument("--address", help="join an existing Ray cluster (e.g. 10.0.0.1:6379 or auto); default: a local "
-                                     "Ray on this machine")
+    w.add_argument("--address", type=_text, help="join an existing Ray cluster (e.g. 10.0.0.1:6379 or auto); "
+                                                 "default: a local Ray on this machine")
     w.add_argument("--cpus", type=int, help="CPUs a local Ray may use (default: all)")
     w.add_argument("--progress", action="store_true", help="show Ray Tune's progress tables")
 
@@ -247,7 +260,7 @@ def _compare_parser(sub: Any) -> None:
     c = sub.add_parser("compare", help="compare reproduction reports (e.g. seeds) claim by claim",
                        description="Print a Markdown table of every claim across report folders: the spread of "
                                    "its measured number and whether its verdict flips.")
-    c.add_argument("folders", nargs="+", type=Path, help="report folders, each with a results.json")
+    c.add_argument("folders", nargs="+", type=_path, help="report folders, each with a results.json")
     c.add_argument("--across", action="append", choices=("precision", "preset"), default=[],
                    help="also compare runs that differ in these (precision: the Monte Carlo and training precisions, "
                         "and the host; preset: e.g. standard against paper, with their settings); each run is "
@@ -302,6 +315,10 @@ def _train_settings(args: argparse.Namespace) -> dict[str, Any]:
         settings = resolve(name, tables, where=f"{args.config}" if args.config else "the flags")
     except (ValueError, TypeError) as exc:
         raise UsageError(str(exc)) from None
+    for key in ("out", "device"):
+        if key in cfg and not (isinstance(cfg[key], str) and cfg[key].strip()):
+            raise UsageError(f"{key} in {args.config} must be text ({'a folder' if key == 'out' else 'cpu, cuda, '}"
+                             f"{'' if key == 'out' else 'cuda:N or auto'}), got {cfg[key]!r}")
     out = args.out or (Path(cfg["out"]) if "out" in cfg else Path("runs") / name)
     device = args.device or cfg.get("device", "cpu")
     return dict(preset=name, data=settings.data.as_dict(), model=settings.model, train=settings.train, out=out,
@@ -318,6 +335,8 @@ def _load_data(cfg: dict[str, Any], seed: int) -> data_mod.Dataset:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if args.resume and args.force:
+        raise UsageError("--resume continues the run in --out and --force replaces it; give one of them")
     s = _train_settings(args)
     if args.show:
         print(_show(s), end="")

@@ -10,6 +10,7 @@ line's flags, the TOML file's keys and a preset's contents are all derived from 
 
 from __future__ import annotations
 
+import os
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
@@ -117,9 +118,9 @@ class ModelConfig:
             raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
         gain = self.init_gain
         if gain is not None and not (isinstance(gain, (int, float)) and not isinstance(gain, bool)
-                                     and 0 < gain < float("inf")):
-            raise ValueError(f"init_gain must be a positive number or None (4 for logistic layers, else 1), "
-                             f"got {gain!r}")
+                                     and 0 < gain * 3**0.5 < torch.finfo(torch.float32).max):
+            raise ValueError(f"init_gain must be a positive number whose Glorot bound float32 holds, or None (4 for "
+                             f"logistic layers, else 1), got {gain!r}")
         if gain is not None and self.init != "glorot":
             raise ValueError(f"init_gain sets the Glorot gain; it needs init='glorot', got init={self.init!r}")
         for h, (keep, kind) in enumerate(zip(_per_layer(self.keep, n, "keep"), _per_layer(self.gate, n, "gate"),
@@ -237,6 +238,8 @@ class DataConfig:
             raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {self.normalize!r}")
         if not isinstance(self.download, bool):
             raise ValueError(f"download must be true or false, got {self.download!r}")
+        if self.data_dir is not None and not (isinstance(self.data_dir, (str, os.PathLike)) and str(self.data_dir)):
+            raise ValueError(f"data_dir must be a folder (a path as text) or None, got {self.data_dir!r}")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -80,20 +80,20 @@ class TrainConfig:
         _positive_int(self.epochs, "epochs")
         _positive_int(self.batch_size, "batch_size")
         _positive_int(self.momentum_epochs, "momentum_epochs")
-        if not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
-            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
-        if not (isinstance(self.lr_decay, (int, float)) and 0 < self.lr_decay <= 1):
+        if not (_number(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a positive finite number, got {self.lr!r}")
+        if not (_number(self.lr_decay) and 0 < self.lr_decay <= 1):
             raise ValueError(f"lr_decay must be in (0, 1], got {self.lr_decay!r}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         for name in ("momentum_start", "momentum_end"):
             value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and 0 <= value < 1):
+            if not (_number(value) and 0 <= value < 1):
                 raise ValueError(f"{name} must be in [0, 1), got {value!r}")
-        if self.max_norm is not None and not (isinstance(self.max_norm, (int, float)) and self.max_norm > 0):
-            raise ValueError(f"max_norm must be a positive number or None, got {self.max_norm!r}")
-        if not (isinstance(self.l2, (int, float)) and self.l2 >= 0):
-            raise ValueError(f"l2 must be a non-negative number, got {self.l2!r}")
+        if self.max_norm is not None and not (_number(self.max_norm) and self.max_norm > 0):
+            raise ValueError(f"max_norm must be a positive finite number or None, got {self.max_norm!r}")
+        if not (_number(self.l2) and self.l2 >= 0):
+            raise ValueError(f"l2 must be a non-negative finite number, got {self.l2!r}")
         if self.patience is not None:
             _positive_int(self.patience, "patience")
         if self.loss not in LOSSES:
@@ -118,6 +118,11 @@ class TrainConfig:
     @classmethod
     def field_names(cls) -> list[str]:
         return [f.name for f in fields(cls)]
+
+
+def _number(value: Any) -> bool:
+    """A finite int or float, not a bool (True would read as 1)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _positive_int(value: Any, name: str) -> None:
@@ -562,7 +567,8 @@ def load_model(path: str | Path, *, which: str = "model") -> tuple[DropoutMLP, d
     if isinstance(sizes, list) and len(sizes) >= 2 and all(isinstance(v, int) and v > 0 for v in sizes):
         described = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=False))
         held = sum(v.numel() for k, v in tensors.items() if k.startswith(prefix))
-        if described > held:  # refused before building it: a damaged size must not allocate gigabytes
+        if described > max(held, 10**7):  # refused before building: a damaged size must not allocate gigabytes
+            # (smaller gaps are named tensor by tensor below)
             raise ValueError(f"{path} describes a network {sizes} of {described:,} weights and biases but holds "
                              f"{held:,} values for it; the file is damaged")
     try:

@@ -113,8 +113,8 @@ def make_transfer(name: str, *, c: float = 1.0, lam: float = 1.0, t: float = 0.0
     """Build a transfer by name, with checked parameters."""
     if name not in TRANSFER_KINDS:
         raise ValueError(f"unknown transfer function {name!r}; expected one of {tuple(TRANSFER_KINDS)}")
-    if not (isinstance(c, (int, float)) and c > 0):
-        raise ValueError(f"logistic c must be a positive number, got {c!r}")
+    if not (isinstance(c, (int, float)) and not isinstance(c, bool) and math.isfinite(c) and c > 0):
+        raise ValueError(f"logistic c must be a positive finite number, got {c!r}")
     if not isinstance(lam, (int, float)) or not math.isfinite(lam) or lam <= 0:
         raise ValueError(f"slope lambda must be a positive finite number, got {lam!r}")
     return Transfer(name, float(c), float(lam), float(t))
