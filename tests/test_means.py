@@ -179,7 +179,7 @@ def test_means_refuse_what_has_no_mean():
 
     from droplab import means
 
-    with pytest.raises(ValueError, match="empty set"):
+    with pytest.raises(ValueError, match="o is empty"):
         means.weighted_mean(np.zeros(0))
     with pytest.raises(ValueError, match="one weight per value"):
         means.weighted_mean(np.array([0.2, 0.4]), np.array([1.0]))

@@ -116,7 +116,7 @@ def test_backpercolation_network_trains_forward_identically():
     (dict(sizes=(4, 5, 2), gate="spiking", keep=0.5, transfer="relu"), "spiking units need outputs in"),
     (dict(sizes=(4, 5, 2), scaling="keras"), "scaling must be one of"),
     (dict(sizes=(4, 5, 2), mask_sharing="all"), "mask_sharing must be one of"),
-    (dict(sizes=(4, 5, 2), lam=-1.0), "slope lambda must be a positive"),
+    (dict(sizes=(4, 5, 2), lam=-1.0), "lam must be positive"),
 ])
 def test_bad_network_arguments(kwargs, error):
     sizes = kwargs.pop("sizes")

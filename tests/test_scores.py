@@ -113,7 +113,7 @@ def test_gaussian_regression_scores_against_integration_and_scipy():
     assert got["gaussian_nll"] == pytest.approx(-np.mean(stats.norm.logpdf(y, mean, sd)))
     assert got["coverage"][0.95] == pytest.approx(np.mean(np.abs(y - mean) <= 1.959963984540054 * sd))
     assert "log_likelihood" not in got  # it needs the members
-    with pytest.raises(ValueError, match="tau .* must be a positive number"):
+    with pytest.raises(ValueError, match="tau must be positive"):
         metrics.regression_scores(torch.tensor(mean), y, tau=0.0, variance=var)
 
 

@@ -188,9 +188,13 @@ def temperature_scale(member_logits: Any, labels: Any, *, bounds: tuple[float, f
     z = z if z.dim() == 3 else z.unsqueeze(0)
     if not bool(torch.isfinite(z).all()):
         raise ValueError("member_logits holds NaN or inf")
-    y = torch.as_tensor(labels).to("cpu")
+    try:
+        y = torch.as_tensor(labels).to("cpu")
+    except (TypeError, ValueError, RuntimeError, OverflowError):
+        raise TypeError(f"labels must be integer class indices, got {type(labels).__name__}") from None
     if y.dim() != 1 or len(y) != z.shape[1] or y.is_floating_point() or int(y.min()) < 0 or int(y.max()) >= z.shape[2]:
-        raise ValueError(f"labels must be {z.shape[1]} class indices in [0, {z.shape[2] - 1}], one per input")
+        raise ValueError(f"labels must be {z.shape[1]} class indices in [0, {z.shape[2] - 1}], one per input of "
+                         f"member_logits (shape {tuple(z.shape)}: K members, B inputs, C classes)")
     if (not isinstance(bounds, (tuple, list)) or len(bounds) != 2
             or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in bounds)):
         raise ValueError(f"bounds must be two numbers (low, high) with 0 < low < high, got {bounds!r}")
@@ -259,9 +263,11 @@ def regression_scores(predictions: Any, targets: Any, *, tau: float, variance: A
         mean, var = predictions, variance
         if var is None:
             raise ValueError("give the predictive variance (variance=...) with means, or pass monte_carlo's result")
-    m, v, y = _vector(mean, "mean"), _vector(var, "variance"), _vector(targets, "targets")
+    m, v, y = _vector(mean, "predictions" if var is variance else "predictions.mean"), _vector(var, "variance"), \
+        _vector(targets, "targets")
     if not (len(m) == len(v) == len(y)):
-        raise ValueError(f"mean, variance and targets must have one value per input, got {len(m)}, {len(v)}, {len(y)}")
+        raise ValueError(f"predictions, variance and targets must have one value per input, got {len(m)}, {len(v)}, "
+                         f"{len(y)}")
     if float(v.min()) < 0:
         raise ValueError("variance must be non-negative")
     for level in levels:

@@ -301,3 +301,9 @@ def to_toml(tables: dict[str, Any]) -> str:
             for key, value in table.items():
                 lines.append(f"{key} = {_toml_value(value)}" if value is not None else f"# {key} = (none)")
     return "\n".join(lines).lstrip("\n") + "\n"
+
+
+from ._contract import checked as _checked  # noqa: E402  (every public function checks its arguments first)
+
+for _name in __all__:
+    globals()[_name] = _checked(globals()[_name])

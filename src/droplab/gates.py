@@ -35,6 +35,7 @@ import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -94,6 +95,16 @@ def _rng_pool() -> ThreadPoolExecutor:
     return _pool[1]
 
 
+def _shape(shape: Any) -> torch.Size:
+    try:
+        size = torch.Size(shape)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"shape must be a tuple of non-negative ints (or a torch.Size), got {shape!r}") from None
+    if any(d < 0 for d in size):
+        raise ValueError(f"shape must hold non-negative sizes, got {tuple(size)}")
+    return size
+
+
 def random_words(count: int, *, generator: torch.Generator | None, device: torch.device) -> Tensor:
     """``count`` uniformly random 64-bit words (int64), drawn from ``generator`` (torch's default if None).
 
@@ -107,6 +118,8 @@ def random_words(count: int, *, generator: torch.Generator | None, device: torch
     >>> random_words(3, generator=g, device=torch.device("cpu")).dtype
     torch.int64
     """
+    if count < 0:
+        raise ValueError(f"count must be a non-negative integer, got {count}")
     words = torch.empty(count, dtype=torch.int64, device=device)
     if device.type != "cpu" or count < SPLIT_WORDS:
         return words.random_(-2**63, None, generator=generator)
@@ -160,8 +173,10 @@ def bernoulli_noise(shape: torch.Size | tuple[int, ...], keep: Keep, *, generato
     >>> bernoulli_noise((2, 3), 0.5, generator=g, dtype=torch.float32, device=torch.device("cpu")).shape
     torch.Size([2, 3])
     """
-    shape = torch.Size(shape)
+    shape = _shape(shape)
     if not isinstance(keep, Tensor):
+        if isinstance(keep, bool) or not isinstance(keep, (int, float)) or not 0 <= keep <= 1:
+            raise ValueError(f"keep must be a probability in [0, 1] or a tensor of them, got {keep!r}")
         drawn = bernoulli_words(shape, keep, generator=generator, device=device)
         if drawn is None:
             return (torch.ones if keep >= 1.0 else torch.zeros)(shape, dtype=dtype, device=device)
@@ -170,6 +185,15 @@ def bernoulli_noise(shape: torch.Size | tuple[int, ...], keep: Keep, *, generato
         # for 100 x 1200, where a float clamp of the converted words, or a bool mask then converted, took 29-44)
         return torch.lt(words, limit, out=torch.empty(shape, dtype=dtype, device=device))
     # per-element probabilities (per-unit or per-connection rates, or spiking's O)
+    try:
+        fits = keep.is_floating_point() and torch.broadcast_shapes(keep.shape, shape) == shape
+    except RuntimeError:
+        fits = False
+    if not fits:
+        raise ValueError(f"keep must be floating-point probabilities of shape {tuple(shape)} (or broadcast to it), "
+                         f"got a {keep.dtype} tensor of shape {tuple(keep.shape)}")
+    if not bool(((keep >= 0) & (keep <= 1)).all()):  # NaN fails too
+        raise ValueError("keep must hold probabilities in [0, 1] (no NaN)")
     n = shape.numel()
     words = random_words((n + 1) // 2, generator=generator, device=device).view(torch.int32)[:n].view(shape)
     count = (keep.detach().to(device=device, dtype=torch.float64).clamp(0, 1) * 2**32).round().to(torch.int64)
@@ -313,4 +337,10 @@ def gate_kind(name: str) -> GateKind:
     try:
         return GATES[name]
     except KeyError:
-        raise ValueError(f"unknown gate kind {name!r}; expected one of {sorted(GATES)}") from None
+        raise ValueError(f"unknown gate kind name={name!r}; expected one of {sorted(GATES)}") from None
+
+
+from ._contract import checked as _checked  # noqa: E402  (every public function checks its arguments first)
+
+for _name in __all__:
+    globals()[_name] = _checked(globals()[_name])

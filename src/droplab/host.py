@@ -108,7 +108,9 @@ def capability() -> str:
 def supported(precision: str, device: torch.device | str = "cpu") -> bool:
     """Whether the CPU's flags admit ``precision``'s products (always True off x86 and on CUDA, where only the
     probe decides)."""
-    kind = _KIND.get(precision, precision)
+    if precision not in _KIND:
+        raise ValueError(f"precision must be one of {sorted(_KIND)}, got {precision!r}")
+    kind = _KIND[precision]
     if kind == "float32" or torch.device(device).type != "cpu":
         return True
     flags = cpu_flags()
@@ -332,6 +334,11 @@ def choose(task: str, sizes: Sequence[int], rows: int, *, low_layers: Sequence[b
     least ``MARGIN`` times faster than float32's on this host, or float32 is chosen."""
     if task not in ("monte_carlo", "training"):
         raise ValueError(f"task must be 'monte_carlo' or 'training', got {task!r}")
+    if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence) or len(sizes) < 2 or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in sizes):
+        raise ValueError(f"sizes must be the network's layer sizes, two or more positive ints, got {sizes!r}")
+    if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
+        raise ValueError(f"rows must be a positive int (a chunk's or a batch's rows), got {rows!r}")
     candidates = (TRAIN_CANDIDATES if task == "training" else MC_CANDIDATES)[1:]
     work = _work(task, sizes, rows)
     if work < MIN_WORK:
@@ -422,3 +429,9 @@ def benchmark_header(device: torch.device | str = "cpu", size: int = 1024) -> st
     return (f"host: {where}; flags: {' '.join(flags) or 'none read'}\n"
             f"host peaks ({size}^3 products, this run): float32 {rates['float32']:.1f} GFLOP/s, bfloat16 "
             f"{rates['bfloat16']:.1f} GFLOP/s, int8 {rates['int8']:.1f} GOP/s")
+
+
+from ._contract import checked as _checked  # noqa: E402  (every public function checks its arguments first)
+
+for _name in __all__:
+    globals()[_name] = _checked(globals()[_name])

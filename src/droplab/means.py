@@ -17,6 +17,7 @@ The approximations are functions of E and V only, each named after its equation.
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -54,21 +55,28 @@ Array = TypeVar("Array", np.ndarray, Tensor)
 
 
 def _array_api(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Run ``fn`` on float64 torch tensors; give back NumPy if NumPy came in."""
+    """Run ``fn`` on float64 torch tensors (its ``Array`` arguments, positional or by name: NumPy arrays, lists
+    and numbers converted); give back NumPy if NumPy or a list came in."""
+    sig = inspect.signature(fn)
+    arrays = {name for name, p in sig.parameters.items() if "Array" in str(p.annotation)}
+
+    def convert(a: Any) -> Any:
+        if isinstance(a, bool) or a is None or isinstance(a, Tensor):
+            return a
+        if isinstance(a, int):
+            a = float(a)  # as float64: a huge int would not fit torch's int64 on the way
+        return torch.as_tensor(np.asarray(a, dtype=np.float64))
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        numpy_in = any(isinstance(a, np.ndarray) for a in (*args, *kwargs.values()))
-        numpy_in = numpy_in or any(isinstance(a, (list, tuple)) for a in args)  # a list comes back as NumPy
-        conv = [torch.as_tensor(a, dtype=torch.float64) if isinstance(a, (np.ndarray, float, int, list, tuple)) and
-                not isinstance(a, bool) else a for a in args]
-        kw = {k: torch.as_tensor(v, dtype=torch.float64) if isinstance(v, np.ndarray) else v
-              for k, v in kwargs.items()}
-        out = fn(*conv, **kw)
+        bound = sig.bind(*args, **kwargs)
+        numpy_in = any(isinstance(v, (np.ndarray, list, tuple)) for k, v in bound.arguments.items() if k in arrays)
+        for name in arrays & set(bound.arguments):
+            bound.arguments[name] = convert(bound.arguments[name])
+        out = fn(*bound.args, **bound.kwargs)
         if numpy_in:
             return tuple(o.numpy() for o in out) if isinstance(out, tuple) else out.numpy()
         return out
-
     return wrapper
 
 
@@ -193,12 +201,14 @@ def cartwright_field_bounds(o: Array, weights: Array | None = None, *, dim: int 
 @_array_api
 def nwgm_around_half(e: Array, v: Array) -> Array:
     """Eq. 84, second order around 0.5: NWGM ~ (E - V) / (1 - 2V)."""
+    _check_mean_variance(e, v)
     return (e - v) / (1 - 2 * v)
 
 
 @_array_api
 def nwgm_error_around_half(e: Array, v: Array) -> Array:
     """Eqs. 85 and 87: |E - NWGM| ~ V |1 - 2E| / (1 - 2V)."""
+    _check_mean_variance(e, v)
     return v * (1 - 2 * e).abs() / (1 - 2 * v)
 
 
@@ -217,6 +227,13 @@ def _check_mean_variance(e: Tensor, v: Tensor) -> None:
     if bool(((v < -1e-9) | (v > 0.25 + 1e-9)).any()):  # 0 <= V <= E(1 - E) <= 1/4 (Eq. 212), with rounding room
         raise ValueError(f"V must be in [0, 0.25] (Eq. 212) for values in [0, 1], got {float(v.min()):g} to "
                          f"{float(v.max()):g}; check that E and V are in that order")
+    # numbers in [0, 1] with mean E have V <= E(1 - E) (Bhatia-Davis); room for an unbiased estimate's K / (K - 1)
+    eb, vb = torch.broadcast_tensors(e.clamp(0, 1), v)
+    excess = vb - 1.5 * eb * (1 - eb) - 1e-9
+    if bool((excess > 0).any()):
+        k = int(excess.flatten().argmax())
+        raise ValueError(f"V = {float(vb.flatten()[k]):g} is impossible with E = {float(eb.flatten()[k]):g}: values "
+                         "in [0, 1] have V <= E(1 - E)")
 
 
 @_array_api
@@ -240,6 +257,7 @@ def nwgm_around_mean(e: Array, v: Array) -> Array:
     >>> float(nwgm_around_mean(torch.tensor(1.0), torch.tensor(0.0)))
     1.0
     """
+    _check_mean_variance(e, v)
     formula = (e - v / (2 * e)) / (1 - v / (2 * e * (1 - e)))
     return torch.where(v == 0, e, formula)
 
@@ -247,12 +265,14 @@ def nwgm_around_mean(e: Array, v: Array) -> Array:
 @_array_api
 def nwgm_around_extremes(e: Array, v: Array) -> Array:
     """Eqs. 207 and 211, expansion around 1 (or 0): NWGM ~ (2E - V) / (2 - 2V)."""
+    _check_mean_variance(e, v)
     return (2 * e - v) / (2 - 2 * v)
 
 
 @_array_api
 def nwgm_error_extremes(e: Array, v: Array) -> Array:
     """Eq. 208: E - NWGM ~ -(E - 1/2) V / (1 - V); |.| <= 1/2 V/(1-V) <= 1/6 (Eqs. 209-210)."""
+    _check_mean_variance(e, v)
     return -(e - 0.5) * v / (1 - v)
 
 
@@ -281,6 +301,8 @@ def gaussian_expected_logistic(mean_s: Array, var_s: Array, *, c: float = 1.0, l
     With c = lam = 1 this is the paper's Eq. 242, 1/(1 + exp(-mu / sqrt(1 + 0.368 s^2))). (The paper's
     derivation drops lam from the variance term; lam^2 s^2 is the variance of lam S.)
     """
+    if not c > 0:
+        raise ValueError(f"c (the logistic's c) must be positive, got {c}")
     return torch.sigmoid((lam * mean_s - math.log(c)) / torch.sqrt(1 + ALPHA**2 * lam**2 * var_s))
 
 
@@ -309,3 +331,9 @@ def relu_error_discrete(s: Array, weights: Array | None = None, *, dim: int = -1
     positive = (p * s * (s > 0)).sum(dim)
     nonpositive = (p * s.abs() * (s <= 0)).sum(dim)
     return lam * torch.where(mean <= 0, positive, nonpositive)
+
+
+from ._contract import checked as _checked  # noqa: E402  (every public function checks its arguments first)
+
+for _name in __all__:
+    globals()[_name] = _checked(globals()[_name])

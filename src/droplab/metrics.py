@@ -84,7 +84,11 @@ def _probabilities(predictions: Any, labels: Any) -> tuple[Tensor, Tensor]:
         raise ValueError("predictions must be probabilities: finite, in [0, 1], each row summing to 1 "
                          f"(rows sum to {float(p.sum(1).min()):.4g}..{float(p.sum(1).max()):.4g}); apply softmax "
                          "to logits first")
-    labels = torch.as_tensor(labels, device=p.device)
+    try:
+        labels = torch.as_tensor(labels, device=p.device)
+    except (TypeError, ValueError, RuntimeError, OverflowError):
+        raise TypeError(f"labels must be integer class indices (a tensor, an array or a list of ints), got "
+                        f"{type(labels).__name__}") from None
     if labels.dim() != 1 or labels.shape[0] != p.shape[0]:
         raise ValueError(f"labels must have shape ({p.shape[0]},), one class index per prediction, got "
                          f"{tuple(labels.shape)}")
@@ -223,3 +227,10 @@ def risk_coverage_plot(curve: RiskCoverage, path: str | os.PathLike[str] | None 
     if path is not None:
         atomic_save_figure(fig, path, bbox_inches="tight")
     return fig
+
+
+from ._contract import checked as _checked  # noqa: E402  (every public function checks its arguments first)
+
+for _name in __all__:
+    if _name[0].islower():
+        globals()[_name] = _checked(globals()[_name])

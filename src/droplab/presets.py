@@ -161,7 +161,7 @@ def preset(name: str) -> Preset:
     try:
         return PRESETS[name]
     except KeyError:
-        raise ValueError(f"unknown preset {name!r}; expected one of {sorted(PRESETS)}") from None
+        raise ValueError(f"unknown preset name={name!r}; expected one of {sorted(PRESETS)}") from None
 
 
 @dataclass(frozen=True)
@@ -200,3 +200,9 @@ def resolve(name: str, tables: dict[str, dict[str, Any]] | None = None, *, where
     model = build(ModelConfig, model_values, "model")
     train = build(TrainConfig, {**asdict(base.train), **tables.get("train", {})}, "train")
     return Settings(name, data, model, train)
+
+
+from ._contract import checked as _checked  # noqa: E402  (every public function checks its arguments first)
+
+for _name in __all__:
+    globals()[_name] = _checked(globals()[_name])

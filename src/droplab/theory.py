@@ -157,6 +157,13 @@ def exact_expected_gradient(net: DropoutMLP, x: Tensor, y: Tensor, *, loss: str 
     if 2**total_units > max_configurations:
         raise ValueError(f"{total_units} gated units give 2^{total_units} masks, more than max_configurations="
                          f"{max_configurations}; use a smaller network or raise the limit")
+    if x.dim() != 2 or x.shape[1] != net.sizes[0] or len(y) != len(x):
+        raise ValueError(f"x must be (B, {net.sizes[0]}) inputs and y one target per input, got x "
+                         f"{tuple(x.shape)} and y {tuple(y.shape)}")
+    if loss == "cross_entropy" and (y.is_floating_point() or y.dim() != 1 or int(y.min()) < 0
+                                    or int(y.max()) >= net.sizes[-1]):
+        raise ValueError(f"y must be class indices in [0, {net.sizes[-1] - 1}] for loss='cross_entropy', got "
+                         f"{y.tolist()[:5]}")
     grads = [torch.zeros_like(lin.weight) for lin in net.linears]
     for bits in itertools.product((0.0, 1.0), repeat=total_units):
         d = torch.tensor(bits, dtype=x.dtype, device=x.device)
@@ -174,3 +181,9 @@ def exact_expected_gradient(net: DropoutMLP, x: Tensor, y: Tensor, *, loss: str 
         for g, lin in zip(grads, net.linears, strict=True):
             g += prob * lin.weight.grad
     return grads
+
+
+from ._contract import checked as _checked  # noqa: E402  (every public function checks its arguments first)
+
+for _name in __all__:
+    globals()[_name] = _checked(globals()[_name])

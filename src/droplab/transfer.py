@@ -112,7 +112,7 @@ class Transfer:
 def make_transfer(name: str, *, c: float = 1.0, lam: float = 1.0, t: float = 0.0) -> Transfer:
     """Build a transfer by name, with checked parameters."""
     if name not in TRANSFER_KINDS:
-        raise ValueError(f"unknown transfer function {name!r}; expected one of {tuple(TRANSFER_KINDS)}")
+        raise ValueError(f"unknown transfer function name={name!r}; expected one of {tuple(TRANSFER_KINDS)}")
     if not (isinstance(c, (int, float)) and not isinstance(c, bool) and math.isfinite(c) and c > 0):
         raise ValueError(f"logistic c must be a positive finite number, got {c!r}")
     if not isinstance(lam, (int, float)) or not math.isfinite(lam) or lam <= 0:
@@ -138,3 +138,9 @@ def linear(*, lam: float = 1.0) -> Transfer:
 
 def softmax(*, lam: float = 1.0) -> Transfer:
     return make_transfer("softmax", lam=lam)
+
+
+from ._contract import checked as _checked  # noqa: E402  (every public function checks its arguments first)
+
+for _name in __all__:
+    globals()[_name] = _checked(globals()[_name])

@@ -86,3 +86,9 @@ __all__ = [
     "variance_approximations",
     "weight_scaled",
 ]
+
+from .._contract import checked as _checked  # noqa: E402  (every public function checks its arguments first)
+
+for _name in __all__:
+    if _name[0].islower():
+        globals()[_name] = _checked(globals()[_name])

@@ -10,6 +10,7 @@ from torch import Tensor
 from .. import metrics, modes
 from ..net import DropoutMLP
 from ..nn import UnitGate
+from ._sampling import _check_pairs
 from ._stats import EnsembleStatistics, Pair
 
 __all__ = ["mutual_information", "pair_approximations", "predict", "predictive_entropy", "variance_approximations"]
@@ -65,6 +66,7 @@ def pair_approximations(net: DropoutMLP, x: Tensor, pairs: Sequence[Pair]) -> di
       output of the upper unit when the lower unit is removed, by forward propagation (Eqs. 121 and 124),
       and ``"taylor"``: (W_i - f'(U_i) w_ij p_j W_j) W_j (Eq. 122).
     """
+    pairs = _check_pairs(net, pairs)
     with modes.expect(net):
         t = net.trace(x)
     out: dict[str, dict[Pair, Tensor]] = {"W W": {}, "0": {}, "W_ij W_j": {}, "taylor": {}}

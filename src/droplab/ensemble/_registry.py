@@ -84,7 +84,7 @@ def estimator(name: str) -> Estimator:
     for e in ESTIMATORS.values():
         if name in (e.name, e.cli):
             return e
-    raise ValueError(f"unknown estimator {name!r}; expected one of {sorted(ESTIMATORS)}")
+    raise ValueError(f"unknown estimator name={name!r}; expected one of {sorted(ESTIMATORS)}")
 
 
 def estimate(name: str, net: nn.Module, x: Tensor, *, samples: int | None = None,

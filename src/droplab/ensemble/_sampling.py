@@ -9,6 +9,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -685,10 +686,14 @@ def _check_mlp_options(net: DropoutMLP, output: str | None, batch_dim: int, scor
 
 
 def _check_pairs(net: DropoutMLP, pairs: Sequence[Pair]) -> list[Pair]:
+    if isinstance(pairs, (str, bytes, Tensor)) or not isinstance(pairs, Sequence):
+        raise TypeError(f"pairs must be a list of (layer h, unit i, layer l, unit j) tuples, got "
+                        f"{type(pairs).__name__}")
     out = []
     for pair in pairs:
-        if len(pair) != 4:
-            raise ValueError(f"a pair is (layer h, unit i, layer l, unit j), got {pair!r}")
+        if not isinstance(pair, (tuple, list)) or len(pair) != 4 or not all(
+                isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in pair):
+            raise ValueError(f"each of pairs is (layer h, unit i, layer l, unit j), four ints, got {pair!r}")
         h, i, l, j = (int(v) for v in pair)
         for layer, unit in ((h, i), (l, j)):
             if not (0 <= layer < len(net.sizes)) or not (0 <= unit < net.sizes[layer]):
