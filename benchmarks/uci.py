@@ -167,6 +167,7 @@ def speed_only(args) -> None:
     for name in args.datasets:
         first = data.uci(name)
         n_splits = first.n_splits if args.splits is None else min(args.splits, first.n_splits)
+        used.append(n_splits)
         splits = [data.uci(name, split=k) for k in range(n_splits)]
         networks = n_splits * len(first.dropout_rates) * len(first.tau_values)
         together = together_epoch_seconds(splits, epochs=epochs, generator=torch.Generator().manual_seed(args.seed))
@@ -190,11 +191,15 @@ def main() -> None:
                         help="only compare training speed: an epoch of each set's whole grid together against the "
                              "same networks one by one (--speed-epochs epochs each side), no protocol run")
     args = parser.parse_args()
+    for flag, value, low in (("--splits", args.splits, 1), ("--samples", args.samples, 1),
+                             ("--epochs-factor", args.epochs_factor, 1), ("--speed-epochs", args.speed_epochs, 0)):
+        if value is not None and value < low:  # before any training: not after 30 s of it
+            parser.error(f"{flag} must be an integer >= {low}, got {value}")
     print(host.benchmark_header())
     if args.speed_only:
         speed_only(args)
         return
-    start, within, compared = time.perf_counter(), 0, []
+    start, within, compared, used = time.perf_counter(), 0, [], []
     print(f"{'dataset':8s} {'splits':>6s}  {'RMSE droplab':>16s} {'published':>13s} {'diff/SE':>7s}   "
           f"{'LL droplab':>15s} {'published':>14s} {'diff/SE':>7s}  {'seconds':>7s}")
     for name in args.datasets:
@@ -228,7 +233,8 @@ def main() -> None:
                   f"{alone:.0f} s (the median epoch of {args.speed_epochs} x 2 networks): "
                   f"{alone / together:.1f}x")
     print(f"uci: {within} of {len(args.datasets)} datasets within 2 SE on both RMSE and LL "
-          f"({time.perf_counter() - start:.0f} s; splits {'all' if args.splits is None else args.splits}, "
+          f"({time.perf_counter() - start:.0f} s; splits "
+          f"{'all' if args.splits is None else ', '.join(map(str, sorted(set(used))))} (of the sets' own counts), "
           f"T = {args.samples}, {args.epochs_factor}x epochs)")
 
 

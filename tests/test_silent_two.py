@@ -67,3 +67,21 @@ def test_an_asha_grace_period_beyond_the_epochs_is_refused_before_anything_is_wr
     with pytest.raises(ValueError, match=r"grace_period = 9 is more than the trials' 2 epochs"):
         load_sweep({"name": "s", "preset": "tiny", "grid": {"train.lr": [0.1, 0.2]}, "asha": {"grace_period": 9}})
     load_sweep({"name": "s", "preset": "tiny", "grid": {"train.lr": [0.1, 0.2]}, "asha": {"grace_period": 2}})
+
+
+def test_low_precisions_refuse_inputs_beyond_the_range_they_were_checked_on(monkeypatch):
+    # issue 35: a logistic network on 0-255 pixels was 6.5 SE (int8c) and 1.3 SE (bfloat16c) off float64, silently
+    from droplab import DropoutMLP, host
+    from droplab.ensemble import _sampling
+
+    torch.manual_seed(0)
+    net = DropoutMLP([16, 32, 4], keep=[0.8, 0.5]).eval()
+    pixels = torch.randint(0, 256, (8, 16)).float()
+    for precision in ("int8c", "bfloat16c"):
+        with pytest.raises(ValueError, match=r"within \+-16.*reach 255.*x / 255"):
+            ensemble.monte_carlo(net, pixels, samples=10, precision=precision)
+        ensemble.monte_carlo(net, pixels / 255, samples=10, precision=precision)  # in range: runs
+    # auto never picks a low precision there, even where the host would run it fastest
+    monkeypatch.setattr(host, "choose", lambda *a, **k: host.Choice("int8c", {}, "test"))
+    assert _sampling.auto_precision(net, pixels, 100) == "float32"
+    assert _sampling.auto_precision(net, pixels / 255, 100) == "int8c"

@@ -130,8 +130,10 @@ def _driver_lock(out: Path) -> Iterator[None]:
         except FileExistsError:
             text = lock.read_text(encoding="utf-8").strip() if lock.is_file() else ""
             if text.isdigit() and int(text) != os.getpid() and _alive(int(text)):
-                raise ValueError(f"a sweep driver (process {text}) is running in {out}; wait for it, or stop it "
-                                 "before --resume (two drivers would train the same trials twice)") from None
+                raise ValueError(f"{lock} says a sweep driver, process {text}, is running in {out}; wait for it, or "
+                                 f"stop it before --resume (two drivers would train the same trials twice). If "
+                                 f"process {text} is not a droplab sweep (the id was reused after a crash), delete "
+                                 f"{lock}") from None
             lock.unlink(missing_ok=True)  # its driver is gone: take the folder over
             continue
         with os.fdopen(fd, "w") as fh:
