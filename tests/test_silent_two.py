@@ -77,6 +77,7 @@ def test_low_precisions_refuse_inputs_beyond_the_range_they_were_checked_on(monk
     torch.manual_seed(0)
     net = DropoutMLP([16, 32, 4], keep=[0.8, 0.5]).eval()
     pixels = torch.randint(0, 256, (8, 16)).float()
+    pixels[0, 0] = 255.0
     for precision in ("int8c", "bfloat16c"):
         with pytest.raises(ValueError, match=r"within \+-16.*reach 255.*x / 255"):
             ensemble.monte_carlo(net, pixels, samples=10, precision=precision)
