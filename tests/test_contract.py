@@ -254,3 +254,40 @@ def test_a_bad_argument_works_or_is_refused_by_name(name, param, label):
         return
     if not _held_nonfinite(bad) and name not in NAN_BY_DESIGN:
         assert not _nonfinite(result), f"{name}({param}={label}) returned NaN or inf"
+
+
+def _pair_cases(per_pair: int = 3) -> list[tuple[str, str, str, str, str]]:
+    """Two arguments bad at once: ``per_pair`` drawn pairs of bad values for every pair of a function's arguments."""
+    import itertools
+    import random
+
+    rng = random.Random(35)
+    out = []
+    for name in sorted(VALID):
+        params = inspect.signature(FUNCTIONS[name]).parameters
+        for a, b in itertools.combinations(list(VALID[name]()), 2):
+            la = [label for label, _ in _bad_values(a, params[a].default)]
+            lb = [label for label, _ in _bad_values(b, params[b].default)]
+            for _ in range(per_pair):
+                out.append((name, a, rng.choice(la), b, rng.choice(lb)))
+    return out
+
+
+PAIRS = _pair_cases()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, a, la, b, lb", PAIRS, ids=[f"{n}-{a}={x}-{b}={y}" for n, a, x, b, y in PAIRS])
+def test_two_bad_arguments_work_or_are_refused_by_name(name, a, la, b, lb):
+    params = inspect.signature(FUNCTIONS[name]).parameters
+    kwargs = VALID[name]()
+    kwargs[a] = dict(_bad_values(a, params[a].default))[la]
+    kwargs[b] = dict(_bad_values(b, params[b].default))[lb]
+    try:
+        result = FUNCTIONS[name](**kwargs)
+    except (ValueError, TypeError) as exc:
+        assert any(p in str(exc) or p.replace("_", " ") in str(exc) for p in (a, b)), \
+            f"{name}({a}={la}, {b}={lb}): the message names neither: {exc}"
+        return
+    if not (_held_nonfinite(kwargs[a]) or _held_nonfinite(kwargs[b])) and name not in NAN_BY_DESIGN:
+        assert not _nonfinite(result), f"{name}({a}={la}, {b}={lb}) returned NaN or inf"

@@ -238,3 +238,24 @@ def test_a_results_file_that_is_not_json_is_refused_by_name(tmp_path, text):
     (tmp_path / "a" / "results.json").write_bytes(text.encode("latin-1"))
     with pytest.raises(ValueError, match="results.json"):
         compare_runs([tmp_path / "a"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(100))
+def test_random_bytes_flipped_in_a_checkpoint_load_or_are_refused(checkpoint, tmp_path, seed):
+    import random
+
+    from droplab.train import load_model
+
+    raw = bytearray(checkpoint.read_bytes())
+    rng = random.Random(seed)
+    for _ in range(rng.choice([1, 4, 32])):
+        raw[rng.randrange(len(raw))] = rng.randrange(256)
+    path = tmp_path / "flipped.safetensors"
+    path.write_bytes(bytes(raw))
+    try:
+        model, _ = load_model(path)
+    except ValueError as exc:
+        assert str(path) in str(exc)
+        return
+    assert all(bool(p.isfinite().all()) for p in model.parameters())  # loaded: finite weights only
