@@ -167,7 +167,6 @@ def speed_only(args) -> None:
     for name in args.datasets:
         first = data.uci(name)
         n_splits = first.n_splits if args.splits is None else min(args.splits, first.n_splits)
-        used.append(n_splits)
         splits = [data.uci(name, split=k) for k in range(n_splits)]
         networks = n_splits * len(first.dropout_rates) * len(first.tau_values)
         together = together_epoch_seconds(splits, epochs=epochs, generator=torch.Generator().manual_seed(args.seed))
@@ -206,6 +205,7 @@ def main() -> None:
         t0, generator = time.perf_counter(), torch.Generator().manual_seed(args.seed)
         first = data.uci(name)
         n_splits = first.n_splits if args.splits is None else min(args.splits, first.n_splits)
+        used.append(n_splits)
         splits = [data.uci(name, split=k) for k in range(n_splits)]
         epochs = first.n_epochs * args.epochs_factor
         choices, t_grid = grid_search(splits, epochs=epochs, samples=args.samples, generator=generator)

@@ -86,3 +86,35 @@ def test_low_precisions_refuse_inputs_beyond_the_range_they_were_checked_on(monk
     monkeypatch.setattr(host, "choose", lambda *a, **k: host.Choice("int8c", {}, "test"))
     assert _sampling.auto_precision(net, pixels, 100) == "float32"
     assert _sampling.auto_precision(net, pixels / 255, 100) == "int8c"
+
+
+def test_a_lock_naming_a_live_unrelated_process_says_which_file_to_delete(tmp_path):
+    from droplab.sweep._driver import _driver_lock
+
+    (tmp_path / ".driver.pid").write_text("1\n")  # pid 1 is always alive: here, a reused id
+    with pytest.raises(ValueError, match=r"\.driver\.pid says a sweep driver, process 1.*delete .*\.driver\.pid"):
+        with _driver_lock(tmp_path):
+            pass
+
+
+@pytest.mark.parametrize("flag", ["--splits", "--samples", "--epochs-factor"])
+def test_the_uci_benchmark_refuses_zero_counts_before_training(flag):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "uci.py"
+    done = subprocess.run([sys.executable, str(script), flag, "0"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and f"{flag} must be an integer >= 1, got 0" in done.stderr
+    assert "host:" not in done.stdout  # refused before anything ran
+
+
+def test_the_keep_example_of_the_command_line_page_runs(capsys):
+    import re
+    from pathlib import Path
+
+    from droplab.cli import main
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "cli.md").read_text()
+    keep = re.search(r"\[--keep ([0-9.,]+)\]", page).group(1)
+    assert main(["train", "--keep", keep, "--show"]) == 0  # the default preset takes it (issue 35: it did not)

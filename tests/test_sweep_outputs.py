@@ -95,7 +95,7 @@ def test_a_second_driver_on_a_running_sweep_is_refused_and_a_dead_ones_lock_is_t
         assert (tmp_path / ".driver.pid").read_text().strip() == str(os.getpid())
     assert not (tmp_path / ".driver.pid").exists()  # released
     (tmp_path / ".driver.pid").write_text(f"{os.getppid()}\n")  # a running driver (our parent process)
-    with pytest.raises(ValueError, match=r"a sweep driver \(process \d+\) is running in .*before --resume"):
+    with pytest.raises(ValueError, match=r"a sweep driver, process \d+, is running in .*before --resume"):
         with sweep_driver._driver_lock(tmp_path):
             pass
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
