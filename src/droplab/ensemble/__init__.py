@@ -11,6 +11,10 @@ returns ``PredictiveStatistics``, the statistics of the model's output.
 | gaussian_moments       | Gaussian S propagated layer by layer, Eq. 242 / quadrature | (an approximation)       |
 | dropconnect_inference  | Wan et al. (2013): Gaussian S per layer, sampled           | (an approximation)       |
 
+``moments(model, x)`` is the one-pass estimator for any model ``torch.fx`` can trace: the mean and the (diagonal)
+variance of every value carried through the model's graph, exact through linear maps and by the paper's
+approximations through nonlinearities (``droplab.ensemble._onepass``); it returns ``PredictiveStatistics``.
+
 ``ESTIMATORS`` holds them with one call signature, ``(net, x, *, samples=None, generator=None, **options)``,
 and what each can do (``Estimator``); ``estimate(name, net, x, ...)`` runs one by name.
 
@@ -56,6 +60,7 @@ gets the seconds spent in the per-unit statistics added under ``"statistics"`` (
 """
 
 from ._moments import dropconnect_inference, gaussian_moments, linear_moments
+from ._onepass import moments
 from ._predict import mutual_information, pair_approximations, predict, predictive_entropy, variance_approximations
 from ._predictive import PredictiveStatistics, predictive
 from ._registry import ESTIMATORS, Estimator, estimate, estimator
@@ -77,6 +82,7 @@ __all__ = [
     "exact",
     "gaussian_moments",
     "linear_moments",
+    "moments",
     "monte_carlo",
     "mutual_information",
     "pair_approximations",

@@ -55,6 +55,7 @@ class PredictiveStatistics:
     tau: float | None = None
     estimator: str = "monte_carlo"
     targets: Tensor | None = None  # the targets ``log_likelihood`` was streamed with (float64)
+    nwgm: Tensor | None = None  # ``moments`` with logits: the normalized NWGM of Eq. 47, softmax(E(logits))
 
     @property
     def output(self) -> LayerStatistics:

@@ -1,0 +1,345 @@
+"""One pass for the dropout ensemble of any traceable torch model: the mean and the variance of every value,
+carried through the model's graph (issue 36; the paper's Sections 2-5 and 9 for droplab's own networks).
+
+``moments(model, x)`` traces the model with ``torch.fx`` and runs its graph once on pairs (mean, variance), the
+variance diagonal (each value's own; covariances between values are taken as 0). A dropout site turns (m, v) into
+the moments of the gated values; every other operation propagates them:
+
+- **exactly** on independent inputs (what a dropout site gives): ``Linear``, convolutions, average pooling,
+  eval-mode BatchNorm (affine), reshapes, permutations, concatenation, indexing, additions and subtractions of
+  independent terms, products with constants. One linear map after a dropout site is exact; a second one on its
+  outputs (overlapping convolution windows pooled, a residual branch added to its own input) sums values that
+  share masks, whose covariances the diagonal leaves out: there it is an approximation (the tests show both);
+- **by approximation**: logistic (the paper's Eq. 242 for the mean, E ~ sigma(m / sqrt(1 + 0.368 v)); the
+  variance by 48-point Gauss-Hermite quadrature of the Gaussian), tanh (as 2 sigma(2x) - 1), ReLU (the
+  rectified Gaussian, closed form: exact for a Gaussian input), GELU (its mean in closed form, its variance to first order), LayerNorm (the
+  statistics of the mean's row; the variance scaled with them);
+- the output: ``"values"`` as they are; ``"logits"``: class probabilities by the extended probit,
+  E(softmax(z))_c ~ softmax(m / sqrt(1 + pi v / 8))_c (the default: it spreads the probabilities as the variance
+  grows, where the normalized NWGM of Eq. 47, softmax(m), ignores the variance; both are returned).
+
+An operation without a rule on a random value is refused with its name and the module that calls it (max
+pooling, products of two random tensors such as attention's, an unknown module), never passed through as if it
+were deterministic. Deterministic parts of the graph run as they are.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from ._predictive import PredictiveStatistics, check_output
+
+__all__ = ["moments"]
+
+_ALPHA2 = 0.368  # the paper's Eq. 242 constant (pi / 8 ~ 0.393 in the probit literature)
+
+
+@dataclass
+class Gaussian:
+    """A random value's mean and (diagonal) variance."""
+
+    m: Tensor
+    v: Tensor
+
+
+def _dropout(value: Any, p: float) -> Any:
+    """Inverted dropout with rate p: E = m, Var = v / q + m^2 (1 - q) / q with q = 1 - p."""
+    if p <= 0:
+        return value
+    if p >= 1:
+        m = value.m if isinstance(value, Gaussian) else value
+        return Gaussian(torch.zeros_like(m), torch.zeros_like(m))
+    q = 1.0 - p
+    m, v = (value.m, value.v) if isinstance(value, Gaussian) else (value, torch.zeros_like(value))
+    return Gaussian(m, v / q + m.square() * (p / q))
+
+
+def _relu(g: Gaussian) -> Gaussian:
+    s = g.v.clamp_min(0).sqrt()
+    safe = s.clamp_min(1e-30)
+    a = g.m / safe
+    pdf = torch.exp(-0.5 * a.square()) / math.sqrt(2 * math.pi)
+    cdf = 0.5 * torch.erfc(-a / math.sqrt(2))
+    mean = g.m * cdf + s * pdf
+    second = (g.m.square() + g.v) * cdf + g.m * s * pdf
+    mean = torch.where(s > 0, mean, g.m.clamp_min(0))
+    var = torch.where(s > 0, (second - mean.square()).clamp_min(0), torch.zeros_like(g.m))
+    return Gaussian(mean, var)
+
+
+_NODES, _WEIGHTS = np.polynomial.hermite.hermgauss(48)  # Gauss-Hermite: E f(X) = sum w_k f(m + sqrt(2 v) t_k) / sqrt(pi)
+
+
+def _hermite_variance(f: Any, g: Gaussian) -> Tensor:
+    """Var f(X), X ~ N(m, v), by 48-point Gauss-Hermite quadrature (elementwise: 48 evaluations per value)."""
+    t = torch.as_tensor(_NODES, dtype=g.m.dtype, device=g.m.device).view(-1, *([1] * g.m.dim()))
+    w = torch.as_tensor(_WEIGHTS / math.sqrt(math.pi), dtype=g.m.dtype, device=g.m.device).view_as(t)
+    values = f(g.m + torch.sqrt(2 * g.v.clamp_min(0)) * t)
+    mean = (w * values).sum(0)
+    return ((w * values.square()).sum(0) - mean.square()).clamp_min(0)
+
+
+def _sigmoid(g: Gaussian) -> Gaussian:
+    # the mean by the paper's Eq. 242; the variance by quadrature (Daunizeau's closed form was 30-75% off)
+    return Gaussian(torch.sigmoid(g.m / torch.sqrt(1 + _ALPHA2 * g.v)), _hermite_variance(torch.sigmoid, g))
+
+
+def _tanh(g: Gaussian) -> Gaussian:
+    inner = _sigmoid(Gaussian(2 * g.m, 4 * g.v))  # tanh(x) = 2 sigmoid(2x) - 1
+    return Gaussian(2 * inner.m - 1, 4 * inner.v)
+
+
+def _gelu(g: Gaussian) -> Gaussian:
+    # E[x Phi(x)] for x ~ N(m, v): m Phi(m / sqrt(1 + v)) + v / sqrt(1 + v) phi(m / sqrt(1 + v)); Var to first order
+    r = torch.sqrt(1 + g.v)
+    a = g.m / r
+    pdf = torch.exp(-0.5 * a.square()) / math.sqrt(2 * math.pi)
+    mean = g.m * 0.5 * torch.erfc(-a / math.sqrt(2)) + g.v / r * pdf
+    pdf_m = torch.exp(-0.5 * g.m.square()) / math.sqrt(2 * math.pi)
+    slope = 0.5 * torch.erfc(-g.m / math.sqrt(2)) + g.m * pdf_m
+    return Gaussian(mean, slope.square() * g.v)
+
+
+def _linear_map(fn: Any, weight: Tensor, bias: Tensor | None, g: Gaussian, **kwargs: Any) -> Gaussian:
+    return Gaussian(fn(g.m, weight, bias, **kwargs), fn(g.v, weight.square(), None, **kwargs))
+
+
+class _Refused(ValueError):
+    pass
+
+
+def _module_rule(name: str, module: nn.Module, g: Gaussian) -> Any:
+    """The moments after ``module`` of a random input ``g``."""
+    if isinstance(module, (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)):
+        return _dropout(g, float(module.p))
+    if isinstance(module, (nn.Identity, nn.Flatten, nn.Unflatten)):
+        return Gaussian(module(g.m), module(g.v))
+    if isinstance(module, nn.Linear):
+        return _linear_map(F.linear, module.weight, module.bias, g)
+    if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) and module.padding_mode == "zeros":
+        conv = {nn.Conv1d: F.conv1d, nn.Conv2d: F.conv2d, nn.Conv3d: F.conv3d}[type(module)]
+        return _linear_map(conv, module.weight, module.bias, g, stride=module.stride, padding=module.padding,
+                           dilation=module.dilation, groups=module.groups)
+    if isinstance(module, nn.ReLU):
+        return _relu(g)
+    if isinstance(module, nn.Sigmoid):
+        return _sigmoid(g)
+    if isinstance(module, nn.Tanh):
+        return _tanh(g)
+    if isinstance(module, nn.GELU) and module.approximate == "none":
+        return _gelu(g)
+    if isinstance(module, nn.modules.batchnorm._BatchNorm) and not module.training and module.track_running_stats:
+        shape = [1, -1] + [1] * (g.m.dim() - 2)
+        scale = (module.weight if module.affine else 1) / torch.sqrt(module.running_var + module.eps)
+        scale = scale.view(shape) if isinstance(scale, Tensor) else scale
+        return Gaussian(module(g.m), g.v * scale**2)
+    if isinstance(module, (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d,
+                           nn.AdaptiveAvgPool3d)):
+        # an average of n independent values has variance (sum v) / n^2 = avg(v) / n
+        return Gaussian(module(g.m), module(g.v) / _window(name, module, g.m))
+    if isinstance(module, nn.LayerNorm):
+        dims = tuple(range(-len(module.normalized_shape), 0))
+        mu = g.m.mean(dims, keepdim=True)
+        sd = torch.sqrt(g.m.var(dims, keepdim=True, unbiased=False) + module.eps)
+        w = module.weight if module.weight is not None else 1
+        mean = (g.m - mu) / sd * w + (module.bias if module.bias is not None else 0)
+        return Gaussian(mean, g.v / sd.square() * (w**2 if isinstance(w, Tensor) else 1))
+    raise _Refused(f"moments has no rule for {type(module).__name__} at {name!r} on a random input "
+                   f"{_refusal_hint(module)}")
+
+
+def _window(name: str, module: nn.Module, m: Tensor) -> float:
+    """How many values each output of an average pool averages (padding counted, as torch's default does)."""
+    if isinstance(module, (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)):
+        spatial, out = m.shape[2:], module(m).shape[2:]
+        if any(s % o for s, o in zip(spatial, out, strict=True)):
+            raise _Refused(f"moments: {type(module).__name__} at {name!r} pools windows of unequal sizes "
+                           f"({tuple(spatial)} to {tuple(out)}); use Monte Carlo")
+        return float(math.prod(s // o for s, o in zip(spatial, out, strict=True)))
+    if not getattr(module, "count_include_pad", True) and any(
+            p for p in (module.padding if isinstance(module.padding, tuple) else (module.padding,))):
+        raise _Refused(f"moments: {type(module).__name__} at {name!r} averages windows of unequal sizes at the "
+                       "border (count_include_pad=False); use Monte Carlo")
+    k = module.kernel_size
+    return float(math.prod(k) if isinstance(k, tuple) else k ** (m.dim() - 2))
+
+
+def _refusal_hint(module: nn.Module) -> str:
+    if isinstance(module, (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AdaptiveMaxPool2d)):
+        return "(the maximum of Gaussians has no closed form droplab uses: Monte Carlo handles it)"
+    if isinstance(module, nn.MultiheadAttention):
+        return "(attention multiplies two random tensors: Monte Carlo handles it)"
+    return "(use ensemble.predictive, Monte Carlo, for this model)"
+
+
+_SHAPE_FUNCTIONS = {torch.flatten, torch.reshape, torch.permute, torch.transpose, torch.squeeze, torch.unsqueeze,
+                    torch.movedim, operator.getitem}
+_SHAPE_METHODS = {"view", "reshape", "flatten", "permute", "transpose", "squeeze", "unsqueeze", "contiguous",
+                  "movedim", "unflatten", "__getitem__", "expand", "t"}
+
+
+class _Interpreter(torch.fx.Interpreter):
+    def __init__(self, gm: torch.fx.GraphModule) -> None:
+        super().__init__(gm)
+        self.modules_by_name = dict(gm.named_modules())
+
+    def call_module(self, target: str, args: tuple, kwargs: dict) -> Any:
+        module = self.modules_by_name[target]
+        if not any(isinstance(a, Gaussian) for a in args):
+            if isinstance(module, (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)) and args:
+                return _dropout(args[0], float(module.p))
+            return module(*args, **kwargs)
+        if len(args) != 1 or kwargs:
+            raise _Refused(f"moments: {type(module).__name__} at {target!r} takes several inputs, one random")
+        return _module_rule(target, module, args[0])
+
+    def call_function(self, target: Any, args: tuple, kwargs: dict) -> Any:
+        randoms = [a for a in (*args, *kwargs.values()) if isinstance(a, Gaussian)]
+        if target in (F.dropout, torch.dropout) or getattr(target, "__name__", "") == "dropout":
+            # a dropout site whatever its training flag, as Monte Carlo dropout samples it (droplab.modes)
+            p = kwargs.get("p", args[1] if len(args) > 1 else 0.5)
+            return _dropout(args[0], float(p))
+        if not randoms:
+            return target(*args, **kwargs)
+        return _function_rule(getattr(target, "__name__", str(target)), target, args, kwargs)
+
+    def call_method(self, target: str, args: tuple, kwargs: dict) -> Any:
+        randoms = [a for a in (*args, *kwargs.values()) if isinstance(a, Gaussian)]
+        if not randoms:
+            return getattr(args[0], target)(*args[1:], **kwargs)
+        if target in _SHAPE_METHODS and isinstance(args[0], Gaussian) and len(randoms) == 1:
+            g = args[0]
+            return Gaussian(getattr(g.m, target)(*args[1:], **kwargs), getattr(g.v, target)(*args[1:], **kwargs))
+        if target in ("relu", "sigmoid", "tanh") and len(args) == 1:
+            return {"relu": _relu, "sigmoid": _sigmoid, "tanh": _tanh}[target](args[0])
+        if target == "mean" and isinstance(args[0], Gaussian):
+            return _mean(args[0], *args[1:], **kwargs)
+        if target in ("__add__", "add", "__sub__", "sub", "__mul__", "mul", "__truediv__", "div"):
+            return _arith(target.strip("_").replace("truediv", "div")[:3], args[0], args[1])
+        raise _Refused(f"moments has no rule for the method .{target}() on a random value")
+
+
+def _mean(g: Gaussian, dim: Any = None, keepdim: bool = False) -> Gaussian:
+    dims = tuple(range(g.m.dim())) if dim is None else dim
+    n = math.prod(g.m.shape[d] for d in (dims if isinstance(dims, tuple) else (dims,)))
+    return Gaussian(g.m.mean(dims, keepdim=keepdim), g.v.sum(dims, keepdim=keepdim) / n**2)
+
+
+def _arith(op: str, a: Any, b: Any) -> Gaussian:
+    def parts(x: Any) -> tuple[Any, Any]:
+        return (x.m, x.v) if isinstance(x, Gaussian) else (x, 0)
+
+    (am, av), (bm, bv) = parts(a), parts(b)
+    if op in ("add", "sub"):  # independent terms: variances add
+        return Gaussian(am + bm if op == "add" else am - bm, av + bv)
+    if op == "mul":
+        if isinstance(a, Gaussian) and isinstance(b, Gaussian):
+            raise _Refused("moments: a product of two random tensors (attention's, a gate's) has no rule here; "
+                           "use Monte Carlo (ensemble.predictive)")
+        return Gaussian(am * bm, av * bm**2 + bv * am**2)  # one factor is a constant (its variance 0)
+    if op == "div" and not isinstance(b, Gaussian):
+        return Gaussian(am / bm, av / bm**2)
+    raise _Refused("moments: a division by a random tensor has no rule here; use Monte Carlo")
+
+
+def _function_rule(name: str, target: Any, args: tuple, kwargs: dict) -> Any:
+    if target in _SHAPE_FUNCTIONS and isinstance(args[0], Gaussian) and \
+            not any(isinstance(a, Gaussian) for a in (*args[1:], *kwargs.values())):
+        g = args[0]
+        return Gaussian(target(g.m, *args[1:], **kwargs), target(g.v, *args[1:], **kwargs))
+    if target in (torch.cat, torch.concat, torch.stack):
+        items = args[0]
+        ms = [i.m if isinstance(i, Gaussian) else i for i in items]
+        vs = [i.v if isinstance(i, Gaussian) else torch.zeros_like(i) for i in items]
+        return Gaussian(target(ms, *args[1:], **kwargs), target(vs, *args[1:], **kwargs))
+    if target in (torch.relu, F.relu):
+        return _relu(args[0])
+    if target in (torch.sigmoid, F.sigmoid):
+        return _sigmoid(args[0])
+    if target in (torch.tanh, F.tanh):
+        return _tanh(args[0])
+    if target is F.gelu and kwargs.get("approximate", "none") == "none":
+        return _gelu(args[0])
+    if target is F.linear:
+        return _linear_map(F.linear, args[1], args[2] if len(args) > 2 else kwargs.get("bias"), args[0])
+    if target is torch.mean:
+        return _mean(args[0], *args[1:], **kwargs)
+    ops = {operator.add: "add", torch.add: "add", operator.sub: "sub", torch.sub: "sub", operator.mul: "mul",
+           torch.mul: "mul", operator.truediv: "div", torch.div: "div"}
+    if target in ops and len(args) == 2:
+        return _arith(ops[target], args[0], args[1])
+    raise _Refused(f"moments has no rule for {name} on a random value (use Monte Carlo, ensemble.predictive)")
+
+
+@torch.no_grad()
+def moments(model: nn.Module, x: Tensor, *, output: str | None = None, batch_dim: int = 0) -> PredictiveStatistics:
+    """The dropout ensemble's mean and variance of what ``model`` returns, in one pass (see the module's doc).
+
+    ``model`` is any torch module ``torch.fx`` can trace, in eval mode; its dropout (modules and ``F.dropout``)
+    is averaged analytically, not sampled. ``output`` as in ``predictive``: ``"values"`` (default) or
+    ``"logits"`` (class probabilities by the extended probit, with ``mean_logits``, ``predictive_entropy`` and
+    ``variation_ratio`` left None: they need members). Returns ``PredictiveStatistics`` with ``samples = 0`` and
+    ``estimator = "moments"``; ``standard_error`` is 0 (no sampling error; the approximation's error is what
+    ``benchmarks/one_pass.py`` measures against Monte Carlo).
+
+    Raises ValueError for a model that cannot be traced, or an operation without a rule on a random value (its
+    name and module in the message)."""
+    output = check_output(output, batch_dim)
+    from ..net import DropoutMLP
+
+    if isinstance(model, DropoutMLP):  # droplab's own network: the paper's Gaussian moments, layer by layer
+        from ._moments import gaussian_moments
+
+        if output != "values" or batch_dim != 0:
+            raise ValueError("a DropoutMLP's output layer is known to droplab: leave output and batch_dim unset")
+        stats = gaussian_moments(model, x, method="quadrature").output
+        kind = "probabilities" if model.transfers[-1].name == "softmax" else "values"
+        from .. import metrics
+
+        return PredictiveStatistics(kind, 0, x, stats.E, stats.Var, torch.zeros_like(stats.E),
+                                    predictive_entropy=metrics.entropy(stats.E) if kind != "values" else None,
+                                    estimator="moments")
+    if output == "probabilities":
+        raise ValueError("moments carries logits' moments to class probabilities; give a model that returns logits "
+                         "(output='logits'), or values")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(x, Tensor) or x.dim() == 0 or x.shape[0] == 0:
+        raise ValueError(f"x must be a non-empty batch tensor, got {getattr(x, 'shape', type(x).__name__)}")
+    if batch_dim >= x.dim():
+        raise ValueError(f"batch_dim={batch_dim} but x has {x.dim()} dimensions (shape {tuple(x.shape)})")
+    if any(m.training for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)):
+        raise ValueError("moments needs BatchNorm in eval mode (its running statistics): call model.eval() first")
+    try:
+        gm = torch.fx.symbolic_trace(model)
+    except Exception as exc:  # noqa: BLE001  (fx raises many kinds: each becomes one refusal)
+        raise ValueError(f"moments needs a model torch.fx can trace, and tracing {type(model).__name__} failed "
+                         f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); use "
+                         "ensemble.predictive (Monte Carlo)") from None
+    try:
+        out = _Interpreter(gm).run(x)
+    except _Refused as exc:
+        raise ValueError(str(exc)) from None
+    if not isinstance(out, (Gaussian, Tensor)):
+        raise ValueError(f"moments needs a model that returns one tensor, got {type(out).__name__}")
+    g = out if isinstance(out, Gaussian) else Gaussian(out, torch.zeros_like(out))
+    m, v = g.m.movedim(batch_dim, 0), g.v.movedim(batch_dim, 0)
+    if output == "values":
+        return PredictiveStatistics("values", 0, x, m, v, torch.zeros_like(v), estimator="moments")
+    p = torch.softmax(m / torch.sqrt(1 + math.pi * v / 8), -1)
+    from .. import metrics
+
+    nwgm = torch.softmax(m, -1)
+    # the probabilities' variance, to first order: J diag(v) J^T's diagonal, J the softmax's Jacobian at m
+    jac_sq = (nwgm * (1 - nwgm)).square() * v + nwgm.square() * ((nwgm.square() * v).sum(-1, keepdim=True)
+                                                                 - nwgm.square() * v)
+    return PredictiveStatistics("logits", 0, x, p, jac_sq, torch.zeros_like(p), mean_logits=m,
+                                predictive_entropy=metrics.entropy(p), estimator="moments", nwgm=nwgm)
