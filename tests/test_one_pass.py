@@ -28,7 +28,7 @@ def _enumerate(model: nn.Module, x: torch.Tensor, drops: list[nn.Dropout]) -> tu
         return args[0] * current[idx] / (1 - module.p)
 
     with torch.no_grad():
-        for i, d in enumerate(drops):  # the size of each dropout site's input
+        for d in drops:  # the size of each dropout site's input
             out = {}
             h = d.register_forward_hook(lambda m, a, o, out=out: out.update(shape=a[0].shape))
             model(x)

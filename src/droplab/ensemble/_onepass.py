@@ -12,8 +12,8 @@ the moments of the gated values; every other operation propagates them:
   share masks, whose covariances the diagonal leaves out: there it is an approximation (the tests show both);
 - **by approximation**: logistic (the paper's Eq. 242 for the mean, E ~ sigma(m / sqrt(1 + 0.368 v)); the
   variance by 48-point Gauss-Hermite quadrature of the Gaussian), tanh (as 2 sigma(2x) - 1), ReLU (the
-  rectified Gaussian, closed form: exact for a Gaussian input), GELU (its mean in closed form, its variance to first order), LayerNorm (the
-  statistics of the mean's row; the variance scaled with them);
+  rectified Gaussian, closed form: exact for a Gaussian input), GELU (its mean in closed form, its variance to
+  first order), LayerNorm (the statistics of the mean's row; the variance scaled with them);
 - the output: ``"values"`` as they are; ``"logits"``: class probabilities by the extended probit,
   E(softmax(z))_c ~ softmax(m / sqrt(1 + pi v / 8))_c (the default: it spreads the probabilities as the variance
   grows, where the normalized NWGM of Eq. 47, softmax(m), ignores the variance; both are returned).
@@ -75,7 +75,8 @@ def _relu(g: Gaussian) -> Gaussian:
     return Gaussian(mean, var)
 
 
-_NODES, _WEIGHTS = np.polynomial.hermite.hermgauss(48)  # Gauss-Hermite: E f(X) = sum w_k f(m + sqrt(2 v) t_k) / sqrt(pi)
+# Gauss-Hermite: E f(X) = sum_k w_k f(m + sqrt(2 v) t_k) / sqrt(pi)
+_NODES, _WEIGHTS = np.polynomial.hermite.hermgauss(48)
 
 
 def _hermite_variance(f: Any, g: Gaussian) -> Tensor:
