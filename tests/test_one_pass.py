@@ -192,3 +192,27 @@ def test_a_deterministic_model_has_zero_variance_and_its_own_output():
     got = ensemble.moments(model, x)
     assert torch.equal(got.mean, model(x)) and not bool(got.variance.any())
     assert np.isfinite(got.mean.numpy()).all()
+
+
+def test_the_check_flags_an_input_where_the_gaussian_assumption_breaks():
+    # one input, dropped or kept: S is -5 or 15, not Gaussian; ReLU's Gaussian mean 6.98 against the true 7.5
+    model = nn.Sequential(nn.Dropout(0.5), nn.Linear(1, 1), nn.ReLU()).double().eval()
+    with torch.no_grad():
+        model[1].weight.fill_(10.0 / 2)  # inverted dropout doubles the kept input: S = 10 x - 5 or -5
+        model[1].bias.fill_(-5.0)
+    x = torch.tensor([[2.0], [0.0]], dtype=torch.float64)  # the second input gives S = -5 always: exact
+    check = ensemble.check_moments(model, x, samples=8192, generator=torch.Generator().manual_seed(0))
+    assert check.flagged.tolist() == [True, False] and "1 of 2 inputs" in check.summary()
+    assert float(check.monte_carlo.mean[0]) == pytest.approx(7.5, abs=0.3)
+    with pytest.raises(ValueError, match="threshold must be a positive number"):
+        ensemble.check_moments(model, x, threshold=0)
+
+
+def test_moments_is_an_estimator_of_the_registry_and_the_command_line(tmp_path, capsys):
+    from droplab.cli import main
+
+    assert ensemble.estimator("moments").models == "any" and not ensemble.estimator("moments").random
+    assert main(["train", "--preset", "tiny", "--epochs", "1", "--out", str(tmp_path / "run"), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "run" / "best.safetensors"), "--estimator", "moments"]) == 0
+    assert "moments" in capsys.readouterr().out

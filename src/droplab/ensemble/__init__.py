@@ -60,7 +60,7 @@ gets the seconds spent in the per-unit statistics added under ``"statistics"`` (
 """
 
 from ._moments import dropconnect_inference, gaussian_moments, linear_moments
-from ._onepass import moments
+from ._onepass import MomentsCheck, check_moments, moments
 from ._predict import mutual_information, pair_approximations, predict, predictive_entropy, variance_approximations
 from ._predictive import PredictiveStatistics, predictive
 from ._registry import ESTIMATORS, Estimator, estimate, estimator
@@ -74,8 +74,10 @@ __all__ = [
     "EnsembleStatistics",
     "Estimator",
     "LayerStatistics",
+    "MomentsCheck",
     "Pair",
     "PredictiveStatistics",
+    "check_moments",
     "dropconnect_inference",
     "estimate",
     "estimator",

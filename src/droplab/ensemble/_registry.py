@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from ._moments import dropconnect_inference, gaussian_moments, linear_moments
+from ._onepass import moments
 from ._sampling import exact, monte_carlo, weight_scaled
 from ._stats import EnsembleStatistics
 
@@ -73,6 +74,9 @@ ESTIMATORS: dict[str, Estimator] = {e.name: e for e in (
               "linear networks", False, "DropoutMLP", ("linear",), ("E", "Var", "E_S", "Var_S", "E_derivative")),
     Estimator("gaussian_moments", gaussian_moments, "gaussian", "Gaussian S propagated layer by layer",
               "linear networks (otherwise an approximation)", True, "DropoutMLP", _ALL, ("E", "Var", "E_S", "Var_S")),
+    Estimator("moments", moments, "moments", "one pass of means and variances through any traceable model",
+              "one linear map after each dropout site (otherwise an approximation)", False, "any", _ALL,
+              ("E", "Var")),
     Estimator("dropconnect_inference", dropconnect_inference, "dropconnect-inference",
               "Wan et al. (2013): a Gaussian S per layer, sampled", "nothing (an approximation)", True, "DropoutMLP",
               _ALL, ("E", "Var", "E_S", "Var_S")),
