@@ -216,3 +216,16 @@ def test_moments_is_an_estimator_of_the_registry_and_the_command_line(tmp_path, 
     capsys.readouterr()
     assert main(["evaluate", str(tmp_path / "run" / "best.safetensors"), "--estimator", "moments"]) == 0
     assert "moments" in capsys.readouterr().out
+
+
+def test_a_torch_module_with_dropout_inside_is_refused_not_run_as_deterministic():
+    # torch.fx keeps torch.nn's modules whole: a TransformerEncoderLayer's attention and feed-forward dropout would
+    # otherwise run in eval mode (deterministic) and be left out of the ensemble, silently (found by the benchmark)
+    layer = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.1, batch_first=True)
+    model = nn.Sequential(layer, nn.Dropout(0.2), nn.Linear(8, 2)).eval()
+    with pytest.raises(ValueError, match=r"cannot see into TransformerEncoderLayer at '0'.*dropout"):
+        ensemble.moments(model, torch.randn(3, 4, 8))
+    quiet = nn.Sequential(nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True), nn.Dropout(0.2),
+                          nn.Linear(8, 2)).eval()
+    got = ensemble.moments(quiet, torch.randn(3, 4, 8))  # no dropout inside: the layer is deterministic, exact
+    assert got.mean.shape == (3, 4, 2) and bool((got.variance > 0).all())

@@ -194,9 +194,14 @@ class _Interpreter(torch.fx.Interpreter):
 
     def call_module(self, target: str, args: tuple, kwargs: dict) -> Any:
         module = self.modules_by_name[target]
+        if isinstance(module, (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)):
+            return _dropout(args[0], float(module.p)) if args and not kwargs else module(*args, **kwargs)
+        hidden = _dropout_inside(module)
+        if hidden:  # torch.fx keeps torch.nn's modules whole: dropout inside one would run as if deterministic
+            raise _Refused(f"moments cannot see into {type(module).__name__} at {target!r}: it holds dropout "
+                           f"({hidden}) that would be left out of the ensemble; use Monte Carlo "
+                           "(ensemble.predictive), or set that dropout to 0 to average the model's other dropout")
         if not any(isinstance(a, Gaussian) for a in args):
-            if isinstance(module, (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)) and args:
-                return _dropout(args[0], float(module.p))
             return module(*args, **kwargs)
         if len(args) != 1 or kwargs:
             raise _Refused(f"moments: {type(module).__name__} at {target!r} takes several inputs, one random")
@@ -226,6 +231,17 @@ class _Interpreter(torch.fx.Interpreter):
         if target in ("__add__", "add", "__sub__", "sub", "__mul__", "mul", "__truediv__", "div"):
             return _arith(target.strip("_").replace("truediv", "div")[:3], args[0], args[1])
         raise _Refused(f"moments has no rule for the method .{target}() on a random value")
+
+
+def _dropout_inside(module: nn.Module) -> str:
+    """The dropout a module runs inside itself (its submodules, attention's and recurrent layers' own rates)."""
+    found = []
+    for name, m in module.named_modules():
+        if isinstance(m, (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)) and float(m.p) > 0:
+            found.append(f"{name or type(m).__name__} p={float(m.p):g}")
+        elif isinstance(m, (nn.MultiheadAttention, nn.RNNBase)) and float(m.dropout) > 0:
+            found.append(f"{name or type(m).__name__}.dropout={float(m.dropout):g}")
+    return ", ".join(found[:3]) + (" ..." if len(found) > 3 else "")
 
 
 def _mean(g: Gaussian, dim: Any = None, keepdim: bool = False) -> Gaussian:
