@@ -36,6 +36,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ._predictive import PredictiveStatistics, check_output
+from ._stats import EnsembleStatistics
 
 __all__ = ["MomentsCheck", "check_moments", "moments"]
 
@@ -297,14 +298,16 @@ def _function_rule(name: str, target: Any, args: tuple, kwargs: dict) -> Any:
 
 
 @torch.no_grad()
-def moments(model: nn.Module, x: Tensor, *, output: str | None = None, batch_dim: int = 0) -> PredictiveStatistics:
+def moments(model: nn.Module, x: Tensor, *, output: str | None = None,
+            batch_dim: int = 0) -> PredictiveStatistics | EnsembleStatistics:
     """The dropout ensemble's mean and variance of what ``model`` returns, in one pass (see the module's doc).
 
     ``model`` is any torch module ``torch.fx`` can trace, in eval mode; its dropout (modules and ``F.dropout``)
     is averaged analytically, not sampled. ``output`` as in ``predictive``: ``"values"`` (default) or
     ``"logits"`` (class probabilities by the extended probit, with ``mean_logits``, ``predictive_entropy`` and
     ``variation_ratio`` left None: they need members). Returns ``PredictiveStatistics`` with ``samples = 0`` and
-    ``estimator = "moments"``; ``standard_error`` is 0 (no sampling error; the approximation's error is what
+    ``estimator = "moments"`` (for a ``DropoutMLP``, ``gaussian_moments``' ``EnsembleStatistics`` of every layer, as
+    ``monte_carlo`` returns for one); ``standard_error`` is 0 (no sampling error; the approximation's error is what
     ``benchmarks/one_pass.py`` measures against Monte Carlo).
 
     Raises ValueError for a model that cannot be traced, or an operation without a rule on a random value (its
@@ -317,13 +320,10 @@ def moments(model: nn.Module, x: Tensor, *, output: str | None = None, batch_dim
 
         if output != "values" or batch_dim != 0:
             raise ValueError("a DropoutMLP's output layer is known to droplab: leave output and batch_dim unset")
-        stats = gaussian_moments(model, x, method="quadrature").output
-        kind = "probabilities" if model.transfers[-1].name == "softmax" else "values"
-        from .. import metrics
-
-        return PredictiveStatistics(kind, 0, x, stats.E, stats.Var, torch.zeros_like(stats.E),
-                                    predictive_entropy=metrics.entropy(stats.E) if kind != "values" else None,
-                                    estimator="moments")
+        # every layer's statistics, as monte_carlo gives a DropoutMLP's; a softmax output's expectation over its
+        # Gaussian S is integrated with a fixed generator, so the pass is deterministic
+        return gaussian_moments(model, x, method="quadrature",
+                                generator=torch.Generator(device=x.device).manual_seed(0))
     if output == "probabilities":
         raise ValueError("moments carries logits' moments to class probabilities; give a model that returns logits "
                          "(output='logits'), or values")
@@ -394,8 +394,12 @@ def check_moments(model: nn.Module, x: Tensor, *, samples: int = 256, threshold:
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not threshold > 0:
         raise ValueError(f"threshold must be a positive number of standard errors, got {threshold!r}")
     one = moments(model, x, output=output, batch_dim=batch_dim)
-    mc = predictive(model, x, samples=samples, generator=generator,
-                    output=None if one.output_kind == "probabilities" else output, batch_dim=batch_dim)
+    if isinstance(one, EnsembleStatistics):  # a DropoutMLP: its output layer, sampled from its logits if softmax
+        softmax = model.transfers[-1].name == "softmax"  # type: ignore[union-attr]
+        one = PredictiveStatistics("logits" if softmax else "values", 0, x, one.output.E, one.output.Var,
+                                   torch.zeros_like(one.output.E), estimator="moments")
+        output = "logits" if softmax else None
+    mc = predictive(model, x, samples=samples, generator=generator, output=output, batch_dim=batch_dim)
     mean_mc = mc.mean if mc.mean.shape == one.mean.shape else mc.mean.movedim(batch_dim, 0)
     se = (mc.standard_error if mc.standard_error.shape == one.mean.shape
           else mc.standard_error.movedim(batch_dim, 0))
