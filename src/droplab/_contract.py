@@ -78,16 +78,15 @@ def _classes() -> dict[str, tuple[type, ...]]:
 
 
 def _check_class(fn: str, name: str, value: Any, kinds: frozenset[str]) -> bool:
-    """Whether ``kinds`` name classes only (then ``value`` was checked against them)."""
+    """Whether ``kinds`` name classes only; ``value``, not an instance of them (``_check`` looked), must be None
+    where allowed."""
     known = _classes()
     named = [k for k in kinds if k in known]
     if not named or kinds - set(named) - {"None"}:
         return False
     if value is None and "None" in kinds:
         return True
-    if not any(isinstance(value, cls) for k in named for cls in known[k]):
-        raise TypeError(f"{fn}: {name} must be a {' or '.join(sorted(named))}, got {_describe(value)}")
-    return True
+    raise TypeError(f"{fn}: {name} must be a {' or '.join(sorted(named))}, got {_describe(value)}")
 
 
 def _check(fn: str, name: str, value: Any, kinds: frozenset[str]) -> None:

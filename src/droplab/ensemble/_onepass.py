@@ -35,12 +35,12 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from .. import means
 from ._predictive import PredictiveStatistics, check_output
 from ._stats import EnsembleStatistics
 
 __all__ = ["MomentsCheck", "check_moments", "moments"]
 
-_ALPHA2 = 0.368  # the paper's Eq. 242 constant (pi / 8 ~ 0.393 in the probit literature)
 
 
 @dataclass
@@ -64,14 +64,13 @@ def _dropout(value: Any, p: float) -> Any:
 
 
 def _relu(g: Gaussian) -> Gaussian:
+    """The rectified Gaussian: the mean by the paper's Eq. 72 (``means.relu_expectation_gaussian``), the second
+    moment E(RL(S)^2) = (m^2 + v) Phi(m/s) + m s phi(m/s) beside it."""
+    mean = means.relu_expectation_gaussian(g.m, g.v)
     s = g.v.clamp_min(0).sqrt()
-    safe = s.clamp_min(1e-30)
-    a = g.m / safe
-    pdf = torch.exp(-0.5 * a.square()) / math.sqrt(2 * math.pi)
-    cdf = 0.5 * torch.erfc(-a / math.sqrt(2))
-    mean = g.m * cdf + s * pdf
-    second = (g.m.square() + g.v) * cdf + g.m * s * pdf
-    mean = torch.where(s > 0, mean, g.m.clamp_min(0))
+    a = g.m / s.clamp_min(1e-30)
+    second = (g.m.square() + g.v) * 0.5 * torch.erfc(-a / math.sqrt(2)) \
+        + g.m * s * torch.exp(-0.5 * a.square()) / math.sqrt(2 * math.pi)
     var = torch.where(s > 0, (second - mean.square()).clamp_min(0), torch.zeros_like(g.m))
     return Gaussian(mean, var)
 
@@ -91,7 +90,7 @@ def _hermite_variance(f: Any, g: Gaussian) -> Tensor:
 
 def _sigmoid(g: Gaussian) -> Gaussian:
     # the mean by the paper's Eq. 242; the variance by quadrature (Daunizeau's closed form was 30-75% off)
-    return Gaussian(torch.sigmoid(g.m / torch.sqrt(1 + _ALPHA2 * g.v)), _hermite_variance(torch.sigmoid, g))
+    return Gaussian(means.gaussian_expected_logistic(g.m, g.v), _hermite_variance(torch.sigmoid, g))
 
 
 def _tanh(g: Gaussian) -> Gaussian:
