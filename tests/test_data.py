@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from droplab import data
+from droplab import data, presets
 
 SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist-t10k"
 
@@ -199,3 +199,27 @@ def test_no_home_directory_is_not_a_traceback(monkeypatch, tmp_path):
     monkeypatch.setenv("DROPLAB_DATA", str(tmp_path))  # the folder named is used, no home needed
     assert data._download_dest("mnist", None) == tmp_path / "mnist"
     assert data._search_folders("mnist", None)[0].parent == tmp_path
+
+
+SHARED_FULL_MNIST = SHARED_MNIST.parent / "mnist"
+
+
+def test_the_paper_preset_holds_out_10000_of_the_60000_training_digits():
+    """Issue 34: the paper preset trains on 50,000 of MNIST's 60,000 training digits, validates on the other 10,000
+    (the usual split, Srivastava et al. 2014) and tests on the 10,000 test digits; the study reads the same split."""
+    from droplab.experiments import PRESETS as STUDY
+    settings = presets.resolve("paper")
+    assert settings.data.dataset == "mnist"
+    assert round(settings.data.validation * 60_000) == 10_000
+    assert STUDY["paper"]["validation"] == settings.data.validation
+    assert presets.resolve("standard").data.validation == 0.1  # the standard preset's split is unchanged
+
+
+@pytest.mark.skipif(not SHARED_FULL_MNIST.is_dir(), reason="../shared/data/mnist not present")
+def test_the_paper_preset_split_on_the_real_files():
+    settings = presets.resolve("paper", {"data": {"data_dir": str(SHARED_FULL_MNIST), "download": False}})
+    d = settings.data.load(seed=0)
+    assert (len(d.x_train), len(d.x_val), len(d.x_test)) == (50_000, 10_000, 10_000)
+    # the split draws no digit twice: every training digit is in exactly one part
+    assert torch.bincount(torch.cat([d.y_train, d.y_val])).tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918,
+                                                                        6265, 5851, 5949]

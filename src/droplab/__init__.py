@@ -9,7 +9,7 @@ from ._convert import convert
 from .modes import expect, off, record, replay, sample
 from .net import DropoutMLP, Trace
 
-__version__ = "0.5.0"
+__version__ = "0.6.0"
 
 __all__ = [
     "DropoutMLP",

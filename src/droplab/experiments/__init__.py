@@ -78,7 +78,7 @@ class StudyPreset:
         """The flat settings the study and the experiments read (and stage caches are keyed on)."""
         p = training_preset(self.training)
         t, keeps = p.train, p.model.keeps
-        return dict(dataset=p.dataset, hidden=list(p.model.sizes[1:-1]), keep_input=keeps[0],
+        return dict(dataset=p.dataset, validation=p.validation, hidden=list(p.model.sizes[1:-1]), keep_input=keeps[0],
                     keep_hidden=keeps[1], init_gain=p.model.init_gain, epochs=t.epochs, batch_size=t.batch_size,
                     lr=t.lr, lr_decay=t.lr_decay, lr_schedule=t.lr_schedule, momentum_start=t.momentum_start,
                     momentum_end=t.momentum_end,

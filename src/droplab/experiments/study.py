@@ -52,7 +52,8 @@ class Study:
     @property
     def data(self) -> data_mod.Dataset:
         if self._data is None:
-            self._data = data_mod.load(self.settings["dataset"], root=self.data_dir, seed=self.seed)
+            self._data = data_mod.load(self.settings["dataset"], root=self.data_dir, seed=self.seed,
+                                       validation=self.settings.get("validation", 0.1))  # (reports before it: 0.1)
         return self._data
 
     def model_config(self) -> dict[str, Any]:
