@@ -70,7 +70,11 @@ def test_the_site_builds_strict_with_every_page(site):
         assert (site / page).is_file(), page
     api = (site / "api" / "ensemble" / "index.html").read_text()
     assert "monte_carlo" in api and "PredictiveStatistics" in api  # rendered from the docstrings
-    assert "language-pycon" in (site / "api" / "droplab" / "index.html").read_text()  # doctests as code
+    # doctests as highlighted console code (pygments marks the prompt), the guides' code highlighted
+    assert '<span class="gp">&gt;&gt;&gt; </span>' in (site / "api" / "nn" / "index.html").read_text()
+    assert '<span class="kn">import</span>' in (site / "training" / "index.html").read_text()
+    home = (site / "index.html").read_text()
+    assert 'class="grid cards"' in home and "github.com/droplab/droplab" in home
     assert (site / "report.png").is_file()  # the report's figure, on the reproduction page
 
 
@@ -86,3 +90,14 @@ def test_doctest_lines_become_code_blocks():
     text = "Prose.\n\n>>> 1 + 1\n2\n\nMore prose."
     assert fence_doctests(text) == "Prose.\n\n```pycon\n>>> 1 + 1\n2\n```\n\nMore prose."
     assert fence_doctests("    >>> x\n    1") == "    ```pycon\n    >>> x\n    1\n    ```"
+
+
+def test_one_version_everywhere():
+    """The version in the package, the site's header, the citation and the changelog's newest entry agree."""
+    import droplab
+    version = droplab.__version__
+    assert re.search(rf'^version = "{re.escape(version)}"$', (ROOT / "pyproject.toml").read_text(), re.M)
+    assert re.search(rf"^site_name: droplab {re.escape(version)}$", (ROOT / "mkdocs.yml").read_text(), re.M)
+    assert re.search(rf"^version: {re.escape(version)}$", (ROOT / "CITATION.cff").read_text(), re.M)
+    assert re.findall(r"^## (\S+)", (ROOT / "CHANGELOG.md").read_text(), re.M)[0] == version
+    assert (ROOT / "LICENSE").read_text().startswith("MIT License")
