@@ -296,6 +296,32 @@ def _function_rule(name: str, target: Any, args: tuple, kwargs: dict) -> Any:
     raise _Refused(f"moments has no rule for {name} on a random value (use Monte Carlo, ensemble.predictive)")
 
 
+_HERMITE = np.polynomial.hermite.hermgauss(7)  # nodes and weights for E f(Z), Z ~ N(0, 1): x sqrt(2), w / sqrt(pi)
+
+
+def expected_entropy(m: Tensor, v: Tensor) -> Tensor:
+    """E(H(softmax(Z))) for logits Z ~ N(m, diag v), classes along the last dimension: the members' mean entropy
+    that a one-pass mutual information H(E(p)) - E(H(p)) needs, without members.
+
+    A cut-HDMR (first-order ANOVA) expansion around the mean: E f(Z) ~ f(m) + sum_k (E f(m + Z_k e_k) - f(m)), each
+    one-dimensional expectation by 7-point Gauss-Hermite quadrature. It is exact to second order (it holds the
+    Taylor term 1/2 sum_k v_k d^2H/dz_k^2) and follows each logit's own nonlinearity beyond it; what it leaves out are
+    the interactions between two logits' fluctuations (terms in v_j v_k), small where the variances are (tested
+    against sampled Gaussian logits in ``tests/test_one_pass.py``). Costs 7 C softmaxes of C classes an input."""
+    from .. import metrics
+
+    nodes = torch.as_tensor(_HERMITE[0] * math.sqrt(2.0), dtype=m.dtype, device=m.device)
+    weights = torch.as_tensor(_HERMITE[1] / math.sqrt(math.pi), dtype=m.dtype, device=m.device)
+    c = m.shape[-1]
+    center = metrics.entropy(torch.softmax(m, -1), log_p=torch.log_softmax(m, -1))
+    # (..., k, j, c): the logits with the k-th one moved to m_k + sqrt(v_k) t_j
+    shift = v.clamp_min(0).sqrt()[..., :, None] * nodes  # (..., k, j)
+    eye = torch.eye(c, dtype=m.dtype, device=m.device)
+    z = m[..., None, None, :] + shift[..., None] * eye[:, None, :]
+    h = metrics.entropy(torch.softmax(z, -1), log_p=torch.log_softmax(z, -1))  # (..., k, j)
+    return center + ((h * weights).sum(-1) - center[..., None]).sum(-1)
+
+
 @torch.no_grad()
 def moments(model: nn.Module, x: Tensor, *, output: str | None = None,
             batch_dim: int = 0) -> PredictiveStatistics | EnsembleStatistics:
@@ -303,8 +329,9 @@ def moments(model: nn.Module, x: Tensor, *, output: str | None = None,
 
     ``model`` is any torch module ``torch.fx`` can trace, in eval mode; its dropout (modules and ``F.dropout``)
     is averaged analytically, not sampled. ``output`` as in ``predictive``: ``"values"`` (default) or
-    ``"logits"`` (class probabilities by the extended probit, with ``mean_logits``, ``predictive_entropy`` and
-    ``variation_ratio`` left None: they need members). Returns ``PredictiveStatistics`` with ``samples = 0`` and
+    ``"logits"`` (class probabilities by the extended probit, with ``mean_logits``, ``predictive_entropy``, the
+    members' ``expected_entropy`` by ``expected_entropy`` and the one-pass ``mutual_information``, their difference;
+    ``variation_ratio`` is left None: votes need members). Returns ``PredictiveStatistics`` with ``samples = 0`` and
     ``estimator = "moments"`` (for a ``DropoutMLP``, ``gaussian_moments``' ``EnsembleStatistics`` of every layer, as
     ``monte_carlo`` returns for one); ``standard_error`` is 0 (no sampling error; the approximation's error is what
     ``benchmarks/one_pass.py`` measures against Monte Carlo).
@@ -357,8 +384,11 @@ def moments(model: nn.Module, x: Tensor, *, output: str | None = None,
     # the probabilities' variance, to first order: J diag(v) J^T's diagonal, J the softmax's Jacobian at m
     jac_sq = (nwgm * (1 - nwgm)).square() * v + nwgm.square() * ((nwgm.square() * v).sum(-1, keepdim=True)
                                                                  - nwgm.square() * v)
+    members = expected_entropy(m, v)
     return PredictiveStatistics("logits", 0, x, p, jac_sq, torch.zeros_like(p), mean_logits=m,
-                                predictive_entropy=metrics.entropy(p), estimator="moments", nwgm=nwgm)
+                                predictive_entropy=metrics.entropy(p), expected_entropy=members,
+                                mutual_information=metrics.mutual_information(p, members), estimator="moments",
+                                nwgm=nwgm)
 
 
 @dataclass
