@@ -74,6 +74,7 @@ def compute(ctx: Context) -> dict[str, Any]:
             n.add("l2", arm.l2, "L2 coefficient (its sweep's best on validation)", regularizer=label)
         n.add("best_epoch", result["best_epoch"], "best validation epoch", regularizer=label)
         models[label] = result["model"]
+    out["dataset"] = ctx.settings["dataset"]  # on MNIST's own split, the arms are held against published numbers
     n.add("chance_error", ctx.study.chance_error, "chance test error % (the commonest class)")
     n.add("test_examples", len(data.x_test), "test examples")
     _weights_and_sparsity(ctx, models, n)
@@ -154,6 +155,34 @@ def _section_11_verdicts(num: Numbers) -> list[Verdict]:
     return out
 
 
+# Srivastava et al. (2014, JMLR), Table 2, MNIST's 60,000 / 10,000 split: a standard network (no dropout) 1.60% test
+# error, a dropout network of logistic units (3 x 1,024, keep 0.8 / 0.5) 1.35%
+SRIVASTAVA_STANDARD, SRIVASTAVA_DROPOUT_LOGISTIC = 1.60, 1.35
+
+
+def _published_verdicts(e: dict[str, float], n: int, trained: Any) -> list[Verdict]:
+    """The paper preset (MNIST's own 60,000 / 10,000 digits): the study network and the no-regularization arm against
+    Srivastava et al.'s Table 2 on the same data."""
+    dropout, plain = e["dropout"], e["no regularization"]
+    near = 2 * binomial_se(SRIVASTAVA_STANDARD, n)
+    return [
+        Verdict(f"the study network (4 x 1,200 logistic, dropout) reaches Srivastava et al.'s dropout error on MNIST: "
+                f"{dropout:.2f}% against their {SRIVASTAVA_DROPOUT_LOGISTIC:.2f}% (3 x 1,024 logistic units)",
+                dropout <= SRIVASTAVA_DROPOUT_LOGISTIC, group="other", source="Srivastava et al. (2014), Table 2",
+                words="Dropout NN, Logistic, 3 layers, 1024 units: 1.35", paper=f"{SRIVASTAVA_DROPOUT_LOGISTIC:.2f}%",
+                measured=dropout, threshold=SRIVASTAVA_DROPOUT_LOGISTIC, noise=binomial_se(dropout, n),
+                basis="at or below the published test error on the same 10,000 test digits (they trained for far "
+                      "longer than the study's 30 epochs)", measurable=trained("dropout")),
+        Verdict(f"the network without regularization is near Srivastava et al.'s standard network: {plain:.2f}% "
+                f"against their {SRIVASTAVA_STANDARD:.2f}%", abs(plain - SRIVASTAVA_STANDARD) <= near,
+                group="other", source="Srivastava et al. (2014), Table 2", words="Standard Neural Net: 1.60",
+                paper=f"{SRIVASTAVA_STANDARD:.2f}%",
+                measured=abs(plain - SRIVASTAVA_STANDARD), threshold=near, noise=binomial_se(plain, n),
+                basis="within two binomial standard errors of the published test error (10,000 test digits)",
+                measurable=trained("no regularization")),
+    ]
+
+
 def verdicts(r: dict[str, Any]) -> list[Verdict]:
     e, mc, num = r["errors"], r["mc"], Numbers.of(r)
     n = num.get("test_examples")
@@ -185,6 +214,8 @@ def verdicts(r: dict[str, Any]) -> list[Verdict]:
                            basis="each arm at its own best learning rate; an improvement of more than two binomial "
                                  "standard errors of the difference"))
     out += _section_11_verdicts(num)
+    if r.get("dataset") == "mnist":
+        out += _published_verdicts(e, n, trained)
     gauss = abs(e["Gaussian dropout"] - e["dropout"])
     ok = trained("Gaussian dropout", "dropout")
     out += [
