@@ -364,3 +364,46 @@ def test_compare_across_precisions_names_each_run_and_lists_the_verdicts_that_di
     assert table.count("does not hold") == 1
     with pytest.raises(ValueError, match="across takes"):
         compare_runs([out, other], across=("seedz",))
+
+
+def test_the_arms_on_a_ray_cluster_equal_the_local_run(tmp_path, monkeypatch):
+    """Issue 34: `droplab reproduce --ray ADDRESS` trains the comparison arms as Ray tasks (one CPU each) on a cluster
+    this test starts (`ray start --head`, two CPUs) and stops; the generalization section's numbers, every arm's
+    test error and validation curve, equal the local run's exactly (same seed, same precision)."""
+    pytest.importorskip("ray", reason="the sweep extra (Ray) is not installed")
+    import socket
+    import sys
+    import tempfile
+
+    with socket.socket() as s:  # a free port: never a cluster the user runs
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ray_cli = [sys.executable, "-m", "ray.scripts.scripts"]
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must fit in 107 bytes
+    # a throwaway cluster on this machine: without Ray's token authentication (a driver given an explicit address
+    # is refused by a head that generated its own token, Ray 2.60)
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    started = subprocess.run([*ray_cli, "start", "--head", "--num-cpus", "2", "--port", str(port),
+                              "--include-dashboard", "false", "--disable-usage-stats", "--temp-dir", temp],
+                             capture_output=True, text=True, timeout=120)
+    assert started.returncode == 0, started.stderr[-2000:]
+    def run(folder, *extra):  # the command line, as a user runs it (it makes the products thread-invariant first)
+        done = subprocess.run([sys.executable, "-m", "droplab.cli", "reproduce", "--preset", "tiny", "--only",
+                               "generalization", "--precision", "float32", "--no-progress", "--out",
+                               str(tmp_path / folder), *extra], capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return json.loads((tmp_path / folder / "results.json").read_text())
+
+    try:
+        local = run("local")
+        remote = run("ray", "--ray", f"127.0.0.1:{port}")
+    finally:
+        subprocess.run([*ray_cli, "stop", "--force"], capture_output=True, timeout=120)
+        shutil.rmtree(temp, ignore_errors=True)
+
+    def arms(folder):
+        saved = json.loads((folder / "stages" / "generalization.json").read_text())["result"]
+        return saved["errors"], saved["curves"], saved["numbers"]
+
+    assert arms(tmp_path / "ray") == arms(tmp_path / "local")  # every number, to the last bit
+    assert [s["verdicts"] for s in remote["sections"]] == [s["verdicts"] for s in local["sections"]]

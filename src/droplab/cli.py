@@ -233,6 +233,10 @@ def _reproduce_parser(sub: Any) -> None:
                         "bfloat16 (a bias of about 1.7 SE) or bfloat16x3 (0.03 SE, slower)")
     r.add_argument("--only", nargs="+", choices=[e.name for e in EXPERIMENTS], metavar="SECTION",
                    help=f"run only these sections: {', '.join(e.name for e in EXPERIMENTS)}")
+    r.add_argument("--ray", type=_text, metavar="ADDRESS", default=None,
+                   help="train the comparison arms as Ray tasks on the cluster at ADDRESS (auto: the running one; "
+                        "host:port), one CPU each, with the same results as a local run (pip install "
+                        "'droplab[sweep]')")
     r.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 
 
@@ -537,13 +541,22 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     from .report import reproduce
 
     device = str(resolve_device(args.device))
+    if args.ray is not None:
+        import importlib.util
+
+        from .experiments._remote import INSTALL
+        if importlib.util.find_spec("ray") is None:
+            raise ValueError(INSTALL)
+        if device != "cpu":
+            raise ValueError(f"--ray trains the arms on the workers' CPUs, so the run must be on the CPU too; got "
+                             f"--device {args.device} (run without --ray on a GPU)")
     t0 = time.perf_counter()
     from .report import default_out
 
     out = args.out or default_out(args.preset)
     summary = reproduce(out, preset=args.preset, dataset=args.dataset, data_dir=args.data_dir, device=device,
                         precision=args.precision,
-                        seed=args.seed, only=args.only, progress=args.progress)
+                        seed=args.seed, only=args.only, progress=args.progress, ray=args.ray)
     reused = sum(r["reused"] for r in summary["sections"])
     groups = "; ".join(f"{g}: {c['held']} of {c['claims']}"
                        + (f" ({c['not_measured']} not measured)" if c.get("not_measured") else "")

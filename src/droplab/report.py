@@ -195,7 +195,7 @@ def _study_settings(preset: str, dataset: str | None, precision: str, only: Sequ
 def reproduce(out: str | Path | None = None, *, preset: str = "standard", dataset: str | None = None,
               data_dir: str | None = None,
               device: str = "cpu", seed: int = 0, only: Sequence[str] | None = None,
-              progress: bool = True, precision: str = "auto") -> dict[str, Any]:
+              progress: bool = True, precision: str = "auto", ray: str | None = None) -> dict[str, Any]:
     """Run the experiments (all, or the names in ``only``) and write the report; returns the summary.
 
     ``precision`` is that of the Monte Carlo products (``ensemble.monte_carlo``'s): ``"auto"`` by default, the
@@ -204,7 +204,10 @@ def reproduce(out: str | Path | None = None, *, preset: str = "standard", datase
     float64 on the paper network at 10,000 samples; float32 on an AVX2-only CPU, where int8 and bfloat16 products
     run 25-40x slower), or one named: float32, bfloat16, bfloat16x3, bfloat16c, int8c, at the accuracy the README's
     speed table gives. The stages are cached per precision; the comparison arms train in ``"auto"`` precision
-    (bfloat16 where it runs >= 1.25x faster). The summary's ``host`` and ``precisions`` say what ran."""
+    (bfloat16 where it runs >= 1.25x faster). The summary's ``host`` and ``precisions`` say what ran.
+
+    ``ray``: the address of a Ray cluster (``"auto"``: the running one) where the comparison arms train as tasks of
+    one CPU each, side by side, with the same results as here (``droplab.experiments._remote``)."""
     settings = _study_settings(preset, dataset, "float32" if precision == "auto" else precision, only)
     out = default_out(preset) if out is None else Path(out)
     study = Study(out, settings, seed=seed, device=device, data_dir=data_dir, progress=progress)  # (writes nothing)
@@ -215,7 +218,7 @@ def reproduce(out: str | Path | None = None, *, preset: str = "standard", datase
         study.settings = settings = _study_settings(preset, dataset, precision, only)
     _claim_folder(out, preset, seed, precision)
     remove_stale_temporaries(out)  # what a killed run left half-written
-    ctx = Context(preset, settings, study, seed, device, progress)
+    ctx = Context(preset, settings, study, seed, device, progress, ray=ray)
     # with --only, the other sections still appear when their cached stage matches these settings
     chosen = [e for e in EXPERIMENTS if not only or e.name in only or _cached(e, ctx, out) is not None]
     rows: list[dict[str, Any]] = []

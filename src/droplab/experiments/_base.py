@@ -197,6 +197,7 @@ class Context:
     device: str
     progress: bool = True
     cache: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)  # one run's shared results
+    ray: str | None = None  # a Ray cluster's address: the independent trainings (the arms) run there as tasks
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,15 @@ def _weights_and_sparsity(ctx: Context, models: dict[str, Any], n: Numbers) -> N
 
 def compute(ctx: Context) -> dict[str, Any]:
     data = ctx.study.data
+    if ctx.ray:  # the arms other than the study network, as Ray tasks: the same trainings, side by side
+        from ._remote import train_variants
+
+        jobs = []
+        for label in ARMS:
+            changes, lr = arm_settings(label, ctx.settings)
+            jobs.append({"model_changes": changes, "lr": lr, "l2": ARMS[label].l2,
+                         "precision": "float32" if label == "dropout" else ARM_PRECISION})
+        train_variants(ctx.study, jobs, ctx.ray)
     out: dict[str, Any] = {"errors": {}, "curves": {}}
     n = Numbers()
     models = {}

@@ -88,26 +88,38 @@ class Study:
         The study network itself (no changes, its own learning rate, no L2) is not trained again: its own run
         is returned, so the dropout arm of every comparison is the one network the other sections measure.
         """
-        config = {**self.model_config(), **(model_changes or {})}
-        lr = self.settings["lr"] if lr is None else lr
-        if config == self.model_config() and l2 == 0.0 and lr == self.settings["lr"]:
+        job = self.variant(model_changes, lr=lr, l2=l2, precision=precision)
+        if job is None:
             self.ensure()
             return self._judged({"history": self.metrics, "test_error": self.test_error,
                                  "best_epoch": self.best_epoch, "model": self.model("best")})
-        key = json.dumps({"model": config, "l2": l2, "lr": lr, "precision": precision}, sort_keys=True, default=str)
+        key, config, schedule = job
         if key not in self._variants:  # a variant two sections compare (dropin) is trained once per run
-            model = train.build_model(config, seed=self.seed)
-            schedule = dataclasses.replace(self.train_config(), l2=l2, lr=lr, precision=precision)
-            try:
-                result = train.fit(model, self.data, schedule, progress=False, device=self.device, monitor=False)
-            except train.Diverged:  # reported as a network that did not train, at chance
-                self._variants[key] = {"history": [], "test_error": self.chance_error, "best_epoch": 0,
-                                       "model": model.eval(), "chance_error": self.chance_error, "trained": False,
-                                       "diverged": True}
-            else:
-                self._variants[key] = self._judged({"history": result.history, "test_error": result.test_error,
-                                                    "best_epoch": result.best_epoch, "model": result.model.eval()})
+            self.add_variant(key, fit_variant(config, schedule, self.data, seed=self.seed, device=self.device))
         return self._variants[key]
+
+    def variant(self, model_changes: dict[str, Any] | None = None, *, lr: float | None = None, l2: float = 0.0,
+                precision: str = "float32") -> tuple[str, dict[str, Any], train.TrainConfig] | None:
+        """(key, model config, schedule) of a variant ``train_variant`` would train, or None for the study network
+        itself (its own run). The key names the variant in this run (as the caller asked for it: a precision of
+        ``"auto"`` stays ``"auto"`` in the key)."""
+        config = {**self.model_config(), **(model_changes or {})}
+        lr = self.settings["lr"] if lr is None else lr
+        if config == self.model_config() and l2 == 0.0 and lr == self.settings["lr"]:
+            return None
+        key = json.dumps({"model": config, "l2": l2, "lr": lr, "precision": precision}, sort_keys=True, default=str)
+        return key, config, dataclasses.replace(self.train_config(), l2=l2, lr=lr, precision=precision)
+
+    def add_variant(self, key: str, result: dict[str, Any]) -> None:
+        """Keep a variant's training (``fit_variant``'s result, trained here or elsewhere) under ``key``."""
+        if result.get("diverged"):  # reported as a network that did not train, at chance
+            self._variants[key] = {**result, "test_error": self.chance_error, "chance_error": self.chance_error,
+                                   "trained": False}
+        else:
+            self._variants[key] = self._judged(result)
+
+    def has_variant(self, key: str) -> bool:
+        return key in self._variants
 
     @property
     def chance_error(self) -> float:
@@ -191,3 +203,18 @@ class Study:
         x = self.data.x_test
         idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(self.seed))[:n]
         return x[idx].to(self.device)
+
+
+def fit_variant(config: dict[str, Any], schedule: train.TrainConfig, data: data_mod.Dataset, *, seed: int,
+                device: str) -> dict[str, Any]:
+    """Train one variant of the study network: ``{"history", "test_error", "best_epoch", "model"}``, with
+    ``"diverged": True`` (and the untrained model) where training diverged. A pure function of its arguments, so it
+    runs the same in this process or in a Ray worker (``droplab reproduce --ray``)."""
+    model = train.build_model(config, seed=seed)
+    try:
+        result = train.fit(model, data, schedule, progress=False, device=device, monitor=False)
+    except train.Diverged:
+        return {"history": [], "test_error": float("nan"), "best_epoch": 0, "model": model.eval(), "diverged": True}
+    return {"history": result.history, "test_error": result.test_error, "best_epoch": result.best_epoch,
+            "model": result.model.eval()}
+
