@@ -6,13 +6,16 @@ W the output of the deterministic weight-scaled network (Eq. 98), E an expectati
 
 from . import gates, metrics, modes, nn, transfer
 from ._convert import convert
+from .config import DataConfig, ModelConfig
 from .modes import expect, off, record, replay, sample
 from .net import DropoutMLP, Trace
 
 __version__ = "0.6.0"
 
 __all__ = [
+    "DataConfig",
     "DropoutMLP",
+    "ModelConfig",
     "Trace",
     "convert",
     "expect",
