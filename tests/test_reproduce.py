@@ -407,3 +407,25 @@ def test_the_arms_on_a_ray_cluster_equal_the_local_run(tmp_path, monkeypatch):
 
     assert arms(tmp_path / "ray") == arms(tmp_path / "local")  # every number, to the last bit
     assert [s["verdicts"] for s in remote["sections"]] == [s["verdicts"] for s in local["sections"]]
+
+
+def test_compare_across_presets_matches_claims_by_what_they_claim(tiny_report, tmp_path):
+    """Issue 34: the paper preset makes claims the others do not (Srivastava et al.'s published numbers on MNIST's
+    own split); compare --across preset lists them as made by one run only and still matches every other claim, by
+    its section, source and words rather than its position; a flipped claim after the extra one is found."""
+    out, _, _ = tiny_report
+    other = tmp_path / "paper"
+    shutil.copytree(out, other)
+    saved = json.loads((other / "results.json").read_text())
+    saved["preset"] = "paper"
+    section = next(s for s in saved["sections"] if s["name"] == "generalization")
+    extra = {**section["verdicts"][0], "text": "a claim only this preset makes", "source": "Table 2", "words": "1.35"}
+    section["verdicts"].insert(0, extra)  # every later claim moves by one position
+    section["verdicts"][-1]["holds"] = not section["verdicts"][-1]["holds"]
+    saved["groups"]["other"]["claims"] += 1
+    (other / "results.json").write_text(json.dumps(saved))
+    with pytest.raises(ValueError):
+        compare_runs([out, other])
+    table = compare_runs([out, other], across=("preset",))
+    assert "Claims only some runs make: 1" in table and "a claim only this preset makes (only in run 2)" in table
+    assert "Claims whose verdict differs between the runs: 1" in table

@@ -523,6 +523,20 @@ def _run_label(run: dict[str, Any]) -> str:
             + (f", arms {p['training_arms']}" if p.get("training_arms") else "") + (f", {where}" if where else ""))
 
 
+def _claims(run: dict[str, Any]) -> dict[tuple[str, str, str, int], tuple[dict[str, Any], dict[str, Any]]]:
+    """A run's claims keyed by what they claim (section, source, the paper's words, and which of that section's
+    claims with the same source and words), not by position: a preset that makes a claim more (the paper preset's
+    published numbers) leaves the others matched."""
+    out: dict[tuple[str, str, str, int], tuple[dict[str, Any], dict[str, Any]]] = {}
+    for section in run["sections"]:
+        seen: dict[tuple[str, str], int] = {}
+        for v in section["verdicts"]:
+            base = (v.get("source", ""), v.get("words", ""))
+            out[(section["name"], *base, seen.get(base, 0))] = (section, v)
+            seen[base] = seen.get(base, 0) + 1
+    return out
+
+
 def compare_runs(folders: Sequence[str | Path], across: Sequence[str] = ()) -> str:
     """A Markdown table of every claim across runs (e.g. seeds): the measured number's range, the verdicts,
     and whether the verdict flips. Each folder holds a ``results.json`` from ``reproduce``. ``across``
@@ -533,43 +547,56 @@ def compare_runs(folders: Sequence[str | Path], across: Sequence[str] = ()) -> s
         raise ValueError(f"across takes 'precision' and/or 'preset', got {unknown}")
     folders = [Path(f).parent if Path(f).name == "results.json" and Path(f).is_file() else Path(f) for f in folders]
     runs = _comparable_runs(folders, across)
-    keys = [[(r["name"], i) for r in run["sections"] for i in range(len(r["verdicts"]))] for run in runs]
-    if any(k != keys[0] for k in keys):
+    claims = [_claims(run) for run in runs]  # per run: claim key -> (section, verdict)
+    if "preset" not in across and any(list(c) != list(claims[0]) for c in claims):
         raise ValueError("the runs have different sections or claims; compare runs of the same droplab version")
+    order: list[tuple[str, str, str, int]] = []  # every claim of any run, in the first run's section order
+    for c in claims:
+        for key in c:
+            if key not in order:
+                later = [k for k in order if k[0] == key[0]]
+                order.insert(order.index(later[-1]) + 1 if later else len(order), key)
     seeds = ", ".join(str(run["seed"]) for run in runs)
     lines = [f"| group | section | claim (seed {runs[0]['seed']}) | paper | measured (seeds {seeds}) | threshold | "
              "holds |", "|---|---|---|---|---|---|---|"]
-    for s, section in enumerate(runs[0]["sections"]):
-        for i, v in enumerate(section["verdicts"]):
-            vs = [run["sections"][s]["verdicts"][i] for run in runs]
-            values = [x["measured"] for x in vs if isinstance(x["measured"], (int, float))]
-            measured = (f"{min(values):.4g}" if len(set(values)) <= 1 else f"{min(values):.4g} to {max(values):.4g}"
-                        ) if values else "-"
-            held = sum(x["holds"] for x in vs)
-            unmeasured = sum(bool(x.get("not_measured")) for x in vs)
-            verdict = ("not measured" if unmeasured == len(vs) else "yes" if held == len(vs) else "no" if held == 0
-                       else f"{held} of {len(vs)} (flips: at its noise)")
-            if unmeasured and unmeasured < len(vs):
-                verdict += f"; not measured in {unmeasured}"
-            threshold = "-" if v["threshold"] is None else f"{v['threshold']:.4g}"
-            text = v["text"].replace("|", "\\|")
-            lines.append(f"| {v['group']} | {section['section']} | {text} | {v['paper'] or '-'} | {measured} | "
-                         f"{threshold} | {verdict} |")
-    totals = {g: [run["groups"][g]["held"] for run in runs] for g in GROUPS}
+    differ, partial = [], []
+    for key in order:
+        present = [(k, c[key]) for k, c in enumerate(claims) if key in c]
+        section, v = present[0][1]
+        vs = [x for _, (_, x) in present]
+        values = [x["measured"] for x in vs if isinstance(x["measured"], (int, float))]
+        measured = (f"{min(values):.4g}" if len(set(values)) <= 1 else f"{min(values):.4g} to {max(values):.4g}"
+                    ) if values else "-"
+        held = sum(x["holds"] for x in vs)
+        unmeasured = sum(bool(x.get("not_measured")) for x in vs)
+        verdict = ("not measured" if unmeasured == len(vs) else "yes" if held == len(vs) else "no" if held == 0
+                   else f"{held} of {len(vs)} (flips: at its noise)")
+        if unmeasured and unmeasured < len(vs):
+            verdict += f"; not measured in {unmeasured}"
+        if len(present) < len(runs):
+            verdict += f"; only in run{'s' if len(present) > 1 else ''} {', '.join(str(k + 1) for k, _ in present)}"
+            partial.append(f"- {section['section']}: {v['text']} (only in run "
+                           f"{', '.join(str(k + 1) for k, _ in present)})")
+        threshold = "-" if v["threshold"] is None else f"{v['threshold']:.4g}"
+        text = v["text"].replace("|", "\\|")
+        lines.append(f"| {v['group']} | {section['section']} | {text} | {v['paper'] or '-'} | {measured} | "
+                     f"{threshold} | {verdict} |")
+        if len({bool(x["holds"]) for x in vs}) > 1:
+            shown = ", ".join(f"({k + 1}) {x['measured']:.4g} {'holds' if x['holds'] else 'does not hold'}"
+                              if isinstance(x["measured"], (int, float)) else
+                              f"({k + 1}) {'holds' if x['holds'] else 'does not hold'}" for k, (_, x) in present)
+            differ.append(f"- {section['section']}: {v['text']}: {shown}")
     lines.append("")
-    lines += [f"- {GROUPS[g]}: {', '.join(map(str, held))} of {runs[0]['groups'][g]['claims']} hold (seeds {seeds})"
-              for g, held in totals.items()]
+    for g in GROUPS:
+        if len({run["groups"][g]["claims"] for run in runs}) == 1:
+            held = ", ".join(str(run["groups"][g]["held"]) for run in runs)
+            lines.append(f"- {GROUPS[g]}: {held} of {runs[0]['groups'][g]['claims']} hold (seeds {seeds})")
+        else:  # presets that make different numbers of claims
+            held = ", ".join(f"{run['groups'][g]['held']} of {run['groups'][g]['claims']}" for run in runs)
+            lines.append(f"- {GROUPS[g]}: {held} hold (runs 1-{len(runs)})")
     if across:
         lines += ["", "Runs: " + "; ".join(f"({k + 1}) {_run_label(run)}" for k, run in enumerate(runs)), ""]
-        differ = []
-        for s, section in enumerate(runs[0]["sections"]):
-            for i, v in enumerate(section["verdicts"]):
-                vs = [run["sections"][s]["verdicts"][i] for run in runs]
-                if len({bool(x["holds"]) for x in vs}) > 1:
-                    shown = ", ".join(f"({k + 1}) {x['measured']:.4g} {'holds' if x['holds'] else 'does not hold'}"
-                                      if isinstance(x["measured"], (int, float)) else
-                                      f"({k + 1}) {'holds' if x['holds'] else 'does not hold'}"
-                                      for k, x in enumerate(vs))
-                    differ.append(f"- {section['section']}: {v['text']}: {shown}")
         lines += [f"Claims whose verdict differs between the runs: {len(differ)}"] + differ
+        if partial:
+            lines += ["", f"Claims only some runs make: {len(partial)}"] + partial
     return "\n".join(lines) + "\n"
