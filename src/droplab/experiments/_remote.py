@@ -4,8 +4,9 @@ The arms are trained by the same function as in the local run (``study.fit_varia
 through Ray's object store, so a worker needs no data files), with the same settings and seed, and with the
 precision the driver resolved for them: a precision of ``"auto"`` is chosen once, here, by this host's probe, not
 by each worker's (a worker on another CPU would otherwise choose another). Products do not depend on the thread
-count (``MKL_CBWR=AUTO,STRICT``, set in the workers as on the command line), so a task on one CPU gives the bits of
-the local run on two: ``tests/test_reproduce.py`` compares a reproduction on a local Ray cluster with the local one.
+count (``MKL_CBWR=AUTO,STRICT``, set in the workers as on the command line), so a task on one CPU gives the local
+run's test errors and curves exactly and its weights to float32 rounding (to the bit on a quiet machine):
+``tests/test_reproduce.py`` compares a reproduction on a local Ray cluster with the local one.
 Nothing else in droplab imports Ray.
 """
 

@@ -33,7 +33,18 @@ def arm_settings(label: str, settings: dict[str, Any]) -> tuple[dict[str, Any], 
 
 
 def train_arm(ctx: Context, label: str) -> dict[str, Any]:
-    """The arm ``label`` of ``presets.ARMS`` trained once per run (the dropout arm is the study network)."""
+    """The arm ``label`` of ``presets.ARMS`` trained once per run (the dropout arm is the study network). With a Ray
+    cluster (``--ray``), the first section that needs an arm sends every arm there at once, side by side."""
+    if ctx.ray and not ctx.cache.get("arms on ray"):
+        from ._remote import train_variants
+
+        jobs = []
+        for name in ARMS:
+            changes, lr = arm_settings(name, ctx.settings)
+            jobs.append({"model_changes": changes, "lr": lr, "l2": ARMS[name].l2,
+                         "precision": "float32" if name == "dropout" else ARM_PRECISION})
+        train_variants(ctx.study, jobs, ctx.ray)
+        ctx.cache["arms on ray"] = True
     changes, lr = arm_settings(label, ctx.settings)
     precision = "float32" if label == "dropout" else ARM_PRECISION
     return ctx.study.train_variant(changes, lr=lr, l2=ARMS[label].l2, precision=precision)
@@ -59,15 +70,6 @@ def _weights_and_sparsity(ctx: Context, models: dict[str, Any], n: Numbers) -> N
 
 def compute(ctx: Context) -> dict[str, Any]:
     data = ctx.study.data
-    if ctx.ray:  # the arms other than the study network, as Ray tasks: the same trainings, side by side
-        from ._remote import train_variants
-
-        jobs = []
-        for label in ARMS:
-            changes, lr = arm_settings(label, ctx.settings)
-            jobs.append({"model_changes": changes, "lr": lr, "l2": ARMS[label].l2,
-                         "precision": "float32" if label == "dropout" else ARM_PRECISION})
-        train_variants(ctx.study, jobs, ctx.ray)
     out: dict[str, Any] = {"errors": {}, "curves": {}}
     n = Numbers()
     models = {}
