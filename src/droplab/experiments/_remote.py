@@ -35,6 +35,9 @@ def train_variants(study: Study, jobs: list[dict[str, Any]], address: str) -> No
         import ray
     except ImportError:
         raise ValueError(INSTALL) from None
+    if study.device != "cpu":
+        raise ValueError(f"droplab reproduce --ray trains the arms on the workers' CPUs; --device {study.device} "
+                         "would give the local run other bits. Run without --ray on a GPU")
     pending = []
     for job in jobs:
         found = study.variant(job.get("model_changes"), lr=job.get("lr"), l2=job.get("l2", 0.0),
@@ -49,9 +52,6 @@ def train_variants(study: Study, jobs: list[dict[str, Any]], address: str) -> No
         pending.append((key, config, schedule))
     if not pending:
         return
-    if study.device != "cpu":
-        raise ValueError(f"droplab reproduce --ray trains the arms on the workers' CPUs; --device {study.device} "
-                         "would give the local run other bits. Run without --ray on a GPU")
     started = not ray.is_initialized()
     if started:
         env = {"MKL_CBWR": os.environ.get("MKL_CBWR", "AUTO,STRICT")}

@@ -38,16 +38,16 @@ def train_arm(ctx: Context, label: str) -> dict[str, Any]:
     if ctx.ray and not ctx.cache.get("arms on ray"):
         from ._remote import train_variants
 
-        jobs = []
-        for name in ARMS:
-            changes, lr = arm_settings(name, ctx.settings)
-            jobs.append({"model_changes": changes, "lr": lr, "l2": ARMS[name].l2,
-                         "precision": "float32" if name == "dropout" else ARM_PRECISION})
-        train_variants(ctx.study, jobs, ctx.ray)
+        train_variants(ctx.study, [_arm_job(name, ctx.settings) for name in ARMS], ctx.ray)
         ctx.cache["arms on ray"] = True
-    changes, lr = arm_settings(label, ctx.settings)
-    precision = "float32" if label == "dropout" else ARM_PRECISION
-    return ctx.study.train_variant(changes, lr=lr, l2=ARMS[label].l2, precision=precision)
+    return ctx.study.train_variant(**_arm_job(label, ctx.settings))
+
+
+def _arm_job(label: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """``Study.train_variant``'s keywords for arm ``label``."""
+    changes, lr = arm_settings(label, settings)
+    return {"model_changes": changes, "lr": lr, "l2": ARMS[label].l2,
+            "precision": "float32" if label == "dropout" else ARM_PRECISION}
 
 
 def _weights_and_sparsity(ctx: Context, models: dict[str, Any], n: Numbers) -> None:

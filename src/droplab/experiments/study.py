@@ -217,4 +217,3 @@ def fit_variant(config: dict[str, Any], schedule: train.TrainConfig, data: data_
         return {"history": [], "test_error": float("nan"), "best_epoch": 0, "model": model.eval(), "diverged": True}
     return {"history": result.history, "test_error": result.test_error, "best_epoch": result.best_epoch,
             "model": result.model.eval()}
-
