@@ -232,7 +232,7 @@ def run_floor(args, device) -> dict:
     the masks' random words (the words every gate draws; the masks are every precision's, so they stay), the int8
     products, and the transfer function on every member's every hidden unit (torch.sigmoid, written into a
     buffer). The gates, the quantization and dequantization, the corrections and the statistics come on top."""
-    from droplab.ensemble._sampling import _chunk
+    from droplab.ensemble._common import chunk_size as _chunk
     from droplab.gates import bernoulli_words
 
     net, x = _net(device), _inputs(args.inputs, device)

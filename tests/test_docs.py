@@ -30,7 +30,8 @@ def site(tmp_path_factory):
 PUBLIC_MODULES = ("droplab", "droplab.net", "droplab.nn", "droplab.modes", "droplab.gates", "droplab.transfer",
                   "droplab.ensemble", "droplab.metrics", "droplab.means", "droplab.theory", "droplab.train",
                   "droplab.stacked", "droplab.data", "droplab.presets", "droplab.host", "droplab.config",
-                  "droplab.checkpoint", "droplab.threads", "droplab.report", "droplab.sweep", "droplab.experiments")
+                  "droplab.checkpoint", "droplab.threads", "droplab.report", "droplab.sweep", "droplab.experiments",
+                  "droplab.statistics")
 
 
 def test_every_public_module_is_in_the_list_the_reference_is_checked_against():

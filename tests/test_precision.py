@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from droplab import DropoutMLP, data, ensemble, presets, train
-from droplab.ensemble._stats import STATISTICS
+from droplab.statistics import STATISTICS
 
 
 def _net():
@@ -41,7 +41,7 @@ def test_bfloat16_weights_follow_an_update_the_version_counter_does_not_see():
     # per call and held by it, never cached on the user's network
     net, x = _net(), torch.rand(2, 30)
     first = ensemble.monte_carlo(net, x, samples=50, precision="bfloat16", generator=torch.Generator().manual_seed(0))
-    from droplab.ensemble._sampling import low_precision_weights
+    from droplab.ensemble._precision import low_precision_weights
 
     version = net.linears[0].weight._version
     net.linears[0].weight.data.mul_(2.0)  # no version bump
@@ -149,7 +149,7 @@ def test_the_fused_gate_draws_the_gates_own_masks(keep, scaling):
     # byte words (0.5, 0.75), 32-bit words (0.8, 0.3), both scalings: the compiled gate gives the gate's own
     # output bit for bit from the same generator, in float32 and cast to bfloat16
     from droplab import modes
-    from droplab.ensemble._sampling import _fused_gate
+    from droplab.ensemble._precision import _fused_gate
     from droplab.nn import UnitGate
 
     gate, o = UnitGate(keep, scaling=scaling), torch.rand(37, 50) - 0.2
@@ -254,7 +254,7 @@ def test_the_weights_stochastic_rounding_is_unbiased_and_its_compiled_pass_gives
     mean over fresh draws is w (within 4.5 standard errors of the mean of 4,000 draws, the largest of 200; rounding
     to nearest is off by more than 50 of them), and the compiled one-pass kernel gives the eager function's bits."""
     from droplab import _compile
-    from droplab.ensemble._sampling import _dither_words, _rounded_weight, stochastic_round
+    from droplab.ensemble._precision import _dither_words, _rounded_weight, stochastic_round
 
     g = torch.Generator().manual_seed(11)
     w = torch.cat([torch.randn(200, generator=g) * 10.0 ** torch.randint(-3, 3, (200,), generator=g),
@@ -317,7 +317,7 @@ def _int8_net():
 def test_int8c_runs_the_layers_it_can_in_int8_and_the_others_exactly_in_float32():
     from torch import nn
 
-    from droplab.ensemble._sampling import int8_layer
+    from droplab.ensemble._precision import int8_layer
 
     assert [int8_layer(lin) for lin in _int8_net().linears] == [True, True, False]  # 5 outputs: float32
     assert not int8_layer(nn.Linear(133_008, 8))  # 127 * 127 * K would overflow the int32 sums
@@ -377,7 +377,7 @@ def test_int8c_weights_stochastic_rounding_is_unbiased_and_its_compiled_pass_giv
     the mean of q * scale over 4,000 fresh draws is w within 4.5 standard errors (rounding to nearest is off by
     more than 50), a zero row stays zero, and the compiled kernel gives the eager function's bits."""
     from droplab import _compile
-    from droplab.ensemble._sampling import _dither_words, _rounded_int8_weight
+    from droplab.ensemble._precision import _dither_words, _rounded_int8_weight
 
     g = torch.Generator().manual_seed(11)
     w = torch.randn(6, 40, generator=g) * 10.0 ** torch.randint(-3, 3, (6, 1), generator=g)
@@ -436,7 +436,7 @@ def test_int8c_on_a_relu_network_large_z_scores_only_where_a_unit_fires_in_a_few
 def test_int8c_scales_by_bounds_known_in_advance_and_saturated_units_stay_in_range():
     # the gated inputs' scale: the first layer's largest input / p, a logistic layer's 1 / p (inverted scaling),
     # the chunk's largest value where nothing bounds them (ReLU outputs, Gaussian gates)
-    from droplab.ensemble._sampling import _input_bounds
+    from droplab.ensemble._precision import _input_bounds
 
     torch.manual_seed(0)
     net = DropoutMLP((16, 16, 16, 8), keep=(0.8, 0.5, 0.5), scaling="inverted").eval()

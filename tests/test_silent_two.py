@@ -72,7 +72,7 @@ def test_an_asha_grace_period_beyond_the_epochs_is_refused_before_anything_is_wr
 def test_low_precisions_refuse_inputs_beyond_the_range_they_were_checked_on(monkeypatch):
     # issue 35: a logistic network on 0-255 pixels was 6.5 SE (int8c) and 1.3 SE (bfloat16c) off float64, silently
     from droplab import DropoutMLP, host
-    from droplab.ensemble import _sampling
+    from droplab.ensemble import _precision
 
     torch.manual_seed(0)
     net = DropoutMLP([16, 32, 4], keep=[0.8, 0.5]).eval()
@@ -84,8 +84,8 @@ def test_low_precisions_refuse_inputs_beyond_the_range_they_were_checked_on(monk
         ensemble.monte_carlo(net, pixels / 255, samples=10, precision=precision)  # in range: runs
     # auto never picks a low precision there, even where the host would run it fastest
     monkeypatch.setattr(host, "choose", lambda *a, **k: host.Choice("int8c", {}, "test"))
-    assert _sampling.auto_precision(net, pixels, 100) == "float32"
-    assert _sampling.auto_precision(net, pixels / 255, 100) == "int8c"
+    assert _precision.auto_precision(net, pixels, 100) == "float32"
+    assert _precision.auto_precision(net, pixels / 255, 100) == "int8c"
 
 
 def test_a_lock_naming_a_live_unrelated_process_says_which_file_to_delete(tmp_path):

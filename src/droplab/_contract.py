@@ -24,6 +24,8 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
+from .statistics import EnsembleStatistics, PredictiveStatistics
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 POSITIVE = {"lam", "tau"}
@@ -66,15 +68,23 @@ def _check_values(fn: str, name: str, t: torch.Tensor) -> None:
                          f"{float(t.max()):g}]")
 
 
-@functools.cache
+_CLASSES: dict[str, tuple[type, ...]] = {
+    "nn.Module": (torch.nn.Module,), "torch.nn.Module": (torch.nn.Module,), "torch.Generator": (torch.Generator,),
+    "torch.dtype": (torch.dtype,), "torch.device": (torch.device,),
+    "EnsembleStatistics": (EnsembleStatistics, PredictiveStatistics),
+}
+
+
+def register_class(name: str, *classes: type) -> None:
+    """Let annotations that say ``name`` be checked against ``classes``: a module above this one (``droplab.net``
+    registers ``DropoutMLP``) registers its own, so that this module imports nothing of droplab's but the
+    statistics' types."""
+    _CLASSES[name] = classes
+
+
 def _classes() -> dict[str, tuple[type, ...]]:
     """The classes an annotation may name, by the name it is written with."""
-    from .ensemble import EnsembleStatistics, PredictiveStatistics
-    from .net import DropoutMLP
-
-    return {"DropoutMLP": (DropoutMLP,), "nn.Module": (torch.nn.Module,), "torch.nn.Module": (torch.nn.Module,),
-            "EnsembleStatistics": (EnsembleStatistics, PredictiveStatistics), "torch.Generator": (torch.Generator,),
-            "torch.dtype": (torch.dtype,), "torch.device": (torch.device,)}
+    return _CLASSES
 
 
 def _check_class(fn: str, name: str, value: Any, kinds: frozenset[str]) -> bool:

@@ -20,6 +20,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .statistics import PredictiveStatistics
+
 __all__ = ["OODScores", "RiskCoverage", "TemperatureScaling", "ood_scores", "regression_scores", "risk_coverage",
            "temperature_scale"]
 
@@ -238,8 +240,6 @@ def regression_scores(predictions: Any, targets: Any, *, tau: float, variance: A
     Gneiting & Raftery 2007).
     """
     from scipy.stats import norm
-
-    from .ensemble import PredictiveStatistics
 
     if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not math.isfinite(tau) or tau <= 0:
         raise ValueError(f"tau (the observation precision) must be a positive number, got {tau!r}")

@@ -43,6 +43,7 @@ from ._scores import (
     temperature_scale,
 )
 from .checkpoint import atomic_save_figure
+from .statistics import EnsembleStatistics, PredictiveStatistics
 
 __all__ = ["OODScores", "Reliability", "RiskCoverage", "TemperatureScaling", "accuracy", "brier_score", "entropy",
            "expected_calibration_error", "mutual_information", "negative_log_likelihood", "ood_scores",
@@ -59,15 +60,44 @@ def entropy(p: Tensor, *, log_p: Tensor | None = None) -> Tensor:
     return -torch.where(p > 0, p * log_p, torch.zeros_like(p)).sum(-1)
 
 
-def mutual_information(mean_p: Tensor, expected_entropy: Tensor) -> Tensor:
-    """I(y; mask) = H(E(p)) - E(H(p)) per input (nats), the BALD score: the disagreement between the members,
-    from the mean class probabilities and the members' mean entropy; clamped at 0 (a negative value is rounding)."""
-    return (entropy(mean_p) - expected_entropy).clamp_min(0)
+def mutual_information(predictions: EnsembleStatistics | Tensor, expected_entropy: Tensor | None = None) -> Tensor:
+    """I(y; mask) = H(E(p)) - E(H(p)) per input (nats), the BALD score: the disagreement between the members;
+    clamped at 0 (a negative value is rounding). The one mutual information of droplab
+    (``droplab.ensemble.mutual_information`` is this function).
+
+    Parameters
+    ----------
+    predictions
+        The statistics of an estimator that computed the members' mean entropy (``monte_carlo`` or ``exact`` on a
+        softmax ``DropoutMLP``, ``predictive``, ``moments(..., output="logits")``), or the mean class
+        probabilities E(p), shape (B, C).
+    expected_entropy
+        E(H(p)) per input, shape (B,): given with probabilities, left out with statistics (which hold it).
+
+    Returns
+    -------
+    Tensor
+        Shape (B,), in nats.
+    """
+    if isinstance(predictions, (EnsembleStatistics, PredictiveStatistics)):
+        if expected_entropy is not None:
+            raise ValueError("expected_entropy comes from the statistics; pass statistics alone, or probabilities "
+                             "with their expected entropy")
+        if predictions.output_kind == "values" or predictions.expected_entropy is None:
+            raise ValueError(f"mutual information needs E(H(p)) over the ensemble, which these {predictions.estimator} "
+                             "statistics do not hold; use monte_carlo or exact on a softmax network, or predictive / "
+                             "moments with output='logits' or 'probabilities'")
+        return (entropy(predictions.output.E) - predictions.expected_entropy).clamp_min(0)
+    if expected_entropy is None:
+        raise ValueError("predictions are mean class probabilities here, so pass expected_entropy (E(H(p)) per "
+                         "input) too, or pass the statistics instead")
+    if predictions.dim() < 1 or tuple(expected_entropy.shape) != tuple(predictions.shape[:-1]):
+        raise ValueError(f"expected_entropy must have the shape of predictions without its class dimension "
+                         f"{tuple(predictions.shape[:-1])}, got {tuple(expected_entropy.shape)}")
+    return (entropy(predictions) - expected_entropy).clamp_min(0)
 
 
 def _probabilities(predictions: Any, labels: Any) -> tuple[Tensor, Tensor]:
-    from .ensemble import EnsembleStatistics, PredictiveStatistics
-
     if isinstance(predictions, (EnsembleStatistics, PredictiveStatistics)):
         if predictions.output_kind == "values":
             raise ValueError("these statistics are of output='values'; class scores need output='logits' or "

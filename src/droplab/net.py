@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
+from . import _contract
 from .config import ModelConfig
 from .nn import Activation, BackpercolatedActivation, ConnectionDropoutLinear, UnitGate
 from .transfer import make_transfer
@@ -214,3 +215,6 @@ class DropoutMLP(nn.Module):
 
     def weights(self) -> list[Tensor]:
         return [linear.weight for linear in self.linears]
+
+
+_contract.register_class("DropoutMLP", DropoutMLP)  # annotations that name it are checked against it

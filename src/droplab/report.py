@@ -265,11 +265,12 @@ def reproduce(out: str | Path | None = None, *, preset: str = "standard", datase
 def _auto_precisions(study: Study, device: str) -> dict[str, str]:
     """What ``precision="auto"`` runs this reproduction's Monte Carlo and arms in, chosen at the study network's
     shapes (its inputs x a Monte Carlo chunk of members; its training batch)."""
-    from .ensemble._sampling import DEFAULT_MEMORY, _chunk, auto_precision
+    from .ensemble._common import DEFAULT_MEMORY, chunk_size
+    from .ensemble._precision import auto_precision
 
     net = train.build_model(study.model_config(), seed=study.seed).to(device)
     x = torch.zeros(study.settings["inputs"], net.sizes[0], device=device)
-    mc = auto_precision(net, x, _chunk(net, x, DEFAULT_MEMORY, study.settings["samples"]))
+    mc = auto_precision(net, x, chunk_size(net, x, DEFAULT_MEMORY, study.settings["samples"]))
     return {"monte_carlo": mc, "training": _arm_precision(study, device)}
 
 

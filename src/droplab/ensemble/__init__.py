@@ -59,13 +59,14 @@ cache; the chunk size changes how the masks are drawn, so keep it fixed to compa
 gets the seconds spent in the per-unit statistics added under ``"statistics"`` (for profiling).
 """
 
+from ..statistics import STATISTICS, EnsembleStatistics, LayerStatistics, Pair, PredictiveStatistics
 from ._moments import dropconnect_inference, gaussian_moments, linear_moments
 from ._onepass import MomentsCheck, check_moments, moments
+from ._precision import PRECISIONS
 from ._predict import mutual_information, pair_approximations, predict, predictive_entropy, variance_approximations
-from ._predictive import PredictiveStatistics, predictive
+from ._predictive import predictive
 from ._registry import ESTIMATORS, Estimator, estimate, estimator
-from ._sampling import PRECISIONS, exact, monte_carlo, weight_scaled
-from ._stats import STATISTICS, EnsembleStatistics, LayerStatistics, Pair
+from ._sampling import exact, monte_carlo, weight_scaled
 
 __all__ = [
     "PRECISIONS",

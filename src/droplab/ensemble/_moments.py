@@ -20,7 +20,7 @@ from .. import means
 from ..gates import GATES, gate_kind
 from ..net import DropoutMLP
 from ..nn import ConnectionDropoutLinear, UnitGate
-from ._stats import EnsembleStatistics, LayerStatistics
+from ..statistics import EnsembleStatistics, LayerStatistics
 
 __all__ = ["dropconnect_inference", "gaussian_moments", "linear_moments"]
 

@@ -36,8 +36,8 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from .. import means
-from ._predictive import PredictiveStatistics, check_output
-from ._stats import EnsembleStatistics
+from ..statistics import EnsembleStatistics, PredictiveStatistics
+from ._predictive import check_output
 
 __all__ = ["MomentsCheck", "check_moments", "moments"]
 

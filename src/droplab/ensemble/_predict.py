@@ -10,8 +10,8 @@ from torch import Tensor
 from .. import metrics, modes
 from ..net import DropoutMLP
 from ..nn import UnitGate
+from ..statistics import EnsembleStatistics, Pair
 from ._sampling import _check_pairs
-from ._stats import EnsembleStatistics, Pair
 
 __all__ = ["mutual_information", "pair_approximations", "predict", "predictive_entropy", "variance_approximations"]
 
@@ -34,13 +34,7 @@ def predictive_entropy(probabilities: Tensor) -> Tensor:
     return metrics.entropy(probabilities.clamp_min(0))
 
 
-def mutual_information(stats: EnsembleStatistics) -> Tensor:
-    """I(y; mask) = H(E(O^L)) - E(H(O^L)) per input: the disagreement between subnetworks (BALD score;
-    ``metrics.mutual_information``)."""
-    if stats.expected_entropy is None:
-        raise ValueError(f"mutual information needs E(H(O)) over the ensemble, which {stats.estimator} does not "
-                         "compute; use monte_carlo or exact on a softmax network")
-    return metrics.mutual_information(stats.output.E, stats.expected_entropy)
+mutual_information = metrics.mutual_information  # one function: H(E(p)) - E(H(p)), from statistics or probabilities
 
 
 def variance_approximations(weight_scaled: EnsembleStatistics) -> list[dict[str, Tensor]]:

@@ -12,65 +12,16 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from .. import metrics, modes, threads
-from ._sampling import CPU_MODULE_CHUNK, DEFAULT_MEMORY, _check, per_example_masks
-from ._stats import LayerStatistics
+from ..statistics import OUTPUTS, PredictiveStatistics
+from ._common import CPU_MODULE_CHUNK, DEFAULT_MEMORY, _check, per_example_masks
 
 __all__ = ["OUTPUTS", "PredictiveStatistics", "predictive"]
-
-OUTPUTS = ("values", "logits", "probabilities")
-
-
-@dataclass
-class PredictiveStatistics:
-    """What ``predictive`` (``monte_carlo`` on a model other than a ``DropoutMLP``) returns, per input.
-
-    ``output_kind`` is what the model returned: ``"values"`` (``mean``, ``variance`` and ``standard_error`` of
-    each output value over the members), or ``"logits"`` / ``"probabilities"`` (the same of each class
-    probability, classes along the last dimension, with ``predictive_entropy`` H(E(p)), ``expected_entropy``
-    E(H(p)), ``mutual_information`` their difference (the BALD score) and ``variation_ratio`` 1 - (votes for the
-    modal class) / K, all in nats; ``mean_logits`` E(logits) for ``"logits"``). ``samples`` is K.
-    ``output`` (and ``layers``, [inputs, output]) give the same numbers in ``EnsembleStatistics``' terms
-    (``output.E``, ``output.Var``, ``output.se_E``, ``output.E_S``), so code written for either reads both.
-    """
-
-    output_kind: str
-    samples: int
-    inputs: Tensor
-    mean: Tensor
-    variance: Tensor
-    standard_error: Tensor
-    mean_logits: Tensor | None = None
-    predictive_entropy: Tensor | None = None
-    expected_entropy: Tensor | None = None
-    mutual_information: Tensor | None = None
-    variation_ratio: Tensor | None = None
-    log_likelihood: Tensor | None = None  # per input, Gal & Ghahramani's Monte Carlo estimate (targets, tau given)
-    tau: float | None = None
-    estimator: str = "monte_carlo"
-    targets: Tensor | None = None  # the targets ``log_likelihood`` was streamed with (float64)
-    nwgm: Tensor | None = None  # ``moments`` with logits: the normalized NWGM of Eq. 47, softmax(E(logits))
-
-    @property
-    def output(self) -> LayerStatistics:
-        return LayerStatistics(E=self.mean, Var=self.variance, se_E=self.standard_error, E_S=self.mean_logits)
-
-    @property
-    def layers(self) -> list[LayerStatistics]:
-        return [LayerStatistics(E=self.inputs), self.output]
-
-    def summary(self) -> str:
-        text = (f"{self.estimator} ({self.samples} samples, output {self.output_kind}): "
-                f"mean {float(self.mean.mean()):.4f}")
-        if self.mutual_information is not None:
-            text += f", mean mutual information {float(self.mutual_information.mean()):.3g} nats"
-        return text
 
 
 class _Moments:

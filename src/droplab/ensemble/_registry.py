@@ -9,10 +9,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..statistics import EnsembleStatistics
 from ._moments import dropconnect_inference, gaussian_moments, linear_moments
 from ._onepass import moments
 from ._sampling import exact, monte_carlo, weight_scaled
-from ._stats import EnsembleStatistics
 
 __all__ = ["ESTIMATORS", "Estimator", "estimate", "estimator"]
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -22,75 +21,10 @@ from torch import Tensor
 
 from .. import _compile, metrics, modes
 from ..net import DropoutMLP, Trace
+from ..statistics import STATISTICS, EnsembleStatistics, LayerStatistics, Pair
 
-__all__ = ["STATISTICS", "EnsembleStatistics", "LayerStatistics", "Pair"]
-
-STATISTICS = ("E", "Var", "NWGM", "WGM", "E_S", "Var_S", "E_derivative")
-
-Pair = tuple[int, int, int, int]  # (layer h, unit i, layer l, unit j): E(O^h_i O^l_j)
+__all__ = ["STATISTICS", "Accumulator", "EnsembleStatistics", "LayerStatistics", "Pair"]
 PAIR_BLOCK = 16 * 2**20  # bytes of pair products formed at once
-
-
-@dataclass
-class LayerStatistics:
-    """Per-unit statistics of one layer; every tensor is (B, n_h). None where not defined or not computed."""
-
-    E: Tensor
-    Var: Tensor | None = None
-    NWGM: Tensor | None = None
-    WGM: Tensor | None = None
-    E_S: Tensor | None = None
-    Var_S: Tensor | None = None
-    E_derivative: Tensor | None = None
-    se_E: Tensor | None = None
-
-
-@dataclass
-class EnsembleStatistics:
-    """What every estimator returns: one ``LayerStatistics`` per layer (0 = input) and extras.
-
-    ``pairs`` maps each requested (h, i, l, j) to E(O^h_i O^l_j), shape (B,). ``expected_entropy`` is
-    E(H(O^L)) of a softmax output over the ensemble (for mutual information). ``samples`` is K for Monte
-    Carlo, the number of configurations for exact enumeration, None for deterministic estimators.
-
-    ``covariances`` (``linear_moments`` only) holds each layer's full covariance of O, shape (B, n_h, n_h).
-
-    For a model other than a ``DropoutMLP`` (``monte_carlo(model, x, output=...)``), ``layers`` is [input,
-    output] and ``output_kind`` says what the model returned: ``"values"`` (``output.E``, ``output.Var`` and
-    ``output.se_E`` are the mean, variance and standard error of each output value), or ``"logits"`` /
-    ``"probabilities"`` (``output.E`` holds the mean class probabilities, classes along the last dimension,
-    with ``predictive_entropy`` H(E(p)), ``expected_entropy`` E(H(p)), ``mutual_information`` their difference
-    (the BALD score) and ``variation_ratio`` 1 - (votes for the modal class) / K).
-    """
-
-    estimator: str
-    layers: list[LayerStatistics]
-    pairs: dict[Pair, Tensor] = field(default_factory=dict)
-    expected_entropy: Tensor | None = None
-    histograms: dict[tuple[int, int], Tensor] = field(default_factory=dict)
-    histogram_edges: Tensor | None = None
-    samples: int | None = None
-    output_kind: str | None = None
-    covariances: list[Tensor] | None = None
-    precision: str | None = None  # the products' precision (float64, float32 or bfloat16), where it was chosen
-    predictive_entropy: Tensor | None = None
-    mutual_information: Tensor | None = None
-    variation_ratio: Tensor | None = None
-
-    @property
-    def output(self) -> LayerStatistics:
-        return self.layers[-1]
-
-    def summary(self) -> str:
-        rows = [f"{self.estimator}" + (f" ({self.samples} samples)" if self.samples else "")]
-        for h, layer in enumerate(self.layers[1:], start=1):
-            parts = [f"layer {h}: mean E {float(layer.E.mean()):.4f}"]
-            if layer.NWGM is not None:
-                parts.append(f"mean |E - NWGM| {float((layer.E - layer.NWGM).abs().mean()):.2e}")
-            if layer.Var is not None:
-                parts.append(f"mean Var {float(layer.Var.mean()):.2e}")
-            rows.append(", ".join(parts))
-        return "\n".join(rows)
 
 
 def _unit_interval(net: DropoutMLP, h: int) -> bool:
