@@ -101,5 +101,6 @@ def test_one_version_everywhere():
     assert re.search(rf'^version = "{re.escape(version)}"$', (ROOT / "pyproject.toml").read_text(), re.M)
     assert re.search(rf"^site_name: droplab {re.escape(version)}$", (ROOT / "mkdocs.yml").read_text(), re.M)
     assert re.search(rf"^version: {re.escape(version)}$", (ROOT / "CITATION.cff").read_text(), re.M)
-    assert re.findall(r"^## (\S+)", (ROOT / "CHANGELOG.md").read_text(), re.M)[0] == version
+    releases = [h for h in re.findall(r"^## (\S+)", (ROOT / "CHANGELOG.md").read_text(), re.M) if h != "Unreleased"]
+    assert releases[0] == version  # the newest release is this version (changes since it stand under Unreleased)
     assert (ROOT / "LICENSE").read_text().startswith("MIT License")

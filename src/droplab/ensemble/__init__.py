@@ -1,11 +1,15 @@
-"""Estimators of the dropout ensemble. Every one returns ``EnsembleStatistics``, so they compare line by line;
-``predictive`` (Monte Carlo on a model droplab did not build, which ``monte_carlo`` calls for such a model)
-returns ``PredictiveStatistics``, the statistics of the model's output.
+"""Estimators of the dropout ensemble. On a ``DropoutMLP`` every one returns ``EnsembleStatistics`` (every layer's
+per-unit statistics), so they compare line by line; on any other model ``predictive`` (Monte Carlo) and
+``moments`` (one pass) return ``PredictiveStatistics``, the statistics of the model's output. Both types live in
+``droplab.statistics``. ``monte_carlo`` is the per-unit estimator of a ``DropoutMLP``; called on another model it
+hands the call to ``predictive`` (kept so that code written for droplab 0.4's ``monte_carlo`` on any model runs; the
+registry's ``monte_carlo`` takes a ``DropoutMLP`` only and names ``predictive`` for the rest).
 
 | estimator              | how                                                        | exact for                |
 |------------------------|------------------------------------------------------------|--------------------------|
 | weight_scaled          | one pass with every gate at its mean: W (Eq. 98)           | linear networks (means)  |
 | monte_carlo            | K sampled subnetworks, batched, statistics streamed        | K -> infinity            |
+| predictive             | Monte Carlo on any model: K members of its output          | K -> infinity            |
 | exact                  | every gate configuration with its probability              | small networks           |
 | linear_moments         | Section 3 recursions for means, variances, covariances     | linear networks          |
 | gaussian_moments       | Gaussian S propagated layer by layer, Eq. 242 / quadrature | (an approximation)       |

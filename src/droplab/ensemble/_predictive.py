@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import metrics, modes, threads
+from ..net import DropoutMLP
 from ..statistics import OUTPUTS, PredictiveStatistics
 from ._common import CPU_MODULE_CHUNK, DEFAULT_MEMORY, _check, per_example_masks
 
@@ -148,7 +149,8 @@ def predictive(model: nn.Module, x: Tensor, *, samples: int = 1000, generator: t
     Its droplab gates and torch's own dropout (see ``droplab.modes``) are sampled from ``generator`` with the
     model left in its train/eval state, so BatchNorm keeps its eval statistics. ``output`` says what the model
     returns: ``"values"`` (the default), ``"logits"`` or ``"probabilities"`` (classes along the last
-    dimension); nothing is transformed unless asked. ``batch_dim`` is the inputs' and outputs' batch dimension
+    dimension); nothing is transformed unless asked. A ``DropoutMLP`` is sampled at its output layer O^L (class
+    probabilities for a softmax output, read from its logits; leave ``output`` None). ``batch_dim`` is the inputs' and outputs' batch dimension
     (1 for ``batch_first=False`` sequence models). The members run in chunks of about ``memory`` bytes of module
     outputs (on a CPU at most ``CPU_MODULE_CHUNK``). A ``torch.compile``d model is sampled through its eager
     module. ``cache_prefix`` (default True): the module calls that finish before the forward's first draw (a
@@ -167,6 +169,9 @@ def predictive(model: nn.Module, x: Tensor, *, samples: int = 1000, generator: t
     _check(model, x)
     if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
         raise ValueError(f"samples must be a positive integer, got {samples!r}")
+    scale = 1.0
+    if isinstance(model, DropoutMLP):
+        model, output, scale = _dropout_mlp_output(model, output)
     output = check_output(output, batch_dim)
     if not isinstance(cache_prefix, bool):
         raise TypeError(f"cache_prefix must be True or False, got {cache_prefix!r}")
@@ -178,6 +183,7 @@ def predictive(model: nn.Module, x: Tensor, *, samples: int = 1000, generator: t
         raise ValueError(f"temperature must be a positive number, got {temperature!r}")
     if temperature != 1.0 and output != "logits":
         raise ValueError(f"temperature scales logits: use it with output='logits', not {output!r}")
+    temperature = temperature / scale  # a softmax DropoutMLP's lam: its probabilities are softmax(lam S)
     for out in _members(model, x, samples, generator, memory, batch_dim, cache_prefix):
         if output != "values" and 1 < out.dim() - 1 == batch_dim + 1:
             raise ValueError(f"output={output!r} reads classes along the model's last dimension, but that is its batch "
@@ -185,6 +191,33 @@ def predictive(model: nn.Module, x: Tensor, *, samples: int = 1000, generator: t
                              "with the batch first); put the classes last")
         stats.add(out / temperature if temperature != 1.0 else out)
     return stats.finalize(x, samples)
+
+
+class _OutputLayer(nn.Module):
+    """A ``DropoutMLP`` whose forward returns O^L = f_L(S^L) (its own forward returns S^L)."""
+
+    def __init__(self, net: DropoutMLP) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net.output(x)
+
+
+def _dropout_mlp_output(net: DropoutMLP, output: str | None) -> tuple[nn.Module, str, float]:
+    """What ``predictive`` samples of a ``DropoutMLP``: its output layer O^L. A softmax output is read from its
+    logits S^L (``output="logits"``, the softmax's lam returned as a scale of the logits); a linear output is S^L
+    itself; any other output transfer is sampled through ``net.output``."""
+    transfer = net.transfers[-1]
+    if transfer.name == "softmax":
+        if output not in (None, "logits", "probabilities"):
+            raise ValueError(f"this DropoutMLP has a softmax output (class probabilities); leave output=None, not "
+                             f"{output!r}")
+        return net, "logits", float(transfer.lam)
+    if output not in (None, "values"):
+        raise ValueError(f"this DropoutMLP's output layer is {transfer.name}, not class probabilities; leave "
+                         f"output=None (its values), not {output!r}")
+    return (net if transfer.name == "linear" and float(transfer.lam) == 1.0 else _OutputLayer(net)), "values", 1.0
 
 
 def _check_targets(output: str, targets: Any, tau: Any, x: Tensor, batch_dim: int) -> tuple[Tensor | None,

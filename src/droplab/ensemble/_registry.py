@@ -9,9 +9,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..statistics import EnsembleStatistics
+from ..statistics import EnsembleStatistics, PredictiveStatistics
 from ._moments import dropconnect_inference, gaussian_moments, linear_moments
 from ._onepass import moments
+from ._predictive import predictive
 from ._sampling import exact, monte_carlo, weight_scaled
 
 __all__ = ["ESTIMATORS", "Estimator", "estimate", "estimator"]
@@ -22,13 +23,14 @@ class Estimator:
     """One way to average the dropout ensemble.
 
     ``random``: it draws (takes ``samples`` and ``generator``); ``exact_for``: where its statistics are exact;
-    ``models``: ``"DropoutMLP"`` or ``"any"`` (any ``nn.Module`` with droplab gates or torch's dropout);
+    ``models``: ``"DropoutMLP"`` or ``"any"`` (any ``nn.Module`` with droplab gates or torch's dropout; these return
+    ``PredictiveStatistics``, the statistics of the model's output, where a ``DropoutMLP``'s give every layer's);
     ``transfers``: the transfer functions it handles (hidden and output); ``statistics``: the per-unit fields it fills;
     ``cli``: its name on the command line.
     """
 
     name: str
-    function: Callable[..., EnsembleStatistics]
+    function: Callable[..., EnsembleStatistics | PredictiveStatistics]
     cli: str
     summary: str
     exact_for: str
@@ -38,15 +40,15 @@ class Estimator:
     statistics: tuple[str, ...]
 
     def __call__(self, net: nn.Module, x: Tensor, *, samples: int | None = None,
-                 generator: torch.Generator | None = None, **options: Any) -> EnsembleStatistics:
+                 generator: torch.Generator | None = None, **options: Any) -> EnsembleStatistics | PredictiveStatistics:
         """Run on ``net`` and inputs ``x``; ``samples`` and ``generator`` only for random estimators (a
         deterministic one refuses them), other ``options`` go to the function."""
         if self.models == "DropoutMLP":
             from ..net import DropoutMLP
 
             if not isinstance(net, DropoutMLP):
-                raise TypeError(f"{self.name} runs on a DropoutMLP, got {type(net).__name__}; use monte_carlo "
-                                "for other models")
+                raise TypeError(f"{self.name} runs on a DropoutMLP, got {type(net).__name__}; use predictive "
+                                "(Monte Carlo) or moments (one pass) for other models")
             bad = sorted({t.name for t in net.transfers} - set(self.transfers))
             if bad:
                 raise ValueError(f"{self.name} handles {', '.join(self.transfers)} units, not {', '.join(bad)}; use "
@@ -65,8 +67,10 @@ ESTIMATORS: dict[str, Estimator] = {e.name: e for e in (
     Estimator("weight_scaled", weight_scaled, "weight-scaled", "one pass with every gate at its mean: W (Eq. 98)",
               "the means of linear networks", False, "DropoutMLP", _ALL, ("E", "E_S", "NWGM")),
     Estimator("monte_carlo", monte_carlo, "monte-carlo", "K sampled subnetworks, batched, statistics streamed",
-              "nothing (an unbiased estimate, standard errors given)", True, "any", _ALL,
+              "nothing (an unbiased estimate, standard errors given)", True, "DropoutMLP", _ALL,
               ("E", "Var", "NWGM", "WGM", "E_S", "Var_S", "E_derivative", "se_E")),
+    Estimator("predictive", predictive, "predictive", "Monte Carlo on any model: K sampled members of its output",
+              "nothing (an unbiased estimate, standard errors given)", True, "any", _ALL, ("E", "Var", "se_E")),
     Estimator("exact", exact, "exact", "every gate configuration with its probability",
               "every network small enough to enumerate", False, "DropoutMLP", _ALL,
               ("E", "Var", "NWGM", "WGM", "E_S", "Var_S", "E_derivative")),
@@ -92,6 +96,6 @@ def estimator(name: str) -> Estimator:
 
 
 def estimate(name: str, net: nn.Module, x: Tensor, *, samples: int | None = None,
-             generator: torch.Generator | None = None, **options: Any) -> EnsembleStatistics:
+             generator: torch.Generator | None = None, **options: Any) -> EnsembleStatistics | PredictiveStatistics:
     """Run the estimator called ``name``: ``estimate("monte_carlo", net, x, samples=1000, generator=g)``."""
     return estimator(name)(net, x, samples=samples, generator=generator, **options)
