@@ -217,3 +217,19 @@ def test_a_dataset_without_validation_or_test_rows_trains_and_says_none(digits):
     assert result.history[-1]["train_loss"] == full.history[-1]["train_loss"]  # the same training
     with pytest.raises(ValueError, match="at least one example"):
         train.evaluate(result.model, bare.x_test, bare.y_test)
+
+
+def test_run_is_load_size_build_fit_in_one_place(tmp_path):
+    # train.run (droplab train's and every sweep trial's path) gives the weights of the chain written out by hand,
+    # bit for bit for the same seed, and stores the preset and the data's settings in the checkpoint
+    settings = presets.resolve("tiny", {"train": {"epochs": 1}})
+    result = train.run(settings, tmp_path, progress=False, meta={"note": "x"})
+    data = settings.data.load(seed=settings.train.seed)
+    by_hand = train.fit(train.build_model(settings.model.with_sizes(data.input_size, data.output_size),
+                                          seed=settings.train.seed), data, settings.train, progress=False)
+    for a, b in zip(result.model.state_dict().values(), by_hand.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    model, meta = train.load_model(tmp_path / "best.safetensors")
+    assert meta["preset"] == "tiny" and meta["data"] == settings.data.as_dict() and meta["note"] == "x"
+    with pytest.raises(TypeError, match="settings must be a droplab.presets.Settings"):
+        train.run({"preset": "tiny"}, None)

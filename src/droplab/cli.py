@@ -21,7 +21,7 @@ from ._toml import read_toml
 from .config import DataConfig, ModelConfig, to_toml
 from .ensemble import PRECISIONS as MC_PRECISIONS
 from .presets import PRESETS, resolve
-from .train import TrainConfig, build_model, fit, load_model, resolve_device
+from .train import TrainConfig, load_model, resolve_device, run
 
 MODEL_KEYS = tuple(f.name for f in fields(ModelConfig))
 DATA_KEYS = tuple(f.name for f in fields(DataConfig))
@@ -327,7 +327,7 @@ def _train_settings(args: argparse.Namespace) -> dict[str, Any]:
     out = args.out or (Path(cfg["out"]) if "out" in cfg else Path("runs") / name)
     device = args.device or cfg.get("device", "cpu")
     return dict(preset=name, data=settings.data.as_dict(), model=settings.model, train=settings.train, out=out,
-                device=device)
+                device=device, settings=settings)
 
 
 def _show(s: dict[str, Any]) -> str:
@@ -353,10 +353,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise UsageError(f"{out} holds an earlier run; add --resume to continue it, --force to replace it, or "
                          "give another --out")
     device = resolve_device(s["device"])
-    data = _load_data(s["data"], s["train"].seed)
+    settings = s["settings"]
+    data = settings.data.load(seed=settings.train.seed)
     model_cfg = s["model"].with_sizes(data.input_size, data.output_size)  # the data decides the outer layers
     sizes = model_cfg.sizes
-    model = build_model(model_cfg, seed=s["train"].seed)
     board = None
     if args.tensorboard is not None:
         from ._tensorboard import INSTALL, TensorBoardLog
@@ -369,8 +369,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         except ImportError:
             raise UsageError(INSTALL) from None
     print(f"droplab train: {data.summary()}; network {'-'.join(map(str, sizes))}; device {device}; out {s['out']}")
-    result = fit(model, data, s["train"], out_dir=s["out"], resume=args.resume, progress=args.progress,
-                 device=device, meta={"preset": s["preset"], "data": s["data"]},
+    result = run(settings, s["out"], data=data, resume=args.resume, progress=args.progress, device=device,
                  on_epoch=board.epoch if board is not None else None)
     if board is not None:
         board.close({"test_error": result.test_error, "best_epoch": result.best_epoch,

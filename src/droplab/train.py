@@ -30,7 +30,7 @@ from .data import Dataset
 from .net import DropoutMLP
 
 __all__ = ["Diverged", "FitResult", "TrainConfig", "build_model", "evaluate", "fit", "load_model", "resolve_device",
-           "resolve_precision"]
+           "resolve_precision", "run"]
 
 LOSSES = ("cross_entropy", "squared")
 OPTIMIZERS = ("sgd", "adam")
@@ -462,6 +462,46 @@ def fit(model: DropoutMLP, data: Dataset, config: TrainConfig, *, out_dir: str |
     model.load_state_dict(state.best_weights)
     test_error = evaluate(model, data.x_test, data.y_test, loss=config.loss)[1] if len(data.x_test) else None
     return FitResult(model, history, state.best_epoch, state.best_val, test_error, config.precision)
+
+
+def run(settings: Any, out: str | Path | None, *, data: Dataset | None = None, resume: bool = False,
+        progress: bool = True, device: str | torch.device = "cpu", meta: dict[str, Any] | None = None,
+        on_epoch: Callable[[dict[str, Any]], None] | None = None) -> FitResult:
+    """One training run from its settings: load the data, size the network to it, build it, ``fit`` it into ``out``.
+
+    What ``droplab train`` and every sweep trial run, in one place.
+
+    Parameters
+    ----------
+    settings
+        A ``droplab.presets.Settings`` (``presets.resolve(name, tables)``): the preset's name and its typed
+        ``data``, ``model`` and ``train`` configs. The data decide the network's outer layers
+        (``ModelConfig.with_sizes``); ``train.seed`` seeds the weights, the shuffling and the dropout masks.
+    out
+        The run's folder (checkpoints, ``metrics.jsonl``), or None to write nothing.
+    data
+        The dataset, where the caller has loaded it already (``settings.data.load(seed=settings.train.seed)``
+        otherwise).
+    resume, progress, device, on_epoch
+        As ``fit``'s.
+    meta
+        Stored in every checkpoint beside the preset's name and the data's settings (which ``droplab evaluate``
+        reads to find the data again).
+
+    Returns
+    -------
+    FitResult
+        The trained model (the weights of the best validation epoch) and its history.
+    """
+    for part in ("preset", "data", "model", "train"):
+        if not hasattr(settings, part):
+            raise TypeError(f"settings must be a droplab.presets.Settings (presets.resolve(name, tables)), got "
+                            f"{type(settings).__name__} without .{part}")
+    if data is None:
+        data = settings.data.load(seed=settings.train.seed)
+    model = build_model(settings.model.with_sizes(data.input_size, data.output_size), seed=settings.train.seed)
+    return fit(model, data, settings.train, out_dir=out, resume=resume, progress=progress, device=device,
+               meta={"preset": settings.preset, "data": settings.data.as_dict(), **(meta or {})}, on_epoch=on_epoch)
 
 
 def resolve_precision(config: TrainConfig, model: DropoutMLP, device: torch.device | str = "cpu",

@@ -150,8 +150,9 @@ def predictive(model: nn.Module, x: Tensor, *, samples: int = 1000, generator: t
     model left in its train/eval state, so BatchNorm keeps its eval statistics. ``output`` says what the model
     returns: ``"values"`` (the default), ``"logits"`` or ``"probabilities"`` (classes along the last
     dimension); nothing is transformed unless asked. A ``DropoutMLP`` is sampled at its output layer O^L (class
-    probabilities for a softmax output, read from its logits; leave ``output`` None). ``batch_dim`` is the inputs' and outputs' batch dimension
-    (1 for ``batch_first=False`` sequence models). The members run in chunks of about ``memory`` bytes of module
+    probabilities for a softmax output, read from its logits; leave ``output`` None).
+    ``batch_dim`` is the inputs' and outputs' batch dimension (1 for ``batch_first=False`` sequence models).
+    The members run in chunks of about ``memory`` bytes of module
     outputs (on a CPU at most ``CPU_MODULE_CHUNK``). A ``torch.compile``d model is sampled through its eager
     module. ``cache_prefix`` (default True): the module calls that finish before the forward's first draw (a
     convolutional or transformer backbone before a dropout head) run once per input instead of once per member,

@@ -47,16 +47,13 @@ def _trial(config: dict[str, Any]) -> None:
     if root is None and data_dirs.get(d.dataset) and Path(data_dirs[d.dataset]).is_dir():
         root = data_dirs[d.dataset]  # found by the driver (Ray runs trials in other working folders)
     dataset = replace(d, data_dir=root).load(seed=settings.train.seed)
-    model = train.build_model(settings.model.with_sizes(dataset.input_size, dataset.output_size),
-                              seed=settings.train.seed)
     device = "cuda" if sweep.gpus_per_trial > 0 and torch.cuda.is_available() else "cpu"
     reporter = _Reporter(dataset, tune.report)
     # checkpoints straight into the sweep's folder (not Ray's working folder, which Ray copies while files are
     # being replaced atomically)
     run_dir = (log.parent / "trials" / name) if log is not None else trial_dir / "run"
-    train.fit(model, dataset, settings.train, out_dir=run_dir, progress=False, device=device,
-              meta={"preset": settings.preset, "data": d.as_dict(), "sweep": sweep.name, "point": point},
-              on_epoch=reporter)
+    model = train.run(settings, run_dir, data=dataset, progress=False, device=device,
+                      meta={"sweep": sweep.name, "point": point}, on_epoch=reporter).model
     penalty = _linear_penalty(model, dataset, settings)
     if penalty is not None:
         reporter.last["dropout_penalty"] = penalty
