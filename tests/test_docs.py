@@ -31,7 +31,7 @@ PUBLIC_MODULES = ("droplab", "droplab.net", "droplab.nn", "droplab.modes", "drop
                   "droplab.ensemble", "droplab.metrics", "droplab.means", "droplab.theory", "droplab.train",
                   "droplab.stacked", "droplab.data", "droplab.presets", "droplab.host", "droplab.config",
                   "droplab.checkpoint", "droplab.threads", "droplab.report", "droplab.sweep", "droplab.experiments",
-                  "droplab.statistics")
+                  "droplab.statistics", "droplab.evaluation")
 
 
 def test_every_public_module_is_in_the_list_the_reference_is_checked_against():

@@ -233,3 +233,31 @@ def test_run_is_load_size_build_fit_in_one_place(tmp_path):
     assert meta["preset"] == "tiny" and meta["data"] == settings.data.as_dict() and meta["note"] == "x"
     with pytest.raises(TypeError, match="settings must be a droplab.presets.Settings"):
         train.run({"preset": "tiny"}, None)
+
+
+def test_evaluation_scores_agree_with_numpy_and_scikit_learn(tmp_path):
+    # droplab.evaluation (what droplab evaluate prints) against independent references: the error counted with
+    # NumPy from the weight-scaled network's own output, the NLL and Brier score from scikit-learn
+    import numpy as np
+    from sklearn.metrics import log_loss
+
+    from droplab import evaluation
+
+    settings = presets.resolve("tiny", {"train": {"epochs": 2}})
+    result = train.run(settings, None, progress=False)
+    data_ = settings.data.load(seed=settings.train.seed)
+    model = result.model.eval()
+    with torch.no_grad():
+        p = model.output(data_.x_test).double().numpy()
+    y = data_.y_test.numpy()
+    row = evaluation.evaluate(model, data_, "weight-scaled", figures=tmp_path)
+    assert row["test_error"] == pytest.approx(100 * np.mean(p.argmax(1) != y), abs=1e-6)
+    assert row["nll"] == pytest.approx(log_loss(y, p, labels=range(10)), rel=1e-4)
+    brier = np.mean(np.sum((p - np.eye(10)[y]) ** 2, axis=1))
+    assert row["brier"] == pytest.approx(brier, rel=1e-4)  # sum over classes, mean over inputs
+    assert Path(row["reliability"]).is_file() and Path(row["risk_coverage"]).is_file()
+    mc = evaluation.evaluate(model, data_, "monte_carlo", samples=50, seed=1)
+    assert mc == evaluation.evaluate(model, data_, "monte_carlo", samples=50, seed=1)  # same seed, same scores
+    narrow = dataclasses.replace(data_, x_train=data_.x_train[:, :10], x_test=data_.x_test[:, :10])
+    with pytest.raises(ValueError, match="takes 64 inputs and digits has 10"):
+        evaluation.evaluate(model, narrow, "exact")

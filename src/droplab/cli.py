@@ -428,37 +428,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _evaluate_one(args: argparse.Namespace, model: Any, data: Any, name: str, device: Any, probabilistic: bool,
                   ood: Any) -> dict[str, Any]:
-    """One estimator's scores for ``droplab evaluate`` (and its diagrams, with --reliability)."""
-    from . import metrics
+    """One estimator's scores for ``droplab evaluate`` (``droplab.evaluation.evaluate``)."""
+    from .evaluation import evaluate
 
-    probs = _predict(model, data.x_test, name, args.samples, args.seed, device)
-    if not data.num_classes:
-        return {"test_mse": float((probs - data.y_test).double().square().mean())}
-    # counted exactly (float32 means print noise like 89.4444465637207)
-    wrong = int((probs.argmax(1) != data.y_test).sum())
-    row: dict[str, Any] = {"test_error": round(100.0 * wrong / len(data.y_test), 6)}
-    if not probabilistic:
-        return row
-    p = probs / probs.sum(1, keepdim=True)
-    score = metrics.scores(p, data.y_test)
-    confidence, guess = p.max(1)
-    rc = metrics.risk_coverage(confidence, guess == data.y_test)
-    row.update({"nll": round(score["nll"], 6), "brier": round(score["brier"], 6), "ece": round(score["ece"], 6),
-                "aurc": round(rc.aurc, 6)})
-    if ood is not None:
-        q = _predict(model, ood.x_test, name, args.samples, args.seed, device)
-        scores = metrics.ood_scores(metrics.entropy(p), metrics.entropy(q / q.sum(1, keepdim=True)))
-        row["ood"] = {"dataset": ood.name, **{k: round(v, 6) for k, v in vars(scores).items()}}
-    if args.reliability is not None:
-        args.reliability.mkdir(parents=True, exist_ok=True)
-        path = args.reliability / f"reliability-{name}.png"
-        metrics.reliability_diagram(p, data.y_test, path,
-                                    title=f"{data.name}: {name}, reliability (ECE {score['ece']:.3f})")
-        row["reliability"] = str(path)
-        curve = args.reliability / f"risk-coverage-{name}.png"
-        metrics.risk_coverage_plot(rc, curve, title=f"{data.name}: {name}, selective prediction (AURC {rc.aurc:.4f})")
-        row["risk_coverage"] = str(curve)
-    return row
+    figures = args.reliability if probabilistic and data.num_classes else None
+    return evaluate(model, data, name, samples=args.samples, seed=args.seed, ood=ood, figures=figures)
 
 
 def _print_evaluation(args: argparse.Namespace, model: Any, data: Any, result: dict[str, Any],
@@ -514,25 +488,6 @@ def _ood_inputs(args: argparse.Namespace, data: Any, data_cfg: dict[str, Any], m
         raise UsageError(f"--ood {args.ood} has {ood.input_size} inputs and the network takes {data.input_size}; "
                          "give a dataset of the same input size (fashion-mnist against mnist)")
     return ood
-
-
-def _predict(model: Any, x: Any, estimator: str, samples: int, seed: int, device: Any) -> Any:
-    """Output-layer means with one estimator, in chunks of inputs so memory stays bounded."""
-    import torch
-
-    from . import ensemble
-
-    outs = []
-    generator = torch.Generator(device=device).manual_seed(seed)
-    chosen = ensemble.estimator(estimator)
-    for start in range(0, len(x), 256):
-        xb = x[start:start + 256]
-        if chosen.random:
-            stats = chosen(model, xb, samples=samples, generator=generator)
-        else:
-            stats = chosen(model, xb)
-        outs.append(stats.output.E)
-    return torch.cat(outs)
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
