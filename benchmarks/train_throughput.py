@@ -131,8 +131,8 @@ def main() -> None:
         for name, keep in (("dropout", base.model.keep), ("no dropout", 1.0)):
             model = train.build_model({**base.model.as_dict(), "sizes": SIZES, "keep": keep}, seed=0).to(device)
             config_p = dataclasses.replace(config, precision=precision)
-            states[(precision, name)] = (train._State(model, config_p, device), config_p)
-            train._train_epoch(states[(precision, name)][0], data, config_p)  # warm-up round
+            states[(precision, name)] = (train.Trainer(model, config_p, device), config_p)
+            states[(precision, name)][0].epoch(data)  # warm-up round
     times = {key: 0.0 for key in states}
     rounds: dict[tuple[str, str], list[float]] = {key: [] for key in states}
     ratios: dict[str, list[float]] = {p: [] for p in args.precisions}
@@ -142,7 +142,7 @@ def main() -> None:
         for key, (state, config_p) in order:
             _sync(device)
             t0 = time.perf_counter()
-            train._train_epoch(state, data, config_p)
+            state.epoch(data)
             _sync(device)
             this[key] = time.perf_counter() - t0
             times[key] += this[key]

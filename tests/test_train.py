@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -261,3 +262,16 @@ def test_evaluation_scores_agree_with_numpy_and_scikit_learn(tmp_path):
     narrow = dataclasses.replace(data_, x_train=data_.x_train[:, :10], x_test=data_.x_test[:, :10])
     with pytest.raises(ValueError, match="takes 64 inputs and digits has 10"):
         evaluation.evaluate(model, narrow, "exact")
+
+
+def test_the_trainer_takes_fits_steps(digits):
+    # train.Trainer (the step without fit's loop, for benchmarks) gives fit's weights after one epoch, bit for bit
+    config = dataclasses.replace(SMALL, epochs=1)
+    trainer = train.Trainer(_model(), config)
+    loss = trainer.epoch(digits)
+    fitted = train.fit(_model(), digits, config, progress=False)
+    assert trainer.epochs == 1 and math.isfinite(loss)
+    for a, b in zip(trainer.model.state_dict().values(), fitted.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    with pytest.raises(TypeError, match="config must be a TrainConfig"):
+        train.Trainer(_model(), {"epochs": 1})

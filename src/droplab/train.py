@@ -29,7 +29,7 @@ from .checkpoint import atomic_write_text, load_checkpoint_file, remove_stale_te
 from .data import Dataset
 from .net import DropoutMLP
 
-__all__ = ["Diverged", "FitResult", "TrainConfig", "build_model", "evaluate", "fit", "load_model", "resolve_device",
+__all__ = ["Diverged", "FitResult", "TrainConfig", "Trainer", "build_model", "evaluate", "fit", "load_model", "resolve_device",
            "resolve_precision", "run"]
 
 LOSSES = ("cross_entropy", "squared")
@@ -350,6 +350,51 @@ def _train_epoch(state: _State, data: Dataset, config: TrainConfig) -> float:
             count += len(idx)
     model.eval()
     return float(total) / count
+
+
+class Trainer:
+    """The training step of ``fit`` without its epoch loop: the optimizer, its schedule and the precision, for code
+    that times or drives epochs itself (``benchmarks/train_throughput.py``). ``fit`` is the way to train.
+
+    Parameters
+    ----------
+    model
+        The ``DropoutMLP`` to train, on ``device``.
+    config
+        Its ``TrainConfig``: optimizer, learning-rate and momentum schedules, batch size, max-norm, L2, precision.
+    device
+        Where the model and the data are.
+    """
+
+    def __init__(self, model: DropoutMLP, config: TrainConfig, device: str | torch.device = "cpu") -> None:
+        if not isinstance(model, DropoutMLP):
+            raise TypeError(f"model must be a DropoutMLP, got {type(model).__name__}")
+        if not isinstance(config, TrainConfig):
+            raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+        self.config = config
+        self._state = _State(model, config, resolve_device(device))
+
+    @property
+    def model(self) -> DropoutMLP:
+        return self._state.model
+
+    @property
+    def epochs(self) -> int:
+        """Epochs run so far (the schedules' position)."""
+        return self._state.epoch
+
+    def epoch(self, data: Dataset) -> float:
+        """One epoch of minibatch steps over ``data``'s training split (shuffled from the config's seed), the
+        schedules advanced by one epoch.
+
+        Returns
+        -------
+        float
+            The mean training loss of the epoch's steps.
+        """
+        loss = _train_epoch(self._state, data, self.config)
+        self._state.epoch += 1
+        return loss
 
 
 def _check_fit_arguments(model: DropoutMLP, data: Dataset, config: TrainConfig) -> None:
