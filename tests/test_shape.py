@@ -7,6 +7,8 @@ from __future__ import annotations
 import ast
 import pathlib
 
+import torch
+
 import droplab
 
 SRC = pathlib.Path(droplab.__file__).parent
@@ -109,3 +111,33 @@ def test_the_statistics_types_sit_below_both_the_ensemble_and_the_metrics():
     assert ensemble.EnsembleStatistics is statistics.EnsembleStatistics
     assert ensemble.PredictiveStatistics is statistics.PredictiveStatistics
     assert ensemble.mutual_information is metrics.mutual_information  # one function, two import paths
+
+
+def test_what_a_torch_function_mode_sees_of_dropout():
+    # docs/design.md explains why droplab reaches torch's dropout by replacing functions rather than through a
+    # TorchFunctionMode, from these facts of torch 2.13; if torch changes them, the choice should be made again
+    import torch.nn.functional as F
+    from torch import nn
+    from torch.overrides import TorchFunctionMode
+
+    seen: list[str] = []
+
+    class Spy(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            seen.append(getattr(func, "__name__", str(func)))
+            return func(*args, **(kwargs or {}))
+
+    def names(fn):
+        seen.clear()
+        with torch.no_grad(), Spy():
+            fn()
+        return set(seen)
+
+    x = torch.randn(4, 5, 8)
+    for fn in (lambda: nn.Dropout(0.5).train()(x), lambda: F.dropout(x, 0.5, True),
+               lambda: torch.dropout(x, 0.5, True), lambda: torch._VF.dropout(x, 0.5, True)):
+        assert "dropout" in names(fn)
+    attention = names(lambda: nn.MultiheadAttention(8, 2, dropout=0.5).train()(x, x, x))
+    assert "multi_head_attention_forward" in attention and "dropout" not in attention  # the inner dropout is unseen
+    lstm = names(lambda: nn.LSTM(8, 8, 2, dropout=0.5).train()(x))
+    assert "lstm" in lstm and "dropout" not in lstm  # the dropout between layers is inside the kernel
