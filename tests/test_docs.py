@@ -104,3 +104,49 @@ def test_one_version_everywhere():
     releases = [h for h in re.findall(r"^## (\S+)", (ROOT / "CHANGELOG.md").read_text(), re.M) if h != "Unreleased"]
     assert releases[0] == version  # the newest release is this version (changes since it stand under Unreleased)
     assert (ROOT / "LICENSE").read_text().startswith("MIT License")
+
+
+# the modules whose every public function and class has its sections (Google style: Args / Attributes, Returns,
+# Raises where it raises on purpose); the rest of PUBLIC_MODULES still describe their arguments in prose
+SECTIONED = ("droplab.ensemble", "droplab.metrics", "droplab.modes", "droplab.train", "droplab.evaluation",
+             "droplab.statistics")
+
+
+def _sections_missing(module_name):
+    import importlib
+    import inspect
+    import types
+
+    module = importlib.import_module(module_name)
+    missing = []
+    for name in module.__all__:
+        obj = getattr(module, name)
+        if isinstance(obj, types.ModuleType) or not (inspect.isfunction(obj) or inspect.isclass(obj)):
+            continue
+        doc = inspect.getdoc(obj) or ""
+        try:
+            sig = inspect.signature(obj)
+        except ValueError:  # an exception class: it takes a message
+            continue
+        params = [p for p in sig.parameters if p != "self"]
+        if params and "\nArgs:\n" not in doc and "\nAttributes:\n" not in doc:
+            missing.append(f"{module_name}.{name}: no Args/Attributes section")
+        if inspect.isfunction(obj) and sig.return_annotation not in (None, "None", inspect.Signature.empty) \
+                and "\nReturns:\n" not in doc:
+            missing.append(f"{module_name}.{name}: no Returns section")
+        documented = set(re.findall(r"^    (\*{0,2}\w+):", doc.split("\nArgs:\n")[1].split("\n\n")[0], re.M)) \
+            if "\nArgs:\n" in doc else set()
+        unknown = {d.lstrip("*") for d in documented} - set(params)
+        if unknown:
+            missing.append(f"{module_name}.{name}: Args names {sorted(unknown)}, not in its signature")
+    return missing
+
+
+@pytest.mark.parametrize("module_name", SECTIONED)
+def test_every_public_name_of_the_sectioned_modules_has_its_sections(module_name):
+    assert _sections_missing(module_name) == []
+
+
+def test_the_section_check_finds_a_missing_section():
+    import droplab.theory  # not sectioned yet: the check must find what is missing there
+    assert _sections_missing("droplab.theory")

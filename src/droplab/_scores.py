@@ -48,7 +48,14 @@ def _vector(values: Any, name: str) -> Tensor:
 # ------------------------------------------------------------------------------------ out-of-distribution
 @dataclass(frozen=True)
 class OODScores:
-    """Out-of-distribution detection from an uncertainty score, out-of-distribution inputs the positives."""
+    """Out-of-distribution detection from an uncertainty score, out-of-distribution inputs the positives.
+
+    Attributes:
+        auroc: Area under the ROC curve (0.5: no better than chance).
+        aupr_in: Average precision with the in-distribution inputs positive (scored by -score).
+        aupr_out: Average precision with the out-of-distribution inputs positive.
+        fpr_at_95_tpr: Share of in-distribution inputs flagged at the threshold that catches 95% of the others.
+    """
 
     auroc: float  # area under the ROC curve (0.5: no better than chance)
     aupr_in: float  # average precision with in-distribution inputs positive (scored by -score)
@@ -86,6 +93,13 @@ def ood_scores(in_scores: Any, out_scores: Any) -> OODScores:
 
     >>> round(ood_scores([0.1, 0.2, 0.3], [0.25, 0.9]).auroc, 4)
     0.8333
+
+    Args:
+        in_scores: The score of each in-distribution input (1-D).
+        out_scores: The score of each out-of-distribution input (1-D).
+
+    Returns:
+        OODScores: ``auroc``, ``aupr_in``, ``aupr_out``, ``fpr_at_95_tpr``.
     """
     a, b = _vector(in_scores, "in_scores"), _vector(out_scores, "out_scores")
     scores = torch.cat([a, b])
@@ -114,7 +128,13 @@ def _average_ranks(values: Tensor) -> Tensor:
 @dataclass(frozen=True)
 class RiskCoverage:
     """The risk-coverage curve: keeping the ``k`` most confident inputs (coverage k / n), the error rate among
-    them (risk), for k = 1..n; ``aurc`` is the mean risk over k (the area under the curve, Geifman et al., 2019)."""
+    them (risk), for k = 1..n; ``aurc`` is the mean risk over k (the area under the curve, Geifman et al., 2019).
+
+    Attributes:
+        coverage: (n,) k / n for k = 1..n.
+        risk: (n,) the error rate among the k most confident inputs.
+        aurc: The mean of ``risk``.
+    """
 
     coverage: Tensor  # (n,)
     risk: Tensor  # (n,)
@@ -140,6 +160,13 @@ def risk_coverage(confidence: Any, correct: Any) -> RiskCoverage:
 
     >>> round(risk_coverage([0.9, 0.8, 0.6], [1, 0, 1]).aurc, 4)
     0.2778
+
+    Args:
+        confidence: The confidence of each prediction (1-D).
+        correct: 1 or True where the prediction is right (1-D).
+
+    Returns:
+        RiskCoverage: The coverages, the risks at each and ``aurc``.
     """
     c = _vector(confidence, "confidence")
     ok = _vector(correct, "correct")
@@ -157,7 +184,13 @@ def risk_coverage(confidence: Any, correct: Any) -> RiskCoverage:
 # ------------------------------------------------------------------------------------ temperature scaling
 @dataclass(frozen=True)
 class TemperatureScaling:
-    """A fitted temperature T: ``apply(logits)`` gives the ensemble's mean of softmax(logits / T) over members."""
+    """A fitted temperature T: ``apply(logits)`` gives the ensemble's mean of softmax(logits / T) over members.
+
+    Attributes:
+        temperature: The fitted T.
+        nll_before: The validation NLL at T = 1.
+        nll_after: The validation NLL at the fitted T.
+    """
 
     temperature: float
     nll_before: float  # validation NLL at T = 1
@@ -182,7 +215,16 @@ def temperature_scale(member_logits: Any, labels: Any, *, bounds: tuple[float, f
     do to one network). ``member_logits`` is (K, B, C), the logits of K sampled members on B validation inputs
     (``droplab.record`` or a loop collects them), or (B, C) for a deterministic network; ``labels`` (B,). The NLL
     is minimized over log T by golden-section search to 1e-6 (it is unimodal in practice; the tests check the
-    optimum against SciPy's bounded minimizer)."""
+    optimum against SciPy's bounded minimizer).
+
+    Args:
+        member_logits: (K, B, C) members' logits, or (B, C).
+        labels: (B,) true classes.
+        bounds: The interval T is searched in.
+
+    Returns:
+        TemperatureScaling: ``temperature``, and the NLL before and after.
+    """
     z = member_logits.detach().to("cpu", torch.float64) if isinstance(member_logits, Tensor) else None
     if z is None or z.dim() not in (2, 3) or z.numel() == 0:
         raise ValueError("member_logits must be a tensor of logits (K, B, C) or (B, C), got "
@@ -238,6 +280,16 @@ def regression_scores(predictions: Any, targets: Any, *, tau: float, variance: A
     negative log density of the Gaussian; ``coverage``, for each central interval level, the share of targets
     inside mean +- z sigma; ``crps``, the mean continuous ranked probability score of the Gaussian (closed form,
     Gneiting & Raftery 2007).
+
+    Args:
+        predictions: ``PredictiveStatistics`` of ``output="values"``, or the predictive means (B,).
+        targets: The true values (B,).
+        tau: The observation precision, > 0.
+        variance: The predictive variances (B,), with means.
+        levels: The central intervals' levels for ``coverage``.
+
+    Returns:
+        dict: ``rmse``, ``log_likelihood`` (where the statistics carry it), ``gaussian_nll``, ``coverage``, ``crps``.
     """
     from scipy.stats import norm
 

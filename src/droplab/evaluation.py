@@ -28,22 +28,15 @@ def output_means(model: DropoutMLP, x: Tensor, estimator: str = "weight_scaled",
                  seed: int = 0) -> Tensor:
     """E(O^L) per input under one estimator of ``droplab.ensemble.ESTIMATORS``.
 
-    Parameters
-    ----------
-    model
-        A trained ``DropoutMLP``.
-    x
-        Inputs, shape (B, n_0), on the model's device.
-    estimator
-        An estimator's Python or command-line name (``"weight_scaled"``, ``"monte-carlo"``, ...).
-    samples, seed
-        For random estimators: members per input, and the seed of one generator that runs through all the chunks
-        of inputs.
+    Args:
+        model: A trained ``DropoutMLP``.
+        x: Inputs, shape (B, n_0), on the model's device.
+        estimator: An estimator's Python or command-line name (``"weight_scaled"``, ``"monte-carlo"``, ...).
+        samples: Members per input, for random estimators.
+        seed: The seed of one generator that runs through all the chunks of inputs, for random estimators.
 
-    Returns
-    -------
-    Tensor
-        Shape (B, n_L): class probabilities for a softmax output.
+    Returns:
+        Tensor: Shape (B, n_L): class probabilities for a softmax output.
     """
     chosen = ensemble.estimator(estimator)
     generator = torch.Generator(device=x.device).manual_seed(seed)
@@ -59,26 +52,21 @@ def evaluate(model: DropoutMLP, data: Dataset, estimator: str = "weight_scaled",
              seed: int = 0, ood: Dataset | None = None, figures: str | Path | None = None) -> dict[str, Any]:
     """One estimator's scores on ``data``'s test split.
 
-    Parameters
-    ----------
-    model
-        A trained ``DropoutMLP`` whose input size is the data's.
-    data
-        The dataset (its ``x_test``, ``y_test``), on the model's device.
-    estimator, samples, seed
-        As ``output_means``'.
-    ood
-        Another dataset of the same input size: its test inputs are scored as out of distribution by the predictive
-        entropy (AUROC, AUPR in and out, FPR at 95% TPR); class probabilities only.
-    figures
-        A folder for ``reliability-<estimator>.png`` and ``risk-coverage-<estimator>.png``; class probabilities only.
+    Args:
+        model: A trained ``DropoutMLP`` whose input size is the data's.
+        data: The dataset (its ``x_test``, ``y_test``), on the model's device.
+        estimator: As ``output_means``'.
+        samples: As ``output_means``'.
+        seed: As ``output_means``'.
+        ood: Another dataset of the same input size: its test inputs are scored as out of distribution by the
+            predictive entropy (AUROC, AUPR in and out, FPR at 95% TPR); class probabilities only.
+        figures: A folder for ``reliability-<estimator>.png`` and ``risk-coverage-<estimator>.png``; class probabilities
+            only.
 
-    Returns
-    -------
-    dict
-        ``test_mse`` for a regression; ``test_error`` (percent, counted exactly) for classes, and where the output
-        gives class probabilities (softmax, or logistic outputs normalized to sum to 1) ``nll``, ``brier``, ``ece``,
-        ``aurc``, with ``ood`` and the figures' paths where asked.
+    Returns:
+        dict: ``test_mse`` for a regression; ``test_error`` (percent, counted exactly) for classes, and where the
+            output gives class probabilities (softmax, or logistic outputs normalized to sum to 1) ``nll``, ``brier``,
+            ``ece``, ``aurc``, with ``ood`` and the figures' paths where asked.
     """
     if data.input_size != model.sizes[0]:
         raise ValueError(f"the network takes {model.sizes[0]} inputs and {data.name} has {data.input_size}; give "

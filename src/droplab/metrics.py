@@ -54,7 +54,15 @@ __all__ = ["OODScores", "Reliability", "RiskCoverage", "TemperatureScaling", "ac
 def entropy(p: Tensor, *, log_p: Tensor | None = None) -> Tensor:
     """H(p) = -sum_c p_c log p_c over the last dimension, in nats, with 0 log 0 = 0. ``log_p``, when the caller
     has it (``log_softmax`` of logits), is used instead of log p: exact where p underflows. The one place
-    droplab computes an entropy: the predictive and expected entropies of every estimator come from here."""
+    droplab computes an entropy: the predictive and expected entropies of every estimator come from here.
+
+    Args:
+        p: Probabilities, classes along the last dimension.
+        log_p: log p, where the caller has it exactly.
+
+    Returns:
+        Tensor: The entropy of each row (p's shape without its last dimension), in nats.
+    """
     if log_p is None:
         log_p = torch.log(p.clamp_min(torch.finfo(p.dtype).tiny))
     return -torch.where(p > 0, p * log_p, torch.zeros_like(p)).sum(-1)
@@ -65,19 +73,16 @@ def mutual_information(predictions: EnsembleStatistics | Tensor, expected_entrop
     clamped at 0 (a negative value is rounding). The one mutual information of droplab
     (``droplab.ensemble.mutual_information`` is this function).
 
-    Parameters
-    ----------
-    predictions
-        The statistics of an estimator that computed the members' mean entropy (``monte_carlo`` or ``exact`` on a
-        softmax ``DropoutMLP``, ``predictive``, ``moments(..., output="logits")``), or the mean class
-        probabilities E(p), shape (B, C).
-    expected_entropy
-        E(H(p)) per input, shape (B,): given with probabilities, left out with statistics (which hold it).
+    Args:
+        predictions:
+            The statistics of an estimator that computed the members' mean entropy (``monte_carlo`` or ``exact`` on a
+            softmax ``DropoutMLP``, ``predictive``, ``moments(..., output="logits")``), or the mean class probabilities
+            E(p), shape (B, C).
+        expected_entropy:
+            E(H(p)) per input, shape (B,): given with probabilities, left out with statistics (which hold it).
 
-    Returns
-    -------
-    Tensor
-        Shape (B,), in nats.
+    Returns:
+        Tensor: Shape (B,), in nats.
     """
     if isinstance(predictions, (EnsembleStatistics, PredictiveStatistics)):
         if expected_entropy is not None:
@@ -131,20 +136,44 @@ def _probabilities(predictions: Any, labels: Any) -> tuple[Tensor, Tensor]:
 
 
 def accuracy(predictions: Any, labels: Any) -> float:
-    """Fraction of inputs whose most probable class is the label."""
+    """Fraction of inputs whose most probable class is the label.
+
+    Args:
+        predictions: Class probabilities (B, C), or the statistics of an estimator (their output layer's mean).
+        labels: The true classes, (B,) integers.
+
+    Returns:
+        float: In [0, 1].
+    """
     p, y = _probabilities(predictions, labels)
     return float((p.argmax(1) == y).double().mean())
 
 
 def negative_log_likelihood(predictions: Any, labels: Any) -> float:
-    """Mean -log p_y in nats (scikit-learn's ``log_loss``)."""
+    """Mean -log p_y in nats (scikit-learn's ``log_loss``).
+
+    Args:
+        predictions: Class probabilities (B, C), or the statistics of an estimator (their output layer's mean).
+        labels: The true classes, (B,) integers.
+
+    Returns:
+        float: In nats.
+    """
     p, y = _probabilities(predictions, labels)
     eps = torch.finfo(predictions.dtype if isinstance(predictions, Tensor) else torch.float64).eps
     return float(-torch.log(p.gather(1, y[:, None]).clamp(eps, 1 - eps)).mean())
 
 
 def brier_score(predictions: Any, labels: Any) -> float:
-    """Mean sum_c (p_c - [y = c])^2 over inputs."""
+    """Mean sum_c (p_c - [y = c])^2 over inputs.
+
+    Args:
+        predictions: Class probabilities (B, C), or the statistics of an estimator (their output layer's mean).
+        labels: The true classes, (B,) integers.
+
+    Returns:
+        float: In [0, 2].
+    """
     p, y = _probabilities(predictions, labels)
     target = torch.nn.functional.one_hot(y, p.shape[1]).to(p.dtype)
     return float((p - target).square().sum(1).mean())
@@ -152,7 +181,14 @@ def brier_score(predictions: Any, labels: Any) -> float:
 
 @dataclass(frozen=True)
 class Reliability:
-    """Per confidence bin: its edges, how many inputs fell in it, their accuracy and mean confidence."""
+    """Per confidence bin: its edges, how many inputs fell in it, their accuracy and mean confidence.
+
+    Attributes:
+        edges: (bins + 1,) the bins' edges.
+        counts: (bins,) inputs per bin.
+        accuracy: (bins,) their accuracy, NaN for an empty bin.
+        confidence: (bins,) their mean confidence, NaN for an empty bin.
+    """
 
     edges: Tensor  # (bins + 1,)
     counts: Tensor  # (bins,)
@@ -167,7 +203,16 @@ class Reliability:
 
 
 def reliability(predictions: Any, labels: Any, *, bins: int = 15) -> Reliability:
-    """Bin inputs by confidence max_c p_c into ``bins`` equal bins ((lo, hi], the first [0, hi])."""
+    """Bin inputs by confidence max_c p_c into ``bins`` equal bins ((lo, hi], the first [0, hi]).
+
+    Args:
+        predictions: Class probabilities (B, C), or the statistics of an estimator (their output layer's mean).
+        labels: The true classes, (B,) integers.
+        bins: Equal-width confidence bins.
+
+    Returns:
+        Reliability: Per bin: confidence, accuracy and count.
+    """
     if not isinstance(bins, int) or isinstance(bins, bool) or bins < 1:
         raise ValueError(f"bins must be a positive integer, got {bins!r}")
     p, y = _probabilities(predictions, labels)
@@ -184,12 +229,30 @@ def reliability(predictions: Any, labels: Any, *, bins: int = 15) -> Reliability
 
 
 def expected_calibration_error(predictions: Any, labels: Any, *, bins: int = 15) -> float:
-    """ECE over ``bins`` equal-width confidence bins (Guo et al., 2017)."""
+    """ECE over ``bins`` equal-width confidence bins (Guo et al., 2017).
+
+    Args:
+        predictions: Class probabilities (B, C), or the statistics of an estimator (their output layer's mean).
+        labels: The true classes, (B,) integers.
+        bins: Equal-width confidence bins.
+
+    Returns:
+        float: In [0, 1].
+    """
     return reliability(predictions, labels, bins=bins).ece
 
 
 def scores(predictions: Any, labels: Any, *, bins: int = 15) -> dict[str, float]:
-    """All four scores: ``accuracy``, ``nll``, ``brier``, ``ece``."""
+    """All four scores: ``accuracy``, ``nll``, ``brier``, ``ece``.
+
+    Args:
+        predictions: Class probabilities (B, C), or the statistics of an estimator (their output layer's mean).
+        labels: The true classes, (B,) integers.
+        bins: Equal-width confidence bins of the ECE.
+
+    Returns:
+        dict: ``accuracy``, ``nll``, ``brier``, ``ece``.
+    """
     return {"accuracy": accuracy(predictions, labels), "nll": negative_log_likelihood(predictions, labels),
             "brier": brier_score(predictions, labels),
             "ece": expected_calibration_error(predictions, labels, bins=bins)}
@@ -202,6 +265,17 @@ def reliability_diagram(predictions: Any, labels: Any, path: str | os.PathLike[s
 
     Draws into ``ax`` if given (without the share panel), else a new figure; writes a PNG to ``path``
     (atomically) if given. Returns the matplotlib figure.
+
+    Args:
+        predictions: Class probabilities (B, C), or the statistics of an estimator (their output layer's mean).
+        labels: The true classes, (B,) integers.
+        path: A PNG to write (atomically), or None.
+        bins: Equal-width confidence bins.
+        title: The figure's title.
+        ax: A matplotlib axes to draw into, or None for a new figure.
+
+    Returns:
+        matplotlib.figure.Figure: The figure.
     """
     from ._figures import subplots
 
@@ -240,7 +314,16 @@ def reliability_diagram(predictions: Any, labels: Any, path: str | os.PathLike[s
 def risk_coverage_plot(curve: RiskCoverage, path: str | os.PathLike[str] | None = None, *,
                        title: str | None = None) -> Any:
     """The risk-coverage curve of ``risk_coverage``: the error rate of the kept inputs against the share kept (the
-    most confident first), with the error rate of all inputs; writes a PNG to ``path`` (atomically) if given."""
+    most confident first), with the error rate of all inputs; writes a PNG to ``path`` (atomically) if given.
+
+    Args:
+        curve: What ``risk_coverage`` returned.
+        path: A PNG to write (atomically), or None.
+        title: The figure's title.
+
+    Returns:
+        matplotlib.figure.Figure: The figure.
+    """
     from ._figures import subplots
 
     fig, ax = subplots(figsize=(5.4, 4.2), dpi=110)

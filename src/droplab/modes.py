@@ -79,7 +79,14 @@ class Stochastic:
 
 
 def gates_of(model: nn.Module) -> dict[str, Stochastic]:
-    """Every droplab gate inside ``model`` (itself included), by qualified module name."""
+    """Every droplab gate inside ``model`` (itself included), by qualified module name.
+
+    Args:
+        model: Any torch module.
+
+    Returns:
+        dict: Qualified module name -> gate.
+    """
     if not isinstance(model, nn.Module):
         raise TypeError(f"expected a torch.nn.Module, got {type(model).__name__}")
     model = compiled_original(model) or model  # a compiled model's gates, named as in its eager module
@@ -158,7 +165,15 @@ def _check_generator(generator: torch.Generator | None) -> torch.Generator | Non
 
 @contextmanager
 def sample(model: nn.Module, *, generator: torch.Generator | None = None) -> Iterator[None]:
-    """Gates draw fresh noise from ``generator`` (the global generator when None)."""
+    """Gates draw fresh noise from ``generator`` (the global generator when None).
+
+    Args:
+        model: Any torch module.
+        generator: The noise's generator (None: torch's global one).
+
+    Returns:
+        Iterator[None]: A context manager.
+    """
     with sampling(model, generator=generator):
         yield
 
@@ -174,21 +189,43 @@ def sampling(model: nn.Module, *, generator: torch.Generator | None = None) -> I
 
 @contextmanager
 def expect(model: nn.Module) -> Iterator[None]:
-    """Every gate replaced by its mean: the deterministic weight-scaled network (Eq. 98)."""
+    """Every gate replaced by its mean: the deterministic weight-scaled network (Eq. 98).
+
+    Args:
+        model: Any torch module.
+
+    Returns:
+        Iterator[None]: A context manager; the gates are back as they were when it closes.
+    """
     with _using(model, lambda _: {"_droplab_mode": "expect"}, "expect"):
         yield
 
 
 @contextmanager
 def off(model: nn.Module) -> Iterator[None]:
-    """No gate at all: the plain network without noise or scaling."""
+    """No gate at all: the plain network without noise or scaling.
+
+    Args:
+        model: Any torch module.
+
+    Returns:
+        Iterator[None]: A context manager; the gates are back as they were when it closes.
+    """
     with _using(model, lambda _: {"_droplab_mode": "off"}, "off"):
         yield
 
 
 @contextmanager
 def record(model: nn.Module, *, generator: torch.Generator | None = None) -> Iterator[dict[str, Tensor]]:
-    """Sample, and collect the noise each gate drew (last call wins) into the yielded dict."""
+    """Sample, and collect the noise each gate drew (last call wins) into the yielded dict.
+
+    Args:
+        model: Any torch module.
+        generator: The noise's generator (None: torch's global one).
+
+    Returns:
+        Iterator[dict[str, Tensor]]: A context manager yielding the dict the noise is collected into.
+    """
     _check_generator(generator)
     sink: dict[str, Tensor] = {}
     with _using(model, lambda name: {"_droplab_mode": "sample", "_droplab_generator": generator,
@@ -202,6 +239,13 @@ def replay(model: nn.Module, noise: Mapping[str, Tensor]) -> Iterator[None]:
 
     Each gate's noise must have the shape that gate draws for this input; e.g. to run K masks over B
     inputs, repeat the inputs K times and give noise shaped (K * B, ...).
+
+    Args:
+        model: Any torch module.
+        noise: Module name -> noise, as ``record`` yields it.
+
+    Returns:
+        Iterator[None]: A context manager.
     """
     if not isinstance(noise, Mapping):
         raise TypeError(f"noise must be a mapping from gate name to tensor, got {type(noise).__name__}")

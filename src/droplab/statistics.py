@@ -26,7 +26,18 @@ Pair = tuple[int, int, int, int]  # (layer h, unit i, layer l, unit j): E(O^h_i 
 
 @dataclass
 class LayerStatistics:
-    """Per-unit statistics of one layer; every tensor is (B, n_h). None where not defined or not computed."""
+    """Per-unit statistics of one layer; every tensor is (B, n_h). None where not defined or not computed.
+
+    Attributes:
+        E: E(O), the ensemble's mean output of each unit.
+        Var: Var(O).
+        NWGM: The normalized weighted geometric mean of O (Eq. 39; Eqs. 44-47 for softmax).
+        WGM: The weighted geometric mean G of O (outputs in [0, 1] only).
+        E_S: E(S), the mean input sum.
+        Var_S: Var(S).
+        E_derivative: E(f'(S)).
+        se_E: The standard error of E (Monte Carlo only).
+    """
 
     E: Tensor
     Var: Tensor | None = None
@@ -54,6 +65,21 @@ class EnsembleStatistics:
     ``"probabilities"`` (``output.E`` holds the mean class probabilities, classes along the last dimension,
     with ``predictive_entropy`` H(E(p)), ``expected_entropy`` E(H(p)), ``mutual_information`` their difference
     (the BALD score) and ``variation_ratio`` 1 - (votes for the modal class) / K).
+
+    Attributes:
+        estimator: The estimator's name.
+        layers: One ``LayerStatistics`` per layer, 0 = the input.
+        pairs: (h, i, l, j) -> E(O^h_i O^l_j), shape (B,).
+        expected_entropy: E(H(O^L)) of a softmax output, per input.
+        histograms: (layer, unit) -> (B, bins) frequencies of O over [0, 1].
+        histogram_edges: The histograms' bin edges.
+        samples: K, the configurations enumerated, or None.
+        output_kind: What a model other than a ``DropoutMLP`` returned, else None.
+        covariances: Per layer, (B, n_h, n_h) (``linear_moments`` only).
+        precision: The products' precision, where it was chosen.
+        predictive_entropy: H(E(p)) per input, for class outputs.
+        mutual_information: H(E(p)) - E(H(p)) per input, for class outputs.
+        variation_ratio: 1 - (votes for the modal class) / K, for class outputs.
     """
 
     estimator: str
@@ -97,6 +123,24 @@ class PredictiveStatistics:
     modal class) / K, all in nats; ``mean_logits`` E(logits) for ``"logits"``). ``samples`` is K.
     ``output`` (and ``layers``, [inputs, output]) give the same numbers in ``EnsembleStatistics``' terms
     (``output.E``, ``output.Var``, ``output.se_E``, ``output.E_S``), so code written for either reads both.
+
+    Attributes:
+        output_kind: ``"values"``, ``"logits"`` or ``"probabilities"``.
+        samples: K (0 for the one-pass ``moments``).
+        inputs: The inputs.
+        mean: Each output value's mean (class probabilities for classes).
+        variance: Each output value's variance over the members.
+        standard_error: The mean's Monte Carlo standard error (0 for ``moments``).
+        mean_logits: E(logits), for ``"logits"``.
+        predictive_entropy: H(E(p)) per input, in nats.
+        expected_entropy: E(H(p)) per input, in nats.
+        mutual_information: Their difference, the BALD score.
+        variation_ratio: 1 - (votes for the modal class) / K.
+        log_likelihood: Per input, Gal & Ghahramani's Monte Carlo log-likelihood (``targets`` and ``tau`` given).
+        tau: The observation precision it was computed with.
+        estimator: ``"monte_carlo"`` (``predictive``) or ``"moments"``.
+        targets: The targets ``log_likelihood`` was streamed with (float64).
+        nwgm: ``moments`` with logits: the normalized NWGM of Eq. 47, softmax(E(logits)).
     """
 
     output_kind: str

@@ -29,8 +29,8 @@ from .checkpoint import atomic_write_text, load_checkpoint_file, remove_stale_te
 from .data import Dataset
 from .net import DropoutMLP
 
-__all__ = ["Diverged", "FitResult", "TrainConfig", "Trainer", "build_model", "evaluate", "fit", "load_model", "resolve_device",
-           "resolve_precision", "run"]
+__all__ = ["Diverged", "FitResult", "TrainConfig", "Trainer", "build_model", "evaluate", "fit", "load_model",
+           "resolve_device", "resolve_precision", "run"]
 
 LOSSES = ("cross_entropy", "squared")
 OPTIMIZERS = ("sgd", "adam")
@@ -43,7 +43,25 @@ class TrainConfig:
     """Hyperparameters of ``fit``. Momentum rises linearly from ``momentum_start`` to ``momentum_end`` over
     ``momentum_epochs`` epochs; the learning rate is ``lr * lr_decay ** epoch`` (``lr_schedule="exponential"``) or
     ``lr * lr_decay ** epoch * (1 + cos(pi * epoch / epochs)) / 2`` (``"cosine"``: annealed towards zero by the last
-    epoch, so that the weights settle before training ends)."""
+    epoch, so that the weights settle before training ends).
+
+    Attributes:
+        epochs: Training epochs.
+        batch_size: Examples per step.
+        lr: The learning rate of the first epoch.
+        lr_decay: The learning-rate factor per epoch, in (0, 1].
+        lr_schedule: ``"exponential"`` or ``"cosine"``.
+        momentum_start: The momentum (Adam's beta1) of the first epoch.
+        momentum_end: The momentum after ``momentum_epochs``.
+        momentum_epochs: Epochs over which the momentum rises linearly.
+        max_norm: The largest L2 norm of a unit's incoming weights (None: no constraint).
+        l2: L2 weight decay.
+        patience: Stop after this many epochs without a better validation error (None: never).
+        loss: ``"cross_entropy"`` or ``"squared"``.
+        seed: The seed of the shuffling and of the dropout masks.
+        optimizer: ``"sgd"`` (momentum SGD) or ``"adam"``.
+        precision: The training steps' products: ``"auto"``, ``"float32"`` or ``"bfloat16"``.
+    """
 
     epochs: int = field(default=50, metadata={"help": "training epochs", "kind": "int"})
     batch_size: int = field(default=100, metadata={"help": "examples per step", "kind": "int"})
@@ -136,7 +154,16 @@ class Diverged(ValueError):
 
 @dataclass
 class FitResult:
-    """What ``fit`` returns: the trained model (weights of the best validation epoch) and its history."""
+    """What ``fit`` returns: the trained model (weights of the best validation epoch) and its history.
+
+    Attributes:
+        model: The trained model, holding the weights of the best validation epoch.
+        history: One row of ``metrics.jsonl`` per epoch.
+        best_epoch: The epoch of the lowest validation error (1-based).
+        best_val_error: That error (inf without a validation set).
+        test_error: The test error of the best weights; None when the dataset has no test examples.
+        precision: The training steps' products (``"auto"`` resolved).
+    """
 
     model: DropoutMLP
     history: list[dict[str, Any]]
@@ -147,7 +174,17 @@ class FitResult:
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """``cpu``, ``cuda`` (or ``cuda:N``) or ``auto`` (CUDA when available)."""
+    """``cpu``, ``cuda`` (or ``cuda:N``) or ``auto`` (CUDA when available).
+
+    Args:
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"auto"`` or a ``torch.device``.
+
+    Returns:
+        torch.device: The device.
+
+    Raises:
+        ValueError: CUDA asked for where it is not available, or an unknown name.
+    """
     name = str(device)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -164,7 +201,18 @@ def resolve_device(device: str | torch.device) -> torch.device:
 
 def build_model(model_config: Any, *, seed: int) -> DropoutMLP:
     """Build a DropoutMLP from a ``ModelConfig`` (or a dict of its fields) with weights initialised from
-    ``seed`` (independently of the global RNG)."""
+    ``seed`` (independently of the global RNG).
+
+    Args:
+        model_config: A ``ModelConfig`` (a dict of its fields is read into one).
+        seed: The weights' seed.
+
+    Returns:
+        DropoutMLP: The network, in training mode.
+
+    Raises:
+        TypeError: Anything but a ``ModelConfig`` or a dict.
+    """
     from .config import ModelConfig, from_dict
 
     if isinstance(model_config, dict):
@@ -195,7 +243,18 @@ def _batches(x: Tensor, y: Tensor, size: int) -> Iterator[tuple[Tensor, Tensor]]
 @torch.no_grad()
 def evaluate(model: DropoutMLP, x: Tensor, y: Tensor, *, loss: str = "cross_entropy",
              chunk: int = 8192) -> tuple[float, float]:
-    """(loss, error) of the weight-scaled network (``expect`` mode). Error: % misclassified, or MSE."""
+    """(loss, error) of the weight-scaled network (``expect`` mode). Error: % misclassified, or MSE.
+
+    Args:
+        model: A ``DropoutMLP``.
+        x: Inputs, (B, n_0).
+        y: Class labels (B,) or regression targets.
+        loss: ``"cross_entropy"`` or ``"squared"``, as it was trained.
+        chunk: Inputs per forward.
+
+    Returns:
+        tuple[float, float]: The mean loss and the error (percent misclassified, or the MSE).
+    """
     total_loss, wrong, n = 0.0, 0.0, len(x)
     if n == 0:
         raise ValueError("evaluate needs at least one example, got an empty x (0 rows); pass the examples to score")
@@ -356,14 +415,11 @@ class Trainer:
     """The training step of ``fit`` without its epoch loop: the optimizer, its schedule and the precision, for code
     that times or drives epochs itself (``benchmarks/train_throughput.py``). ``fit`` is the way to train.
 
-    Parameters
-    ----------
-    model
-        The ``DropoutMLP`` to train, on ``device``.
-    config
-        Its ``TrainConfig``: optimizer, learning-rate and momentum schedules, batch size, max-norm, L2, precision.
-    device
-        Where the model and the data are.
+    Args:
+        model: The ``DropoutMLP`` to train, on ``device``.
+        config: Its ``TrainConfig``: optimizer, learning-rate and momentum schedules, batch size, max-norm, L2,
+            precision.
+        device: Where the model and the data are.
     """
 
     def __init__(self, model: DropoutMLP, config: TrainConfig, device: str | torch.device = "cpu") -> None:
@@ -387,10 +443,8 @@ class Trainer:
         """One epoch of minibatch steps over ``data``'s training split (shuffled from the config's seed), the
         schedules advanced by one epoch.
 
-        Returns
-        -------
-        float
-            The mean training loss of the epoch's steps.
+        Returns:
+            float: The mean training loss of the epoch's steps.
         """
         loss = _train_epoch(self._state, data, self.config)
         self._state.epoch += 1
@@ -457,6 +511,25 @@ def fit(model: DropoutMLP, data: Dataset, config: TrainConfig, *, out_dir: str |
     the per-epoch ``train_error`` and ``test_error`` are None, and the test error of the best weights is measured
     once at the end. It saves two of the three evaluation passes per epoch (a third of an epoch's time on the
     standard preset in bfloat16).
+
+    Args:
+        model: The ``DropoutMLP`` to train (trained in place).
+        data: The dataset: its training split trains, its validation split picks the best epoch and early stopping.
+        config: The ``TrainConfig``.
+        out_dir: The run's folder (checkpoints, ``metrics.jsonl``), or None to write nothing.
+        resume: Continue the run in ``out_dir`` from its ``last.safetensors``.
+        progress: Show a progress bar.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
+        meta: JSON stored in every checkpoint.
+        on_epoch: Called with each epoch's row.
+        monitor: Also measure the training and test error every epoch.
+
+    Returns:
+        FitResult: The model with the best validation epoch's weights, and the history.
+
+    Raises:
+        Diverged: The training loss stopped being finite.
+        ValueError: A resume whose settings differ from the checkpoint's, or data the network does not fit.
     """
     _check_fit_arguments(model, data, config)
     device = resolve_device(device)
@@ -516,27 +589,22 @@ def run(settings: Any, out: str | Path | None, *, data: Dataset | None = None, r
 
     What ``droplab train`` and every sweep trial run, in one place.
 
-    Parameters
-    ----------
-    settings
-        A ``droplab.presets.Settings`` (``presets.resolve(name, tables)``): the preset's name and its typed
-        ``data``, ``model`` and ``train`` configs. The data decide the network's outer layers
-        (``ModelConfig.with_sizes``); ``train.seed`` seeds the weights, the shuffling and the dropout masks.
-    out
-        The run's folder (checkpoints, ``metrics.jsonl``), or None to write nothing.
-    data
-        The dataset, where the caller has loaded it already (``settings.data.load(seed=settings.train.seed)``
-        otherwise).
-    resume, progress, device, on_epoch
-        As ``fit``'s.
-    meta
-        Stored in every checkpoint beside the preset's name and the data's settings (which ``droplab evaluate``
-        reads to find the data again).
+    Args:
+        settings: A ``droplab.presets.Settings`` (``presets.resolve(name, tables)``): the preset's name and its typed
+            ``data``, ``model`` and ``train`` configs. The data decide the network's outer layers
+            (``ModelConfig.with_sizes``); ``train.seed`` seeds the weights, the shuffling and the dropout masks.
+        out: The run's folder (checkpoints, ``metrics.jsonl``), or None to write nothing.
+        data: The dataset, where the caller has loaded it already (``settings.data.load(seed=settings.train.seed)``
+            otherwise).
+        resume: As ``fit``'s: continue the run in ``out``.
+        progress: As ``fit``'s: show a progress bar.
+        device: As ``fit``'s: where to train.
+        on_epoch: As ``fit``'s: called with each epoch's row of ``metrics.jsonl``.
+        meta: Stored in every checkpoint beside the preset's name and the data's settings (which ``droplab evaluate``
+            reads to find the data again).
 
-    Returns
-    -------
-    FitResult
-        The trained model (the weights of the best validation epoch) and its history.
+    Returns:
+        FitResult: The trained model (the weights of the best validation epoch) and its history.
     """
     for part in ("preset", "data", "model", "train"):
         if not hasattr(settings, part):
@@ -554,7 +622,17 @@ def resolve_precision(config: TrainConfig, model: DropoutMLP, device: torch.devi
     """``config`` with ``precision="auto"`` replaced by what this host runs ``model``'s training steps fastest in
     (``droplab.host.choose``: bfloat16 only where its products run >= 1.25x float32's at the batch's shapes).
     Resuming (``resuming``, the run's folder), the precision the checkpoint was made in, so a resumed run is the
-    uninterrupted one bit for bit whatever a new probe would say. A named bfloat16 slower than float32 here warns."""
+    uninterrupted one bit for bit whatever a new probe would say. A named bfloat16 slower than float32 here warns.
+
+    Args:
+        config: The ``TrainConfig``.
+        model: The network it trains.
+        device: Where it trains.
+        resuming: The run's folder when resuming, else None.
+
+    Returns:
+        TrainConfig: ``config`` with its precision ``"float32"`` or ``"bfloat16"``.
+    """
     device = torch.device(device)
     args = {"sizes": list(model.sizes), "rows": config.batch_size, "device": str(device),
             "low_layers": [type(m) is nn.Linear for m in model.linears]}
@@ -639,7 +717,18 @@ def _read_history(path: Path, epochs: int) -> list[dict[str, Any]]:
 
 
 def load_model(path: str | Path, *, which: str = "model") -> tuple[DropoutMLP, dict[str, Any]]:
-    """Load the model stored in a checkpoint (``best.safetensors`` or ``last.safetensors``) and its meta."""
+    """Load the model stored in a checkpoint (``best.safetensors`` or ``last.safetensors``) and its meta.
+
+    Args:
+        path: A checkpoint file.
+        which: ``"model"`` (the weights it holds) or ``"best"`` (the best epoch's, from ``last.safetensors``).
+
+    Returns:
+        tuple[DropoutMLP, dict]: The network, in eval mode, and the checkpoint's meta.
+
+    Raises:
+        ValueError: A file that is not a droplab checkpoint, or a damaged one (named).
+    """
     tensors, meta = load_checkpoint_file(path)
     if not isinstance(meta.get("train", {}), dict) or not isinstance(meta.get("data", {}), dict):
         raise ValueError(f"{path}: its metadata's 'train' and 'data' must be tables (JSON objects); the file was not "

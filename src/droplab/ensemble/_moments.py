@@ -86,6 +86,16 @@ def linear_moments(net: DropoutMLP, x: Tensor) -> EnsembleStatistics:
 
     Dropout on units or connections, any keep rates. The full covariance of layer h is in
     ``stats.covariances[h]``, shape (B, n_h, n_h).
+
+    Args:
+        net: A ``DropoutMLP`` whose transfer functions are all linear.
+        x: Inputs, shape (B, n_0).
+
+    Returns:
+        EnsembleStatistics: E, Var, E_S, Var_S and E_derivative of every layer, and ``covariances``.
+
+    Raises:
+        ValueError: A network with a nonlinear unit (the recursions are exact for linear networks only).
     """
     _check_net(net, x)
     bad = [t.name for t in net.transfers if not t.kind.linear]
@@ -148,6 +158,17 @@ def gaussian_moments(net: DropoutMLP, x: Tensor, *, method: str = "quadrature", 
     A softmax output is always averaged over ``samples`` Gaussian draws of its S vector.
     ``propagate_variance=False`` treats each layer's averaged outputs as deterministic inputs to the next
     layer, as Wan et al. (2013) do for DropConnect inference.
+
+    Args:
+        net: A ``DropoutMLP``.
+        x: Inputs, shape (B, n_0).
+        method: ``"eq242"``, ``"quadrature"`` or ``"sample"``.
+        propagate_variance: Carry Var(S) to the next layer (False: Wan et al.'s deterministic inputs).
+        samples: Draws of S, for ``method="sample"`` and a softmax output.
+        generator: The draws' generator (None: torch's default).
+
+    Returns:
+        EnsembleStatistics: E, Var, E_S and Var_S of every layer.
     """
     _check_net(net, x)
     if method not in ("eq242", "quadrature", "sample"):
@@ -209,5 +230,15 @@ def _relu_gaussian_moments(mu: Tensor, var: Tensor, lam: float) -> tuple[Tensor,
 def dropconnect_inference(net: DropoutMLP, x: Tensor, *, samples: int = 1000,
                           generator: torch.Generator | None = None) -> EnsembleStatistics:
     """DropConnect inference as Wan et al. (2013): per layer, match a Gaussian to S given the averaged
-    outputs below, draw ``samples`` values of S, and average f over them."""
+    outputs below, draw ``samples`` values of S, and average f over them.
+
+    Args:
+        net: A ``DropoutMLP``.
+        x: Inputs, shape (B, n_0).
+        samples: Draws of each layer's Gaussian S.
+        generator: The draws' generator (None: torch's default).
+
+    Returns:
+        EnsembleStatistics: E, Var, E_S and Var_S of every layer.
+    """
     return gaussian_moments(net, x, method="sample", propagate_variance=False, samples=samples, generator=generator)

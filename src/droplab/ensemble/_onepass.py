@@ -337,7 +337,21 @@ def moments(model: nn.Module, x: Tensor, *, output: str | None = None,
     ``benchmarks/one_pass.py`` measures against Monte Carlo).
 
     Raises ValueError for a model that cannot be traced, or an operation without a rule on a random value (its
-    name and module in the message)."""
+    name and module in the message).
+
+    Args:
+        model: Any torch module ``torch.fx`` can trace, in eval mode (or a ``DropoutMLP``).
+        x: Its inputs; their variance is taken as 0.
+        output: ``"values"`` (default) or ``"logits"``.
+        batch_dim: The inputs' and outputs' batch dimension.
+
+    Returns:
+        PredictiveStatistics: For any model (``samples`` 0, ``estimator`` ``"moments"``); for a ``DropoutMLP``,
+            ``gaussian_moments``' ``EnsembleStatistics``.
+
+    Raises:
+        ValueError: A model that cannot be traced, or an operation without a rule on a random value.
+    """
     output = check_output(output, batch_dim)
     from ..net import DropoutMLP
 
@@ -395,7 +409,16 @@ def moments(model: nn.Module, x: Tensor, *, output: str | None = None,
 class MomentsCheck:
     """Where the one pass can be trusted, input by input: ``z`` is each output value's |one-pass mean - Monte Carlo
     mean| in Monte Carlo standard errors (``samples`` members), ``flagged`` marks the inputs with a value beyond
-    ``threshold``; ``one_pass`` and ``monte_carlo`` are the two estimates."""
+    ``threshold``; ``one_pass`` and ``monte_carlo`` are the two estimates.
+
+    Attributes:
+        z: Each output value's distance in Monte Carlo standard errors.
+        flagged: (B,) True where an input has a value beyond ``threshold``.
+        threshold: The distance allowed.
+        samples: The Monte Carlo members drawn.
+        one_pass: ``moments``' statistics.
+        monte_carlo: ``predictive``'s statistics.
+    """
 
     z: Tensor
     flagged: Tensor
@@ -417,7 +440,22 @@ def check_moments(model: nn.Module, x: Tensor, *, samples: int = 256, threshold:
     one-pass mean lies more than ``threshold`` Monte Carlo standard errors from the Monte Carlo mean: where the
     Gaussian assumption breaks (a unit whose input is far from Gaussian, covariances the diagonal leaves out), a
     user sees it per input and can fall back to Monte Carlo there. With few samples the test is loose by design: it
-    flags gross errors cheaply (256 members cost 256 forwards, against the K = 30-100 a Monte Carlo run needs)."""
+    flags gross errors cheaply (256 members cost 256 forwards, against the K = 30-100 a Monte Carlo run needs).
+
+    Args:
+        model: Any torch module ``moments`` takes (traceable by ``torch.fx``, in eval mode).
+        x: Its inputs.
+        samples: Monte Carlo members drawn beside the pass (``predictive``).
+        threshold: How many Monte Carlo standard errors from the Monte Carlo mean an output's one-pass mean may lie
+            before its input is flagged.
+        generator: The Monte Carlo draws' generator (None: torch's default).
+        output: What the model returns, as in ``predictive``: ``"values"``, ``"logits"`` or ``"probabilities"``.
+        batch_dim: The inputs' and outputs' batch dimension.
+
+    Returns:
+        MomentsCheck: The one-pass and the Monte Carlo statistics, each output's distance in standard errors and the
+            inputs flagged.
+    """
     from ._predictive import predictive
 
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not threshold > 0:

@@ -18,7 +18,15 @@ __all__ = ["mutual_information", "pair_approximations", "predict", "predictive_e
 
 def predict(stats: EnsembleStatistics, *, rule: str = "mean") -> Tensor:
     """Class probabilities (B, k): ``mean`` = E(O^L) (the ensemble average), ``nwgm`` = the normalized
-    geometric mean (Eq. 47, what weight scaling computes)."""
+    geometric mean (Eq. 47, what weight scaling computes).
+
+    Args:
+        stats: Any estimator's statistics of a softmax ``DropoutMLP``.
+        rule: ``"mean"`` or ``"nwgm"``.
+
+    Returns:
+        Tensor: (B, k) class probabilities.
+    """
     if rule not in ("mean", "nwgm"):
         raise ValueError(f"rule must be 'mean' or 'nwgm', got {rule!r}")
     out = stats.output
@@ -30,7 +38,14 @@ def predict(stats: EnsembleStatistics, *, rule: str = "mean") -> Tensor:
 
 
 def predictive_entropy(probabilities: Tensor) -> Tensor:
-    """H(p) = -sum_k p_k log p_k per input (nats); 0 log 0 = 0 (``metrics.entropy``)."""
+    """H(p) = -sum_k p_k log p_k per input (nats); 0 log 0 = 0 (``metrics.entropy``).
+
+    Args:
+        probabilities: Class probabilities, classes along the last dimension.
+
+    Returns:
+        Tensor: The entropy of each row, in nats.
+    """
     return metrics.entropy(probabilities.clamp_min(0))
 
 
@@ -38,7 +53,14 @@ mutual_information = metrics.mutual_information  # one function: H(E(p)) - E(H(p
 
 
 def variance_approximations(weight_scaled: EnsembleStatistics) -> list[dict[str, Tensor]]:
-    """Per layer, the two estimates of Var(O) from W alone: W(1 - W) (Eq. 117) and 0 (Eq. 118)."""
+    """Per layer, the two estimates of Var(O) from W alone: W(1 - W) (Eq. 117) and 0 (Eq. 118).
+
+    Args:
+        weight_scaled: The statistics of ``weight_scaled``.
+
+    Returns:
+        list: Per layer, {``"W(1-W)"``, ``"0"``} -> (B, n_h) tensors.
+    """
     return [{"W(1-W)": layer.E * (1 - layer.E), "0": torch.zeros_like(layer.E)} for layer in weight_scaled.layers]
 
 
@@ -59,6 +81,14 @@ def pair_approximations(net: DropoutMLP, x: Tensor, pairs: Sequence[Pair]) -> di
     * for connected pairs (|h - l| = 1, unit j feeding unit i or the reverse), ``"W_ij W_j"`` with W_ij the
       output of the upper unit when the lower unit is removed, by forward propagation (Eqs. 121 and 124),
       and ``"taylor"``: (W_i - f'(U_i) w_ij p_j W_j) W_j (Eq. 122).
+
+    Args:
+        net: A ``DropoutMLP``.
+        x: Inputs, shape (B, n_0).
+        pairs: (h, i, l, j) pairs.
+
+    Returns:
+        dict: Estimate name -> {pair -> (B,) tensor}.
     """
     pairs = _check_pairs(net, pairs)
     with modes.expect(net):

@@ -165,6 +165,25 @@ def predictive(model: nn.Module, x: Tensor, *, samples: int = 1000, generator: t
     Ghahramani, 2016), streamed over the members (memory does not grow with K); ``metrics.regression_scores``
     reads it. Classes (``output="logits"``): ``temperature`` divides every member's logits before the softmax
     (``metrics.temperature_scale`` fits it).
+
+    Args:
+        model: Any torch module (droplab's gates and torch's dropout are sampled), or a ``DropoutMLP``.
+        x: Its inputs.
+        samples: K, the members per input.
+        generator: The masks' generator (None: torch's default); the same generator state gives the same result.
+        output: ``"values"``, ``"logits"`` or ``"probabilities"``.
+        batch_dim: The inputs' and outputs' batch dimension.
+        memory: Bytes of module outputs per chunk of members.
+        cache_prefix: Run the calls before the first draw once per input.
+        targets: Regression targets, one per input, for the Monte Carlo log-likelihood.
+        tau: The observation precision of that log-likelihood.
+        temperature: Divides every member's logits (``output="logits"``).
+
+    Returns:
+        PredictiveStatistics: Mean, variance and standard error of the output; the class scores for classes.
+
+    Raises:
+        ValueError: A model whose dropout droplab cannot sample (named), outputs that are not what ``output`` says.
     """
     model = modes.compiled_original(model) or model
     _check(model, x)

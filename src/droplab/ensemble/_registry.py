@@ -22,11 +22,18 @@ __all__ = ["ESTIMATORS", "Estimator", "estimate", "estimator"]
 class Estimator:
     """One way to average the dropout ensemble.
 
-    ``random``: it draws (takes ``samples`` and ``generator``); ``exact_for``: where its statistics are exact;
-    ``models``: ``"DropoutMLP"`` or ``"any"`` (any ``nn.Module`` with droplab gates or torch's dropout; these return
-    ``PredictiveStatistics``, the statistics of the model's output, where a ``DropoutMLP``'s give every layer's);
-    ``transfers``: the transfer functions it handles (hidden and output); ``statistics``: the per-unit fields it fills;
-    ``cli``: its name on the command line.
+    Attributes:
+        name: Its Python name (``"monte_carlo"``).
+        function: The function that runs it.
+        cli: Its name on the command line (``"monte-carlo"``).
+        summary: How it averages, in a line.
+        exact_for: Where its statistics are exact.
+        random: Whether it draws (takes ``samples`` and ``generator``).
+        models: ``"DropoutMLP"``, or ``"any"`` (any ``nn.Module`` with droplab gates or torch's dropout; these
+            return ``PredictiveStatistics``, the statistics of the model's output, where a ``DropoutMLP``'s give
+            every layer's).
+        transfers: The transfer functions it handles (hidden and output).
+        statistics: The per-unit fields it fills.
     """
 
     name: str
@@ -88,7 +95,17 @@ ESTIMATORS: dict[str, Estimator] = {e.name: e for e in (
 
 
 def estimator(name: str) -> Estimator:
-    """The estimator called ``name`` (its Python or its command-line name)."""
+    """The estimator called ``name`` (its Python or its command-line name).
+
+    Args:
+        name: Its Python name (``"monte_carlo"``) or its command-line name (``"monte-carlo"``).
+
+    Returns:
+        Estimator: The registry's entry: the function and what it can do.
+
+    Raises:
+        ValueError: A name no estimator has (the message lists them).
+    """
     for e in ESTIMATORS.values():
         if name in (e.name, e.cli):
             return e
@@ -97,5 +114,21 @@ def estimator(name: str) -> Estimator:
 
 def estimate(name: str, net: nn.Module, x: Tensor, *, samples: int | None = None,
              generator: torch.Generator | None = None, **options: Any) -> EnsembleStatistics | PredictiveStatistics:
-    """Run the estimator called ``name``: ``estimate("monte_carlo", net, x, samples=1000, generator=g)``."""
+    """Run the estimator called ``name``: ``estimate("monte_carlo", net, x, samples=1000, generator=g)``.
+
+    Args:
+        name: An estimator's Python or command-line name (``ensemble.ESTIMATORS``).
+        net: The model (a ``DropoutMLP``, or any model for the estimators whose ``models`` is ``"any"``).
+        x: Its inputs.
+        samples: Members per input, for random estimators only.
+        generator: The draws' generator, for random estimators only.
+        **options: Passed to the estimator's function.
+
+    Returns:
+        EnsembleStatistics | PredictiveStatistics: What the estimator returns.
+
+    Raises:
+        ValueError: An unknown name, or samples or a generator given to a deterministic estimator.
+        TypeError: A model the estimator does not take.
+    """
     return estimator(name)(net, x, samples=samples, generator=generator, **options)

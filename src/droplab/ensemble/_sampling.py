@@ -45,6 +45,13 @@ def weight_scaled(net: DropoutMLP, x: Tensor) -> EnsembleStatistics:
 
     ``E`` holds W (the estimate of E(O)), ``E_S`` holds U (the estimate of E(S)), and ``NWGM`` holds W as well
     for layers in [0, 1], since W is the propagated NWGM.
+
+    Args:
+        net: A ``DropoutMLP``.
+        x: Inputs, shape (B, n_0).
+
+    Returns:
+        EnsembleStatistics: E (W), E_S (U) and, for layers in [0, 1], NWGM of every layer.
     """
     _check(net, x)
     ref = _reference(net, x)
@@ -173,6 +180,31 @@ def monte_carlo(net: nn.Module, x: Tensor, *, samples: int = 1000, generator: to
     >>> stats = monte_carlo(net, torch.rand(2, 4), samples=100, generator=torch.Generator().manual_seed(0))
     >>> stats.layers[1].E.shape
     torch.Size([2, 8])
+
+    Args:
+        net: A ``DropoutMLP`` (any other model is handed to ``predictive``).
+        x: Inputs, shape (B, n_0).
+        samples: K, the members per input.
+        generator: The masks' generator (None: torch's default); the same generator state gives the same result.
+        pairs: (h, i, l, j) pairs whose E(O^h_i O^l_j) to estimate.
+        histogram_units: (layer, unit) pairs whose distribution of O to histogram.
+        bins: Histogram bins over [0, 1].
+        statistics: The per-unit statistics to compute (E always).
+        memory: Bytes of activations per chunk of members.
+        output: ``predictive``'s, for another model (None for a ``DropoutMLP``).
+        batch_dim: ``predictive``'s, for another model (0 for a ``DropoutMLP``).
+        precision: The products' precision (above).
+        fused: Run the compiled gate and statistics kernels.
+        cache_prefix: ``predictive``'s, for another model.
+        targets: ``predictive``'s, for another model.
+        tau: ``predictive``'s, for another model.
+        temperature: ``predictive``'s, for another model.
+        tile: Bytes per layer tensor of a chunk on a CPU (None: 4 MiB).
+        timings: A dict that gets the seconds spent in the statistics added under ``"statistics"``.
+
+    Returns:
+        EnsembleStatistics | PredictiveStatistics: Every layer's statistics with their standard errors for a
+            ``DropoutMLP`` (``precision`` says which ran); ``predictive``'s statistics for another model.
     """
     net = modes.compiled_original(net) or net  # a torch.compile'd model is sampled through its eager module
     _check(net, x)
@@ -291,6 +323,22 @@ def exact(net: DropoutMLP, x: Tensor, *, max_configurations: int = 2**20, pairs:
 
     The statistics are exact (up to floating point). Gates with keep 1 are not enumerated. Refuses, saying
     how many configurations there would be, when there are more than ``max_configurations``.
+
+    Args:
+        net: A ``DropoutMLP`` whose gates can be enumerated (Bernoulli unit or connection gates).
+        x: Inputs, shape (B, n_0).
+        max_configurations: The most gate configurations it enumerates before refusing.
+        pairs: (h, i, l, j) pairs whose E(O^h_i O^l_j) to compute.
+        histogram_units: (layer, unit) pairs whose distribution of O to histogram.
+        bins: Histogram bins over [0, 1].
+        statistics: The per-unit statistics to compute (E always).
+        memory: Bytes of activations per batch of configurations.
+
+    Returns:
+        EnsembleStatistics: Every layer's statistics, exact; ``samples`` is the number of configurations.
+
+    Raises:
+        ValueError: More configurations than ``max_configurations``, or a gate that cannot be enumerated.
     """
     _check(net, x)
     if not isinstance(net, DropoutMLP):
