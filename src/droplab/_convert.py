@@ -27,6 +27,12 @@ def convert(model: nn.Module) -> nn.Module:
     >>> converted = convert(nn.Sequential(nn.Linear(4, 8), nn.Dropout(0.2), nn.Linear(8, 2)))
     >>> converted[1]
     Dropout(kind=bernoulli, keep=0.8, scaling=inverted)
+
+    Args:
+        model: Any torch module.
+
+    Returns:
+        nn.Module: The converted copy (``model`` itself is left as it was).
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"convert expects a torch.nn.Module, got {type(model).__name__}")

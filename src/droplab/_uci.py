@@ -46,7 +46,21 @@ _META = ("data.txt", "index_features.txt", "index_target.txt", "n_splits.txt", "
 
 @dataclass(frozen=True)
 class UCISplit:
-    """One split of one set, on the original scale (float64), with the protocol's settings for it."""
+    """One split of one set, on the original scale (float64), with the protocol's settings for it.
+
+    Attributes:
+        name: The set's name.
+        split: The split's index.
+        x_train: Training inputs (float64, original scale).
+        y_train: Training targets.
+        x_test: Test inputs.
+        y_test: Test targets.
+        n_splits: The set's splits (20; 5 for protein).
+        n_hidden: Hidden units of the protocol's network.
+        n_epochs: Its training epochs.
+        dropout_rates: The dropout rates the protocol searches.
+        tau_values: The observation precisions it searches.
+    """
 
     name: str
     split: int
@@ -106,7 +120,21 @@ def _folders(name: str, root: str | os.PathLike[str] | None) -> list[Path]:
 def download_uci(name: str, dest: str | os.PathLike[str], *, base_url: str = BASE_URL,
                  checksum: str | None = None, timeout: float = 60.0) -> Path:
     """Download set ``name`` into ``dest`` (its files directly in it), checked against its SHA-256 (``checksum``
-    overrides the known one: for a mirror of other files, as the tests use) before the folder appears."""
+    overrides the known one: for a mirror of other files, as the tests use) before the folder appears.
+
+    Args:
+        name: One of ``UCI``.
+        dest: The folder to write its files into.
+        base_url: Where Gal & Ghahramani's repository serves the sets.
+        checksum: A SHA-256 to check instead of the known one.
+        timeout: Seconds per request.
+
+    Returns:
+        Path: ``dest``.
+
+    Raises:
+        ValueError: A download whose checksum does not match.
+    """
     folder_name, known = UCI[name]
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -174,7 +202,22 @@ def _count(folder: Path, name: str) -> int:
 def uci(name: str, split: int = 0, *, root: str | os.PathLike[str] | None = None, download: bool = True,
         base_url: str = BASE_URL, checksum: str | None = None) -> UCISplit:
     """Split ``split`` of the UCI set ``name`` (one of ``UCI``): training and test rows as Gal & Ghahramani's
-    repository fixes them, on the original scale."""
+    repository fixes them, on the original scale.
+
+    Args:
+        name: One of ``UCI``.
+        split: The split's index.
+        root: A folder that holds the set (else the search path).
+        download: Fetch it (checked) where it is missing.
+        base_url: Where to download it from.
+        checksum: A SHA-256 to check instead of the known one.
+
+    Returns:
+        UCISplit: The split.
+
+    Raises:
+        ValueError: An unknown set, a split out of range, or damaged files (named).
+    """
     if name not in UCI:
         raise ValueError(f"unknown UCI set {name!r}; expected one of {sorted(UCI)}")
     if isinstance(split, bool) or not isinstance(split, int) or split < 0:

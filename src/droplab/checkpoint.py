@@ -63,7 +63,15 @@ def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    """Write text to ``path`` atomically: a temporary file in the same folder, fsync, rename."""
+    """Write text to ``path`` atomically: a temporary file in the same folder, fsync, rename.
+
+    Args:
+        path: The file's path.
+        text: Its contents.
+
+    Returns:
+        None
+    """
     path = Path(path)
     fd, tmp = _atomic_target(path)
     try:
@@ -78,7 +86,16 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
 
 def atomic_save_figure(fig: Any, path: str | os.PathLike[str], **savefig: Any) -> None:
     """Write a matplotlib figure as a PNG to ``path`` atomically (readable by others, like every droplab output);
-    ``savefig`` options (``dpi``, ``bbox_inches``) go to ``fig.savefig``."""
+    ``savefig`` options (``dpi``, ``bbox_inches``) go to ``fig.savefig``.
+
+    Args:
+        fig: A matplotlib figure.
+        path: The PNG's path.
+        **savefig: Options of ``fig.savefig``.
+
+    Returns:
+        None
+    """
     path = Path(path)
     fd, tmp = _atomic_target(path)
     os.close(fd)
@@ -90,7 +107,16 @@ def atomic_save_figure(fig: Any, path: str | os.PathLike[str], **savefig: Any) -
 
 
 def save_checkpoint_file(path: str | os.PathLike[str], tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
-    """Save tensors with ``meta`` (JSON-serializable) as one safetensors file, atomically."""
+    """Save tensors with ``meta`` (JSON-serializable) as one safetensors file, atomically.
+
+    Args:
+        path: The file's path.
+        tensors: The tensors by name.
+        meta: JSON-serializable metadata.
+
+    Returns:
+        None
+    """
     path = Path(path)
     fd, tmp = _atomic_target(path)
     os.close(fd)
@@ -137,7 +163,17 @@ def read_checkpoint_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def load_checkpoint_file(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    """Read a checkpoint written by ``save_checkpoint_file``: (tensors on CPU, meta)."""
+    """Read a checkpoint written by ``save_checkpoint_file``: (tensors on CPU, meta).
+
+    Args:
+        path: A safetensors file written by ``save_checkpoint_file``.
+
+    Returns:
+        tuple[dict, dict]: The tensors (on the CPU) by name, and the meta.
+
+    Raises:
+        ValueError: A file that cannot be read as one (named, with what is wrong).
+    """
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"no checkpoint at {path}; expected a .safetensors file written by droplab train")

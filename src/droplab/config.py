@@ -44,6 +44,13 @@ def fit_keep(keep: Any, gated_layers: int) -> list[Any]:
 
     >>> fit_keep([0.8, 0.5], 4)
     [0.8, 0.5, 0.5, 0.5]
+
+    Args:
+        keep: One keep rate, or a list (input, hidden...).
+        gated_layers: How many gates the network has.
+
+    Returns:
+        list: ``gated_layers`` keep rates.
     """
     if not isinstance(keep, (list, tuple)):
         return [keep] * gated_layers
@@ -67,7 +74,24 @@ class ModelConfig:
     """A ``DropoutMLP``: what ``DropoutMLP.build(config)`` builds, and the one place its settings are checked
     (``DropoutMLP(...)`` makes one of these from its arguments). Lists become tuples. ``keep`` and
     ``connection_keep`` may hold tensors (a rate per unit, per connection); ``as_dict`` writes those as
-    ``"tensor"`` (their values travel as the network's state, in a checkpoint)."""
+    ``"tensor"`` (their values travel as the network's state, in a checkpoint).
+
+    Attributes:
+        sizes: Layer sizes, inputs ... outputs, e.g. 784,1200,1200,10 (the first and last follow the data).
+        transfer: Hidden transfer function.
+        output: Output transfer function.
+        c: The logistic's c (Eq. 27).
+        lam: The logistic's lambda, the slope of the other transfers.
+        keep: Keep rate(s): one for every gated layer, or one per gated layer (input, hidden...).
+        gate: Unit gate kind.
+        connection_keep: Connection dropout keep rate(s), one or one per weight layer (none: plain weights).
+        connection_kind: Gate kind on connections.
+        mask_sharing: Connection masks: one per example, or one per batch.
+        scaling: Dropout scaling: paper (train with delta O, predict with p O) or inverted (torch's).
+        backward: Backpercolation: 'derivative' or a fixed probability (none: ordinary backpropagation).
+        init: Weight initialisation.
+        init_gain: Glorot gain (none: 4 for logistic layers, else 1).
+    """
 
     sizes: tuple[int, ...] = field(default=(64, 256, 256, 10), metadata=_opt(
         "layer sizes, inputs ... outputs, e.g. 784,1200,1200,10 (the first and last follow the data)", kind="ints"))
@@ -210,7 +234,16 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Where the examples come from and how they are split and scaled (``droplab.data.load``)."""
+    """Where the examples come from and how they are split and scaled (``droplab.data.load``).
+
+    Attributes:
+        dataset: Dataset.
+        data_dir: Folder holding the IDX files (else $DROPLAB_DATA, the cache, ../shared/data, /usr/share/datasets).
+        validation: Validation fraction of the training part (0: none; every epoch then counts as the best).
+        limit: Use at most this many training examples.
+        normalize: Pixel scaling: unit ([0, 1]), standard (zero mean, unit variance) or none.
+        download: Download missing files (with checksums).
+    """
 
     dataset: str = field(default="digits", metadata=_opt("dataset", choices=DATASETS))
     data_dir: str | None = field(default=None, metadata=_opt(
@@ -260,12 +293,31 @@ class DataConfig:
 
 
 def config_fields(cls: type) -> list[Any]:
-    """The dataclass fields of a config class (what flags and TOML keys are made from)."""
+    """The dataclass fields of a config class (what flags and TOML keys are made from).
+
+    Args:
+        cls: ``ModelConfig``, ``DataConfig`` or ``TrainConfig``.
+
+    Returns:
+        list: Its ``dataclasses.Field`` objects.
+    """
     return list(fields(cls))
 
 
 def from_dict(cls: type, values: dict[str, Any], *, where: str) -> Any:
-    """``cls(**values)`` with an error that names ``where`` and the known keys for an unknown key."""
+    """``cls(**values)`` with an error that names ``where`` and the known keys for an unknown key.
+
+    Args:
+        cls: A config class.
+        values: Its fields' values by name.
+        where: Where the values come from, for the error message.
+
+    Returns:
+        Any: The config.
+
+    Raises:
+        ValueError: An unknown key (the known keys named) or a bad value.
+    """
     known = [f.name for f in fields(cls)]
     unknown = sorted(set(values) - set(known))
     if unknown:
@@ -290,7 +342,14 @@ def _toml_value(value: Any) -> str:
 
 
 def to_toml(tables: dict[str, Any]) -> str:
-    """A TOML text of top-level keys and tables; None values are written as comments (TOML has no null)."""
+    """A TOML text of top-level keys and tables; None values are written as comments (TOML has no null).
+
+    Args:
+        tables: Top-level keys and tables (dicts).
+
+    Returns:
+        str: The TOML text.
+    """
     lines = []
     for key, value in tables.items():
         if not isinstance(value, dict):

@@ -44,7 +44,13 @@ DATASETS = ("digits", "mnist", "fashion-mnist", "kmnist", "mnist-10k", "syntheti
 
 @dataclass(frozen=True)
 class IdxSource:
-    """Where a dataset's IDX files come from: file names with their MD5 (of the .gz), mirrors, folder names."""
+    """Where a dataset's IDX files come from: file names with their MD5 (of the .gz), mirrors, folder names.
+
+    Attributes:
+        files: Role (``train_x``...) -> (file name, MD5 of the .gz).
+        mirrors: Base URLs to download from, in order.
+        folders: Folder names the files are looked for in.
+    """
 
     files: dict[str, tuple[str, str]]
     mirrors: tuple[str, ...]
@@ -93,7 +99,18 @@ SOURCES["mnist-10k"] = IdxSource(
 
 @dataclass(frozen=True)
 class Dataset:
-    """Train / validation / test tensors. x: (N, d) float32; y: (N,) int64 labels (or (N, k) float targets)."""
+    """Train / validation / test tensors. x: (N, d) float32; y: (N,) int64 labels (or (N, k) float targets).
+
+    Attributes:
+        name: The dataset's name.
+        x_train: (N, d) float32 training inputs.
+        y_train: (N,) int64 labels, or (N, k) float targets.
+        x_val: Validation inputs (empty without a validation split).
+        y_val: Their labels.
+        x_test: Test inputs.
+        y_test: Their labels.
+        num_classes: The classes (0 for a regression).
+    """
 
     name: str
     x_train: Tensor
@@ -132,6 +149,15 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     """Parse an IDX file (gzip-compressed or not) into an array, checking its header against its length.
 
     A truncated, corrupt or mislabelled file raises ``ValueError`` naming the file and the fix.
+
+    Args:
+        path: An IDX file, gzip-compressed or not.
+
+    Returns:
+        np.ndarray: Its array, in the file's dtype and shape.
+
+    Raises:
+        ValueError: A truncated, corrupt or mislabelled file.
     """
     path = Path(path)
     try:
@@ -186,7 +212,15 @@ def _search_folders(name: str, root: str | os.PathLike[str] | None) -> list[Path
 
 
 def find_idx_dir(name: str, root: str | os.PathLike[str] | None = None) -> Path | None:
-    """The first folder that holds every IDX file of ``name``, or None."""
+    """The first folder that holds every IDX file of ``name``, or None.
+
+    Args:
+        name: A dataset with IDX files.
+        root: A folder to look in first (or its parent).
+
+    Returns:
+        Path | None: The folder, or None.
+    """
     files = SOURCES[name].files.values()
     for folder in _search_folders(name, root):
         if all(_idx_file(folder, f) is not None for f, _ in files):
@@ -204,7 +238,20 @@ def _md5(path: Path) -> str:
 
 def download_idx(name: str, dest: str | os.PathLike[str], *, mirrors: Sequence[str] | None = None,
                  timeout: float = 60.0) -> Path:
-    """Download the IDX files of ``name`` into ``dest``, each checked against its MD5 and renamed atomically."""
+    """Download the IDX files of ``name`` into ``dest``, each checked against its MD5 and renamed atomically.
+
+    Args:
+        name: A dataset with IDX files (``mnist``, ``fashion-mnist``, ``kmnist``).
+        dest: The folder to write them into.
+        mirrors: Base URLs to try, in order (None: the dataset's own).
+        timeout: Seconds per request.
+
+    Returns:
+        Path: ``dest``.
+
+    Raises:
+        ValueError: A file whose MD5 does not match on every mirror, or no mirror reachable.
+    """
     source = SOURCES[name]
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
@@ -345,6 +392,9 @@ def load(name: str = "digits", *, root: str | os.PathLike[str] | None = None, do
 
     >>> load("digits").summary()
     'digits: 1293 train, 144 validation, 360 test, 64 inputs, 10 classes'
+
+    Returns:
+        Dataset: The training, validation and test tensors.
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")

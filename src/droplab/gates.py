@@ -60,6 +60,18 @@ def check_keep(keep: Keep, *, where: str = "keep", allow_zero: bool = False) -> 
 
     >>> check_keep(0.5)
     0.5
+
+    Args:
+        keep: A probability in (0, 1] (or [0, 1] with ``allow_zero``), or a tensor of them.
+        where: The argument's name, for the error message.
+        allow_zero: Whether 0 is allowed.
+
+    Returns:
+        Keep: ``keep``, unchanged.
+
+    Raises:
+        ValueError: A value outside the range, NaN, or an empty tensor.
+        TypeError: Neither a number nor a floating tensor.
     """
     low = "[0, 1]" if allow_zero else "(0, 1]"
     if isinstance(keep, bool) or not isinstance(keep, (int, float, Tensor)):
@@ -79,6 +91,18 @@ def check_keep(keep: Keep, *, where: str = "keep", allow_zero: bool = False) -> 
 
 
 def check_scaling(scaling: str) -> str:
+    """Validate a scaling convention: ``"paper"`` (gated values are p O on average) or ``"inverted"`` (divided by
+    p, so their mean is O, as torch does).
+
+    Args:
+        scaling: ``"paper"`` or ``"inverted"``.
+
+    Returns:
+        str: ``scaling``, unchanged.
+
+    Raises:
+        ValueError: Any other text.
+    """
     if scaling not in SCALINGS:
         raise ValueError(f"scaling must be one of {SCALINGS}, got {scaling!r}")
     return scaling
@@ -117,6 +141,14 @@ def random_words(count: int, *, generator: torch.Generator | None, device: torch
     >>> g = torch.Generator().manual_seed(0)
     >>> random_words(3, generator=g, device=torch.device("cpu")).dtype
     torch.int64
+
+    Args:
+        count: How many words.
+        generator: The draws' generator (None: torch's default).
+        device: Where they are drawn.
+
+    Returns:
+        Tensor: (count,) int64.
     """
     if count < 0:
         raise ValueError(f"count must be a non-negative integer, got {count}")
@@ -172,6 +204,16 @@ def bernoulli_noise(shape: torch.Size | tuple[int, ...], keep: Keep, *, generato
     >>> g = torch.Generator().manual_seed(0)
     >>> bernoulli_noise((2, 3), 0.5, generator=g, dtype=torch.float32, device=torch.device("cpu")).shape
     torch.Size([2, 3])
+
+    Args:
+        shape: The noise's shape.
+        keep: The keep probability: a number, or a tensor that broadcasts to ``shape`` (a rate per unit).
+        generator: The draws' generator (None: torch's default).
+        dtype: The noise's floating dtype.
+        device: Where it is drawn.
+
+    Returns:
+        Tensor: 0.0 / 1.0 values, 1 with probability ``keep``.
     """
     shape = _shape(shape)
     if not isinstance(keep, Tensor):
@@ -291,6 +333,19 @@ class GateKind:
     probability ``keep`` (so ``exact`` can list every configuration); ``affine_mean`` that its mean is affine in O
     (the Monte Carlo estimator's E(S) from E(O) relies on it); ``linear_moments``, where the gated value is
     A O + B with noise A, B independent of O, gives (E(A), E(B), E(A^2), E(AB), E(B^2)) for moment propagation.
+
+    Attributes:
+        name: Its name in ``GATES``.
+        draw: (O, keep, generator) -> the noise.
+        apply: (O, noise, keep, scaling) -> the gated value.
+        mean: (O, keep, scaling) -> E(gated value | O).
+        variance: (O, keep, scaling) -> Var(gated value | O).
+        needs_probability_input: Its input must lie in [0, 1] (spiking units).
+        scalings: The scaling conventions it is defined for.
+        enumerable: Its noise is a Bernoulli variable with probability ``keep`` (``exact`` can list it).
+        affine_mean: Its mean is affine in O.
+        linear_moments: The moments ``linear_moments`` propagates, or None.
+        binary_noise: Its noise takes two values.
     """
 
     name: str
@@ -333,7 +388,17 @@ GATES: dict[str, GateKind] = {
 
 
 def gate_kind(name: str) -> GateKind:
-    """Look a gate kind up by name, with an error that lists the known ones."""
+    """Look a gate kind up by name, with an error that lists the known ones.
+
+    Args:
+        name: A gate kind's name: one of ``GATES``.
+
+    Returns:
+        GateKind: The kind.
+
+    Raises:
+        ValueError: An unknown name (the message lists the known ones).
+    """
     try:
         return GATES[name]
     except KeyError:

@@ -67,7 +67,11 @@ class SlowPrecisionWarning(UserWarning):
 
 
 def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo``; elsewhere ``platform.processor()``)."""
+    """The CPU's model name (``/proc/cpuinfo``; elsewhere ``platform.processor()``).
+
+    Returns:
+        str: The model name.
+    """
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
             for line in fh:
@@ -79,7 +83,11 @@ def cpu_model() -> str:
 
 
 def cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags (``/proc/cpuinfo``'s ``flags``; empty where unknown)."""
+    """The CPU's feature flags (``/proc/cpuinfo``'s ``flags``; empty where unknown).
+
+    Returns:
+        frozenset[str]: The flags, e.g. ``avx2``, ``avx512_bf16``, ``avx512_vnni``.
+    """
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
             for line in fh:
@@ -98,7 +106,11 @@ def _shown_flags() -> list[str]:
 
 def capability() -> str:
     """torch's vector capability on this CPU (``torch.backends.cpu.get_cpu_capability()``: AVX2, AVX512, ...);
-    ``ATEN_CPU_CAPABILITY`` lowers it."""
+    ``ATEN_CPU_CAPABILITY`` lowers it.
+
+    Returns:
+        str: ``"AVX2"``, ``"AVX512"``, ``"DEFAULT"``...
+    """
     try:
         return str(torch.backends.cpu.get_cpu_capability())
     except Exception:  # pragma: no cover - very old torch
@@ -107,7 +119,15 @@ def capability() -> str:
 
 def supported(precision: str, device: torch.device | str = "cpu") -> bool:
     """Whether the CPU's flags admit ``precision``'s products (always True off x86 and on CUDA, where only the
-    probe decides)."""
+    probe decides).
+
+    Args:
+        precision: A precision's name.
+        device: Where it would run.
+
+    Returns:
+        bool: Whether the flags admit it.
+    """
     if precision not in _KIND:
         raise ValueError(f"precision must be one of {sorted(_KIND)}, got {precision!r}")
     kind = _KIND[precision]
@@ -128,7 +148,11 @@ _DISK: dict[str, dict[str, float]] = {}  # cache file -> its entries, as read on
 
 def cache_dir() -> Path | None:
     """Where the probe's timings are kept: ``$DROPLAB_CACHE_DIR``, else ``$XDG_CACHE_HOME/droplab``, else
-    ``~/.cache/droplab``; None when ``DROPLAB_PROBE_CACHE=0`` or no home is known."""
+    ``~/.cache/droplab``; None when ``DROPLAB_PROBE_CACHE=0`` or no home is known.
+
+    Returns:
+        Path | None: The folder, or None when the disk cache is off.
+    """
     if os.environ.get("DROPLAB_PROBE_CACHE", "1") == "0":
         return None
     if os.environ.get("DROPLAB_CACHE_DIR"):
@@ -219,7 +243,18 @@ def product_seconds(precision: str, shape: tuple[int, int, int], device: torch.d
     """Seconds of one (m, k) x (k, n) product in ``precision`` (float32, bfloat16 or int8; bfloat16c and int8c
     name their products' kinds) at this thread count, measured once and cached. ``bail``: when a slice of the rows
     shows the product will take over ``bail`` seconds, that estimate is returned without the full product.
-    ``cached=False`` measures now and stores nothing (a benchmark's peaks)."""
+    ``cached=False`` measures now and stores nothing (a benchmark's peaks).
+
+    Args:
+        precision: ``"float32"``, ``"bfloat16"``, ``"int8"`` (or ``"bfloat16c"``, ``"int8c"``).
+        shape: (m, k, n).
+        device: Where it runs.
+        bail: Seconds beyond which an estimate from a slice is returned, or None.
+        cached: Read it from the cache where it is there.
+
+    Returns:
+        float: Seconds of one product.
+    """
     device = torch.device(device)
     kind = _KIND[precision]
     m, k, n = (int(v) for v in shape)
@@ -255,7 +290,13 @@ def product_seconds(precision: str, shape: tuple[int, int, int], device: torch.d
 
 @dataclass
 class Choice:
-    """What ``choose`` found: the mode, the estimated seconds of the products per candidate, and why."""
+    """What ``choose`` found: the mode, the estimated seconds of the products per candidate, and why.
+
+    Attributes:
+        precision: The mode chosen.
+        seconds: Each candidate's estimated seconds of the products.
+        reason: Why, in a sentence.
+    """
 
     precision: str
     seconds: dict[str, float] = field(default_factory=dict)
@@ -331,7 +372,19 @@ def choose(task: str, sizes: Sequence[int], rows: int, *, low_layers: Sequence[b
 
     ``low_layers`` marks the layers a low precision runs in it (default all; connection dropout stays float32),
     ``int8_layers`` those int8c runs in int8 (default: sizes in multiples of 8). The chosen mode's products run at
-    least ``MARGIN`` times faster than float32's on this host, or float32 is chosen."""
+    least ``MARGIN`` times faster than float32's on this host, or float32 is chosen.
+
+    Args:
+        task: ``"monte_carlo"`` or ``"training"``.
+        sizes: The network's layer sizes.
+        rows: The products' rows.
+        low_layers: The layers a low precision runs (None: all).
+        int8_layers: The layers int8c runs in int8 (None: all).
+        device: Where the products run.
+
+    Returns:
+        Choice: The mode, the candidates' estimated seconds and why.
+    """
     if task not in ("monte_carlo", "training"):
         raise ValueError(f"task must be 'monte_carlo' or 'training', got {task!r}")
     if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence) or len(sizes) < 2 or not all(
@@ -359,7 +412,15 @@ _WARNED: set[tuple[str, str]] = set()
 
 def check_named(precision: str, choice_args: dict[str, Any]) -> None:
     """Warn once (``SlowPrecisionWarning``) where a named low precision's products run slower than float32's on
-    this host for these shapes (``choice_args``: ``choose``'s keyword arguments with ``sizes`` and ``rows``)."""
+    this host for these shapes (``choice_args``: ``choose``'s keyword arguments with ``sizes`` and ``rows``).
+
+    Args:
+        precision: The named precision.
+        choice_args: ``choose``'s keyword arguments for the shapes at hand.
+
+    Returns:
+        None
+    """
     if _KIND.get(precision, "float32") == "float32":
         return
     task = "training" if precision == "bfloat16" else "monte_carlo"
@@ -381,7 +442,16 @@ def check_named(precision: str, choice_args: dict[str, Any]) -> None:
 
 def peaks(size: int = 1024, device: torch.device | str = "cpu", cached: bool = True) -> dict[str, float]:
     """The products' rates at ``size`` x ``size`` x ``size`` in GFLOP/s (int8: GOP/s), at this thread count;
-    ``cached=False`` measures them now."""
+    ``cached=False`` measures them now.
+
+    Args:
+        size: The products' size.
+        device: Where they run.
+        cached: Read them from the cache where they are there.
+
+    Returns:
+        dict[str, float]: ``float32``, ``bfloat16`` (GFLOP/s) and ``int8`` (GOP/s).
+    """
     out = {}
     for kind in ("float32", "bfloat16", "int8"):
         t = product_seconds(kind, (size, size, size), device, cached=cached)
@@ -392,7 +462,16 @@ def peaks(size: int = 1024, device: torch.device | str = "cpu", cached: bool = T
 def describe(sizes: Sequence[int] = (784, 1200, 1200, 1200, 1200, 10), batch: int = 100,
              mc_rows: int = 870) -> dict[str, Any]:
     """The host as droplab sees it (``droplab info``): CPU, capability, cores, threads, peaks, and what "auto"
-    chooses for Monte Carlo (a chunk of ``mc_rows`` rows) and for training (batch ``batch``) on ``sizes``."""
+    chooses for Monte Carlo (a chunk of ``mc_rows`` rows) and for training (batch ``batch``) on ``sizes``.
+
+    Args:
+        sizes: The network whose products the choices are made for.
+        batch: The training batch.
+        mc_rows: The rows of a Monte Carlo chunk.
+
+    Returns:
+        dict: What ``droplab info --json`` prints.
+    """
     rates = peaks()
     mc, tr = choose("monte_carlo", sizes, mc_rows), choose("training", sizes, batch)
     return {"cpu": cpu_model(), "capability": capability(), "machine": platform.machine(),

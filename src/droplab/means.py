@@ -120,13 +120,31 @@ def _plogsum(p: Tensor, log_o: Tensor, dim: int) -> Tensor:
 
 @_array_api
 def weighted_mean(o: Array, weights: Array | None = None, *, dim: int = -1) -> Array:
-    """E = sum_i P_i O_i."""
+    """E = sum_i P_i O_i.
+
+    Args:
+        o: The members' outputs O_i, along ``dim`` (NumPy array or tensor).
+        weights: Their probabilities P_i along ``dim`` (None: uniform); they sum to 1.
+        dim: The dimension the members lie along.
+
+    Returns:
+        Array: The same kind as the inputs (NumPy array or tensor), their shape without ``dim``.
+    """
     return (_weights(o, weights, dim) * o).sum(dim)
 
 
 @_array_api
 def weighted_variance(o: Array, weights: Array | None = None, *, dim: int = -1) -> Array:
-    """V = sum_i P_i (O_i - E)^2."""
+    """V = sum_i P_i (O_i - E)^2.
+
+    Args:
+        o: The members' outputs O_i, along ``dim`` (NumPy array or tensor).
+        weights: Their probabilities P_i along ``dim`` (None: uniform); they sum to 1.
+        dim: The dimension the members lie along.
+
+    Returns:
+        Array: The same kind as the inputs (NumPy array or tensor), their shape without ``dim``.
+    """
     p = _weights(o, weights, dim)
     e = (p * o).sum(dim, keepdim=True)
     return (p * (o - e).square()).sum(dim)
@@ -134,7 +152,16 @@ def weighted_variance(o: Array, weights: Array | None = None, *, dim: int = -1) 
 
 @_array_api
 def geometric_mean(o: Array, weights: Array | None = None, *, dim: int = -1) -> Array:
-    """G = prod_i O_i^P_i = exp(sum_i P_i log O_i); 0 if some O_i = 0 with P_i > 0."""
+    """G = prod_i O_i^P_i = exp(sum_i P_i log O_i); 0 if some O_i = 0 with P_i > 0.
+
+    Args:
+        o: The members' outputs O_i, along ``dim`` (NumPy array or tensor).
+        weights: Their probabilities P_i along ``dim`` (None: uniform); they sum to 1.
+        dim: The dimension the members lie along.
+
+    Returns:
+        Array: The same kind as the inputs (NumPy array or tensor), their shape without ``dim``.
+    """
     _check_unit(o)
     p = _weights(o, weights, dim)
     return torch.exp(_plogsum(p.expand_as(o), torch.log(o), dim))
@@ -142,7 +169,16 @@ def geometric_mean(o: Array, weights: Array | None = None, *, dim: int = -1) -> 
 
 @_array_api
 def complement_geometric_mean(o: Array, weights: Array | None = None, *, dim: int = -1) -> Array:
-    """G' = prod_i (1 - O_i)^P_i."""
+    """G' = prod_i (1 - O_i)^P_i.
+
+    Args:
+        o: The members' outputs O_i, along ``dim`` (NumPy array or tensor).
+        weights: Their probabilities P_i along ``dim`` (None: uniform); they sum to 1.
+        dim: The dimension the members lie along.
+
+    Returns:
+        Array: The same kind as the inputs (NumPy array or tensor), their shape without ``dim``.
+    """
     _check_unit(o)
     p = _weights(o, weights, dim)
     return torch.exp(_plogsum(p.expand_as(o), torch.log1p(-o), dim))
@@ -155,6 +191,16 @@ def normalized_geometric_mean(o: Array, weights: Array | None = None, *, dim: in
 
     >>> float(normalized_geometric_mean(torch.tensor([0.5, 0.5])))
     0.5
+
+    Args:
+        o: The members' outputs O_i, along ``dim`` (NumPy array or tensor).
+        weights: Their probabilities P_i along ``dim`` (None: uniform); they sum to 1.
+        dim: The dimension the members lie along.
+        undefined: Where NWGM = 0/0 (some O_i = 0 and some O_j = 1): ``"nan"`` returns NaN there, ``"raise"``
+            raises a ValueError.
+
+    Returns:
+        Array: The same kind as the inputs (NumPy array or tensor), their shape without ``dim``.
     """
     if undefined not in ("nan", "raise"):
         raise ValueError(f"undefined must be 'nan' or 'raise', got {undefined!r}")
@@ -172,7 +218,18 @@ def normalized_geometric_mean(o: Array, weights: Array | None = None, *, dim: in
 @_array_api
 def logistic_nwgm(s: Array, weights: Array | None = None, *, dim: int = -1, c: float = 1.0,
                   lam: float = 1.0) -> Array:
-    """NWGM of logistic outputs from their input sums: sigma(E(S)) exactly (Eqs. 34-39)."""
+    """NWGM of logistic outputs from their input sums: sigma(E(S)) exactly (Eqs. 34-39).
+
+    Args:
+        s: The members' input sums S_i, along ``dim``.
+        weights: Their probabilities P_i along ``dim`` (None: uniform); they sum to 1.
+        dim: The dimension the members lie along.
+        c: The logistic's c (Eq. 27).
+        lam: The slope lambda.
+
+    Returns:
+        Array: The same kind as the inputs (NumPy array or tensor), their shape without ``dim``.
+    """
     p = _weights(s, weights, dim)
     return 1 / (1 + c * torch.exp(-lam * (p * s).sum(dim)))
 
@@ -183,6 +240,15 @@ def class_normalized_geometric_mean(o: Array, weights: Array | None = None, *, d
     """NWGM of normalized exponential outputs (Eq. 44): G_i / sum_l G_l over classes, G_i = prod O_i^P.
 
     For softmax outputs this equals softmax(E(S)) (Eq. 47).
+
+    Args:
+        o: The members' outputs O_i, along ``dim`` (NumPy array or tensor).
+        weights: Their probabilities P_i along ``dim`` (None: uniform); they sum to 1.
+        dim: The dimension the members lie along.
+        class_dim: The dimension of the classes.
+
+    Returns:
+        Array: The NWGM of each class (``o``'s shape without ``dim``).
     """
     p = _weights(o, weights, dim)
     log_g = (p * torch.log(o)).sum(dim)
@@ -193,28 +259,61 @@ def class_normalized_geometric_mean(o: Array, weights: Array | None = None, *, d
 # ---------------------------------------------------------------------------------------------------- bounds
 @_array_api
 def cartwright_field_bounds(o: Array, weights: Array | None = None, *, dim: int = -1) -> tuple[Array, Array]:
-    """Eq. 78: V / (2 max O) <= E - G <= V / (2 min O). Returns (lower, upper)."""
+    """Eq. 78: V / (2 max O) <= E - G <= V / (2 min O). Returns (lower, upper).
+
+    Args:
+        o: The members' outputs O_i, along ``dim`` (NumPy array or tensor).
+        weights: Their probabilities P_i along ``dim`` (None: uniform); they sum to 1.
+        dim: The dimension the members lie along.
+
+    Returns:
+        tuple[Array, Array]: (lower, upper) bounds on E - G, each the inputs' shape without ``dim``.
+    """
     v = weighted_variance(o, weights, dim=dim)
     return v / (2 * o.amax(dim)), v / (2 * o.amin(dim))
 
 
 @_array_api
 def nwgm_around_half(e: Array, v: Array) -> Array:
-    """Eq. 84, second order around 0.5: NWGM ~ (E - V) / (1 - 2V)."""
+    """Eq. 84, second order around 0.5: NWGM ~ (E - V) / (1 - 2V).
+
+    Args:
+        e: E, the mean output(s), in [0, 1].
+        v: V, the variance(s) of the output, in [0, 1/4].
+
+    Returns:
+        Array: The same kind and shape as the inputs.
+    """
     _check_mean_variance(e, v)
     return (e - v) / (1 - 2 * v)
 
 
 @_array_api
 def nwgm_error_around_half(e: Array, v: Array) -> Array:
-    """Eqs. 85 and 87: |E - NWGM| ~ V |1 - 2E| / (1 - 2V)."""
+    """Eqs. 85 and 87: |E - NWGM| ~ V |1 - 2E| / (1 - 2V).
+
+    Args:
+        e: E, the mean output(s), in [0, 1].
+        v: V, the variance(s) of the output, in [0, 1/4].
+
+    Returns:
+        Array: The same kind and shape as the inputs.
+    """
     _check_mean_variance(e, v)
     return v * (1 - 2 * e).abs() / (1 - 2 * v)
 
 
 @_array_api
 def bound_variance(e: Array, v: Array) -> Array:
-    """Eq. 87, bound 1 (variance-dependent): |E - NWGM| <~ E(1 - E)|1 - 2E| / (1 - 2V)."""
+    """Eq. 87, bound 1 (variance-dependent): |E - NWGM| <~ E(1 - E)|1 - 2E| / (1 - 2V).
+
+    Args:
+        e: E, the mean output(s), in [0, 1].
+        v: V, the variance(s) of the output, in [0, 1/4].
+
+    Returns:
+        Array: The same kind and shape as the inputs.
+    """
     _check_mean_variance(e, v)
     return e * (1 - e) * (1 - 2 * e).abs() / (1 - 2 * v)
 
@@ -238,13 +337,27 @@ def _check_mean_variance(e: Tensor, v: Tensor) -> None:
 
 @_array_api
 def bound_mean_only(e: Array) -> Array:
-    """Eq. 87, bound 2 (variance-independent, Fig. 8.1): E(1 - E)|1 - 2E| / (1 - 2E(1 - E))."""
+    """Eq. 87, bound 2 (variance-independent, Fig. 8.1): E(1 - E)|1 - 2E| / (1 - 2E(1 - E)).
+
+    Args:
+        e: E, the mean output(s), in [0, 1].
+
+    Returns:
+        Array: The same kind and shape as the inputs.
+    """
     return e * (1 - e) * (1 - 2 * e).abs() / (1 - 2 * e * (1 - e))
 
 
 @_array_api
 def bound_simple(e: Array) -> Array:
-    """Eq. 87, last form (Fig. 8.2): 2E(1 - E)|1 - 2E|."""
+    """Eq. 87, last form (Fig. 8.2): 2E(1 - E)|1 - 2E|.
+
+    Args:
+        e: E, the mean output(s), in [0, 1].
+
+    Returns:
+        Array: The same kind and shape as the inputs.
+    """
     return 2 * e * (1 - e) * (1 - 2 * e).abs()
 
 
@@ -256,6 +369,13 @@ def nwgm_around_mean(e: Array, v: Array) -> Array:
 
     >>> float(nwgm_around_mean(torch.tensor(1.0), torch.tensor(0.0)))
     1.0
+
+    Args:
+        e: E, the mean output(s), in [0, 1].
+        v: V, the variance(s) of the output, in [0, 1/4].
+
+    Returns:
+        Array: The same kind and shape as the inputs.
     """
     _check_mean_variance(e, v)
     formula = (e - v / (2 * e)) / (1 - v / (2 * e * (1 - e)))
@@ -264,14 +384,30 @@ def nwgm_around_mean(e: Array, v: Array) -> Array:
 
 @_array_api
 def nwgm_around_extremes(e: Array, v: Array) -> Array:
-    """Eqs. 207 and 211, expansion around 1 (or 0): NWGM ~ (2E - V) / (2 - 2V)."""
+    """Eqs. 207 and 211, expansion around 1 (or 0): NWGM ~ (2E - V) / (2 - 2V).
+
+    Args:
+        e: E, the mean output(s), in [0, 1].
+        v: V, the variance(s) of the output, in [0, 1/4].
+
+    Returns:
+        Array: The same kind and shape as the inputs.
+    """
     _check_mean_variance(e, v)
     return (2 * e - v) / (2 - 2 * v)
 
 
 @_array_api
 def nwgm_error_extremes(e: Array, v: Array) -> Array:
-    """Eq. 208: E - NWGM ~ -(E - 1/2) V / (1 - V); |.| <= 1/2 V/(1-V) <= 1/6 (Eqs. 209-210)."""
+    """Eq. 208: E - NWGM ~ -(E - 1/2) V / (1 - V); |.| <= 1/2 V/(1-V) <= 1/6 (Eqs. 209-210).
+
+    Args:
+        e: E, the mean output(s), in [0, 1].
+        v: V, the variance(s) of the output, in [0, 1/4].
+
+    Returns:
+        Array: The same kind and shape as the inputs.
+    """
     _check_mean_variance(e, v)
     return -(e - 0.5) * v / (1 - v)
 
@@ -279,14 +415,32 @@ def nwgm_error_extremes(e: Array, v: Array) -> Array:
 # ---------------------------------------------------------------------------------------------------- E(sigma'(S))
 @_array_api
 def expected_derivative_mean_field(mean_s: Array, *, c: float = 1.0, lam: float = 1.0) -> Array:
-    """Eq. 220: E(sigma'(S)) ~ sigma'(E(S)) = lam sigma(1 - sigma) at E(S)."""
+    """Eq. 220: E(sigma'(S)) ~ sigma'(E(S)) = lam sigma(1 - sigma) at E(S).
+
+    Args:
+        mean_s: E(S), the mean input sum.
+        c: The logistic's c (Eq. 27).
+        lam: The slope lambda.
+
+    Returns:
+        Array: The same kind and shape as the inputs.
+    """
     o = 1 / (1 + c * torch.exp(-lam * mean_s))
     return lam * o * (1 - o)
 
 
 @_array_api
 def expected_derivative_second_order(mean_s: Array, var_s: Array, *, lam: float = 1.0) -> Array:
-    """Eq. 223 (c = 1): E(sigma'(S)) ~ 1 / (4 + lam^2 (Var(S) + E(S)^2))."""
+    """Eq. 223 (c = 1): E(sigma'(S)) ~ 1 / (4 + lam^2 (Var(S) + E(S)^2)).
+
+    Args:
+        mean_s: E(S), the mean input sum.
+        var_s: Var(S), its variance, >= 0.
+        lam: The slope lambda.
+
+    Returns:
+        Array: The same kind and shape as the inputs.
+    """
     return 1 / (4 + lam**2 * (var_s + mean_s.square()))
 
 
@@ -300,6 +454,15 @@ def gaussian_expected_logistic(mean_s: Array, var_s: Array, *, c: float = 1.0, l
 
     With c = lam = 1 this is the paper's Eq. 242, 1/(1 + exp(-mu / sqrt(1 + 0.368 s^2))). (The paper's
     derivation drops lam from the variance term; lam^2 s^2 is the variance of lam S.)
+
+    Args:
+        mean_s: E(S), the mean input sum.
+        var_s: Var(S), its variance, >= 0.
+        c: The logistic's c (Eq. 27).
+        lam: The slope lambda.
+
+    Returns:
+        Array: The same kind and shape as the inputs.
     """
     if not c > 0:
         raise ValueError(f"c (the logistic's c) must be positive, got {c}")
@@ -308,7 +471,16 @@ def gaussian_expected_logistic(mean_s: Array, var_s: Array, *, c: float = 1.0, l
 
 @_array_api
 def relu_expectation_gaussian(mean_s: Array, var_s: Array, *, lam: float = 1.0) -> Array:
-    """Eq. 72: E(RL(S)) = lam mu Phi(mu/s) + lam s / sqrt(2 pi) exp(-mu^2 / 2s^2), for S ~ N(mu, s^2), t = 0."""
+    """Eq. 72: E(RL(S)) = lam mu Phi(mu/s) + lam s / sqrt(2 pi) exp(-mu^2 / 2s^2), for S ~ N(mu, s^2), t = 0.
+
+    Args:
+        mean_s: E(S), the mean input sum.
+        var_s: Var(S), its variance, >= 0.
+        lam: The slope lambda.
+
+    Returns:
+        Array: The same kind and shape as the inputs.
+    """
     std = var_s.clamp_min(0).sqrt()
     safe = torch.where(std > 0, std, torch.ones_like(std))
     z = mean_s / safe
@@ -319,13 +491,31 @@ def relu_expectation_gaussian(mean_s: Array, var_s: Array, *, lam: float = 1.0) 
 
 @_array_api
 def relu_error_uniform(a: Array, *, lam: float = 1.0) -> Array:
-    """Eq. 190: |RL(E(S)) - E(RL(S))| = lam a / 4 for S uniform on [-a, a]."""
+    """Eq. 190: |RL(E(S)) - E(RL(S))| = lam a / 4 for S uniform on [-a, a].
+
+    Args:
+        a: The half-width of the uniform distribution of S, >= 0.
+        lam: The slope lambda.
+
+    Returns:
+        Array: The same kind and shape as the inputs.
+    """
     return lam * a / 4
 
 
 @_array_api
 def relu_error_discrete(s: Array, weights: Array | None = None, *, dim: int = -1, lam: float = 1.0) -> Array:
-    """Eq. 193: |RL(E(S)) - E(RL(S))| for values S_i with probabilities P_i (Eq. 194: uniform P_i)."""
+    """Eq. 193: |RL(E(S)) - E(RL(S))| for values S_i with probabilities P_i (Eq. 194: uniform P_i).
+
+    Args:
+        s: The members' input sums S_i, along ``dim``.
+        weights: Their probabilities P_i along ``dim`` (None: uniform); they sum to 1.
+        dim: The dimension the members lie along.
+        lam: The slope lambda.
+
+    Returns:
+        Array: The same kind as the inputs (NumPy array or tensor), their shape without ``dim``.
+    """
     p = _weights(s, weights, dim)
     mean = (p * s).sum(dim)
     positive = (p * s * (s > 0)).sum(dim)

@@ -33,7 +33,12 @@ KeepSpec = float | Tensor | None
 
 @dataclass(frozen=True)
 class Trace:
-    """Per layer h = 0..L: input sums S[h] (S[0] is None: the input layer has none) and outputs O[h]."""
+    """Per layer h = 0..L: input sums S[h] (S[0] is None: the input layer has none) and outputs O[h].
+
+    Attributes:
+        S: Per layer, the input sums (B, n_h); S[0] is None.
+        O: Per layer, the outputs (B, n_h); O[0] is the input.
+    """
 
     S: list[Tensor | None]
     O: list[Tensor]
@@ -41,7 +46,15 @@ class Trace:
 
 class Stage(NamedTuple):
     """One step of the network, from layer h - 1 to layer h: O^{h-1} -> gate -> linear -> S^h -> f -> O^h.
-    Every estimator walks the network through ``DropoutMLP.stages()``."""
+    Every estimator walks the network through ``DropoutMLP.stages()``.
+
+    Attributes:
+        h: The layer it computes.
+        gate: The gate on layer h - 1's outputs.
+        linear: The weights (a ``Linear`` or a ``ConnectionDropoutLinear``).
+        activation: The transfer function's module.
+        transfer: The ``Transfer``.
+    """
 
     h: int
     gate: nn.Module

@@ -40,7 +40,17 @@ __all__ = ["ARMS", "PRESETS", "Arm", "Preset", "Settings", "preset", "resolve"]
 @dataclass(frozen=True)
 class Preset:
     """A training preset: typed model and training settings and the dataset; study presets (``droplab
-    reproduce``) are derived from these (``droplab.experiments.PRESETS``)."""
+    reproduce``) are derived from these (``droplab.experiments.PRESETS``).
+
+    Attributes:
+        dataset: The dataset's name.
+        model: The network.
+        train: The schedule.
+        description: A line for ``droplab train --help``.
+        normalize: The inputs' scaling.
+        validation: The share of the training digits held out.
+        extra: Anything else a preset carries.
+    """
 
     dataset: str
     model: ModelConfig
@@ -125,7 +135,16 @@ PRESETS: dict[str, Preset] = {
 class Arm:
     """One arm of the regularizer comparison (``droplab reproduce``'s generalization section): the studied
     network with ``model`` changes, trained with its own learning rate ``lr`` (and ``l2``), each chosen on
-    validation error by ``droplab sweep --preset arm-<slug>`` over ``lr_grid`` (and ``l2_grid``)."""
+    validation error by ``droplab sweep --preset arm-<slug>`` over ``lr_grid`` (and ``l2_grid``).
+
+    Attributes:
+        slug: Its name (``droplab sweep --preset arm-<slug>``).
+        model: The changes to the studied network's ``ModelConfig``.
+        lr: Its learning rate.
+        l2: Its L2 weight decay.
+        l2_grid: The L2 values its sweep tries.
+        lr_grid: The learning rates its sweep tries.
+    """
 
     slug: str
     model: dict[str, Any]
@@ -170,6 +189,17 @@ ARMS: dict[str, Arm] = {
 
 
 def preset(name: str) -> Preset:
+    """The training preset called ``name`` (one of ``PRESETS``).
+
+    Args:
+        name: One of ``PRESETS``.
+
+    Returns:
+        Preset: It.
+
+    Raises:
+        ValueError: An unknown name (the known ones listed).
+    """
     try:
         return PRESETS[name]
     except KeyError:
@@ -178,7 +208,14 @@ def preset(name: str) -> Preset:
 
 @dataclass(frozen=True)
 class Settings:
-    """What one training run uses: the preset's name and the three typed configs."""
+    """What one training run uses: the preset's name and the three typed configs.
+
+    Attributes:
+        preset: The preset's name.
+        data: Where the examples come from.
+        model: The network.
+        train: The schedule.
+    """
 
     preset: str
     data: DataConfig
@@ -189,7 +226,19 @@ class Settings:
 def resolve(name: str, tables: dict[str, dict[str, Any]] | None = None, *, where: str = "the settings") -> Settings:
     """A preset with overrides given as tables ``{"data": {...}, "model": {...}, "train": {...}}`` (the TOML
     file's and the flags' shape), validated by the typed configs. A preset's keep rates mean (input, hidden,
-    ...): when ``sizes`` changes the depth and ``keep`` is not given, that meaning is kept."""
+    ...): when ``sizes`` changes the depth and ``keep`` is not given, that meaning is kept.
+
+    Args:
+        name: A preset's name.
+        tables: Overrides: ``{"data": {...}, "model": {...}, "train": {...}}``.
+        where: Where they come from, for error messages.
+
+    Returns:
+        Settings: The settings of one training run.
+
+    Raises:
+        ValueError: An unknown preset, table or key, or a bad value.
+    """
     base = preset(name)
     tables = tables or {}
     unknown = sorted(set(tables) - {"data", "model", "train"})

@@ -123,7 +123,14 @@ def _run_stage(exp: Experiment, ctx: Context, out: Path, *, force: bool = False)
 
 
 def default_out(preset: str) -> Path:
-    """Where a preset's report goes unless told otherwise: ``reports/<preset>``."""
+    """Where a preset's report goes unless told otherwise: ``reports/<preset>``.
+
+    Args:
+        preset: A study preset's name.
+
+    Returns:
+        Path: ``reports/<preset>``.
+    """
     return Path("reports") / preset
 
 
@@ -207,7 +214,24 @@ def reproduce(out: str | Path | None = None, *, preset: str = "standard", datase
     (bfloat16 where it runs >= 1.25x faster). The summary's ``host`` and ``precisions`` say what ran.
 
     ``ray``: the address of a Ray cluster (``"auto"``: the running one) where the comparison arms train as tasks of
-    one CPU each, side by side, with the same results as here (``droplab.experiments._remote``)."""
+    one CPU each, side by side, with the same results as here (``droplab.experiments._remote``).
+
+    Args:
+        out: The report's folder (None: ``reports/<preset>``).
+        preset: A study preset: ``"standard"``, ``"paper"``, ``"quick"``, ``"tiny"``.
+        dataset: Another dataset of the same input size (None: the preset's).
+        data_dir: Where the data's files are.
+        device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
+        seed: The run's seed.
+        only: The sections to run (the others appear where their cached stage matches).
+        progress: Show progress bars.
+        precision: The Monte Carlo products' precision (above).
+        ray: A Ray cluster's address for the comparison arms, or None.
+
+    Returns:
+        dict: The summary written to ``results.json``: the claims with their verdicts, the sections' seconds, the
+            host and the precisions.
+    """
     settings = _study_settings(preset, dataset, "float32" if precision == "auto" else precision, only)
     out = default_out(preset) if out is None else Path(out)
     study = Study(out, settings, seed=seed, device=device, data_dir=data_dir, progress=progress)  # (writes nothing)
@@ -542,7 +566,18 @@ def compare_runs(folders: Sequence[str | Path], across: Sequence[str] = ()) -> s
     """A Markdown table of every claim across runs (e.g. seeds): the measured number's range, the verdicts,
     and whether the verdict flips. Each folder holds a ``results.json`` from ``reproduce``. ``across``
     (``"precision"``, ``"preset"``) admits runs that differ in those too: each run is named, and the claims whose
-    verdicts differ are listed after the table with every run's number."""
+    verdicts differ are listed after the table with every run's number.
+
+    Args:
+        folders: Report folders, each with its ``results.json``.
+        across: What the runs may differ in besides the seed: ``"precision"``, ``"preset"``.
+
+    Returns:
+        str: The Markdown table, and the claims whose verdicts differ.
+
+    Raises:
+        ValueError: A folder without a report, or runs that differ in what ``across`` does not admit.
+    """
     unknown = sorted(set(across) - {"precision", "preset"})
     if unknown:
         raise ValueError(f"across takes 'precision' and/or 'preset', got {unknown}")

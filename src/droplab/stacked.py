@@ -48,7 +48,13 @@ __all__ = ["StackedMLP", "StackedPredictive", "fit_stacked"]
 
 @dataclass(frozen=True)
 class StackedPredictive:
-    """Monte Carlo statistics of every network of a ``StackedMLP`` (float64)."""
+    """Monte Carlo statistics of every network of a ``StackedMLP`` (float64).
+
+    Attributes:
+        mean: Each network's Monte Carlo mean prediction.
+        log_likelihood: Each network's Monte Carlo log-likelihood of the targets, where targets were given.
+        samples: K, the members sampled.
+    """
 
     mean: Tensor  # (S, M, n, out): the Monte Carlo mean of the output
     log_likelihood: Tensor | None  # (S, M, n): Gal & Ghahramani's estimate, when targets and tau were given
@@ -71,6 +77,15 @@ class StackedMLP:
 
     ``keep`` broadcasts to (S, M, len(sizes) - 1): each network's keep rate of its inputs and of each hidden
     layer, in (0, 1]. ``generator`` draws the Glorot-uniform weights.
+
+    Args:
+        sizes: Layer sizes, inputs ... outputs.
+        groups: S, the groups of networks (each trains on its own data).
+        members: M, the networks per group.
+        keep: Keep rates, broadcasting to (S, M, len(sizes) - 1).
+        generator: The weights' generator.
+        dtype: The parameters' dtype.
+        device: Where they live.
     """
 
     def __init__(self, sizes: Sequence[int], *, groups: int, members: int, keep: float | Sequence | Tensor,
@@ -278,7 +293,27 @@ def fit_stacked(model: StackedMLP, x: Tensor, y: Tensor, *, l2: float | Sequence
     ``epochs`` passes in minibatches of ``batch_size`` (the last one smaller), Adam (torch's, fused; Keras's
     defaults), the loss mean((y - out)^2) + l2 sum(W^2) with ``l2`` broadcasting to (S, M). ``compiled``: the step's
     elementwise work fused by ``torch.compile`` (1.5-2x faster on a CPU; the same result to rounding). Returns
-    ``model``."""
+    ``model``.
+
+    Args:
+        model: The ``StackedMLP`` (trained in place).
+        x: (S, N, d) inputs, one set per group.
+        y: (S, N, out) targets.
+        l2: The L2 coefficient, broadcasting to (S, M).
+        epochs: Passes over the data.
+        generator: The shuffling's and the masks' generator.
+        batch_size: Rows per step.
+        lr: Adam's learning rate.
+        betas: Adam's betas.
+        eps: Adam's epsilon.
+        compiled: Fuse the step's elementwise work with ``torch.compile``.
+
+    Returns:
+        StackedMLP: ``model``.
+
+    Raises:
+        ValueError: Shapes that do not fit the model, non-finite data, or a bad count.
+    """
     s, m = model.groups, model.members
     if x.dim() != 3 or y.dim() != 3 or x.shape[:2] != y.shape[:2] or x.shape[0] != s:
         raise ValueError(f"x and y must be (groups={s}, rows, features) and (groups, rows, outputs), got "

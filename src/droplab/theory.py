@@ -48,7 +48,17 @@ def _check_keep(keep: Tensor) -> None:
 
 # ------------------------------------------------------------------------------------------- Section 11.2
 def ensemble_gradient_linear_unit(w: Tensor, inputs: Tensor, keep: Tensor, target: float | Tensor) -> Tensor:
-    """Eq. 144: dE_ENS/dw_i = -(t - sum_j p_j w_j I_j) p_i I_i for the ensemble of a linear unit."""
+    """Eq. 144: dE_ENS/dw_i = -(t - sum_j p_j w_j I_j) p_i I_i for the ensemble of a linear unit.
+
+    Args:
+        w: The weights w_i (one unit's), or one weight.
+        inputs: The inputs I_i of the unit.
+        keep: The keep probabilities p_i of its inputs.
+        target: The target t.
+
+    Returns:
+        Tensor: dE_ENS/dw_i, shaped as ``w``.
+    """
     w, inputs, keep, target = _tensors(w, inputs, keep, target)
     _check_keep(keep)
     return -(target - (keep * w * inputs).sum(-1, keepdim=True)) * keep * inputs
@@ -56,14 +66,33 @@ def ensemble_gradient_linear_unit(w: Tensor, inputs: Tensor, keep: Tensor, targe
 
 def linear_unit_expected_gradient(w: Tensor, inputs: Tensor, keep: Tensor, target: float | Tensor) -> Tensor:
     """Eq. 147: E(dE_D/dw_i) = dE_ENS/dw_i + w_i I_i^2 p_i (1 - p_i), exactly, for O = sum_j delta_j w_j I_j and
-    E_D = (t - O)^2 / 2: the ensemble gradient plus an adaptive weight decay with coefficient I^2 Var(delta)."""
+    E_D = (t - O)^2 / 2: the ensemble gradient plus an adaptive weight decay with coefficient I^2 Var(delta).
+
+    Args:
+        w: The weights w_i (one unit's), or one weight.
+        inputs: The inputs I_i of the unit.
+        keep: The keep probabilities p_i of its inputs.
+        target: The target t.
+
+    Returns:
+        Tensor: E(dE_D/dw_i), shaped as ``w``.
+    """
     w, inputs, keep, target = _tensors(w, inputs, keep, target)
     return ensemble_gradient_linear_unit(w, inputs, keep, target) + w * inputs**2 * keep * (1 - keep)
 
 
 def linear_unit_penalty(w: Tensor, inputs: Tensor, keep: Tensor) -> Tensor:
     """Eq. 148 (and the article): E(E_D) - E_ENS = 1/2 sum_i p_i (1 - p_i) w_i^2 I_i^2, an L2 penalty whose
-    coefficient p(1 - p) is largest at p = 0.5."""
+    coefficient p(1 - p) is largest at p = 0.5.
+
+    Args:
+        w: The weights w_i (one unit's), or one weight.
+        inputs: The inputs I_i of the unit.
+        keep: The keep probabilities p_i of its inputs.
+
+    Returns:
+        Tensor: E(E_D) - E_ENS.
+    """
     w, inputs, keep = _tensors(w, inputs, keep)
     _check_keep(keep)
     return 0.5 * (keep * (1 - keep) * w**2 * inputs**2).sum(-1)
@@ -72,7 +101,16 @@ def linear_unit_penalty(w: Tensor, inputs: Tensor, keep: Tensor) -> Tensor:
 # ------------------------------------------------------------------------------------------- Section 11.3
 def deep_linear_correction(w: Tensor | float, var_alpha: Tensor | float, cov_alpha_beta: Tensor | float) -> Tensor:
     """Eq. 155: in a deep linear network, S = alpha w + beta for one weight w, and
-    E(dE_D/dw) = dE_ENS/dw + w Var(alpha) + Cov(alpha, beta); this returns the correction w Var(alpha) + Cov."""
+    E(dE_D/dw) = dE_ENS/dw + w Var(alpha) + Cov(alpha, beta); this returns the correction w Var(alpha) + Cov.
+
+    Args:
+        w: The weights w_i (one unit's), or one weight.
+        var_alpha: Var(alpha), the dropout variance of the weight's multiplier.
+        cov_alpha_beta: Cov(alpha, beta).
+
+    Returns:
+        Tensor: w Var(alpha) + Cov(alpha, beta).
+    """
     w, var_alpha, cov_alpha_beta = _tensors(w, var_alpha, cov_alpha_beta)
     if (var_alpha < 0).any():
         raise ValueError(f"var_alpha is a variance and must be >= 0, got {var_alpha.min().item():g}")
@@ -83,7 +121,18 @@ def deep_linear_correction(w: Tensor | float, var_alpha: Tensor | float, cov_alp
 def ensemble_gradient_logistic_unit(w: Tensor, inputs: Tensor, keep: Tensor, target: float | Tensor, *,
                                     lam: float = 1.0) -> Tensor:
     """Eq. 159: the gradient of the relative entropy of the ensemble unit sigma(U), U = sum_j w_j p_j I_j:
-    -lam (t - sigma(U)) p_i I_i."""
+    -lam (t - sigma(U)) p_i I_i.
+
+    Args:
+        w: The weights w_i (one unit's), or one weight.
+        inputs: The inputs I_i of the unit.
+        keep: The keep probabilities p_i of its inputs.
+        target: The target t.
+        lam: The logistic's slope lambda.
+
+    Returns:
+        Tensor: dE_ENS/dw_i, shaped as ``w``.
+    """
     w, inputs, keep, target = _tensors(w, inputs, keep, target)
     _check_keep(keep)
     u = (keep * w * inputs).sum(-1, keepdim=True)
@@ -93,7 +142,18 @@ def ensemble_gradient_logistic_unit(w: Tensor, inputs: Tensor, keep: Tensor, tar
 def logistic_unit_expected_gradient(w: Tensor, inputs: Tensor, keep: Tensor, target: float | Tensor, *,
                                     lam: float = 1.0) -> Tensor:
     """Eq. 164: E(dE_D/dw_i) ~ dE_ENS/dw_i + lam sigma'(U) w_i I_i^2 p_i (1 - p_i) for one logistic unit with the
-    relative entropy error (first order in the dropout variance of S; sigma'(U) = lam sigma (1 - sigma))."""
+    relative entropy error (first order in the dropout variance of S; sigma'(U) = lam sigma (1 - sigma)).
+
+    Args:
+        w: The weights w_i (one unit's), or one weight.
+        inputs: The inputs I_i of the unit.
+        keep: The keep probabilities p_i of its inputs.
+        target: The target t.
+        lam: The logistic's slope lambda.
+
+    Returns:
+        Tensor: E(dE_D/dw_i), shaped as ``w``.
+    """
     w, inputs, keep, target = _tensors(w, inputs, keep, target)
     u = lam * (keep * w * inputs).sum(-1, keepdim=True)
     slope = lam * torch.sigmoid(u) * (1 - torch.sigmoid(u))
@@ -106,7 +166,21 @@ def top_layer_expected_gradient(w: Tensor, hidden: Tensor, mean_o: Tensor, var_o
     """Eq. 181: a logistic output unit i over a dropout layer with outputs O_j:
     E(dE_D/dw_ij) ~ -(t - W_i) p_j W_j + w_ij sigma'(U_i) Var(delta_j O_j), with W the deterministic network's
     outputs (``output`` = W_i, ``hidden`` = W_j, ``u`` = U_i) and Var(delta_j O_j) = p_j (Var(O_j) + E(O_j)^2)
-    - (p_j E(O_j))^2 from the dropout mean and variance of O_j."""
+    - (p_j E(O_j))^2 from the dropout mean and variance of O_j.
+
+    Args:
+        w: The weights w_i (one unit's), or one weight.
+        hidden: W_j, the deterministic network's outputs of the layer below.
+        mean_o: E(O_j), the dropout means of that layer.
+        var_o: Var(O_j), their dropout variances.
+        keep: The keep probabilities p_i of its inputs.
+        target: The target t.
+        output: W_i, the deterministic network's output of unit i.
+        u: U_i, its input sum.
+
+    Returns:
+        Tensor: E(dE_D/dw_ij), shaped as ``w``.
+    """
     w, hidden, mean_o, var_o, keep, target, output, u = _tensors(w, hidden, mean_o, var_o, keep, target, output, u)
     _check_keep(keep)
     var_gated = keep * (var_o + mean_o**2) - (keep * mean_o) ** 2
@@ -116,7 +190,16 @@ def top_layer_expected_gradient(w: Tensor, hidden: Tensor, mean_o: Tensor, var_o
 # ------------------------------------------------------------------------------------------- the lecture
 def l2_as_gaussian_noise(mse: Tensor | float, w: Tensor, alpha: float) -> Tensor:
     """Lecture: for linear regression, E_n[((x + n)^T w - y)^2] = f(w) + alpha ||w||^2 with n ~ N(0, alpha I),
-    where f(w) is the mean squared error without noise."""
+    where f(w) is the mean squared error without noise.
+
+    Args:
+        mse: f(w), the mean squared error without noise.
+        w: The weights w_i (one unit's), or one weight.
+        alpha: The variance of the Gaussian input noise.
+
+    Returns:
+        Tensor: f(w) + alpha ||w||^2.
+    """
     mse, w = _tensors(mse, w)
     if not alpha >= 0:
         raise ValueError(f"alpha is a noise variance and must be >= 0, got {alpha!r}")
@@ -125,7 +208,16 @@ def l2_as_gaussian_noise(mse: Tensor | float, w: Tensor, alpha: float) -> Tensor
 
 def ensemble_error(v: float | Tensor, c: float | Tensor, n: int | Tensor) -> Tensor:
     """Lecture: the mean squared error of the average of n predictors whose errors have variance v and pairwise
-    covariance c: v / n + (n - 1) c / n."""
+    covariance c: v / n + (n - 1) c / n.
+
+    Args:
+        v: The variance of each predictor's error.
+        c: The covariance of two predictors' errors.
+        n: The number of predictors averaged.
+
+    Returns:
+        Tensor: The mean squared error of the average.
+    """
     v, c = _tensors(v, c)
     n = torch.as_tensor(n, dtype=v.dtype)
     if (n < 1).any():
@@ -142,6 +234,19 @@ def exact_expected_gradient(net: DropoutMLP, x: Tensor, y: Tensor, *, loss: str 
     are shared per configuration, as in Section 11's single-example analysis (give one example to match it).
     ``loss`` is ``cross_entropy`` (softmax output) or ``squared`` (1/2 sum (t - O)^2). Returns one tensor per
     weight layer, shaped like its weight.
+
+    Args:
+        net: A ``DropoutMLP`` whose every gate is a Bernoulli unit gate.
+        x: Inputs, (B, n_0) (one example matches Section 11).
+        y: Targets: class labels (cross entropy) or values (squared error).
+        loss: ``"cross_entropy"`` (softmax output) or ``"squared"``.
+        max_configurations: The most mask configurations it enumerates before refusing.
+
+    Returns:
+        list[Tensor]: One tensor per weight layer, shaped as its weight.
+
+    Raises:
+        ValueError: A gate that is not a Bernoulli unit gate, or more configurations than ``max_configurations``.
     """
     from .train import _loss  # the training loss itself, so the reference differentiates what training does
 

@@ -37,12 +37,23 @@ _state: dict[str, object] = {"enabled": False, "cap": None, "last": None, "next"
 
 def reproducible_products() -> str:
     """Ask MKL for products whose bits do not depend on the thread count (``MKL_CBWR=AUTO,STRICT``) unless the
-    user chose a ``MKL_CBWR`` already; returns the setting in force. Effective only before MKL's first product."""
+    user chose a ``MKL_CBWR`` already; returns the setting in force. Effective only before MKL's first product.
+
+    Returns:
+        str: The ``MKL_CBWR`` setting in force.
+    """
     return os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 
 
 def enable(max_threads: int | None = None) -> None:
-    """Adapt torch's thread count from now on; ``max_threads`` caps it (default: the cores this process may use)."""
+    """Adapt torch's thread count from now on; ``max_threads`` caps it (default: the cores this process may use).
+
+    Args:
+        max_threads: The most threads it sets (None: the cores this process may use).
+
+    Returns:
+        None
+    """
     if max_threads is not None and (not isinstance(max_threads, int) or max_threads < 1):
         raise ValueError(f"max_threads must be a positive integer or None, got {max_threads!r}")
     _state.update(enabled=True, cap=max_threads, last=_reading(), next=time.monotonic() + INTERVAL)
@@ -53,6 +64,11 @@ def disable() -> None:
 
 
 def enabled() -> bool:
+    """Whether the thread adaptation is on (``enable`` turned it on).
+
+    Returns:
+        bool: True once ``enable`` was called.
+    """
     return bool(_state["enabled"])
 
 
@@ -76,7 +92,15 @@ def _reading() -> tuple[float, float, float, float] | None:
 
 
 def others_load(before: tuple[float, float, float, float], after: tuple[float, float, float, float]) -> float:
-    """Cores the other processes kept busy between two readings: the machine's busy cores less this process's."""
+    """Cores the other processes kept busy between two readings: the machine's busy cores less this process's.
+
+    Args:
+        before: A reading of the machine's and this process's CPU times.
+        after: A later one.
+
+    Returns:
+        float: The cores kept busy by other processes.
+    """
     busy, total = after[0] - before[0], after[1] - before[1]
     wall = after[3] - before[3]
     if total <= 0 or wall <= 0:
@@ -87,7 +111,11 @@ def others_load(before: tuple[float, float, float, float], after: tuple[float, f
 
 
 def maybe_adapt() -> int | None:
-    """Set the thread count if the adaptation is on and a reading is due; returns the count set, else None."""
+    """Set the thread count if the adaptation is on and a reading is due; returns the count set, else None.
+
+    Returns:
+        int | None: The thread count set, or None.
+    """
     if not _state["enabled"]:
         return None
     now = time.monotonic()

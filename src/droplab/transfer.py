@@ -24,7 +24,23 @@ __all__ = ["TRANSFERS", "TRANSFER_KINDS", "Transfer", "TransferKind", "linear", 
 @dataclass(frozen=True)
 class TransferKind:
     """One kind of transfer function: how to compute it and what the estimators may assume of it. Code asks
-    these capabilities (``transfer.kind.linear``, ``.elementwise``...) instead of testing names."""
+    these capabilities (``transfer.kind.linear``, ``.elementwise``...) instead of testing names.
+
+    Attributes:
+        name: Its name in ``TRANSFER_KINDS``.
+        function: f(S).
+        derivative: f'(S) elementwise (softmax: the Jacobian's diagonal).
+        max_slope: sup_S f'(S) / lambda.
+        unit_interval: Its outputs are probabilities in [0, 1].
+        elementwise: False where each output depends on the whole layer (softmax).
+        normalized: Its outputs sum to 1 over the layer (softmax).
+        linear: f is linear: Section 3's moment recursions are exact.
+        nwgm_exact: NWGM(O) = f(E(S)) exactly for any gates (Eqs. 34-39).
+        log_output: log f(S) without log(0), for the geometric means; None where undefined.
+        gaussian_closed_form: E and Var of f(S) for Gaussian S in closed form (Eq. 72).
+        sigmoidal_approximation: Eq. 242's E(f(S)) for Gaussian S applies.
+        glorot_gain: The Glorot-uniform gain that suits it (4 for the logistic).
+    """
 
     name: str
     function: Callable[[Tensor, Transfer], Tensor]  # f(S)
@@ -74,7 +90,14 @@ TRANSFERS = tuple(TRANSFER_KINDS)
 @dataclass(frozen=True)
 class Transfer:
     """A transfer function f of kind ``name`` (``TRANSFER_KINDS``) with parameters ``c`` (logistic offset),
-    ``lam`` (slope/gain), ``t`` (threshold)."""
+    ``lam`` (slope/gain), ``t`` (threshold).
+
+    Attributes:
+        name: Its kind's name.
+        c: The logistic's offset c (Eq. 27).
+        lam: The slope (gain) lambda.
+        t: The rectifier's threshold.
+    """
 
     name: str
     c: float = 1.0
@@ -110,7 +133,20 @@ class Transfer:
 
 
 def make_transfer(name: str, *, c: float = 1.0, lam: float = 1.0, t: float = 0.0) -> Transfer:
-    """Build a transfer by name, with checked parameters."""
+    """Build a transfer by name, with checked parameters.
+
+    Args:
+        name: A transfer kind: one of ``TRANSFER_KINDS``.
+        c: The logistic's offset c (Eq. 27), > 0.
+        lam: The slope (gain) lambda, > 0.
+        t: The rectifier's threshold.
+
+    Returns:
+        Transfer: It, with its parameters checked.
+
+    Raises:
+        ValueError: An unknown name, or a parameter out of range.
+    """
     if name not in TRANSFER_KINDS:
         raise ValueError(f"unknown transfer function name={name!r}; expected one of {tuple(TRANSFER_KINDS)}")
     if not (isinstance(c, (int, float)) and not isinstance(c, bool) and math.isfinite(c) and c > 0):
@@ -121,22 +157,64 @@ def make_transfer(name: str, *, c: float = 1.0, lam: float = 1.0, t: float = 0.0
 
 
 def logistic(*, c: float = 1.0, lam: float = 1.0) -> Transfer:
+    """The logistic transfer: f(S) = 1 / (1 + c exp(-lam S)) (Eq. 27).
+
+    Args:
+        c: The logistic's offset c (Eq. 27), > 0.
+        lam: The slope (gain) lambda, > 0.
+
+    Returns:
+        Transfer: It, with its parameters checked.
+    """
     return make_transfer("logistic", c=c, lam=lam)
 
 
 def tanh(*, lam: float = 1.0) -> Transfer:
+    """The tanh transfer: f(S) = tanh(lam S).
+
+    Args:
+        lam: The slope (gain) lambda, > 0.
+
+    Returns:
+        Transfer: It, with its parameters checked.
+    """
     return make_transfer("tanh", lam=lam)
 
 
 def relu(*, lam: float = 1.0, t: float = 0.0) -> Transfer:
+    """The relu transfer: f(S) = lam max(S - t, 0) (Eq. 69).
+
+    Args:
+        lam: The slope (gain) lambda, > 0.
+        t: The rectifier's threshold.
+
+    Returns:
+        Transfer: It, with its parameters checked.
+    """
     return make_transfer("relu", lam=lam, t=t)
 
 
 def linear(*, lam: float = 1.0) -> Transfer:
+    """The linear transfer: f(S) = lam S.
+
+    Args:
+        lam: The slope (gain) lambda, > 0.
+
+    Returns:
+        Transfer: It, with its parameters checked.
+    """
     return make_transfer("linear", lam=lam)
 
 
 def softmax(*, lam: float = 1.0) -> Transfer:
+    """The softmax transfer: f(S)_i = exp(lam S_i) / sum_l exp(lam S_l).
+
+    Args:
+        lam: The slope (gain) lambda, > 0.
+
+    Returns:
+        Transfer: It, with its parameters checked.
+    """
     return make_transfer("softmax", lam=lam)
 
 

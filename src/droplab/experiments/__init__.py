@@ -50,7 +50,21 @@ EXPERIMENTS: list[Experiment] = [
 
 @dataclass(frozen=True)
 class Measurements:
-    """How much a reproduction measures: the study network's snapshots and the sizes of every experiment."""
+    """How much a reproduction measures: the study network's snapshots and the sizes of every experiment.
+
+    Attributes:
+        snapshots: ``"every"`` epoch, or the epochs whose weights are kept.
+        inputs: Fixed inputs every unit is measured on (Section 9: 10).
+        samples: Dropout samples per input (Figs. 9.3-9.15: 10,000).
+        trajectory_samples: Per input and snapshot, for the curves over training (Figs. 9.10-9.11, 11.2-11.3).
+        pairs: Unit pairs for E(O_i O_j) (Figs. 9.12-9.14).
+        sampling_repeats: Samples of m values (Figs. 9.1-9.2).
+        sampling_sizes: The m of Fig. 9.2.
+        coadapt_epochs: The lecture's co-adaptation example's epochs.
+        gradient_samples: Sampled backward passes (Section 10.2).
+        transfer_hidden: The tanh / rectified linear networks of Section 7.2.
+        transfer_epochs: Their training epochs.
+    """
 
     snapshots: str | tuple[int, ...]  # "every" epoch, or the epochs whose weights are kept
     inputs: int  # fixed inputs every unit is measured on (Section 9: 10)
@@ -68,7 +82,13 @@ class Measurements:
 @dataclass(frozen=True)
 class StudyPreset:
     """A ``droplab reproduce`` preset: the training preset whose network and schedule are studied (one source for
-    both commands: ``droplab train --preset <training>`` trains the same network) and the measurement sizes."""
+    both commands: ``droplab train --preset <training>`` trains the same network) and the measurement sizes.
+
+    Attributes:
+        training: The training preset studied.
+        measurements: The measurement sizes.
+        substitute: What the report says at the top of a preset that is not the paper's setting (empty for one that is).
+    """
 
     training: str
     measurements: Measurements

@@ -35,6 +35,19 @@ class Verdict:
     say when a verdict sits within two standard errors of its threshold, i.e. at its noise: such a verdict may
     flip with the seed. ``group`` is ``paper`` (Baldi & Sadowski), ``other`` (claims of other papers) or
     ``lecture`` (the lecture's and the article's).
+
+    Attributes:
+        text: What was found, in a sentence.
+        holds: The verdict.
+        group: ``"paper"``, ``"other"`` or ``"lecture"``.
+        source: The section, equation or figure.
+        words: The paper's words (or a close paraphrase, marked as such).
+        paper: The paper's own number, where it gives one.
+        measured: The measured number.
+        threshold: The number it is held against.
+        basis: Where the threshold comes from.
+        noise: The standard error of ``measured``, where one is known.
+        measurable: False where what the claim needs could not be measured.
     """
 
     text: str
@@ -188,7 +201,18 @@ class Numbers:
 
 @dataclass(frozen=True)
 class Context:
-    """What experiments share: the preset's sizes, the study network's snapshots, a seed and a device."""
+    """What experiments share: the preset's sizes, the study network's snapshots, a seed and a device.
+
+    Attributes:
+        preset: The study preset's name.
+        settings: The run's settings (sizes, samples, precision...).
+        study: The study network, trained on first use.
+        seed: The run's seed.
+        device: Where it runs.
+        progress: Show progress bars.
+        cache: Results the run's experiments share.
+        ray: A Ray cluster's address, where the arms train as tasks.
+    """
 
     preset: str
     settings: dict[str, Any]
@@ -202,6 +226,20 @@ class Context:
 
 @dataclass(frozen=True)
 class Experiment:
+    """One simulation of the paper or the lecture: what it computes, draws and claims.
+
+    Attributes:
+        name: Its name (``droplab reproduce --only NAME``).
+        section: The paper's figure or section numbers, e.g. "Figs. 8.1-8.2".
+        title: Its heading in the report.
+        claim: The paper's (or the lecture's) claim in one sentence.
+        compute: Context -> its results (JSON-plain, cached as a stage).
+        plot: Results -> its figure.
+        verdicts: Results -> its ``Verdict`` list.
+        needs_study: Whether it reads the study network.
+        numbers: Results -> the measured numbers the report tabulates.
+    """
+
     name: str
     section: str  # the paper's figure or section numbers, e.g. "Figs. 8.1-8.2"
     title: str

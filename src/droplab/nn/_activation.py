@@ -27,6 +27,9 @@ class Activation(nn.Module):
 
     >>> Activation("logistic")(torch.zeros(2))
     tensor([0.5000, 0.5000])
+
+    Args:
+        transfer: A ``Transfer`` or a transfer kind's name.
     """
 
     def __init__(self, transfer: Transfer | str) -> None:
@@ -71,6 +74,10 @@ class BackpercolatedActivation(Stochastic, nn.Module):
     In ``expect`` and ``off`` modes the backward pass is the ordinary one. The noise (the backward mask) is
     drawn in the forward pass, so ``record``/``replay`` and generators apply as for every gate.
     Forward dropout is independent of this module: put a gate after it, or not.
+
+    Args:
+        transfer: A ``Transfer`` or a transfer kind's name, with f'(S) <= 1.
+        keep: ``"derivative"`` (q_j = f'(S_j), exact backpercolation) or a fixed probability q.
     """
 
     def __init__(self, transfer: Transfer | str, *, keep: str | float = "derivative") -> None:

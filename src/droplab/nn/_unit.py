@@ -117,6 +117,13 @@ class Dropout(UnitGate):
 
     >>> nn.Sequential(nn.Linear(4, 8), Dropout(p=0.2), nn.Linear(8, 2))(torch.ones(3, 4)).shape
     torch.Size([3, 2])
+
+    Args:
+        *args: A tensor of keep rates (per unit or channel), positionally; a bare number is refused.
+        keep: The keep probability p (a number or a tensor of rates).
+        p: torch's drop probability, 1 - keep (give one of ``keep`` and ``p``).
+        scaling: ``"inverted"`` (torch's: divided by p in training, the identity in eval) or ``"paper"``.
+        mask_sharing: ``"unit"`` (a mask value per example and unit) or ``"channel"`` (one per example and channel).
     """
 
     def __init__(self, *args: Tensor, keep: Keep | None = None, p: Keep | None = None, scaling: str = "inverted",
@@ -127,7 +134,15 @@ class Dropout(UnitGate):
 
 class GaussianDropout(UnitGate):
     """Multiplicative Gaussian noise xi ~ N(p, p(1-p)), the variance of Bernoulli dropout with keep probability p
-    (``keep=``, or torch's drop probability ``p=``, as ``Dropout``)."""
+    (``keep=``, or torch's drop probability ``p=``, as ``Dropout``).
+
+    Args:
+        *args: A tensor of keep rates (per unit or channel), positionally; a bare number is refused.
+        keep: The keep probability p (a number or a tensor of rates).
+        p: torch's drop probability, 1 - keep (give one of ``keep`` and ``p``).
+        scaling: ``"inverted"`` (noise of mean 1) or ``"paper"`` (mean p).
+        mask_sharing: As ``Dropout``'s.
+    """
 
     def __init__(self, *args: Tensor, keep: Keep | None = None, p: Keep | None = None, scaling: str = "inverted",
                  mask_sharing: str = "unit") -> None:
@@ -136,7 +151,13 @@ class GaussianDropout(UnitGate):
 
 
 class Dropin(UnitGate):
-    """Dropin (Section 11.6): a unit keeps its output with probability p (``keep=``), else outputs 1."""
+    """Dropin (Section 11.6): a unit keeps its output with probability p (``keep=``), else outputs 1.
+
+    Args:
+        *args: A tensor of keep rates, positionally.
+        keep: The probability p that a unit keeps its output.
+        p: 1 - keep (give one of ``keep`` and ``p``).
+    """
 
     def __init__(self, *args: Tensor, keep: Keep | None = None, p: Keep | None = None) -> None:
         super().__init__(_keep_argument("Dropin", args, keep, p), kind="dropin", scaling="paper")
@@ -146,6 +167,10 @@ class SpikingUnits(UnitGate):
     """Stochastic spiking units (Section 10.1, global spiking): a spike of size r with probability O.
 
     The input must be a probability (logistic outputs). The gradient is that of r O (straight-through).
+
+    Args:
+        r: The spike size (a number or a tensor per unit).
+        scaling: ``"paper"`` (a spike of size r) or ``"inverted"`` (divided by r).
     """
 
     def __init__(self, r: Keep = 1.0, *, scaling: str = "paper") -> None:

@@ -21,7 +21,19 @@ INSTALL = "droplab sweep needs Ray Tune: pip install 'droplab[sweep]' (or pip in
 
 def run_sweep(sweep: Sweep | str | Path | dict[str, Any], out: str | Path, *, resume: bool = False,
               address: str | None = None, cpus: int | None = None, progress: bool = False) -> list[dict[str, Any]]:
-    """Run (or, with ``resume``, finish) a sweep into ``out``; returns the rows of ``results.csv``."""
+    """Run (or, with ``resume``, finish) a sweep into ``out``; returns the rows of ``results.csv``.
+
+    Args:
+        sweep: A ``Sweep``, a preset's name, a TOML file or a dict.
+        out: The sweep's folder.
+        resume: Finish a sweep in ``out`` that was stopped.
+        address: A Ray cluster's address (None: a local one).
+        cpus: CPUs of the local cluster (None: all).
+        progress: Show Ray Tune's progress.
+
+    Returns:
+        list[dict]: The rows of ``results.csv``.
+    """
     if not progress:  # Ray's own tables and hints, unless asked for
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
         os.environ.setdefault("RAY_DEDUP_LOGS", "0")

@@ -13,7 +13,16 @@ from ._spec import Sweep
 
 
 def write_outputs(sweep: Sweep, rows: list[dict[str, Any]], out: Path) -> None:
-    """``results.csv`` and the plots that the swept settings allow."""
+    """``results.csv`` and the plots that the swept settings allow.
+
+    Args:
+        sweep: The sweep.
+        rows: Its trials' rows.
+        out: The sweep's folder.
+
+    Returns:
+        None
+    """
     buffer = io.StringIO()
     columns = list(rows[0]) if rows else ["trial"]
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")

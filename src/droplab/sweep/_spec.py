@@ -45,7 +45,20 @@ def _check_distribution(where: str, key: str, spec: dict[str, Any]) -> None:
 
 @dataclass(frozen=True)
 class Sweep:
-    """A resolved sweep: what varies and what does not."""
+    """A resolved sweep: what varies and what does not.
+
+    Attributes:
+        name: Its name (its folder under ``sweeps/``).
+        preset: The training preset every trial starts from.
+        base: Overrides every trial shares: ``{"data": {...}, "model": {...}, "train": {...}}``.
+        grid: ``"table.key"`` -> the values to try, every combination.
+        random: ``"table.key"`` -> a distribution to sample.
+        samples: Random points drawn (per grid point).
+        cpus_per_trial: CPUs a trial holds.
+        gpus_per_trial: GPUs a trial holds.
+        asha: Early stopping of poor trials (ASHA's settings), or None.
+        metric: What the trials are ranked by.
+    """
 
     name: str
     preset: str
@@ -75,7 +88,17 @@ class Sweep:
 
 def load_sweep(source: str | Path | dict[str, Any]) -> Sweep:
     """A sweep from a preset name, a TOML file or a dict, checked: every trial's settings are resolved once
-    here, so a bad key or value is refused before Ray starts."""
+    here, so a bad key or value is refused before Ray starts.
+
+    Args:
+        source: A sweep preset's name, a TOML file, or its dict.
+
+    Returns:
+        Sweep: It, every trial's settings checked.
+
+    Raises:
+        ValueError: An unknown key, a bad value, or a trial whose settings do not resolve.
+    """
     if isinstance(source, dict):
         raw, where = source, "the sweep"
     elif str(source) in PRESETS:
@@ -190,7 +213,15 @@ def _grid_points(sweep: Sweep) -> list[dict[str, Any]]:
 
 
 def trial_settings(sweep: Sweep, point: dict[str, Any]) -> Any:
-    """The ``presets.Settings`` of one trial: the preset, the base overrides, then the point's values."""
+    """The ``presets.Settings`` of one trial: the preset, the base overrides, then the point's values.
+
+    Args:
+        sweep: The sweep.
+        point: The trial's values by ``"table.key"``.
+
+    Returns:
+        Settings: The trial's ``presets.Settings``.
+    """
     from ..presets import preset, resolve
 
     tables = {t: dict(v) for t, v in sweep.base.items()}
