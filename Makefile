@@ -38,6 +38,7 @@ lint: setup-dev
 	$(VENV)/bin/ruff check src tests benchmarks tools
 
 docs: setup-dev
+	$(PY) tools/tutorials.py
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
 
 bench: setup

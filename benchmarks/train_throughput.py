@@ -139,7 +139,7 @@ def main() -> None:
     for r in range(args.rounds):
         order = list(states.items()) if r % 2 == 0 else list(states.items())[::-1]  # alternate who goes first
         this = {}
-        for key, (state, config_p) in order:
+        for key, (state, _config) in order:
             _sync(device)
             t0 = time.perf_counter()
             state.epoch(data)

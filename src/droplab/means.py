@@ -120,7 +120,11 @@ def _plogsum(p: Tensor, log_o: Tensor, dim: int) -> Tensor:
 
 @_array_api
 def weighted_mean(o: Array, weights: Array | None = None, *, dim: int = -1) -> Array:
-    """E = sum_i P_i O_i.
+    r"""E = sum_i P_i O_i.
+
+    $$
+    E = \sum_i P_i O_i
+    $$
 
     Args:
         o: The members' outputs O_i, along ``dim`` (NumPy array or tensor).
@@ -135,7 +139,11 @@ def weighted_mean(o: Array, weights: Array | None = None, *, dim: int = -1) -> A
 
 @_array_api
 def weighted_variance(o: Array, weights: Array | None = None, *, dim: int = -1) -> Array:
-    """V = sum_i P_i (O_i - E)^2.
+    r"""V = sum_i P_i (O_i - E)^2.
+
+    $$
+    V = \sum_i P_i (O_i - E)^2
+    $$
 
     Args:
         o: The members' outputs O_i, along ``dim`` (NumPy array or tensor).
@@ -152,7 +160,11 @@ def weighted_variance(o: Array, weights: Array | None = None, *, dim: int = -1) 
 
 @_array_api
 def geometric_mean(o: Array, weights: Array | None = None, *, dim: int = -1) -> Array:
-    """G = prod_i O_i^P_i = exp(sum_i P_i log O_i); 0 if some O_i = 0 with P_i > 0.
+    r"""G = prod_i O_i^P_i = exp(sum_i P_i log O_i); 0 if some O_i = 0 with P_i > 0.
+
+    $$
+    G = \prod_i O_i^{P_i}
+    $$
 
     Args:
         o: The members' outputs O_i, along ``dim`` (NumPy array or tensor).
@@ -169,7 +181,11 @@ def geometric_mean(o: Array, weights: Array | None = None, *, dim: int = -1) -> 
 
 @_array_api
 def complement_geometric_mean(o: Array, weights: Array | None = None, *, dim: int = -1) -> Array:
-    """G' = prod_i (1 - O_i)^P_i.
+    r"""G' = prod_i (1 - O_i)^P_i.
+
+    $$
+    G' = \prod_i (1 - O_i)^{P_i}
+    $$
 
     Args:
         o: The members' outputs O_i, along ``dim`` (NumPy array or tensor).
@@ -187,10 +203,14 @@ def complement_geometric_mean(o: Array, weights: Array | None = None, *, dim: in
 @_array_api
 def normalized_geometric_mean(o: Array, weights: Array | None = None, *, dim: int = -1,
                               undefined: str = "nan") -> Array:
-    """NWGM = G / (G + G') = sigmoid(sum_i P_i (log O_i - log(1 - O_i))), Eq. 50.
+    r"""NWGM = G / (G + G') = sigmoid(sum_i P_i (log O_i - log(1 - O_i))), Eq. 50.
 
     >>> float(normalized_geometric_mean(torch.tensor([0.5, 0.5])))
     0.5
+
+    $$
+    \mathrm{NWGM} = \frac{G}{G + G'} = \sigma\Big(\sum_i P_i \big(\log O_i - \log(1 - O_i)\big)\Big) \tag{50}
+    $$
 
     Args:
         o: The members' outputs O_i, along ``dim`` (NumPy array or tensor).
@@ -218,7 +238,11 @@ def normalized_geometric_mean(o: Array, weights: Array | None = None, *, dim: in
 @_array_api
 def logistic_nwgm(s: Array, weights: Array | None = None, *, dim: int = -1, c: float = 1.0,
                   lam: float = 1.0) -> Array:
-    """NWGM of logistic outputs from their input sums: sigma(E(S)) exactly (Eqs. 34-39).
+    r"""NWGM of logistic outputs from their input sums: sigma(E(S)) exactly (Eqs. 34-39).
+
+    $$
+    \mathrm{NWGM}(O) = \sigma\big(E(S)\big) \tag{39}
+    $$
 
     Args:
         s: The members' input sums S_i, along ``dim``.
@@ -237,9 +261,13 @@ def logistic_nwgm(s: Array, weights: Array | None = None, *, dim: int = -1, c: f
 @_array_api
 def class_normalized_geometric_mean(o: Array, weights: Array | None = None, *, dim: int = 0,
                                     class_dim: int = -1) -> Array:
-    """NWGM of normalized exponential outputs (Eq. 44): G_i / sum_l G_l over classes, G_i = prod O_i^P.
+    r"""NWGM of normalized exponential outputs (Eq. 44): G_i / sum_l G_l over classes, G_i = prod O_i^P.
 
     For softmax outputs this equals softmax(E(S)) (Eq. 47).
+
+    $$
+    \mathrm{NWGM}_i = \frac{\prod_k O_{ik}^{P_k}}{\sum_l \prod_k O_{lk}^{P_k}} \tag{44}
+    $$
 
     Args:
         o: The members' outputs O_i, along ``dim`` (NumPy array or tensor).
@@ -259,7 +287,11 @@ def class_normalized_geometric_mean(o: Array, weights: Array | None = None, *, d
 # ---------------------------------------------------------------------------------------------------- bounds
 @_array_api
 def cartwright_field_bounds(o: Array, weights: Array | None = None, *, dim: int = -1) -> tuple[Array, Array]:
-    """Eq. 78: V / (2 max O) <= E - G <= V / (2 min O). Returns (lower, upper).
+    r"""Eq. 78: V / (2 max O) <= E - G <= V / (2 min O). Returns (lower, upper).
+
+    $$
+    \frac{V}{2 \max_i O_i} \le E - G \le \frac{V}{2 \min_i O_i} \tag{78}
+    $$
 
     Args:
         o: The members' outputs O_i, along ``dim`` (NumPy array or tensor).
@@ -275,7 +307,11 @@ def cartwright_field_bounds(o: Array, weights: Array | None = None, *, dim: int 
 
 @_array_api
 def nwgm_around_half(e: Array, v: Array) -> Array:
-    """Eq. 84, second order around 0.5: NWGM ~ (E - V) / (1 - 2V).
+    r"""Eq. 84, second order around 0.5: NWGM ~ (E - V) / (1 - 2V).
+
+    $$
+    \mathrm{NWGM} \approx \frac{E - V}{1 - 2V} \tag{84}
+    $$
 
     Args:
         e: E, the mean output(s), in [0, 1].
@@ -290,7 +326,11 @@ def nwgm_around_half(e: Array, v: Array) -> Array:
 
 @_array_api
 def nwgm_error_around_half(e: Array, v: Array) -> Array:
-    """Eqs. 85 and 87: |E - NWGM| ~ V |1 - 2E| / (1 - 2V).
+    r"""Eqs. 85 and 87: |E - NWGM| ~ V |1 - 2E| / (1 - 2V).
+
+    $$
+    |E - \mathrm{NWGM}| \approx \frac{V\,|1 - 2E|}{1 - 2V} \tag{85}
+    $$
 
     Args:
         e: E, the mean output(s), in [0, 1].
@@ -305,7 +345,11 @@ def nwgm_error_around_half(e: Array, v: Array) -> Array:
 
 @_array_api
 def bound_variance(e: Array, v: Array) -> Array:
-    """Eq. 87, bound 1 (variance-dependent): |E - NWGM| <~ E(1 - E)|1 - 2E| / (1 - 2V).
+    r"""Eq. 87, bound 1 (variance-dependent): |E - NWGM| <~ E(1 - E)|1 - 2E| / (1 - 2V).
+
+    $$
+    |E - \mathrm{NWGM}| \lesssim \frac{E(1 - E)\,|1 - 2E|}{1 - 2V} \tag{87}
+    $$
 
     Args:
         e: E, the mean output(s), in [0, 1].
@@ -337,7 +381,11 @@ def _check_mean_variance(e: Tensor, v: Tensor) -> None:
 
 @_array_api
 def bound_mean_only(e: Array) -> Array:
-    """Eq. 87, bound 2 (variance-independent, Fig. 8.1): E(1 - E)|1 - 2E| / (1 - 2E(1 - E)).
+    r"""Eq. 87, bound 2 (variance-independent, Fig. 8.1): E(1 - E)|1 - 2E| / (1 - 2E(1 - E)).
+
+    $$
+    |E - \mathrm{NWGM}| \lesssim \frac{E(1 - E)\,|1 - 2E|}{1 - 2E(1 - E)} \tag{87}
+    $$
 
     Args:
         e: E, the mean output(s), in [0, 1].
@@ -350,7 +398,11 @@ def bound_mean_only(e: Array) -> Array:
 
 @_array_api
 def bound_simple(e: Array) -> Array:
-    """Eq. 87, last form (Fig. 8.2): 2E(1 - E)|1 - 2E|.
+    r"""Eq. 87, last form (Fig. 8.2): 2E(1 - E)|1 - 2E|.
+
+    $$
+    |E - \mathrm{NWGM}| \lesssim 2E(1 - E)\,|1 - 2E| \tag{87}
+    $$
 
     Args:
         e: E, the mean output(s), in [0, 1].
@@ -363,12 +415,16 @@ def bound_simple(e: Array) -> Array:
 
 @_array_api
 def nwgm_around_mean(e: Array, v: Array) -> Array:
-    """Eq. 202, second order around the mean: NWGM ~ (E - V/(2E)) / (1 - V / (2E(1 - E))). Where V = 0 (every
+    r"""Eq. 202, second order around the mean: NWGM ~ (E - V/(2E)) / (1 - V / (2E(1 - E))). Where V = 0 (every
     member gives the same output, e.g. a unit saturated at exactly 0 or 1 in float32) NWGM = E exactly, the
     formula's limit; it would otherwise be 0/0 at E = 0 or 1.
 
     >>> float(nwgm_around_mean(torch.tensor(1.0), torch.tensor(0.0)))
     1.0
+
+    $$
+    \mathrm{NWGM} \approx \frac{E - \frac{V}{2E}}{1 - \frac{V}{2E(1 - E)}} \tag{202}
+    $$
 
     Args:
         e: E, the mean output(s), in [0, 1].
@@ -384,7 +440,11 @@ def nwgm_around_mean(e: Array, v: Array) -> Array:
 
 @_array_api
 def nwgm_around_extremes(e: Array, v: Array) -> Array:
-    """Eqs. 207 and 211, expansion around 1 (or 0): NWGM ~ (2E - V) / (2 - 2V).
+    r"""Eqs. 207 and 211, expansion around 1 (or 0): NWGM ~ (2E - V) / (2 - 2V).
+
+    $$
+    \mathrm{NWGM} \approx \frac{2E - V}{2 - 2V} \tag{207}
+    $$
 
     Args:
         e: E, the mean output(s), in [0, 1].
@@ -399,7 +459,12 @@ def nwgm_around_extremes(e: Array, v: Array) -> Array:
 
 @_array_api
 def nwgm_error_extremes(e: Array, v: Array) -> Array:
-    """Eq. 208: E - NWGM ~ -(E - 1/2) V / (1 - V); |.| <= 1/2 V/(1-V) <= 1/6 (Eqs. 209-210).
+    r"""Eq. 208: E - NWGM ~ -(E - 1/2) V / (1 - V); |.| <= 1/2 V/(1-V) <= 1/6 (Eqs. 209-210).
+
+    $$
+    E - \mathrm{NWGM} \approx -\frac{(E - \frac12)\,V}{1 - V}, \qquad |E - \mathrm{NWGM}| \le \frac{V}{2(1
+        - V)} \le \frac16 \tag{208}
+    $$
 
     Args:
         e: E, the mean output(s), in [0, 1].
@@ -415,7 +480,12 @@ def nwgm_error_extremes(e: Array, v: Array) -> Array:
 # ---------------------------------------------------------------------------------------------------- E(sigma'(S))
 @_array_api
 def expected_derivative_mean_field(mean_s: Array, *, c: float = 1.0, lam: float = 1.0) -> Array:
-    """Eq. 220: E(sigma'(S)) ~ sigma'(E(S)) = lam sigma(1 - sigma) at E(S).
+    r"""Eq. 220: E(sigma'(S)) ~ sigma'(E(S)) = lam sigma(1 - sigma) at E(S).
+
+    $$
+    E\big(\sigma'(S)\big) \approx \sigma'\big(E(S)\big) = \lambda\,\sigma\big(E(S)\big)\Big(1
+        - \sigma\big(E(S)\big)\Big) \tag{220}
+    $$
 
     Args:
         mean_s: E(S), the mean input sum.
@@ -431,7 +501,11 @@ def expected_derivative_mean_field(mean_s: Array, *, c: float = 1.0, lam: float 
 
 @_array_api
 def expected_derivative_second_order(mean_s: Array, var_s: Array, *, lam: float = 1.0) -> Array:
-    """Eq. 223 (c = 1): E(sigma'(S)) ~ 1 / (4 + lam^2 (Var(S) + E(S)^2)).
+    r"""Eq. 223 (c = 1): E(sigma'(S)) ~ 1 / (4 + lam^2 (Var(S) + E(S)^2)).
+
+    $$
+    E\big(\sigma'(S)\big) \approx \frac{1}{4 + \lambda^2\big(\mathrm{Var}(S) + E(S)^2\big)} \tag{223}
+    $$
 
     Args:
         mean_s: E(S), the mean input sum.
@@ -450,10 +524,15 @@ ALPHA = 0.607  # the logistic-probit matching constant of Appendix D (alpha^2 = 
 
 @_array_api
 def gaussian_expected_logistic(mean_s: Array, var_s: Array, *, c: float = 1.0, lam: float = 1.0) -> Array:
-    """Eqs. 241-242: E(sigma(S)) for S ~ N(mu, s^2) ~ 1 / (1 + exp(-(lam mu - log c) / sqrt(1 + alpha^2 lam^2 s^2))).
+    r"""Eqs. 241-242: E(sigma(S)) for S ~ N(mu, s^2) ~ 1 / (1 + exp(-(lam mu - log c) / sqrt(1 + alpha^2 lam^2 s^2))).
 
     With c = lam = 1 this is the paper's Eq. 242, 1/(1 + exp(-mu / sqrt(1 + 0.368 s^2))). (The paper's
     derivation drops lam from the variance term; lam^2 s^2 is the variance of lam S.)
+
+    $$
+    E\big(\sigma(S)\big) \approx \frac{1}{1 + \exp\Big(-\frac{\lambda\mu - \log c}{\sqrt{1
+        + \alpha^2 \lambda^2 s^2}}\Big)}, \quad S \sim N(\mu, s^2) \tag{242}
+    $$
 
     Args:
         mean_s: E(S), the mean input sum.
@@ -471,7 +550,12 @@ def gaussian_expected_logistic(mean_s: Array, var_s: Array, *, c: float = 1.0, l
 
 @_array_api
 def relu_expectation_gaussian(mean_s: Array, var_s: Array, *, lam: float = 1.0) -> Array:
-    """Eq. 72: E(RL(S)) = lam mu Phi(mu/s) + lam s / sqrt(2 pi) exp(-mu^2 / 2s^2), for S ~ N(mu, s^2), t = 0.
+    r"""Eq. 72: E(RL(S)) = lam mu Phi(mu/s) + lam s / sqrt(2 pi) exp(-mu^2 / 2s^2), for S ~ N(mu, s^2), t = 0.
+
+    $$
+    E\big(\mathrm{RL}(S)\big) = \lambda\mu\,\Phi\Big(\frac{\mu}{s}\Big)
+        + \frac{\lambda s}{\sqrt{2\pi}}\, e^{-\mu^2 / 2s^2}, \quad S \sim N(\mu, s^2) \tag{72}
+    $$
 
     Args:
         mean_s: E(S), the mean input sum.
@@ -491,7 +575,12 @@ def relu_expectation_gaussian(mean_s: Array, var_s: Array, *, lam: float = 1.0) 
 
 @_array_api
 def relu_error_uniform(a: Array, *, lam: float = 1.0) -> Array:
-    """Eq. 190: |RL(E(S)) - E(RL(S))| = lam a / 4 for S uniform on [-a, a].
+    r"""Eq. 190: |RL(E(S)) - E(RL(S))| = lam a / 4 for S uniform on [-a, a].
+
+    $$
+    \big|\mathrm{RL}\big(E(S)\big) - E\big(\mathrm{RL}(S)\big)\big| = \frac{\lambda a}{4},
+        \quad S \sim U[-a, a] \tag{190}
+    $$
 
     Args:
         a: The half-width of the uniform distribution of S, >= 0.
@@ -505,7 +594,11 @@ def relu_error_uniform(a: Array, *, lam: float = 1.0) -> Array:
 
 @_array_api
 def relu_error_discrete(s: Array, weights: Array | None = None, *, dim: int = -1, lam: float = 1.0) -> Array:
-    """Eq. 193: |RL(E(S)) - E(RL(S))| for values S_i with probabilities P_i (Eq. 194: uniform P_i).
+    r"""Eq. 193: |RL(E(S)) - E(RL(S))| for values S_i with probabilities P_i (Eq. 194: uniform P_i).
+
+    $$
+    \big|\mathrm{RL}\big(E(S)\big) - E\big(\mathrm{RL}(S)\big)\big|, \quad E(S) = \sum_i P_i S_i \tag{193}
+    $$
 
     Args:
         s: The members' input sums S_i, along ``dim``.

@@ -48,7 +48,11 @@ def _check_keep(keep: Tensor) -> None:
 
 # ------------------------------------------------------------------------------------------- Section 11.2
 def ensemble_gradient_linear_unit(w: Tensor, inputs: Tensor, keep: Tensor, target: float | Tensor) -> Tensor:
-    """Eq. 144: dE_ENS/dw_i = -(t - sum_j p_j w_j I_j) p_i I_i for the ensemble of a linear unit.
+    r"""Eq. 144: dE_ENS/dw_i = -(t - sum_j p_j w_j I_j) p_i I_i for the ensemble of a linear unit.
+
+    $$
+    \frac{\partial E_{ENS}}{\partial w_i} = -\Big(t - \sum_j p_j w_j I_j\Big)\, p_i I_i \tag{144}
+    $$
 
     Args:
         w: The weights w_i (one unit's), or one weight.
@@ -65,8 +69,13 @@ def ensemble_gradient_linear_unit(w: Tensor, inputs: Tensor, keep: Tensor, targe
 
 
 def linear_unit_expected_gradient(w: Tensor, inputs: Tensor, keep: Tensor, target: float | Tensor) -> Tensor:
-    """Eq. 147: E(dE_D/dw_i) = dE_ENS/dw_i + w_i I_i^2 p_i (1 - p_i), exactly, for O = sum_j delta_j w_j I_j and
+    r"""Eq. 147: E(dE_D/dw_i) = dE_ENS/dw_i + w_i I_i^2 p_i (1 - p_i), exactly, for O = sum_j delta_j w_j I_j and
     E_D = (t - O)^2 / 2: the ensemble gradient plus an adaptive weight decay with coefficient I^2 Var(delta).
+
+    $$
+    E\Big(\frac{\partial E_D}{\partial w_i}\Big) = \frac{\partial E_{ENS}}{\partial w_i} + w_i I_i^2\, p_i (1
+        - p_i) \tag{147}
+    $$
 
     Args:
         w: The weights w_i (one unit's), or one weight.
@@ -82,8 +91,12 @@ def linear_unit_expected_gradient(w: Tensor, inputs: Tensor, keep: Tensor, targe
 
 
 def linear_unit_penalty(w: Tensor, inputs: Tensor, keep: Tensor) -> Tensor:
-    """Eq. 148 (and the article): E(E_D) - E_ENS = 1/2 sum_i p_i (1 - p_i) w_i^2 I_i^2, an L2 penalty whose
+    r"""Eq. 148 (and the article): E(E_D) - E_ENS = 1/2 sum_i p_i (1 - p_i) w_i^2 I_i^2, an L2 penalty whose
     coefficient p(1 - p) is largest at p = 0.5.
+
+    $$
+    E(E_D) - E_{ENS} = \frac12 \sum_i p_i (1 - p_i)\, w_i^2 I_i^2 \tag{148}
+    $$
 
     Args:
         w: The weights w_i (one unit's), or one weight.
@@ -100,8 +113,13 @@ def linear_unit_penalty(w: Tensor, inputs: Tensor, keep: Tensor) -> Tensor:
 
 # ------------------------------------------------------------------------------------------- Section 11.3
 def deep_linear_correction(w: Tensor | float, var_alpha: Tensor | float, cov_alpha_beta: Tensor | float) -> Tensor:
-    """Eq. 155: in a deep linear network, S = alpha w + beta for one weight w, and
+    r"""Eq. 155: in a deep linear network, S = alpha w + beta for one weight w, and
     E(dE_D/dw) = dE_ENS/dw + w Var(alpha) + Cov(alpha, beta); this returns the correction w Var(alpha) + Cov.
+
+    $$
+    E\Big(\frac{\partial E_D}{\partial w}\Big) - \frac{\partial E_{ENS}}{\partial w} = w\,\mathrm{Var}(\alpha)
+        + \mathrm{Cov}(\alpha, \beta) \tag{155}
+    $$
 
     Args:
         w: The weights w_i (one unit's), or one weight.
@@ -120,8 +138,13 @@ def deep_linear_correction(w: Tensor | float, var_alpha: Tensor | float, cov_alp
 # ------------------------------------------------------------------------------------------- Sections 11.4-11.5
 def ensemble_gradient_logistic_unit(w: Tensor, inputs: Tensor, keep: Tensor, target: float | Tensor, *,
                                     lam: float = 1.0) -> Tensor:
-    """Eq. 159: the gradient of the relative entropy of the ensemble unit sigma(U), U = sum_j w_j p_j I_j:
+    r"""Eq. 159: the gradient of the relative entropy of the ensemble unit sigma(U), U = sum_j w_j p_j I_j:
     -lam (t - sigma(U)) p_i I_i.
+
+    $$
+    \frac{\partial E_{ENS}}{\partial w_i} = -\lambda\big(t - \sigma(U)\big)\, p_i I_i, \quad U
+        = \sum_j w_j p_j I_j \tag{159}
+    $$
 
     Args:
         w: The weights w_i (one unit's), or one weight.
@@ -141,8 +164,13 @@ def ensemble_gradient_logistic_unit(w: Tensor, inputs: Tensor, keep: Tensor, tar
 
 def logistic_unit_expected_gradient(w: Tensor, inputs: Tensor, keep: Tensor, target: float | Tensor, *,
                                     lam: float = 1.0) -> Tensor:
-    """Eq. 164: E(dE_D/dw_i) ~ dE_ENS/dw_i + lam sigma'(U) w_i I_i^2 p_i (1 - p_i) for one logistic unit with the
+    r"""Eq. 164: E(dE_D/dw_i) ~ dE_ENS/dw_i + lam sigma'(U) w_i I_i^2 p_i (1 - p_i) for one logistic unit with the
     relative entropy error (first order in the dropout variance of S; sigma'(U) = lam sigma (1 - sigma)).
+
+    $$
+    E\Big(\frac{\partial E_D}{\partial w_i}\Big) \approx \frac{\partial E_{ENS}}{\partial w_i}
+        + \lambda\,\sigma'(U)\, w_i I_i^2\, p_i (1 - p_i) \tag{164}
+    $$
 
     Args:
         w: The weights w_i (one unit's), or one weight.
@@ -163,10 +191,15 @@ def logistic_unit_expected_gradient(w: Tensor, inputs: Tensor, keep: Tensor, tar
 
 def top_layer_expected_gradient(w: Tensor, hidden: Tensor, mean_o: Tensor, var_o: Tensor, keep: Tensor,
                                 target: float | Tensor, output: Tensor | float, u: Tensor | float) -> Tensor:
-    """Eq. 181: a logistic output unit i over a dropout layer with outputs O_j:
+    r"""Eq. 181: a logistic output unit i over a dropout layer with outputs O_j:
     E(dE_D/dw_ij) ~ -(t - W_i) p_j W_j + w_ij sigma'(U_i) Var(delta_j O_j), with W the deterministic network's
     outputs (``output`` = W_i, ``hidden`` = W_j, ``u`` = U_i) and Var(delta_j O_j) = p_j (Var(O_j) + E(O_j)^2)
     - (p_j E(O_j))^2 from the dropout mean and variance of O_j.
+
+    $$
+    E\Big(\frac{\partial E_D}{\partial w_{ij}}\Big) \approx -(t - W_i)\, p_j W_j
+        + w_{ij}\, \sigma'(U_i)\, \mathrm{Var}(\delta_j O_j) \tag{181}
+    $$
 
     Args:
         w: The weights w_i (one unit's), or one weight.
@@ -189,8 +222,12 @@ def top_layer_expected_gradient(w: Tensor, hidden: Tensor, mean_o: Tensor, var_o
 
 # ------------------------------------------------------------------------------------------- the lecture
 def l2_as_gaussian_noise(mse: Tensor | float, w: Tensor, alpha: float) -> Tensor:
-    """Lecture: for linear regression, E_n[((x + n)^T w - y)^2] = f(w) + alpha ||w||^2 with n ~ N(0, alpha I),
+    r"""Lecture: for linear regression, E_n[((x + n)^T w - y)^2] = f(w) + alpha ||w||^2 with n ~ N(0, alpha I),
     where f(w) is the mean squared error without noise.
+
+    $$
+    E_n\big[\big((x + n)^\top w - y\big)^2\big] = f(w) + \alpha \|w\|^2, \quad n \sim N(0, \alpha I)
+    $$
 
     Args:
         mse: f(w), the mean squared error without noise.
@@ -207,8 +244,12 @@ def l2_as_gaussian_noise(mse: Tensor | float, w: Tensor, alpha: float) -> Tensor
 
 
 def ensemble_error(v: float | Tensor, c: float | Tensor, n: int | Tensor) -> Tensor:
-    """Lecture: the mean squared error of the average of n predictors whose errors have variance v and pairwise
+    r"""Lecture: the mean squared error of the average of n predictors whose errors have variance v and pairwise
     covariance c: v / n + (n - 1) c / n.
+
+    $$
+    E\Big[\Big(\frac1n \sum_k \epsilon_k\Big)^2\Big] = \frac{v}{n} + \frac{n - 1}{n}\,c
+    $$
 
     Args:
         v: The variance of each predictor's error.
