@@ -148,20 +148,11 @@ for name, inside, outside in (
 # %%
 fig, ax = plt.subplots(figsize=(6.5, 4), constrained_layout=True)
 bins = torch.linspace(0, float(other.mutual_information.max()), 40)
-ax.hist(
-    mc.mutual_information.numpy(),
-    bins=bins.numpy(),
-    alpha=0.6,
-    label="MNIST test digits",
-    density=True,
-)
-ax.hist(
-    other.mutual_information.numpy(),
-    bins=bins.numpy(),
-    alpha=0.6,
-    label="Fashion-MNIST images",
-    density=True,
-)
+for scores, label in (
+    (mc.mutual_information, "MNIST test digits"),
+    (other.mutual_information, "Fashion-MNIST images"),
+):
+    ax.hist(scores.numpy(), bins=bins.numpy(), alpha=0.6, label=label, density=True)
 ax.set_xlabel("mutual information (nats)")
 ax.set_ylabel("density")
 ax.set_yscale("log")
