@@ -4,7 +4,8 @@
 # Gal & Ghahramani (2016) scored MC dropout on nine UCI regression sets with a fixed protocol: 20 random splits
 # (5 for protein), a grid search over the dropout rate and the observation precision tau on a validation cut,
 # a network of one hidden ReLU layer, and the test RMSE and log-likelihood of the Monte Carlo predictive
-# distribution. Their splits and protocol travel with droplab's data (`droplab.data.uci`), and
+# distribution. `droplab.data.uci` reads their sets with their splits and the protocol's settings (from a data
+# folder, or downloaded from their repository and checked against SHA-256 sums), and
 # `benchmarks/uci.py` runs the protocol with droplab's training and Monte Carlo.
 #
 # First, one split by hand, to see the pieces: the data, a dropout network, `ensemble.predictive` with the
