@@ -68,6 +68,7 @@ def _check_values(fn: str, name: str, t: torch.Tensor) -> None:
                          f"{float(t.max()):g}]")
 
 
+# the classes an annotation may name, by the name it is written with
 _CLASSES: dict[str, tuple[type, ...]] = {
     "nn.Module": (torch.nn.Module,), "torch.nn.Module": (torch.nn.Module,), "torch.Generator": (torch.Generator,),
     "torch.dtype": (torch.dtype,), "torch.device": (torch.device,),
@@ -82,15 +83,10 @@ def register_class(name: str, *classes: type) -> None:
     _CLASSES[name] = classes
 
 
-def _classes() -> dict[str, tuple[type, ...]]:
-    """The classes an annotation may name, by the name it is written with."""
-    return _CLASSES
-
-
 def _check_class(fn: str, name: str, value: Any, kinds: frozenset[str]) -> bool:
     """Whether ``kinds`` name classes only; ``value``, not an instance of them (``_check`` looked), must be None
     where allowed."""
-    known = _classes()
+    known = _CLASSES
     named = [k for k in kinds if k in known]
     if not named or kinds - set(named) - {"None"}:
         return False
@@ -100,7 +96,7 @@ def _check_class(fn: str, name: str, value: Any, kinds: frozenset[str]) -> bool:
 
 
 def _check(fn: str, name: str, value: Any, kinds: frozenset[str]) -> None:
-    known = _classes()
+    known = _CLASSES
     if any(isinstance(value, cls) for k in kinds if k in known for cls in known[k]):
         return  # an instance of a class the annotation names (torch.device | str: a device)
     if _check_class(fn, name, value, kinds):
