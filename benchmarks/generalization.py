@@ -41,7 +41,7 @@ def run_row(name: str, data_dir: str | None) -> list[dict]:
     d = data.load(dataset, root=data_dir or default_dir)
     out = []
     for label, keep in (("dropout", [0.8] + [0.5] * (len(sizes) - 2)), ("no dropout", 1.0)):
-        model = train.build_model({**BASE.as_dict(), "sizes": sizes, "keep": keep}, seed=config.seed)
+        model = train.build_model(dataclasses.replace(BASE, sizes=tuple(sizes), keep=keep), seed=config.seed)
         t0 = time.perf_counter()
         result = train.fit(model, d, config, progress=False)
         out.append(dict(row=name, dataset=dataset, network="-".join(map(str, sizes)), gates=label,

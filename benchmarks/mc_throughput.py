@@ -232,12 +232,12 @@ def run_floor(args, device) -> dict:
     the masks' random words (the words every gate draws; the masks are every precision's, so they stay), the int8
     products, and the transfer function on every member's every hidden unit (torch.sigmoid, written into a
     buffer). The gates, the quantization and dequantization, the corrections and the statistics come on top."""
-    from droplab.ensemble._common import chunk_size as _chunk
+    from droplab.ensemble import chunk_size
     from droplab.gates import bernoulli_words
 
     net, x = _net(device), _inputs(args.inputs, device)
     tile = int(args.tile_mib * 2**20) if args.tile_mib else None
-    members = _chunk(net, x, args.memory, args.samples, tile)
+    members = chunk_size(net, x, args.memory, args.samples, tile)
     gen = torch.Generator(device=device).manual_seed(0)
     weights = [torch.randint(-127, 128, (b, a), dtype=torch.int8, device=device)
                for a, b in zip(SIZES[:-2], SIZES[1:-1], strict=True)]

@@ -118,7 +118,7 @@ def main() -> None:
         _train(model, images["x"], d.y_train, args.epochs)
         print(f"trained {name}: {time.perf_counter() - t0:.0f} s", flush=True)
     cfg = preset("quick")
-    net = build_model({**cfg.model.as_dict(), "sizes": [784, 256, 256, 10]}, seed=0)
+    net = build_model(replace(cfg.model, sizes=(784, 256, 256, 10)), seed=0)
     fit(net, d, replace(cfg.train, epochs=args.epochs, patience=None), progress=False)
     models["DropoutMLP (gaussian_moments)"] = net.eval()
 

@@ -129,7 +129,7 @@ def main() -> None:
     states = {}
     for precision in args.precisions:
         for name, keep in (("dropout", base.model.keep), ("no dropout", 1.0)):
-            model = train.build_model({**base.model.as_dict(), "sizes": SIZES, "keep": keep}, seed=0).to(device)
+            model = train.build_model(dataclasses.replace(base.model, sizes=tuple(SIZES), keep=keep), seed=0).to(device)
             config_p = dataclasses.replace(config, precision=precision)
             states[(precision, name)] = (train.Trainer(model, config_p, device), config_p)
             states[(precision, name)][0].epoch(data)  # warm-up round

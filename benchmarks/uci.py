@@ -40,7 +40,7 @@ import time
 
 import torch
 
-from droplab import data, ensemble, host, train
+from droplab import ModelConfig, data, ensemble, host, train
 from droplab.stacked import StackedMLP, fit_stacked
 
 # the repository's README, grid search ("new") column: (RMSE, its SE, LL, its SE)
@@ -145,8 +145,8 @@ def one_by_one_seconds(split, *, epochs: int, networks: int = 2) -> float:
     seconds = []
     for seed in range(networks):
         p, tau = split.dropout_rates[seed % len(split.dropout_rates)], split.tau_values[0]
-        model = train.build_model({"sizes": [x.shape[1], split.n_hidden, 1], "transfer": "relu", "output": "linear",
-                                   "keep": [1 - p, 1 - p], "scaling": "inverted", "init": "glorot"}, seed=seed)
+        model = train.build_model(ModelConfig(sizes=(x.shape[1], split.n_hidden, 1), transfer="relu", output="linear",
+                                              keep=(1 - p, 1 - p), scaling="inverted", init="glorot"), seed=seed)
         config = train.TrainConfig(epochs=epochs, batch_size=128, lr=1e-3, optimizer="adam", momentum_start=0.9,
                                    momentum_end=0.9, momentum_epochs=1, loss="squared",
                                    l2=LENGTH_SCALE**2 * (1 - p) / (2 * n * tau), seed=seed)

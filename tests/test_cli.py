@@ -1,5 +1,6 @@
 """The command line: end to end on digits, TOML configs, and a table of bad inputs (one line, exit 2)."""
 
+import dataclasses
 import errno
 import json
 import subprocess
@@ -159,7 +160,7 @@ def test_evaluate_refuses_checkpoints_it_cannot_read_right(change, message, tmp_
 def test_library_and_compare_inputs(tmp_path):
     from droplab import data, presets, train
 
-    model = train.build_model({**presets.preset("quick").model.as_dict(), "sizes": [64, 8, 10], "keep": [0.8, 0.5]},
+    model = train.build_model(dataclasses.replace(presets.preset("quick").model, sizes=(64, 8, 10), keep=(0.8, 0.5)),
                               seed=0)
     with pytest.raises(TypeError, match=r"config must be a TrainConfig, got dict; build one with TrainConfig"):
         train.fit(model, data.load("digits"), {"epochs": 1}, progress=False)

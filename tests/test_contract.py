@@ -122,6 +122,7 @@ VALID: dict[str, Callable[[], dict[str, Any]]] = {
                                     "x": X.clone(), "samples": 20, "generator": torch.Generator().manual_seed(0),
                                     "output": "values", "batch_dim": 0, "temperature": 1.0},
     "ensemble.weight_scaled": lambda: {"net": _net(), "x": X.clone()},
+    "ensemble.chunk_size": lambda: {"net": _net(), "x": X.clone(), "memory": 2**20, "samples": 100, "tile": None},
     "ensemble.check_moments": lambda: {"model": torch.nn.Sequential(torch.nn.Linear(3, 4),
                                                                     torch.nn.Dropout(0.5)).eval(),
                                        "x": X.clone(), "samples": 20, "threshold": 4.0,

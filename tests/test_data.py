@@ -207,11 +207,11 @@ SHARED_FULL_MNIST = SHARED_MNIST.parent / "mnist"
 def test_the_paper_preset_holds_out_10000_of_the_60000_training_digits():
     """Issue 34: the paper preset trains on 50,000 of MNIST's 60,000 training digits, validates on the other 10,000
     (the usual split, Srivastava et al. 2014) and tests on the 10,000 test digits; the study reads the same split."""
-    from droplab.experiments import PRESETS as STUDY
+    from droplab.experiments import STUDY_PRESETS
     settings = presets.resolve("paper")
     assert settings.data.dataset == "mnist"
     assert round(settings.data.validation * 60_000) == 10_000
-    assert STUDY["paper"]["validation"] == settings.data.validation
+    assert STUDY_PRESETS["paper"].settings().data.validation == settings.data.validation
     assert presets.resolve("standard").data.validation == 0.1  # the standard preset's split is unchanged
 
 

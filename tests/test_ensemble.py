@@ -412,12 +412,13 @@ def test_a_dropout_mlps_chunks_hold_its_activations_within_the_budget_not_only_i
     """A one-output regression network on many inputs: sized by its outputs, a chunk held thousands of members
     (4,573 inputs, 100 hidden units: 14.5 GB at 1,000 samples, and the UCI protein run was killed for memory).
     Sized by its activations, every chunk stays within the budget and the chunks still cover every member."""
+    from droplab.config import ModelConfig
     from droplab.ensemble._common import CPU_MODULE_CHUNK
     from droplab.ensemble._predictive import _members
     from droplab.train import build_model
 
-    net = build_model({"sizes": [9, 100, 1], "transfer": "relu", "output": "linear", "keep": [0.9, 0.9],
-                       "scaling": "inverted", "init": "glorot"}, seed=0).double().eval()
+    net = build_model(ModelConfig(sizes=(9, 100, 1), transfer="relu", output="linear", keep=(0.9, 0.9),
+                                  scaling="inverted", init="glorot"), seed=0).double().eval()
     x = torch.randn(4000, 9, dtype=torch.float64)
     chunks = [out.shape[0] for out in _members(net, x, 300, torch.Generator().manual_seed(0), 2**40, 0, True)]
     assert sum(chunks) == 300

@@ -9,7 +9,7 @@ import warnings
 import pytest
 import torch
 
-from droplab import DropoutMLP, data, ensemble, host, train
+from droplab import DropoutMLP, ModelConfig, data, ensemble, host, train
 from droplab.cli import main
 
 PAPER = (784, 1200, 1200, 1200, 1200, 10)
@@ -154,17 +154,17 @@ def test_training_auto_records_the_mode_and_a_resume_keeps_it(monkeypatch, tmp_p
     _inject(monkeypatch, {"bfloat16": 4.0, "int8": 8.0})
     config = train.TrainConfig(epochs=2, batch_size=100, lr=0.05)
     assert config.precision == "auto"
-    first = train.fit(train.build_model({"sizes": sizes, "keep": 0.8}, seed=0), ds, config, out_dir=tmp_path / "a",
+    first = train.fit(train.build_model(ModelConfig(sizes=sizes, keep=0.8), seed=0), ds, config, out_dir=tmp_path / "a",
                       progress=False)
     assert first.precision == "bfloat16"
     assert json.loads((tmp_path / "a" / "config.json").read_text())["train"]["precision"] == "bfloat16"
     _inject(monkeypatch, {"bfloat16": 0.03, "int8": 0.04})  # the probe now says float32 ...
     host._MEMO.clear()
     more = train.TrainConfig(epochs=3, batch_size=100, lr=0.05)
-    resumed = train.fit(train.build_model({"sizes": sizes, "keep": 0.8}, seed=0), ds, more, out_dir=tmp_path / "a",
+    resumed = train.fit(train.build_model(ModelConfig(sizes=sizes, keep=0.8), seed=0), ds, more, out_dir=tmp_path / "a",
                         progress=False, resume=True)
     assert resumed.precision == "bfloat16"  # ... but the resumed run keeps the checkpoint's precision
-    fresh = train.fit(train.build_model({"sizes": sizes, "keep": 0.8}, seed=0), ds, config, progress=False)
+    fresh = train.fit(train.build_model(ModelConfig(sizes=sizes, keep=0.8), seed=0), ds, config, progress=False)
     assert fresh.precision == "float32"
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from sklearn.metrics import accuracy_score, brier_score_loss, log_loss
 
-from droplab import DropoutMLP, metrics
+from droplab import DropoutMLP, ModelConfig, metrics
 from droplab.ensemble import monte_carlo
 
 
@@ -123,7 +123,7 @@ def _calls_and_checks(tmp_path, matplotlib, plt):
     report.reproduce(tmp_path / "report", preset="tiny", only=["bounds", "means"], progress=False)
     assert (tmp_path / "report" / "bounds.png").is_file()
     digits = data.load("digits")
-    net = train.build_model({"sizes": [64, 16, 10], "keep": [0.8, 0.5]}, seed=0)
+    net = train.build_model(ModelConfig(sizes=(64, 16, 10), keep=(0.8, 0.5)), seed=0)
     train.fit(net, digits, train.TrainConfig(epochs=1), progress=False)
     ensemble.monte_carlo(net, digits.x_test[:5], samples=20)
     assert matplotlib.get_backend() == "svg"

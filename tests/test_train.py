@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from droplab import data, presets, train
+from droplab import ModelConfig, data, presets, train
 
 SMALL = train.TrainConfig(epochs=4, batch_size=64, lr=0.5, momentum_start=0.5, momentum_end=0.9,
                           momentum_epochs=3, max_norm=3.0, l2=1e-4, seed=3)
@@ -20,7 +20,7 @@ def digits():
 
 
 def _model(seed=3):
-    cfg = {**presets.preset("quick").model.as_dict(), "sizes": [64, 64, 10], "keep": [0.8, 0.5]}
+    cfg = dataclasses.replace(presets.preset("quick").model, sizes=(64, 64, 10), keep=(0.8, 0.5))
     return train.build_model(cfg, seed=seed)
 
 
@@ -72,8 +72,8 @@ def test_resume_names_the_setting_that_differs(digits, tmp_path):
     with pytest.raises(ValueError, match=r"train lr = 0.5 \(now 0.1\)"):
         train.fit(_model(), digits, dataclasses.replace(SMALL, epochs=1, lr=0.1), out_dir=tmp_path, resume=True,
                   progress=False)
-    other = train.build_model({**presets.preset("quick").model.as_dict(), "sizes": [64, 32, 10],
-                               "keep": [0.8, 0.5]}, seed=3)
+    other = train.build_model(dataclasses.replace(presets.preset("quick").model, sizes=(64, 32, 10), keep=(0.8, 0.5)),
+                              seed=3)
     with pytest.raises(ValueError, match=r"model sizes = \[64, 64, 10\] \(now \[64, 32, 10\]\)"):
         train.fit(other, digits, dataclasses.replace(SMALL, epochs=1), out_dir=tmp_path, resume=True, progress=False)
     with pytest.raises(ValueError, match="none found"):
@@ -149,7 +149,7 @@ def test_early_stopping_stops(digits):
 
 def test_squared_error_and_regression():
     d = data.load("synthetic-linear")
-    model = train.build_model(dict(sizes=[20, 5], output="linear", keep=0.8), seed=0)
+    model = train.build_model(ModelConfig(sizes=(20, 5), output="linear", keep=0.8), seed=0)
     result = train.fit(model, d, train.TrainConfig(epochs=30, batch_size=50, lr=0.05, loss="squared"),
                        progress=False)
     assert result.test_error < 0.1  # MSE; the data's noise variance is 0.01 and the target variance ~1
@@ -175,7 +175,7 @@ def test_bad_training_configuration(kwargs, error):
 
 
 def test_model_that_does_not_fit_the_data(digits):
-    model = train.build_model(dict(sizes=[10, 5, 10]), seed=0)
+    model = train.build_model(ModelConfig(sizes=(10, 5, 10)), seed=0)
     with pytest.raises(ValueError, match="64 inputs"):
         train.fit(model, digits, SMALL, progress=False)
 
@@ -275,3 +275,15 @@ def test_the_trainer_takes_fits_steps(digits):
         assert torch.equal(a, b)
     with pytest.raises(TypeError, match="config must be a TrainConfig"):
         train.Trainer(_model(), {"epochs": 1})
+
+
+def test_build_model_takes_a_model_config_and_refuses_a_dict_with_the_fix():
+    config = ModelConfig(sizes=(5, 4, 3), keep=(0.8, 0.5))
+    a, b = train.build_model(config, seed=2), train.build_model(config, seed=2)
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+    assert tuple(a.sizes) == (5, 4, 3)
+    with pytest.raises(TypeError, match=r"build_model takes a ModelConfig, got a dict \(\['keep', 'sizes'\]\); build one "
+                                        r"with droplab.ModelConfig\(\*\*fields\)"):
+        train.build_model({"sizes": [5, 4, 3], "keep": [0.8, 0.5]}, seed=2)
+    with pytest.raises(TypeError, match="model_config must be a droplab.ModelConfig, got str"):
+        train.build_model("784-10", seed=2)

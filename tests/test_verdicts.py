@@ -289,10 +289,10 @@ def test_an_arm_that_did_not_train_makes_its_verdicts_not_measured():
 
 def test_train_variant_judges_chance(tmp_path):
     """The study's arms are judged against the commonest class's error: within 5 points of it is 'did not train'."""
-    from droplab.experiments import PRESETS
+    from droplab.experiments import STUDY_PRESETS
     from droplab.experiments.study import Study
 
-    study = Study(tmp_path, dict(PRESETS["tiny"]), seed=0, device="cpu")
+    study = Study(tmp_path, STUDY_PRESETS["tiny"].settings(), seed=0, device="cpu")
     chance = study.chance_error
     counts = study.data.y_test.bincount()
     assert chance == pytest.approx(100 * (1 - counts.max().item() / len(study.data.y_test)))

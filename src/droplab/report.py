@@ -23,7 +23,7 @@ import torch
 from . import _interrupt, host, train
 from .checkpoint import atomic_save_figure, atomic_write_text, remove_stale_temporaries
 from .ensemble import PRECISIONS as MC_PRECISIONS
-from .experiments import EXPERIMENTS, PRESETS, SUBSTITUTES
+from .experiments import EXPERIMENTS, STUDY_PRESETS, SUBSTITUTES, StudySettings
 from .experiments._base import GROUPS, Context, Experiment, to_json
 from .experiments.study import Study
 
@@ -62,7 +62,7 @@ def _result_digest(result: dict[str, Any]) -> str:
 def _cached(exp: Experiment, ctx: Context, out: Path) -> dict[str, Any] | None:
     """The stage's result when its settings key and its content checksum match what wrote it, else None (a
     missing, damaged, hand-edited or foreign stage is recomputed)."""
-    key = _stage_key(exp, ctx.preset, ctx.settings, ctx.seed)
+    key = _stage_key(exp, ctx.preset, ctx.settings.record(), ctx.seed)
     json_path = out / "stages" / f"{exp.name}.json"
     if json_path.is_file():
         try:
@@ -107,7 +107,7 @@ def _readable(exp: Experiment, result: dict[str, Any]) -> bool:
 def _run_stage(exp: Experiment, ctx: Context, out: Path, *, force: bool = False) -> tuple[dict[str, Any], bool]:
     """(result, reused): the cached result when its key and checksum match (unless ``force``), else a fresh one
     saved atomically. A figure that is missing or is not the one the stage drew is redrawn from the numbers."""
-    key = _stage_key(exp, ctx.preset, ctx.settings, ctx.seed)
+    key = _stage_key(exp, ctx.preset, ctx.settings.record(), ctx.seed)
     json_path, png_path = out / "stages" / f"{exp.name}.json", out / f"{exp.name}.png"
     cached = None if force else _cached(exp, ctx, out)
     if cached is not None and not _readable(exp, cached):
@@ -178,24 +178,22 @@ def _claim_folder(out: Path, preset: str, seed: int, precision: str) -> None:
         atomic_write_text(identity, json.dumps({**wanted, "droplab": __version__}) + "\n")
 
 
-def _study_settings(preset: str, dataset: str | None, precision: str, only: Sequence[str] | None) -> dict[str, Any]:
+def _study_settings(preset: str, dataset: str | None, precision: str, only: Sequence[str] | None) -> StudySettings:
     """The preset's study settings with ``dataset`` and ``precision``, the arguments checked."""
     if precision not in MC_PRECISIONS and precision != "auto":
         raise ValueError(f"precision must be 'auto' or one of {MC_PRECISIONS}, got {precision!r}")
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; expected one of {sorted(PRESETS)}")
+    if preset not in STUDY_PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; expected one of {sorted(STUDY_PRESETS)}")
     names = [e.name for e in EXPERIMENTS]
     unknown = sorted(set(only or ()) - set(names))
     if unknown:
         raise ValueError(f"unknown section(s) {unknown}; expected some of {names}")
-    settings = dict(PRESETS[preset])
+    settings = dataclasses.replace(STUDY_PRESETS[preset].settings(), precision=precision)
     if dataset is not None:
         if dataset == "synthetic-linear":
             raise ValueError("the study network is a classifier; choose a classification dataset, not "
                              "'synthetic-linear'")
-        settings["dataset"] = dataset
-    if precision != "float32":
-        settings["precision"] = precision  # (absent at the default, so float32 caches stay valid)
+        settings = dataclasses.replace(settings, data=dataclasses.replace(settings.data, dataset=dataset))
     return settings
 
 
@@ -269,9 +267,9 @@ def reproduce(out: str | Path | None = None, *, preset: str = "standard", datase
                   "not_measured": sum(v["group"] == g and v["not_measured"] for r in rows for v in r["verdicts"])}
               for g in GROUPS}
     record = study.recorded()  # read from the study file when every stage was reused
-    summary = {"preset": preset, "settings": settings, "seed": seed, "device": device,
+    summary = {"preset": preset, "settings": settings.record(), "seed": seed, "device": device,
                "host": host.describe_briefly(device),
-               "precisions": {"monte_carlo": settings.get("precision", "float32"),
+               "precisions": {"monte_carlo": settings.precision,
                               "training_study": "float32",
                               "training_arms": choices.get("training") or _arm_precision(study, device),
                               "chosen_by": "auto" if choices else "named"},
@@ -289,12 +287,13 @@ def reproduce(out: str | Path | None = None, *, preset: str = "standard", datase
 def _auto_precisions(study: Study, device: str) -> dict[str, str]:
     """What ``precision="auto"`` runs this reproduction's Monte Carlo and arms in, chosen at the study network's
     shapes (its inputs x a Monte Carlo chunk of members; its training batch)."""
-    from .ensemble._common import DEFAULT_MEMORY, chunk_size
+    from .ensemble import chunk_size
     from .ensemble._precision import auto_precision
 
     net = train.build_model(study.model_config(), seed=study.seed).to(device)
-    x = torch.zeros(study.settings["inputs"], net.sizes[0], device=device)
-    mc = auto_precision(net, x, chunk_size(net, x, DEFAULT_MEMORY, study.settings["samples"]))
+    sizes = study.settings.measurements
+    x = torch.zeros(sizes.inputs, net.sizes[0], device=device)
+    mc = auto_precision(net, x, chunk_size(net, x, samples=sizes.samples))
     return {"monte_carlo": mc, "training": _arm_precision(study, device)}
 
 

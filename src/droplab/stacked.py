@@ -188,14 +188,15 @@ class StackedMLP:
 
     def member(self, group: int, member: int) -> torch.nn.Module:
         """Network (group, member) as a ``droplab.DropoutMLP`` (a copy), for droplab's ``ensemble`` functions."""
+        from .config import ModelConfig
         from .train import build_model
 
         if not (0 <= group < self.groups and 0 <= member < self.members):
             raise ValueError(f"no network ({group}, {member}): groups 0..{self.groups - 1}, "
                              f"members 0..{self.members - 1}")
         keep = [float(k) for k in self.keep[group, member]]
-        model = build_model({"sizes": self.sizes, "transfer": "relu", "output": "linear", "keep": keep,
-                             "scaling": "inverted", "init": "glorot"}, seed=0)
+        model = build_model(ModelConfig(sizes=self.sizes, transfer="relu", output="linear", keep=keep,
+                                        scaling="inverted", init="glorot"), seed=0)
         g = group * self.members + member
         with torch.no_grad():
             for linear, w, b in zip(model.linears, self.weights, self.biases, strict=True):

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from . import _interrupt, host, modes, threads
 from .checkpoint import atomic_write_text, load_checkpoint_file, remove_stale_temporaries, save_checkpoint_file
+from .config import ModelConfig
 from .data import Dataset
 from .net import DropoutMLP
 
@@ -199,26 +200,26 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return dev
 
 
-def build_model(model_config: Any, *, seed: int) -> DropoutMLP:
-    """Build a DropoutMLP from a ``ModelConfig`` (or a dict of its fields) with weights initialised from
-    ``seed`` (independently of the global RNG).
+def build_model(model_config: ModelConfig, *, seed: int) -> DropoutMLP:
+    """Build a DropoutMLP from a ``ModelConfig`` with weights initialised from ``seed`` (independently of the global
+    RNG).
 
     Args:
-        model_config: A ``ModelConfig`` (a dict of its fields is read into one).
+        model_config: The network (``ModelConfig(sizes=..., keep=...)``; a preset's is ``presets.preset(name).model``).
         seed: The weights' seed.
 
     Returns:
         DropoutMLP: The network, in training mode.
 
     Raises:
-        TypeError: Anything but a ``ModelConfig`` or a dict.
+        TypeError: Anything but a ``ModelConfig`` (a dict of its fields is refused: build it with
+            ``ModelConfig(**fields)``, which checks them).
     """
-    from .config import ModelConfig, from_dict
-
     if isinstance(model_config, dict):
-        model_config = from_dict(ModelConfig, model_config, where="the model config")
+        raise TypeError(f"build_model takes a ModelConfig, got a dict ({sorted(model_config)}); build one with "
+                        "droplab.ModelConfig(**fields), which checks each field")
     if not isinstance(model_config, ModelConfig):
-        raise TypeError(f"model_config must be a ModelConfig or a dict, got {type(model_config).__name__}")
+        raise TypeError(f"model_config must be a droplab.ModelConfig, got {type(model_config).__name__}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return DropoutMLP.from_config(model_config.as_dict())

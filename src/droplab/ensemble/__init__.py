@@ -64,6 +64,7 @@ gets the seconds spent in the per-unit statistics added under ``"statistics"`` (
 """
 
 from ..statistics import STATISTICS, EnsembleStatistics, LayerStatistics, Pair, PredictiveStatistics
+from ._common import chunk_size
 from ._moments import dropconnect_inference, gaussian_moments, linear_moments
 from ._onepass import MomentsCheck, check_moments, moments
 from ._precision import PRECISIONS
@@ -83,6 +84,7 @@ __all__ = [
     "Pair",
     "PredictiveStatistics",
     "check_moments",
+    "chunk_size",
     "dropconnect_inference",
     "estimate",
     "estimator",

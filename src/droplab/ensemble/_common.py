@@ -83,4 +83,20 @@ def _chunk(net: DropoutMLP, x: Tensor, memory: int, samples: int, tile: int | No
     return max(1, min(samples, chunk))
 
 
-chunk_size = _chunk  # the public name (benchmarks, the report's Monte Carlo plan)
+def chunk_size(net: DropoutMLP, x: Tensor, memory: int = DEFAULT_MEMORY, samples: int = 1000,
+               tile: int | None = None) -> int:
+    """How many members ``monte_carlo(net, x, samples=samples, memory=memory, tile=tile)`` runs per chunk: each
+    chunk is one batched product per layer of ``chunk x len(x)`` rows (benchmarks time products at this shape; the
+    chunk size also decides how the masks are drawn, so two runs compare bit for bit only at the same size).
+
+    Args:
+        net: The network.
+        x: The inputs, ``(B, n_in)``.
+        memory: Bytes of activations per chunk.
+        samples: The members wanted (a chunk is never larger).
+        tile: Bytes per layer tensor of a chunk on a CPU (None: 4 MiB).
+
+    Returns:
+        int: Members per chunk, at least 1.
+    """
+    return _chunk(net, x, memory, samples, tile)

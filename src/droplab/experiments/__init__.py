@@ -5,10 +5,9 @@ The library never imports this package; ``droplab.report`` and the command line 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 from typing import Any
 
-from ..presets import preset as training_preset
 from . import (
     appendix,
     bounds,
@@ -26,6 +25,7 @@ from . import (
     transfer,
 )
 from ._base import Context, Experiment, Verdict
+from ._settings import Measurements, StudyPreset, StudySettings
 
 EXPERIMENTS: list[Experiment] = [
     exact.EXPERIMENT,
@@ -47,64 +47,6 @@ EXPERIMENTS: list[Experiment] = [
     generalization.EXPERIMENT,
     lecture.EXPERIMENT,
 ]
-
-@dataclass(frozen=True)
-class Measurements:
-    """How much a reproduction measures: the study network's snapshots and the sizes of every experiment.
-
-    Attributes:
-        snapshots: ``"every"`` epoch, or the epochs whose weights are kept.
-        inputs: Fixed inputs every unit is measured on (Section 9: 10).
-        samples: Dropout samples per input (Figs. 9.3-9.15: 10,000).
-        trajectory_samples: Per input and snapshot, for the curves over training (Figs. 9.10-9.11, 11.2-11.3).
-        pairs: Unit pairs for E(O_i O_j) (Figs. 9.12-9.14).
-        sampling_repeats: Samples of m values (Figs. 9.1-9.2).
-        sampling_sizes: The m of Fig. 9.2.
-        coadapt_epochs: The lecture's co-adaptation example's epochs.
-        gradient_samples: Sampled backward passes (Section 10.2).
-        transfer_hidden: The tanh / rectified linear networks of Section 7.2.
-        transfer_epochs: Their training epochs.
-    """
-
-    snapshots: str | tuple[int, ...]  # "every" epoch, or the epochs whose weights are kept
-    inputs: int  # fixed inputs every unit is measured on (Section 9: 10)
-    samples: int  # dropout samples per input (Figs. 9.3-9.15: 10,000)
-    trajectory_samples: int  # per input and snapshot, for the curves over training (Figs. 9.10-9.11, 11.2-11.3)
-    pairs: int  # unit pairs for E(O_i O_j) (Figs. 9.12-9.14)
-    sampling_repeats: int  # samples of m values (Figs. 9.1-9.2)
-    sampling_sizes: tuple[int, ...]  # the m of Fig. 9.2
-    coadapt_epochs: int  # the lecture's co-adaptation example
-    gradient_samples: int  # sampled backward passes (Section 10.2)
-    transfer_hidden: tuple[int, ...]  # the tanh / rectified linear networks of Section 7.2
-    transfer_epochs: int
-
-
-@dataclass(frozen=True)
-class StudyPreset:
-    """A ``droplab reproduce`` preset: the training preset whose network and schedule are studied (one source for
-    both commands: ``droplab train --preset <training>`` trains the same network) and the measurement sizes.
-
-    Attributes:
-        training: The training preset studied.
-        measurements: The measurement sizes.
-        substitute: What the report says at the top of a preset that is not the paper's setting (empty for one that is).
-    """
-
-    training: str
-    measurements: Measurements
-    substitute: str = ""  # what the report says at the top of a preset that is not the paper's setting
-
-    def settings(self) -> dict[str, Any]:
-        """The flat settings the study and the experiments read (and stage caches are keyed on)."""
-        p = training_preset(self.training)
-        t, keeps = p.train, p.model.keeps
-        return dict(dataset=p.dataset, validation=p.validation, hidden=list(p.model.sizes[1:-1]), keep_input=keeps[0],
-                    keep_hidden=keeps[1], init_gain=p.model.init_gain, epochs=t.epochs, batch_size=t.batch_size,
-                    lr=t.lr, lr_decay=t.lr_decay, lr_schedule=t.lr_schedule, momentum_start=t.momentum_start,
-                    momentum_end=t.momentum_end,
-                    momentum_epochs=t.momentum_epochs, max_norm=t.max_norm, optimizer=t.optimizer,
-                    **{k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self.measurements).items()})
-
 
 # the paper's measurement sizes (Section 9): 10 inputs x 10,000 dropout samples (Figs. 9.3-9.15), 1,000 samples
 # per epoch for the curves over training (Figs. 11.2-11.3), 5,000-10,000 repeats (Figs. 9.1-9.2)
@@ -136,9 +78,9 @@ STUDY_PRESETS: dict[str, StudyPreset] = {
         substitute="This is the tiny test preset: a 2-epoch, 12-unit network. Its numbers test the code, not the "
                    "paper."),
 }
-# the flat settings of each (what ``Study`` and the experiments read), and what the report says at the top
-PRESETS: dict[str, dict[str, Any]] = {name: p.settings() for name, p in STUDY_PRESETS.items()}
+# each preset's record (``StudySettings.record``: what results.json keeps), and what the report says at the top
+PRESETS: dict[str, dict[str, Any]] = {name: p.settings().record() for name, p in STUDY_PRESETS.items()}
 SUBSTITUTES = {name: p.substitute for name, p in STUDY_PRESETS.items() if p.substitute}
 
 __all__ = ["EXPERIMENTS", "PRESETS", "STUDY_PRESETS", "SUBSTITUTES", "Context", "Experiment", "Measurements",
-           "StudyPreset", "Verdict"]
+           "StudyPreset", "StudySettings", "Verdict"]

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from ._settings import StudySettings
+
 __all__ = ["GROUPS", "Context", "Experiment", "Numbers", "Verdict", "binomial_se", "hist", "mc_precision",
            "to_json", "worst_ratio"]
 
@@ -205,7 +207,7 @@ class Context:
 
     Attributes:
         preset: The study preset's name.
-        settings: The run's settings (sizes, samples, precision...).
+        settings: The run's typed settings (the study network's configs, the measurement sizes, the precision).
         study: The study network, trained on first use.
         seed: The run's seed.
         device: Where it runs.
@@ -215,7 +217,7 @@ class Context:
     """
 
     preset: str
-    settings: dict[str, Any]
+    settings: StudySettings
     study: Any  # droplab.experiments.study.Study, trained on first use
     seed: int
     device: str
@@ -253,7 +255,7 @@ class Experiment:
 
 def mc_precision(ctx: Context) -> str | None:
     """The Monte Carlo products' precision the run asked for (``reproduce --precision``); None: the inputs'."""
-    return ctx.settings.get("precision")
+    return None if ctx.settings.precision == "float32" else ctx.settings.precision
 
 
 def to_json(value: Any) -> Any:

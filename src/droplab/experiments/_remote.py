@@ -17,12 +17,13 @@ import os
 from typing import Any
 
 from .. import train
+from ..config import ModelConfig
 from .study import Study, fit_variant
 
 INSTALL = "droplab reproduce --ray needs Ray: pip install 'droplab[sweep]' (or pip install ray)"
 
 
-def _task(config: dict[str, Any], schedule: train.TrainConfig, data: Any, seed: int) -> dict[str, Any]:
+def _task(config: ModelConfig, schedule: train.TrainConfig, data: Any, seed: int) -> dict[str, Any]:
     result = fit_variant(config, schedule, data, seed=seed, device="cpu")
     return {**result, "model": {k: v.detach().cpu().clone() for k, v in result["model"].state_dict().items()}}
 

@@ -68,7 +68,7 @@ def compute(ctx: Context) -> dict[str, Any]:
     n = Numbers()
     out: dict[str, Any] = {"ks": {}}
     x = ctx.study.inputs()
-    k = min(SAMPLES, ctx.settings["samples"])
+    k = min(SAMPLES, ctx.settings.measurements.samples)
     for when, epoch in WHEN:
         net = ctx.study.model(epoch)
         for h, (s, o, gated) in enumerate(_layer_samples(net, x, k, ctx.seed), start=1):

@@ -86,7 +86,7 @@ def compute(ctx: Context) -> dict[str, Any]:
     with modes.expect(final), torch.no_grad():
         w_final = final.trace(x).O[n_hidden][0].cpu().numpy()
     populations = {"active": np.flatnonzero(w_final >= ACTIVE), "inactive": np.flatnonzero(w_final < INACTIVE)}
-    k = ctx.settings["trajectory_samples"]
+    k = ctx.settings.measurements.trajectory_samples
     curves = {name: {"mean": [], "mean_p5": [], "mean_p95": [], "sd": [], "sd_p5": [], "sd_p95": []}
               for name in populations}
     for epoch in study.epochs:

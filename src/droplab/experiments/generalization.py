@@ -11,6 +11,7 @@ from .. import ensemble, modes
 from ..presets import ARMS
 from ..presets import preset as training_preset
 from ._base import Context, Experiment, Numbers, Verdict, binomial_se, mc_precision
+from ._settings import StudySettings
 
 # Each arm trains at its own learning rate (and L2 coefficient), chosen on validation by its sweep (presets.ARMS);
 # the arms other than dropout (the study network itself) train in the precision the host runs fastest ("auto",
@@ -20,16 +21,16 @@ from ._base import Context, Experiment, Numbers, Verdict, binomial_se, mc_precis
 ARM_PRECISION = "auto"
 
 
-def arm_settings(label: str, settings: dict[str, Any]) -> tuple[dict[str, Any], float]:
+def arm_settings(label: str, settings: StudySettings) -> tuple[dict[str, Any], float]:
     """(model changes, learning rate) of arm ``label`` for a study preset's ``settings``. The arms' learning rates
     were chosen on the standard preset; other presets keep their ratio to its learning rate (for the substitutes'
     SGD schedules, as for the standard's Adam). Connection dropout stays on the classifier layer at any depth."""
     arm = ARMS[label]
     changes = dict(arm.model)
     if "connection_keep" in changes:
-        weights = len(settings["hidden"]) + 1
+        weights = len(settings.hidden) + 1
         changes["connection_keep"] = [None] * (weights - 1) + [changes["connection_keep"][-1]]
-    return changes, settings["lr"] * arm.lr / training_preset("standard").train.lr
+    return changes, settings.train.lr * arm.lr / training_preset("standard").train.lr
 
 
 def train_arm(ctx: Context, label: str) -> dict[str, Any]:
@@ -43,7 +44,7 @@ def train_arm(ctx: Context, label: str) -> dict[str, Any]:
     return ctx.study.train_variant(**_arm_job(label, ctx.settings))
 
 
-def _arm_job(label: str, settings: dict[str, Any]) -> dict[str, Any]:
+def _arm_job(label: str, settings: StudySettings) -> dict[str, Any]:
     """``Study.train_variant``'s keywords for arm ``label``."""
     changes, lr = arm_settings(label, settings)
     return {"model_changes": changes, "lr": lr, "l2": ARMS[label].l2,
@@ -85,7 +86,7 @@ def compute(ctx: Context) -> dict[str, Any]:
             n.add("l2", arm.l2, "L2 coefficient (its sweep's best on validation)", regularizer=label)
         n.add("best_epoch", result["best_epoch"], "best validation epoch", regularizer=label)
         models[label] = result["model"]
-    out["dataset"] = ctx.settings["dataset"]  # on MNIST's own split, the arms are held against published numbers
+    out["dataset"] = ctx.settings.data.dataset  # on MNIST's own split, the arms are held against published numbers
     n.add("chance_error", ctx.study.chance_error, "chance test error % (the commonest class)")
     n.add("test_examples", len(data.x_test), "test examples")
     _weights_and_sparsity(ctx, models, n)

@@ -101,7 +101,7 @@ def linear_penalty() -> dict[str, Any]:
 def compute(ctx: Context) -> dict[str, Any]:
     rng = np.random.default_rng(ctx.seed)
     out = {"l2": l2_as_noise(rng), "ensemble": ensemble_error(rng), "worked": worked_example(),
-           "coadapt": co_adaptation(ctx.seed, ctx.settings["coadapt_epochs"]), "penalty": linear_penalty()}
+           "coadapt": co_adaptation(ctx.seed, ctx.settings.measurements.coadapt_epochs), "penalty": linear_penalty()}
     n = Numbers()
     n.add("worked_example", out["worked"], "worked example output (lecture: [60, 132])")
     for i, (noisy, predicted, plain) in enumerate(out["l2"]["rows"], start=1):

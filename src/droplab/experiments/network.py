@@ -26,7 +26,7 @@ COHEN_SMALL = 0.1  # Cohen (1988): |r| < 0.1 is below a small correlation
 
 def mc_stats(ctx: Context, epoch: int | str, pairs: tuple = (), samples: int | None = None) -> tuple[Any, Any]:
     """(Monte Carlo statistics, weight-scaled statistics) of the study network at a snapshot; kept in ``ctx``."""
-    samples = samples or ctx.settings["samples"]
+    samples = samples or ctx.settings.measurements.samples
     key = ("mc", epoch, pairs, samples)
     if key not in ctx.cache:
         net = ctx.study.model(epoch)
@@ -284,7 +284,7 @@ APPROXIMATIONS = Experiment(
 def compute_variance(ctx: Context) -> dict[str, Any]:
     out: dict[str, Any] = {"epochs": [], "mean_var": [], "mean_gap": [], "hist": {}}
     n = Numbers()
-    k = ctx.settings["trajectory_samples"]
+    k = ctx.settings.measurements.trajectory_samples
     for epoch in ctx.study.epochs:
         mc, ws = mc_stats(ctx, epoch, samples=k)
         v = np.concatenate([flat(layer.Var) for layer in mc.layers[1:-1]])
@@ -302,7 +302,7 @@ def compute_variance(ctx: Context) -> dict[str, Any]:
         n.add("mean_abs_e_oo_minus_w", float(np.abs(e2 - w).mean()), "mean |E(OO) - W|", when=when)
         n.add("mean_abs_e_oo_minus_ww", float(np.abs(e2 - w * w).mean()), "mean |E(OO) - W W|", when=when)
         # a unit's Var has standard error about Var sqrt(2 / K) (K samples): allow 5 of them
-        slack = 5 * v * np.sqrt(2 / ctx.settings["samples"])
+        slack = 5 * v * np.sqrt(2 / ctx.settings.measurements.samples)
         within = v <= w * (1 - w) + slack
         n.add("fraction_var_within_bound", float(np.mean(within)), "fraction Var <= W(1 - W) + 5 SE (all units)",
               when=when)
@@ -409,8 +409,8 @@ def _paired(a: np.ndarray, b: np.ndarray) -> list[float]:
 
 
 def compute_pairs(ctx: Context) -> dict[str, Any]:
-    sizes = ctx.study.model_config()["sizes"]
-    unconnected, connected = _pairs(sizes, ctx.settings["pairs"], ctx.seed)
+    sizes = list(ctx.study.model_config().sizes)
+    unconnected, connected = _pairs(sizes, ctx.settings.measurements.pairs, ctx.seed)
     out: dict[str, Any] = {"hist": {}}
     n = Numbers()
     for when, epoch in WHEN:

@@ -24,7 +24,7 @@ EPS = 1e-6  # a normal draw outside (0, 1) is clipped: O is a probability
 
 def compute(ctx: Context) -> dict[str, Any]:
     rng = np.random.default_rng(ctx.seed)
-    repeats, sizes = ctx.settings["sampling_repeats"], ctx.settings["sampling_sizes"]
+    repeats, sizes = ctx.settings.measurements.sampling_repeats, ctx.settings.measurements.sampling_sizes
     out: dict[str, Any] = {"hist": {}, "sizes": sizes, "correlation": {}, "covariance": {}, "repeats": repeats}
     n = Numbers()
     for name, draw in DISTRIBUTIONS.items():

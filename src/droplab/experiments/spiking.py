@@ -24,7 +24,7 @@ TIE, SPIKE_SAMPLES = 0.05, 4000
 
 def _spike_variance(ctx: Context, w: Any, n: Numbers) -> None:
     o = w.layers[-2].E.reshape(-1).double().clamp(0, 1)  # the top hidden layer's outputs on the study inputs
-    r = float(ctx.settings["keep_hidden"])
+    r = float(ctx.settings.model.keeps[1])
     gen = torch.Generator(device=o.device).manual_seed(ctx.seed)
     many = o.expand(SPIKE_SAMPLES, -1)
     spike = GATES["spiking"].sample(many, r, generator=gen).var(0)
@@ -47,7 +47,7 @@ def compute_three_networks(ctx: Context) -> dict[str, Any]:
     spiking_net.load_state_dict(dropout_net.state_dict())
     x = ctx.study.inputs()
     gen = torch.Generator(device=ctx.device).manual_seed(ctx.seed)
-    k = ctx.settings["samples"]
+    k = ctx.settings.measurements.samples
     w = ensemble.weight_scaled(dropout_net, x)
     stats = {"dropout": mc_stats(ctx, "last")[0],  # the study network's own measurement (Figs. 9.3-9.15)
              "spiking": ensemble.monte_carlo(spiking_net, x, samples=k, generator=gen,
@@ -150,7 +150,7 @@ def expected_gradient(ctx: Context, backward: str | float) -> dict[str, float]:
                 else torch.full_like(trace.S[h + 1], act.keep))
             for h, act in enumerate(perc.activations) if hasattr(act, "keep")}  # backpercolated hidden layers
     at_mean = _weight_gradients(perc, x, y, {**masks, **{f"activations.{h}": p for h, p in keep.items()}})
-    k = ctx.settings["gradient_samples"]
+    k = ctx.settings.measurements.gradient_samples
     total, errors = torch.zeros_like(bp), {}
     for i in range(1, k + 1):
         noise = {**masks, **{f"activations.{h}": torch.bernoulli(p, generator=gen) for h, p in keep.items()}}
@@ -170,7 +170,7 @@ def _finetune(ctx: Context, start: int, backward: str | None, lr: float, epochs:
     """Train on from the snapshot at ``start`` with the study's optimizer and schedule at a small learning rate
     (SGD schedules without momentum). Returns (test error, weight change)."""
     study = ctx.study
-    net = DropoutMLP.from_config({**study.model_config(), "backward": backward})
+    net = DropoutMLP.from_config(dataclasses.replace(study.model_config(), backward=backward).as_dict())
     net.load_state_dict(study.model(start).state_dict())
     before = torch.cat([lin.weight.detach().reshape(-1) for lin in net.linears]).cpu().clone()
     schedule = study.train_config()
@@ -197,7 +197,7 @@ def compute_backpercolation(ctx: Context) -> dict[str, Any]:
     errors = [row["test_error"] for row in ctx.study.metrics]
     start = next((i + 1 for i, e in enumerate(errors) if e < 50.0), max(1, len(errors) // 2))
     start = min(ctx.study.epochs, key=lambda e: abs(e - start))
-    lr = 0.1 * ctx.settings["lr"]
+    lr = 0.1 * ctx.settings.train.lr
     results = {name: _finetune(ctx, start, backward, lr, FINETUNE_EPOCHS) for name, backward in
                (("backpropagation", None), ("backpercolation", "derivative"))}
     (e_bp, d_bp), (e_perc, d_perc) = results["backpropagation"], results["backpercolation"]

@@ -7,9 +7,9 @@ one safetensors file in the output folder, written atomically, and reused when t
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +20,17 @@ from .. import train
 from ..checkpoint import load_checkpoint_file, read_checkpoint_meta, save_checkpoint_file
 from ..config import ModelConfig
 from ..net import DropoutMLP
+from ._settings import StudySettings
 
 __all__ = ["Study"]
 
 
 class Study:
-    def __init__(self, out_dir: Path, settings: dict[str, Any], *, seed: int, device: str,
+    def __init__(self, out_dir: Path, settings: StudySettings, *, seed: int, device: str,
                  data_dir: str | None = None, progress: bool = False) -> None:
+        if not isinstance(settings, StudySettings):
+            raise TypeError(f"settings must be a StudySettings (droplab.experiments.STUDY_PRESETS[name].settings()), "
+                            f"got {type(settings).__name__}")
         self.out_dir, self.settings, self.seed, self.device = Path(out_dir), settings, seed, device
         self.data_dir, self.progress = data_dir, progress
         self._snapshots: dict[int, dict[str, torch.Tensor]] | None = None
@@ -37,7 +41,7 @@ class Study:
 
     @property
     def key(self) -> str:
-        blob = json.dumps({"settings": self.settings, "seed": self.seed}, sort_keys=True)
+        blob = json.dumps({"settings": self.settings.record(), "seed": self.seed}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     @property
@@ -52,30 +56,22 @@ class Study:
     @property
     def data(self) -> data_mod.Dataset:
         if self._data is None:
-            self._data = data_mod.load(self.settings["dataset"], root=self.data_dir, seed=self.seed,
-                                       validation=self.settings.get("validation", 0.1))  # (reports before it: 0.1)
+            self._data = replace(self.settings.data, data_dir=self.data_dir).load(seed=self.seed)
         return self._data
 
-    def model_config(self) -> dict[str, Any]:
-        """The study network: logistic units, softmax output, Glorot weights (``ModelConfig`` validates it)."""
-        s = self.settings
-        return ModelConfig(sizes=(self.data.input_size, *s["hidden"], self.data.output_size), transfer="logistic",
-                           output="softmax", keep=(s["keep_input"], *[s["keep_hidden"]] * len(s["hidden"])),
-                           scaling="paper", init="glorot", init_gain=s.get("init_gain")).as_dict()
+    def model_config(self) -> ModelConfig:
+        """The study network: the preset's, between the data's input and output sizes."""
+        return self.settings.model.with_sizes(self.data.input_size, self.data.output_size)
 
     @property
     def snapshot_epochs(self) -> set[int]:
         """The epochs whose weights are kept: ``snapshots`` is a list, or ``"every"`` epoch."""
-        snaps = self.settings["snapshots"]
-        return set(range(1, self.settings["epochs"] + 1)) if snaps == "every" else set(snaps)
+        snaps = self.settings.measurements.snapshots
+        return set(range(1, self.settings.train.epochs + 1)) if snaps == "every" else set(snaps)
 
     def train_config(self) -> train.TrainConfig:
-        s = self.settings
-        return train.TrainConfig(epochs=s["epochs"], batch_size=s["batch_size"], lr=s["lr"], lr_decay=s["lr_decay"],
-                                 lr_schedule=s.get("lr_schedule", "exponential"),
-                                 momentum_start=s.get("momentum_start", 0.5), momentum_end=s["momentum_end"],
-                                 momentum_epochs=s["momentum_epochs"], max_norm=s["max_norm"], seed=self.seed,
-                                 optimizer=s.get("optimizer", "sgd"), precision="float32")
+        """The study network's schedule: the preset's, with the run's seed, in float32."""
+        return replace(self.settings.train, seed=self.seed, precision="float32")
 
     def train_variant(self, model_changes: dict[str, Any] | None = None, *, lr: float | None = None,
                       l2: float = 0.0, precision: str = "float32") -> dict[str, Any]:
@@ -99,16 +95,17 @@ class Study:
         return self._variants[key]
 
     def variant(self, model_changes: dict[str, Any] | None = None, *, lr: float | None = None, l2: float = 0.0,
-                precision: str = "float32") -> tuple[str, dict[str, Any], train.TrainConfig] | None:
+                precision: str = "float32") -> tuple[str, ModelConfig, train.TrainConfig] | None:
         """(key, model config, schedule) of a variant ``train_variant`` would train, or None for the study network
         itself (its own run). The key names the variant in this run (as the caller asked for it: a precision of
         ``"auto"`` stays ``"auto"`` in the key)."""
-        config = {**self.model_config(), **(model_changes or {})}
-        lr = self.settings["lr"] if lr is None else lr
-        if config == self.model_config() and l2 == 0.0 and lr == self.settings["lr"]:
+        config = replace(self.model_config(), **(model_changes or {}))
+        lr = self.settings.train.lr if lr is None else lr
+        if config == self.model_config() and l2 == 0.0 and lr == self.settings.train.lr:
             return None
-        key = json.dumps({"model": config, "l2": l2, "lr": lr, "precision": precision}, sort_keys=True, default=str)
-        return key, config, dataclasses.replace(self.train_config(), l2=l2, lr=lr, precision=precision)
+        key = json.dumps({"model": config.as_dict(), "l2": l2, "lr": lr, "precision": precision}, sort_keys=True,
+                         default=str)
+        return key, config, replace(self.train_config(), l2=l2, lr=lr, precision=precision)
 
     def add_variant(self, key: str, result: dict[str, Any]) -> None:
         """Keep a variant's training (``fit_variant``'s result, trained here or elsewhere) under ``key``."""
@@ -163,7 +160,7 @@ class Study:
         snaps[-1] = {k: v.detach().cpu().clone() for k, v in result.model.state_dict().items()}  # best validation
         tensors = {f"epoch{e}.{k}": v for e, state in snaps.items() for k, v in state.items()}
         save_checkpoint_file(self.path, tensors, {"key": self.key, "metrics": self.metrics,
-                                                  "model": self.model_config(), "best_epoch": self.best_epoch,
+                                                  "model": self.model_config().as_dict(), "best_epoch": self.best_epoch,
                                                   "test_error": self.test_error})
         self._snapshots = snaps
 
@@ -193,19 +190,19 @@ class Study:
         self.ensure()
         assert self._snapshots is not None
         e = max(self._snapshots) if epoch == "last" else -1 if epoch == "best" else int(epoch)
-        net = DropoutMLP.from_config(self.model_config())
+        net = DropoutMLP.from_config(self.model_config().as_dict())
         net.load_state_dict(self._snapshots[e])
         return net.to(self.device).eval()
 
     def inputs(self, n: int | None = None) -> torch.Tensor:
         """``n`` fixed test inputs (a seeded choice), as the paper's "10 random inputs"."""
-        n = n or self.settings["inputs"]
+        n = n or self.settings.measurements.inputs
         x = self.data.x_test
         idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(self.seed))[:n]
         return x[idx].to(self.device)
 
 
-def fit_variant(config: dict[str, Any], schedule: train.TrainConfig, data: data_mod.Dataset, *, seed: int,
+def fit_variant(config: ModelConfig, schedule: train.TrainConfig, data: data_mod.Dataset, *, seed: int,
                 device: str) -> dict[str, Any]:
     """Train one variant of the study network: ``{"history", "test_error", "best_epoch", "model"}``, with
     ``"diverged": True`` (and the untrained model) where training diverged. A pure function of its arguments, so it

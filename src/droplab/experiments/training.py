@@ -34,7 +34,7 @@ def compute(ctx: Context) -> dict[str, Any]:
     n.add("best_epoch", study.best_epoch, "best validation epoch (the weights every test error refers to)")
     n.add("final_test_error", study.test_error, "test error % at the best validation epoch")
     n.add("chance_loss", math.log(study.data.output_size), "chance loss ln(classes)")
-    k = ctx.settings["trajectory_samples"]
+    k = ctx.settings.measurements.trajectory_samples
     for epoch in study.epochs:
         mc, _ = mc_stats(ctx, epoch, samples=k)
         for h in range(1, len(mc.layers) - 1):

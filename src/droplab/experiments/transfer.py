@@ -24,15 +24,16 @@ TRANSFER_LR = {"sgd": 0.1, "adam": 1e-3}
 
 def _train(ctx: Context, transfer: str) -> Any:
     study = ctx.study
-    s = ctx.settings
-    config = {**study.model_config(), "transfer": transfer, "init_gain": 1.0,
-              "sizes": [study.data.input_size, *s["transfer_hidden"], study.data.output_size],
-              "keep": [s["keep_input"]] + [s["keep_hidden"]] * len(s["transfer_hidden"])}
+    m = ctx.settings.measurements
+    hidden = m.transfer_hidden
+    config = dataclasses.replace(study.model_config(), transfer=transfer, init_gain=1.0,
+                                 sizes=(study.data.input_size, *hidden, study.data.output_size),
+                                 keep=(ctx.settings.model.keeps[0], *[ctx.settings.model.keeps[1]] * len(hidden)))
     model = train.build_model(config, seed=ctx.seed)
     # a learning rate all three transfer functions train stably with, for the study's optimizer (rectified units
     # diverge under SGD at 1.0; Adam's 0.1 leaves every unit dead)
     schedule = study.train_config()
-    schedule = dataclasses.replace(schedule, epochs=s["transfer_epochs"], lr=TRANSFER_LR[schedule.optimizer],
+    schedule = dataclasses.replace(schedule, epochs=m.transfer_epochs, lr=TRANSFER_LR[schedule.optimizer],
                                    lr_decay=1.0, lr_schedule="exponential")  # a constant rate
     return train.fit(model, study.data, schedule, progress=False, device=ctx.device)
 
@@ -45,7 +46,7 @@ def compute(ctx: Context) -> dict[str, Any]:
         result = _train(ctx, transfer)
         net = result.model.eval()
         gen = torch.Generator(device=ctx.device).manual_seed(ctx.seed)
-        mc = ensemble.monte_carlo(net, x, samples=ctx.settings["samples"], generator=gen,
+        mc = ensemble.monte_carlo(net, x, samples=ctx.settings.measurements.samples, generator=gen,
                                   precision=mc_precision(ctx))
         ws = ensemble.weight_scaled(net, x)
         n.add("test_error", result.test_error, "test error %", transfer=transfer)
