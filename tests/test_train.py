@@ -282,8 +282,8 @@ def test_build_model_takes_a_model_config_and_refuses_a_dict_with_the_fix():
     a, b = train.build_model(config, seed=2), train.build_model(config, seed=2)
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
     assert tuple(a.sizes) == (5, 4, 3)
-    with pytest.raises(TypeError, match=r"build_model takes a ModelConfig, got a dict \(\['keep', 'sizes'\]\); build one "
-                                        r"with droplab.ModelConfig\(\*\*fields\)"):
+    with pytest.raises(TypeError, match=r"build_model takes a ModelConfig, got a dict \(\['keep', 'sizes'\]\); "
+                                        r"build one with droplab.ModelConfig\(\*\*fields\)"):
         train.build_model({"sizes": [5, 4, 3], "keep": [0.8, 0.5]}, seed=2)
     with pytest.raises(TypeError, match="model_config must be a droplab.ModelConfig, got str"):
         train.build_model("784-10", seed=2)
