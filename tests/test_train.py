@@ -193,8 +193,9 @@ def test_a_killed_writers_temporary_file_is_removed_and_a_live_ones_is_kept(digi
     import subprocess
     import sys
 
-    code = ("import sys, time; from pathlib import Path; from droplab.checkpoint import _atomic_target; "
-            "fd, tmp = _atomic_target(Path(sys.argv[1]) / 'best.safetensors'); print(tmp, flush=True); time.sleep(60)")
+    code = ("import sys, time; from pathlib import Path; from droplab.checkpoint import _replacing\n"
+            "with _replacing(Path(sys.argv[1]) / 'best.safetensors') as tmp:\n"
+            "    print(tmp, flush=True); time.sleep(60)")
     writer = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
     stale = Path(writer.stdout.readline().strip())
     os.kill(writer.pid, signal.SIGKILL)  # killed while writing: its temporary file stays behind

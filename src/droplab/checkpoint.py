@@ -9,6 +9,8 @@ import errno
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +33,23 @@ def _file_mode() -> int:
 _TMP = ".droplab-tmp"  # temporary files are ".<name>.<pid>.<random>.droplab-tmp": the writer's pid is in the name
 
 
-def _atomic_target(path: Path) -> tuple[int, Path]:
+@contextmanager
+def _replacing(path: Path) -> Iterator[Path]:
+    """A temporary file beside ``path`` to write; when the block ends it is made readable like any output, synced to
+    disk and renamed over ``path``, and when the block fails it is removed: a reader sees the old file or the new
+    one, never part of either."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=_TMP, dir=path.parent)
-    os.chmod(tmp, _file_mode())  # results are for others to read too
-    return fd, Path(tmp)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=_TMP, dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.chmod(tmp, _file_mode())  # mkstemp's and safetensors' files are 0600: results are for others to read too
+        with tmp.open("rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _alive(pid: int) -> bool:
@@ -72,16 +86,8 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     Returns:
         None
     """
-    path = Path(path)
-    fd, tmp = _atomic_target(path)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with _replacing(Path(path)) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def atomic_save_figure(fig: Any, path: str | os.PathLike[str], **savefig: Any) -> None:
@@ -96,14 +102,8 @@ def atomic_save_figure(fig: Any, path: str | os.PathLike[str], **savefig: Any) -
     Returns:
         None
     """
-    path = Path(path)
-    fd, tmp = _atomic_target(path)
-    os.close(fd)
-    try:
+    with _replacing(Path(path)) as tmp:
         fig.savefig(tmp, format="png", **savefig)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def save_checkpoint_file(path: str | os.PathLike[str], tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
@@ -118,20 +118,12 @@ def save_checkpoint_file(path: str | os.PathLike[str], tensors: dict[str, Tensor
         None
     """
     path = Path(path)
-    fd, tmp = _atomic_target(path)
-    os.close(fd)
-    try:
-        flat = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+    flat = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+    with _replacing(path) as tmp:
         try:
             save_file(flat, str(tmp), metadata={"format": FORMAT, "droplab": json.dumps(meta)})
         except SafetensorError as exc:  # the library's own type for I/O failures (a full disk): an OSError here
             raise OSError(errno.EIO, f"could not write {path}: {exc}", str(path)) from None
-        os.chmod(tmp, _file_mode())  # safetensors writes a new file of its own, mode 0600: readable like the rest
-        with tmp.open("rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _metadata(path: Path) -> dict[str, Any]:
