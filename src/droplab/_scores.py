@@ -267,19 +267,25 @@ def temperature_scale(member_logits: Any, labels: Any, *, bounds: tuple[float, f
 # ------------------------------------------------------------------------------------ regression
 def regression_scores(predictions: Any, targets: Any, *, tau: float, variance: Any = None,
                       levels: tuple[float, ...] = (0.5, 0.9, 0.95)) -> dict[str, Any]:
-    """Scores of a regression ensemble, in the targets' units.
+    r"""Scores of a regression ensemble, in the targets' units.
 
     ``predictions`` is what ``monte_carlo`` (``predictive``) returned for a model with one output (its ``mean``
     and ``variance``, and the Monte Carlo log-likelihood when it was given ``targets`` and ``tau``), or the
     predictive means (B,) with ``variance`` beside. ``tau`` is the observation precision (Gal & Ghahramani,
     2016): the predictive distribution is taken as Gaussian with mean E(y) and variance Var(y) + 1 / tau.
 
-    Returns ``rmse``; ``log_likelihood``, the mean over inputs of Gal & Ghahramani's Monte Carlo estimate
-    logsumexp_k(-tau/2 (y - y_k)^2) - log K - 1/2 log 2 pi + 1/2 log tau (present when ``predictions`` carries it:
-    it needs the members, streamed by ``monte_carlo(..., targets=y, tau=tau)``); ``gaussian_nll``, the mean
-    negative log density of the Gaussian; ``coverage``, for each central interval level, the share of targets
-    inside mean +- z sigma; ``crps``, the mean continuous ranked probability score of the Gaussian (closed form,
-    Gneiting & Raftery 2007).
+    Returns ``rmse``; ``log_likelihood``, the mean over inputs of Gal & Ghahramani's Monte Carlo estimate over the
+    K members' outputs \(\hat y_k\) (present when ``predictions`` carries it: it needs the members, streamed by
+    ``monte_carlo(..., targets=y, tau=tau)``),
+
+    $$
+    \log p(y) \approx \operatorname{logsumexp}_k\Big(-\frac{\tau}{2} (y - \hat y_k)^2\Big) - \log K
+        - \frac{1}{2} \log 2\pi + \frac{1}{2} \log \tau;
+    $$
+
+    ``gaussian_nll``, the mean negative log density of the Gaussian; ``coverage``, for each central interval level,
+    the share of targets inside mean +- z sigma; ``crps``, the mean continuous ranked probability score of the
+    Gaussian (closed form, Gneiting & Raftery 2007).
 
     Args:
         predictions: ``PredictiveStatistics`` of ``output="values"``, or the predictive means (B,).

@@ -1,14 +1,15 @@
-"""Scores of class predictions from any estimator: accuracy, negative log-likelihood, Brier score, calibration.
+r"""Scores of class predictions from any estimator: accuracy, negative log-likelihood, Brier score, calibration.
 
 Every function takes ``predictions``, either a tensor of class probabilities (B, C) or the
 ``EnsembleStatistics`` an estimator returns (its output layer's mean probabilities are used), and integer
 ``labels`` (B,). Definitions:
 
-* ``negative_log_likelihood``: mean over inputs of -log p_y (probabilities clipped to [eps, 1 - eps], eps the
-  dtype's machine epsilon, as scikit-learn's ``log_loss``);
-* ``brier_score``: mean over inputs of sum_c (p_c - [y = c])^2 (Brier, 1950; 0 is perfect, 2 the worst);
-* ``expected_calibration_error``: sum over confidence bins of (bin size / B) |accuracy - mean confidence|, with
-  the confidence max_c p_c in ``bins`` equal-width bins on [0, 1] (Guo et al., 2017, Eq. 3);
+* ``negative_log_likelihood``: mean over inputs of \(-\log p_y\) (probabilities clipped to
+  \([\epsilon, 1 - \epsilon]\), \(\epsilon\) the dtype's machine epsilon, as scikit-learn's ``log_loss``);
+* ``brier_score``: mean over inputs of \(\sum_c (p_c - [y = c])^2\) (Brier, 1950; 0 is perfect, 2 the worst);
+* ``expected_calibration_error``: sum over confidence bins \(B_m\) of \(\frac{|B_m|}{B}\,
+  |\mathrm{acc}(B_m) - \mathrm{conf}(B_m)|\), with the confidence \(\max_c p_c\) in ``bins`` equal-width bins
+  on [0, 1] (Guo et al., 2017, Eq. 3);
 * ``reliability``: the per-bin counts, accuracies and confidences behind the ECE; ``reliability_diagram``
   draws them.
 
@@ -52,9 +53,13 @@ __all__ = ["OODScores", "Reliability", "RiskCoverage", "TemperatureScaling", "ac
 
 
 def entropy(p: Tensor, *, log_p: Tensor | None = None) -> Tensor:
-    """H(p) = -sum_c p_c log p_c over the last dimension, in nats, with 0 log 0 = 0. ``log_p``, when the caller
-    has it (``log_softmax`` of logits), is used instead of log p: exact where p underflows. The one place
-    droplab computes an entropy: the predictive and expected entropies of every estimator come from here.
+    r"""The entropy of each row of probabilities (the last dimension), in nats, with 0 log 0 = 0. ``log_p``, when
+    the caller has it (``log_softmax`` of logits), is used instead of log p: exact where p underflows. The one
+    place droplab computes an entropy: the predictive and expected entropies of every estimator come from here.
+
+    $$
+    H(p) = -\sum_c p_c \log p_c
+    $$
 
     Args:
         p: Probabilities, classes along the last dimension.
@@ -69,9 +74,14 @@ def entropy(p: Tensor, *, log_p: Tensor | None = None) -> Tensor:
 
 
 def mutual_information(predictions: EnsembleStatistics | Tensor, expected_entropy: Tensor | None = None) -> Tensor:
-    """I(y; mask) = H(E(p)) - E(H(p)) per input (nats), the BALD score: the disagreement between the members;
-    clamped at 0 (a negative value is rounding). The one mutual information of droplab
-    (``droplab.ensemble.mutual_information`` is this function).
+    r"""The mutual information between the label and the dropout mask per input (nats), the BALD score: the
+    disagreement between the members, the entropy of their mean less their mean entropy; clamped at 0 (a negative
+    value is rounding). The one mutual information of droplab (``droplab.ensemble.mutual_information`` is this
+    function).
+
+    $$
+    I(y; \delta) = H\big(E_\delta(p)\big) - E_\delta\big(H(p)\big)
+    $$
 
     Args:
         predictions:
@@ -150,7 +160,11 @@ def accuracy(predictions: Any, labels: Any) -> float:
 
 
 def negative_log_likelihood(predictions: Any, labels: Any) -> float:
-    """Mean -log p_y in nats (scikit-learn's ``log_loss``).
+    r"""The mean negative log-likelihood of the labels y_b of the B inputs, in nats (scikit-learn's ``log_loss``).
+
+    $$
+    \mathrm{NLL} = -\frac{1}{B} \sum_{b=1}^{B} \log p_{b, y_b}
+    $$
 
     Args:
         predictions: Class probabilities (B, C), or the statistics of an estimator (their output layer's mean).
@@ -165,7 +179,11 @@ def negative_log_likelihood(predictions: Any, labels: Any) -> float:
 
 
 def brier_score(predictions: Any, labels: Any) -> float:
-    """Mean sum_c (p_c - [y = c])^2 over inputs.
+    r"""The Brier score over all classes (Brier, 1950): 0 is perfect, 2 the worst.
+
+    $$
+    \mathrm{Brier} = \frac{1}{B} \sum_{b=1}^{B} \sum_{c} \big(p_{b,c} - [y_b = c]\big)^2
+    $$
 
     Args:
         predictions: Class probabilities (B, C), or the statistics of an estimator (their output layer's mean).
@@ -229,7 +247,12 @@ def reliability(predictions: Any, labels: Any, *, bins: int = 15) -> Reliability
 
 
 def expected_calibration_error(predictions: Any, labels: Any, *, bins: int = 15) -> float:
-    """ECE over ``bins`` equal-width confidence bins (Guo et al., 2017).
+    r"""ECE over ``bins`` equal-width confidence bins B_m (Guo et al., 2017): the gap between accuracy and mean
+    confidence max_c p_c in each bin, weighted by the share of the n inputs that fall in it.
+
+    $$
+    \mathrm{ECE} = \sum_{m} \frac{|B_m|}{n} \big|\mathrm{acc}(B_m) - \mathrm{conf}(B_m)\big|
+    $$
 
     Args:
         predictions: Class probabilities (B, C), or the statistics of an estimator (their output layer's mean).

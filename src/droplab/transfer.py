@@ -157,7 +157,11 @@ def make_transfer(name: str, *, c: float = 1.0, lam: float = 1.0, t: float = 0.0
 
 
 def logistic(*, c: float = 1.0, lam: float = 1.0) -> Transfer:
-    """The logistic transfer: f(S) = 1 / (1 + c exp(-lam S)) (Eq. 27).
+    r"""The logistic transfer with offset c and slope lambda (Eq. 27).
+
+    $$
+    \sigma(S) = \frac{1}{1 + c\, e^{-\lambda S}} \tag{27}
+    $$
 
     Args:
         c: The logistic's offset c (Eq. 27), > 0.
@@ -170,7 +174,11 @@ def logistic(*, c: float = 1.0, lam: float = 1.0) -> Transfer:
 
 
 def tanh(*, lam: float = 1.0) -> Transfer:
-    """The tanh transfer: f(S) = tanh(lam S).
+    r"""The tanh transfer with slope lambda.
+
+    $$
+    f(S) = \tanh(\lambda S)
+    $$
 
     Args:
         lam: The slope (gain) lambda, > 0.
@@ -182,7 +190,11 @@ def tanh(*, lam: float = 1.0) -> Transfer:
 
 
 def relu(*, lam: float = 1.0, t: float = 0.0) -> Transfer:
-    """The relu transfer: f(S) = lam max(S - t, 0) (Eq. 69).
+    r"""The rectified linear transfer with slope lambda and threshold t (Eq. 69).
+
+    $$
+    RL(S) = \begin{cases} 0 & S \le t \\ \lambda S - \lambda t & \text{otherwise} \end{cases} \tag{69}
+    $$
 
     Args:
         lam: The slope (gain) lambda, > 0.
@@ -195,7 +207,11 @@ def relu(*, lam: float = 1.0, t: float = 0.0) -> Transfer:
 
 
 def linear(*, lam: float = 1.0) -> Transfer:
-    """The linear transfer: f(S) = lam S.
+    r"""The linear transfer with slope lambda.
+
+    $$
+    f(S) = \lambda S
+    $$
 
     Args:
         lam: The slope (gain) lambda, > 0.
@@ -207,7 +223,11 @@ def linear(*, lam: float = 1.0) -> Transfer:
 
 
 def softmax(*, lam: float = 1.0) -> Transfer:
-    """The softmax transfer: f(S)_i = exp(lam S_i) / sum_l exp(lam S_l).
+    r"""The softmax transfer with slope lambda (Eq. 43).
+
+    $$
+    O_i = \frac{e^{\lambda S_i}}{\sum_{j=1}^{k} e^{\lambda S_j}} \tag{43}
+    $$
 
     Args:
         lam: The slope (gain) lambda, > 0.

@@ -82,7 +82,14 @@ def _check_net(net: nn.Module, x: Tensor) -> None:
 # ---------------------------------------------------------------------------------------------------- linear
 @torch.no_grad()
 def linear_moments(net: DropoutMLP, x: Tensor) -> EnsembleStatistics:
-    """Exact means, variances and covariances of every unit of a linear network (Section 3, Eqs. 24-26).
+    r"""Exact means, variances and covariances of every unit of a linear network (Section 3, Eqs. 24-26): the
+    means pass through the layers with the keep rates as weights,
+
+    $$
+    E(S_i^h) = \sum_{l < h} \sum_j p_{ij}^{hl} w_{ij}^{hl} E(S_j^l) \tag{26}
+    $$
+
+    and the variances and covariances by the same recursion on second moments (independent gates).
 
     Dropout on units or connections, any keep rates. The full covariance of layer h is in
     ``stats.covariances[h]``, shape (B, n_h, n_h).
@@ -150,7 +157,19 @@ def _quadrature(f, mean: Tensor, var: Tensor) -> tuple[Tensor, Tensor]:
 @torch.no_grad()
 def gaussian_moments(net: DropoutMLP, x: Tensor, *, method: str = "quadrature", propagate_variance: bool = True,
                      samples: int = 1000, generator: torch.Generator | None = None) -> EnsembleStatistics:
-    """Mean and variance of every S propagated layer by layer, each S taken as Gaussian (fast dropout).
+    r"""Mean and variance of every S propagated layer by layer, each S taken as Gaussian (fast dropout).
+
+    With S ~ N(mu_S, sigma_S^2), ``method="eq242"`` averages a logistic unit by Eq. 242 and a rectified linear
+    unit by Eq. 72 (Phi the standard normal distribution function):
+
+    $$
+    E(O) \approx \frac{1}{1 + e^{-(1 + 0.368\,\sigma_S^2)^{-1/2} \mu_S}} \tag{242}
+    $$
+
+    $$
+    E(RL(S)) = \lambda \mu_S \Phi\Big(\frac{\mu_S}{\sigma_S}\Big) + \frac{\lambda \sigma_S}{\sqrt{2\pi}}
+        e^{-\mu_S^2 / 2\sigma_S^2} \tag{72}
+    $$
 
     ``method``: how E(O) = E(f(S)) is computed for S ~ N(E(S), Var(S)): ``"eq242"`` (the logistic's closed
     form, Eq. 242; Eq. 72 for rectified linear units), ``"quadrature"`` (Gauss-Hermite, 40 nodes) or

@@ -41,7 +41,11 @@ def _reference(net: DropoutMLP, x: Tensor) -> Trace:
 
 @torch.no_grad()
 def weight_scaled(net: DropoutMLP, x: Tensor) -> EnsembleStatistics:
-    """The deterministic network W of Eq. 98: one pass with every gate replaced by its mean.
+    r"""The deterministic network W of Eq. 98: one pass with every gate replaced by its mean.
+
+    $$
+    W_i^l = \sigma\Big(\sum_{h<l} \sum_j w_{ij}^{h} p_j^h W_j^h\Big) \tag{98}
+    $$
 
     ``E`` holds W (the estimate of E(O)), ``E_S`` holds U (the estimate of E(S)), and ``NWGM`` holds W as well
     for layers in [0, 1], since W is the propagated NWGM.
