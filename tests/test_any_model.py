@@ -51,6 +51,21 @@ def _gen(seed=0):
     return torch.Generator().manual_seed(seed)
 
 
+def _record_replay_expect(model, x, expected, atol=0.0):
+    """A recorded draw replays to the bit, and ``expect`` gives ``expected`` (the eval-mode output, or a closed
+    form): exactly, or within ``atol`` where attention's fused kernels sum in another order. Returns (the noise,
+    the draw)."""
+    with torch.no_grad():
+        with modes.record(model, generator=_gen()) as noise:
+            y = model(x)
+        with modes.replay(model, noise):
+            assert torch.equal(model(x), y)
+        with modes.expect(model):
+            got = model(x)
+            assert torch.equal(got, expected) if atol == 0 else torch.allclose(got, expected, rtol=0, atol=atol)
+    return noise, y
+
+
 def test_batchnorm_keeps_eval_statistics_and_training_flag_is_untouched():
     model, x = _cnn(), _x()
     mean, var = model.bn.running_mean.clone(), model.bn.running_var.clone()
@@ -182,12 +197,7 @@ def test_transformer_encoder_layer_attention_dropout_is_sampled_and_matches_trai
     x = _x((2, 3, 8))
     with torch.no_grad():
         eval_out = layer(x)
-        with modes.record(layer, generator=_gen()) as noise:
-            y = layer(x)
-        with modes.replay(layer, noise):
-            assert torch.equal(layer(x), y)
-        with modes.expect(layer):
-            assert torch.allclose(layer(x), eval_out, atol=1e-12)
+    noise, _ = _record_replay_expect(layer, x, eval_out, atol=1e-12)
     assert "self_attn:scaled_dot_product_attention#0" in noise
     assert noise["self_attn:scaled_dot_product_attention#0"].shape == (2, 2, 3, 3)  # (B, heads, L, S)
     assert {"dropout", "dropout1", "dropout2"} <= set(noise)
@@ -273,12 +283,7 @@ def test_aten_entry_points_and_early_bound_functions_are_sampled_named_and_repla
     x = _x((4, 6))
     with torch.no_grad():
         plain = model(x)
-        with modes.record(model, generator=_gen()) as noise:
-            y = model(x)
-        with modes.replay(model, noise):
-            assert torch.equal(model(x), y)
-        with modes.expect(model):
-            assert torch.equal(model(x), plain)  # each call's eval output, as torch gives in eval mode
+    noise, y = _record_replay_expect(model, x, plain)  # expect: each call's eval output, as torch gives in eval mode
     assert set(noise) == {"model:dropout#0", "model:dropout#1", "model:feature_dropout#0", "model:alpha_dropout#0",
                           "model:dropout#2", "model:native_dropout#0"}
     assert noise["model:feature_dropout#0"].shape == (4, 3, 1)
@@ -333,12 +338,7 @@ def test_stochastic_depth_is_sampled_per_example_with_timms_distribution():
     model = Residual().double().eval()
     x = _x((3, 5))
     with torch.no_grad():
-        with modes.record(model, generator=_gen()) as noise:
-            y = model(x)
-        with modes.replay(model, noise):
-            assert torch.equal(model(x), y)
-        with modes.expect(model):
-            assert torch.equal(model(x), x + model.f(x))
+        noise, _ = _record_replay_expect(model, x, x + model.f(x))
     assert noise["drop_path"].shape == (3, 1)
     samples = 4000
     stats = monte_carlo(model, x, samples=samples, generator=_gen(1))
