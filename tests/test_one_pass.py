@@ -196,6 +196,9 @@ def test_full_covariance_follows_monte_carlo_where_the_diagonal_does_not():
     assert abs(mi[0] - 1) < abs(mi[1] - 1) and 0.6 < mi[0] < 1.4, mi
     same = ensemble.moments(model, x, output="logits", covariance="full")
     assert torch.equal(same.mean, fullp.mean) and torch.equal(same.variance, fullp.variance)  # same input, same pass
+    many = ensemble.moments(model, torch.cat([x] * 4), output="logits", covariance="full")  # 160 inputs: 3 chunks
+    assert torch.allclose(many.mean[120:], fullp.mean, rtol=0, atol=1e-12)
+    assert torch.allclose(many.variance[120:], fullp.variance, rtol=0, atol=1e-12)
     with pytest.raises(ValueError, match="covariance must be 'diagonal' or 'full', got 'dense'"):
         ensemble.moments(model, x, covariance="dense")
     with pytest.raises(ValueError, match="batch first; give batch_dim=0"):

@@ -53,6 +53,7 @@ __all__ = ["MomentsCheck", "check_moments", "moments"]
 
 # the widest (B, n) value whose full covariance ``covariance="full"`` carries: (B, n, n) numbers per value
 FULL_LIMIT = 2048
+FULL_CHUNK = 64  # inputs per pass under covariance="full" (64 x 2048^2 float32 numbers: 1 GiB at the widest)
 
 
 @dataclass
@@ -63,6 +64,14 @@ class Gaussian:
     m: Tensor
     v: Tensor
     c: Tensor | None = None
+    full: bool = False  # the covariance is carried: with c None, it is diag(v) (what a dropout site starts with)
+
+    def __post_init__(self) -> None:
+        self.full = self.full or self.c is not None
+
+    def covariance(self) -> Tensor | None:
+        """The carried covariance, made a matrix (None where only the diagonal is carried)."""
+        return self.c if self.c is not None else torch.diag_embed(self.v) if self.full else None
 
 
 def _with_diagonal(c: Tensor, v: Tensor) -> Tensor:
@@ -94,9 +103,11 @@ def _dropout(value: Any, p: float, full: bool = False) -> Any:
     m, v = (value.m, value.v) if isinstance(value, Gaussian) else (value, torch.zeros_like(value))
     c = value.c if isinstance(value, Gaussian) else None
     added = (v + m.square()) * (p / q)
-    if c is None and full and m.dim() == 2 and m.shape[1] <= FULL_LIMIT:
-        c = torch.diag_embed(v)
-    return Gaussian(m, v + added, None if c is None else c + torch.diag_embed(added))
+    if c is not None:
+        return Gaussian(m, v + added, c + torch.diag_embed(added), True)
+    # a diagonal covariance (kept as the variances until a linear map mixes the entries)
+    carried = (full or (isinstance(value, Gaussian) and value.full)) and m.dim() == 2 and m.shape[1] <= FULL_LIMIT
+    return Gaussian(m, v + added, None, carried)
 
 
 def _relu(g: Gaussian) -> Gaussian:
@@ -108,7 +119,7 @@ def _relu(g: Gaussian) -> Gaussian:
     second = (g.m.square() + g.v) * 0.5 * torch.erfc(-a / math.sqrt(2)) \
         + g.m * s * torch.exp(-0.5 * a.square()) / math.sqrt(2 * math.pi)
     var = torch.where(s > 0, (second - mean.square()).clamp_min(0), torch.zeros_like(g.m))
-    out = Gaussian(mean, var)
+    out = Gaussian(mean, var, None, g.full)
     if g.c is None:
         return out
     # E RL'(X) = Phi(m / s), E RL''(X) = phi(m / s) / s (a point mass at 0); a deterministic entry: a step
@@ -138,7 +149,7 @@ def _sigmoid_slopes(x: Tensor) -> tuple[Tensor, Tensor]:
 
 def _sigmoid(g: Gaussian) -> Gaussian:
     # the mean by the paper's Eq. 242; the variance by quadrature (Daunizeau's closed form was 30-75% off)
-    out = Gaussian(means.gaussian_expected_logistic(g.m, g.v), _hermite_variance(torch.sigmoid, g))
+    out = Gaussian(means.gaussian_expected_logistic(g.m, g.v), _hermite_variance(torch.sigmoid, g), None, g.full)
     if g.c is None:
         return out
     return _elementwise_covariance(g, out, (_hermite_mean(lambda x: _sigmoid_slopes(x)[0], g),
@@ -146,8 +157,8 @@ def _sigmoid(g: Gaussian) -> Gaussian:
 
 
 def _tanh(g: Gaussian) -> Gaussian:
-    inner = _sigmoid(Gaussian(2 * g.m, 4 * g.v, None if g.c is None else 4 * g.c))  # tanh(x) = 2 sigmoid(2x) - 1
-    return Gaussian(2 * inner.m - 1, 4 * inner.v, None if inner.c is None else 4 * inner.c)
+    inner = _sigmoid(Gaussian(2 * g.m, 4 * g.v, None if g.c is None else 4 * g.c, g.full))  # 2 sigmoid(2x) - 1
+    return Gaussian(2 * inner.m - 1, 4 * inner.v, None if inner.c is None else 4 * inner.c, inner.full)
 
 
 def _gelu(g: Gaussian) -> Gaussian:
@@ -158,7 +169,7 @@ def _gelu(g: Gaussian) -> Gaussian:
     mean = g.m * 0.5 * torch.erfc(-a / math.sqrt(2)) + g.v / r * pdf
     pdf_m = torch.exp(-0.5 * g.m.square()) / math.sqrt(2 * math.pi)
     slope = 0.5 * torch.erfc(-g.m / math.sqrt(2)) + g.m * pdf_m
-    out = Gaussian(mean, slope.square() * g.v)
+    out = Gaussian(mean, slope.square() * g.v, None, g.full)
     if g.c is None:
         return out
 
@@ -172,9 +183,11 @@ def _gelu(g: Gaussian) -> Gaussian:
 
 
 def _linear_map(fn: Any, weight: Tensor, bias: Tensor | None, g: Gaussian, **kwargs: Any) -> Gaussian:
-    if g.c is not None and fn is F.linear and g.m.dim() == 2:  # Cov(W X) = W Cov(X) W^T: exact for any covariance
-        c = torch.matmul(torch.matmul(weight, g.c), weight.T)
-        return Gaussian(fn(g.m, weight, bias), torch.diagonal(c, dim1=-2, dim2=-1).clamp_min(0), c)
+    if (g.c is not None or g.full) and fn is F.linear and g.m.dim() == 2:
+        # Cov(W X) = W Cov(X) W^T: exact for any covariance; W diag(v) W^T for a diagonal one
+        c = torch.matmul(torch.matmul(weight, g.c), weight.T) if g.c is not None else \
+            torch.matmul(weight * g.v[:, None, :], weight.T)
+        return Gaussian(fn(g.m, weight, bias), torch.diagonal(c, dim1=-2, dim2=-1).clamp_min(0), c, True)
     return Gaussian(fn(g.m, weight, bias, **kwargs), fn(g.v, weight.square(), None, **kwargs))
 
 
@@ -186,7 +199,7 @@ def _elementwise_covariance(g: Gaussian, out: Gaussian, slopes: tuple[Tensor, Te
         return out
     d1, d2 = slopes
     c = g.c * d1[..., :, None] * d1[..., None, :] + 0.5 * g.c.square() * d2[..., :, None] * d2[..., None, :]
-    return Gaussian(out.m, out.v, _with_diagonal(c, out.v))
+    return Gaussian(out.m, out.v, _with_diagonal(c, out.v), True)
 
 
 def _hermite_mean(f: Any, g: Gaussian) -> Tensor:
@@ -277,7 +290,8 @@ _LAYOUT_KEPT = {"view", "reshape", "flatten", "squeeze", "contiguous", torch.fla
 
 def _reshaped(g: Gaussian, m: Tensor, v: Tensor) -> Gaussian:
     """A shape operation's result: the covariance stays where the entries stay where they were (same shape)."""
-    return Gaussian(m, v, g.c if g.c is not None and m.shape == g.m.shape else None)
+    same = m.shape == g.m.shape
+    return Gaussian(m, v, g.c if same else None, g.full and same)
 
 
 class _Interpreter(torch.fx.Interpreter):
@@ -501,20 +515,27 @@ def moments(model: nn.Module, x: Tensor, *, output: str | None = None, batch_dim
         raise ValueError(f"moments needs a model torch.fx can trace, and tracing {type(model).__name__} failed "
                          f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); use "
                          "ensemble.predictive (Monte Carlo)") from None
-    try:
-        out = _Interpreter(gm, full=covariance == "full").run(x)
-    except _Refused as exc:
-        raise ValueError(str(exc)) from None
-    if not isinstance(out, (Gaussian, Tensor)):
-        raise ValueError(f"moments needs a model that returns one tensor, got {type(out).__name__}")
-    g = out if isinstance(out, Gaussian) else Gaussian(out, torch.zeros_like(out))
+    # the full covariance holds n x n numbers per input and value: the inputs go through in chunks
+    chunks = x.split(FULL_CHUNK) if covariance == "full" else (x,)
+    parts = []
+    for chunk in chunks:
+        try:
+            out = _Interpreter(gm, full=covariance == "full").run(chunk)
+        except _Refused as exc:
+            raise ValueError(str(exc)) from None
+        if not isinstance(out, (Gaussian, Tensor)):
+            raise ValueError(f"moments needs a model that returns one tensor, got {type(out).__name__}")
+        parts.append(out if isinstance(out, Gaussian) else Gaussian(out, torch.zeros_like(out)))
+    g = parts[0] if len(parts) == 1 else Gaussian(
+        torch.cat([q.m for q in parts]), torch.cat([q.v for q in parts]),
+        torch.cat([q.covariance() for q in parts]) if all(q.full for q in parts) else None)
     m, v = g.m.movedim(batch_dim, 0), g.v.movedim(batch_dim, 0)
     if output == "values":
         return PredictiveStatistics("values", 0, x, m, v, torch.zeros_like(v), estimator="moments")
     from .. import metrics
 
-    if g.c is not None and m.dim() == 2:  # the logits' covariance: probabilities from fixed Gaussian draws
-        p, var, members = _softmax_draws(m, g.c)
+    if g.full and m.dim() == 2:  # the logits' covariance: probabilities from fixed Gaussian draws
+        p, var, members = _softmax_draws(m, g.covariance())
         return PredictiveStatistics("logits", 0, x, p, var, torch.zeros_like(p), mean_logits=m,
                                     predictive_entropy=metrics.entropy(p), expected_entropy=members,
                                     mutual_information=metrics.mutual_information(p, members), estimator="moments",
