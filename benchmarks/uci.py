@@ -109,9 +109,42 @@ def together_epoch_seconds(splits, *, epochs: int, generator: torch.Generator) -
     return statistics.median(times)
 
 
-def final_scores(splits, choices, *, epochs: int, samples: int, generator: torch.Generator):
+def _as_torch(net, p: float) -> torch.nn.Module:
+    """The member as the plain torch model a user would bring: dropout p, Linear, ReLU, dropout p, Linear."""
+    first, last = net.linears
+    model = torch.nn.Sequential(torch.nn.Dropout(p), torch.nn.Linear(first.in_features, first.out_features),
+                                torch.nn.ReLU(), torch.nn.Dropout(p), torch.nn.Linear(last.in_features, 1)).double()
+    model.load_state_dict({"1.weight": first.weight, "1.bias": first.bias, "4.weight": last.weight,
+                           "4.bias": last.bias})
+    return model.eval()
+
+
+def _gaussian_ll(mean: torch.Tensor, var: torch.Tensor, targets: torch.Tensor, tau: float) -> float:
+    """The mean log density of the targets under N(mean, var + 1 / tau): the one pass's predictive distribution."""
+    total = var + 1.0 / tau
+    return float((-0.5 * torch.log(2 * math.pi * total) - (targets - mean).square() / (2 * total)).mean())
+
+
+def one_pass_scores(net, p: float, x: torch.Tensor, targets: torch.Tensor, tau: float) -> dict[str, float]:
+    """The test log-likelihood (standardized scale) of ``ensemble.moments`` on the member as a torch model, with
+    the diagonal and with the full covariance, and of Monte Carlo at K = 100 with three seeds."""
+    model = _as_torch(net, p)
+    out = {}
+    for covariance in ("diagonal", "full"):
+        stats = ensemble.moments(model, x, covariance=covariance)
+        out[covariance] = _gaussian_ll(stats.mean.flatten(), stats.variance.flatten(), targets, tau)
+    for seed in range(3):
+        stats = ensemble.predictive(model, x, samples=100, generator=torch.Generator().manual_seed(seed),
+                                    targets=targets[:, None], tau=tau)
+        out[f"mc100 seed {seed}"] = float(stats.log_likelihood.mean())
+    return out
+
+
+def final_scores(splits, choices, *, epochs: int, samples: int, generator: torch.Generator,
+                 one_pass: bool = False):
     """The chosen (p, tau) of every split retrained on its whole training split (all splits together), scored on
-    its test split with ``ensemble.predictive``: (RMSE, LL) per split, original scale."""
+    its test split with ``ensemble.predictive``: (RMSE, LL) per split, original scale; with ``one_pass``, also the
+    one pass's and K = 100's log-likelihoods (``one_pass_scores``, original scale) as a third item."""
     scaled = [_scaled(s.x_train, s.y_train, s.x_test) for s in splits]
     p = torch.tensor([c[0] for c in choices], dtype=torch.float64)
     tau = torch.tensor([c[1] for c in choices], dtype=torch.float64)
@@ -128,7 +161,11 @@ def final_scores(splits, choices, *, epochs: int, samples: int, generator: torch
                                     targets=targets[:, None], tau=float(tau[k]) * y_sd**2)
         prediction = stats.mean.flatten() * y_sd + y_mean
         rmse = float((prediction - s.y_test).square().mean().sqrt())
-        scores.append((rmse, float(stats.log_likelihood.mean()) - math.log(y_sd)))
+        row = (rmse, float(stats.log_likelihood.mean()) - math.log(y_sd))
+        if one_pass:
+            extra = one_pass_scores(net, float(p[k]), x_test.double(), targets, float(tau[k]) * y_sd**2)
+            row += ({key: value - math.log(y_sd) for key, value in extra.items()},)
+        scores.append(row)
     return scores
 
 
@@ -184,6 +221,9 @@ def main() -> None:
     parser.add_argument("--epochs-factor", type=int, default=100,
                         help="epochs = factor x the set's base epochs (the published numbers: 100)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--one-pass", action="store_true",
+                        help="also score ensemble.moments (one pass; diagonal and full covariance) and Monte Carlo at "
+                             "K = 100 (three seeds) on the same networks (issue 36)")
     parser.add_argument("--speed-epochs", type=int, default=20,
                         help="epochs of train.fit timed per set for the one-by-one comparison (0: skip)")
     parser.add_argument("--speed-only", action="store_true",
@@ -198,7 +238,7 @@ def main() -> None:
     if args.speed_only:
         speed_only(args)
         return
-    start, within, compared, used = time.perf_counter(), 0, [], []
+    start, within, compared, used, one_passes = time.perf_counter(), 0, [], [], []
     print(f"{'dataset':8s} {'splits':>6s}  {'RMSE droplab':>16s} {'published':>13s} {'diff/SE':>7s}   "
           f"{'LL droplab':>15s} {'published':>14s} {'diff/SE':>7s}  {'seconds':>7s}")
     for name in args.datasets:
@@ -209,7 +249,8 @@ def main() -> None:
         splits = [data.uci(name, split=k) for k in range(n_splits)]
         epochs = first.n_epochs * args.epochs_factor
         choices, t_grid = grid_search(splits, epochs=epochs, samples=args.samples, generator=generator)
-        rows = final_scores(splits, choices, epochs=epochs, samples=args.samples, generator=generator)
+        rows = final_scores(splits, choices, epochs=epochs, samples=args.samples, generator=generator,
+                            one_pass=args.one_pass)
         rmse = torch.tensor([r[0] for r in rows], dtype=torch.float64)
         ll = torch.tensor([r[1] for r in rows], dtype=torch.float64)
         pr, pr_se, pl, pl_se = PUBLISHED[name]
@@ -223,6 +264,17 @@ def main() -> None:
               f"{d_rmse:7.2f}   {float(ll.mean()):7.3f} +- {_se(ll):5.3f} {pl:6.2f} +- {pl_se:4.2f} {d_ll:7.2f}  "
               f"{seconds:7.0f}" + ("" if ok else "  (better by more than 2 SE)" if better else "  (outside 2 SE)"),
               flush=True)
+        if args.one_pass:
+            def mean_se(key: str, rows=rows) -> str:
+                v = torch.tensor([r[2][key] for r in rows], dtype=torch.float64)
+                return f"{float(v.mean()):7.3f} +- {_se(v):5.3f}"
+
+            k100 = [float(torch.tensor([r[2][f"mc100 seed {s}"] for r in rows]).mean()) for s in range(3)]
+            one_passes.append((name, [float(torch.tensor([r[2][c] for r in rows]).mean())
+                                      for c in ("diagonal", "full")], k100))
+            print(f"{'':8s} one pass LL: diagonal {mean_se('diagonal')}, full covariance {mean_se('full')}; Monte "
+                  f"Carlo K = 100 {min(k100):.3f} to {max(k100):.3f} (3 seeds), K = {args.samples} "
+                  f"{float(ll.mean()):.3f}", flush=True)
         if args.speed_epochs:
             per_network_epoch = one_by_one_seconds(splits[0], epochs=args.speed_epochs)
             grid_networks = n_splits * len(first.dropout_rates) * len(first.tau_values)
@@ -232,6 +284,13 @@ def main() -> None:
             print(f"speed {name}: the grid's networks trained together {together:.0f} s, one by one with train.fit "
                   f"{alone:.0f} s (the median epoch of {args.speed_epochs} x 2 networks): "
                   f"{alone / together:.1f}x")
+    for label, index in (("diagonal", 0), ("full covariance", 1)):
+        if one_passes:
+            where = ["within" if min(k) <= one[index] <= max(k) else "above" if one[index] > max(k) else "below"
+                     for _, one, k in one_passes]
+            print(f"one-pass uci ({label}): LL within or above K=100's spread on "
+                  f"{sum(w != 'below' for w in where)} of {len(one_passes)} datasets ("
+                  + ", ".join(f"{name} {w}" for (name, _, _), w in zip(one_passes, where, strict=True)) + ")")
     print(f"uci: {within} of {len(args.datasets)} datasets within 2 SE on both RMSE and LL "
           f"({time.perf_counter() - start:.0f} s; splits "
           f"{'all' if args.splits is None else ', '.join(map(str, sorted(set(used))))} (of the sets' own counts), "
