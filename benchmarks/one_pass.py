@@ -6,9 +6,12 @@ small transformer encoder on 7x7 patches, and droplab's own DropoutMLP (whose on
 For each: the one-pass class probabilities' error in Monte Carlo standard errors at K = 10,000 (50 test digits),
 the variance ratio per output, NLL and ECE on the 2,000 test digits and the OOD AUROC against Fashion-MNIST's test
 images (predictive entropy) next to Monte Carlo at K = 100 over three seeds, and the time against one eval forward
-and against Monte Carlo at K = 100. A model the one pass refuses is counted as not within.
+and against Monte Carlo at K = 100. Each torch model's pass runs twice: with the diagonal (``covariance="diagonal"``,
+the default) and with the full covariance of its (B, n) values (``covariance="full"``); a DropoutMLP's pass is
+diagonal only. A model the one pass refuses is counted as not within. ``--figure PATH`` draws, for the MLP, the
+one pass against Monte Carlo after each of its Linear layers (mean error in standard errors, variance ratio).
 
-    python benchmarks/one_pass.py            # about 6 minutes on 2 cores
+    python benchmarks/one_pass.py --figure docs/one_pass_layers.png   # about 12 minutes on 2 cores
 """
 
 from __future__ import annotations
@@ -77,9 +80,9 @@ def _train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int) -> n
     return model.eval()
 
 
-def _moments(model: nn.Module, x: torch.Tensor, output: str | None):
+def _moments(model: nn.Module, x: torch.Tensor, output: str | None, covariance: str = "diagonal"):
     """moments' class probabilities and their variance (a DropoutMLP's output layer from its statistics)."""
-    stats = ensemble.moments(model, x, output=output)
+    stats = ensemble.moments(model, x, output=output, covariance=covariance)
     return stats.output if isinstance(stats, ensemble.EnsembleStatistics) else stats
 
 
@@ -100,10 +103,61 @@ def _timed(fn):
     return best, out
 
 
+def per_layer(model: nn.Sequential, x: torch.Tensor, reference: int) -> dict[str, list]:
+    """Where the one pass departs from Monte Carlo, layer by layer: for the output of every Linear of a Sequential
+    model, then for its class probabilities, the median |one-pass mean - Monte Carlo mean| in Monte Carlo standard
+    errors and the median variance ratio, with the diagonal and with the full covariance (Monte Carlo at
+    ``reference`` members)."""
+    out: dict[str, list] = {"layer": []}
+    cuts = [k + 1 for k, m in enumerate(model) if isinstance(m, nn.Linear)]
+    stages = [(str(number), model[:cut], None) for number, cut in enumerate(cuts, 1)]
+    for label, head, output in [*stages, ("softmax", model, "logits")]:
+        mc = ensemble.predictive(head, x, samples=reference, output=output,
+                                 generator=torch.Generator().manual_seed(5))
+        out["layer"].append(label)
+        for covariance in ("diagonal", "full"):
+            one = ensemble.moments(head, x, output=output, covariance=covariance)
+            z = ((one.mean - mc.mean) / mc.standard_error.clamp_min(1e-9)).abs()
+            out.setdefault(f"error {covariance}", []).append(float(z.median()))
+            ratio = one.variance / mc.variance.clamp_min(1e-12)
+            out.setdefault(f"ratio {covariance}", []).append(float(ratio.median()))
+    return out
+
+
+def draw_per_layer(rows: dict[str, list[float]], path: str) -> None:
+    from matplotlib import ticker
+
+    from droplab._figures import subplots
+    from droplab.checkpoint import atomic_save_figure
+
+    fig, axes = subplots(1, 2, figsize=(11, 4.2))
+    where = "after the MLP's Linear layer (then its class probabilities)"
+    for covariance, marker in (("diagonal", "o"), ("full", "s")):
+        axes[0].plot(rows["layer"], rows[f"error {covariance}"], marker=marker, label=f"covariance='{covariance}'")
+        axes[1].plot(rows["layer"], rows[f"ratio {covariance}"], marker=marker, label=f"covariance='{covariance}'")
+    axes[0].axhline(0.674, color="k", ls=":", lw=1, label="0.674: an exact mean's median |error|")
+    axes[0].set(title="mean: |one pass - Monte Carlo| (median)", xlabel=where,
+                ylabel="Monte Carlo standard errors",
+                ylim=(0, 1.15 * max(1.0, *rows["error diagonal"], *rows["error full"])))
+    axes[1].axhline(1.0, color="k", ls=":", lw=1, label="equal to Monte Carlo")
+    axes[1].set(title="variance: one pass / Monte Carlo (median)", xlabel=where,
+                ylabel="ratio", yscale="log")
+    axes[1].yaxis.set_major_formatter(ticker.FormatStrFormatter("%.2g"))
+    ratios = [*rows["ratio diagonal"], *rows["ratio full"], 1.0]
+    narrow = max(ratios) / max(min(ratios), 1e-12) < 10  # within a decade: label the minor ticks too
+    axes[1].yaxis.set_minor_formatter(ticker.FormatStrFormatter("%.2g") if narrow else ticker.NullFormatter())
+    for ax in axes:
+        ax.legend(fontsize=9)
+    fig.tight_layout()
+    atomic_save_figure(fig, path, dpi=110)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=2, help="training epochs of each model (default 2)")
     parser.add_argument("--reference", type=int, default=10_000, help="Monte Carlo members of the reference")
+    parser.add_argument("--figure", default=None,
+                        help="write the per-layer figure of the MLP (one pass against Monte Carlo) to this PNG")
     args = parser.parse_args()
     if args.epochs < 1 or args.reference < 100:
         parser.error("--epochs must be >= 1 and --reference >= 100")
@@ -122,19 +176,22 @@ def main() -> None:
     fit(net, d, replace(cfg.train, epochs=args.epochs, patience=None), progress=False)
     models["DropoutMLP (gaussian_moments)"] = net.eval()
 
-    within, refused, ratios, times = 0, 0, [], []
-    print(f"\n{'model':32s} {'mean err/SE':>12s} {'var ratio':>9s}  {'NLL one':>7s} {'NLL MC100':>15s}  "
+    modes = ("diagonal", "full")
+    within, refused = dict.fromkeys(modes, 0), dict.fromkeys(modes, 0)
+    times: dict[str, list[float]] = {c: [] for c in modes}
+    print(f"\n{'model':44s} {'mean err/SE':>12s} {'var ratio':>9s}  {'NLL one':>7s} {'NLL MC100':>15s}  "
           f"{'ECE one':>7s} {'ECE MC100':>15s}  {'AUROC one':>9s} {'AUROC MC100':>15s}  {'one/eval':>8s} "
           f"{'MC100/eval':>10s}", flush=True)
     for name, model in models.items():
         flat = isinstance(model, DropoutMLP)
         x, xo = (d.x_test, ood.view(len(ood), -1)) if flat else (images["test"], images["ood"])
         kind, one_kind = "logits", None if flat else "logits"  # a DropoutMLP returns its logits; its moments, p
-        try:
-            t_one, one = _timed(lambda m=model, x=x, k=one_kind: _moments(m, x, k))
+        try:  # a model the pass refuses is refused in every mode: no Monte Carlo spent on it
+            _moments(model, x[:2], one_kind)
         except ValueError as exc:
-            refused += 1
-            print(f"{name:32s} refused: {str(exc)[:150]}", flush=True)
+            for covariance in modes if not flat else ("diagonal",):
+                refused[covariance] += 1
+                print(f"{name + ', ' + covariance:44s} refused: {str(exc)[:150]}", flush=True)
             continue
         with torch.no_grad():
             t_eval, _ = _timed(lambda m=model, x=x: m(x))
@@ -142,33 +199,46 @@ def main() -> None:
             m, x, samples=100, output=k, generator=torch.Generator().manual_seed(9)))
         ref = ensemble.predictive(model, x[:50], samples=args.reference, output=kind,
                                   generator=torch.Generator().manual_seed(1))
-        z = ((_E(one)[:50] - ref.mean) / ref.standard_error.clamp_min(1e-9)).abs()
-        ratio = float((_V(one)[:50] / ref.variance.clamp_min(1e-12)).median())
-        ratios.append(ratio)
         mc = [ensemble.predictive(model, x, samples=100, output=kind, generator=torch.Generator().manual_seed(s))
               for s in range(3)]
         mco = [ensemble.predictive(model, xo, samples=100, output=kind, generator=torch.Generator().manual_seed(s))
                for s in range(3)]
-        one_o = _moments(model, xo, one_kind)
         nll = [metrics.negative_log_likelihood(s.mean.float(), d.y_test) for s in mc]
         ece = [metrics.expected_calibration_error(s.mean.float(), d.y_test) for s in mc]
         auroc = [metrics.ood_scores(metrics.entropy(a.mean), metrics.entropy(b.mean)).auroc
                  for a, b in zip(mc, mco, strict=True)]
-        nll1 = metrics.negative_log_likelihood(_E(one).float(), d.y_test)
-        ece1 = metrics.expected_calibration_error(_E(one).float(), d.y_test)
-        auroc1 = metrics.ood_scores(metrics.entropy(_E(one)), metrics.entropy(_E(one_o))).auroc
-        inside = [min(v) <= w <= max(v) for w, v in ((nll1, nll), (ece1, ece), (auroc1, auroc))]
-        within += all(inside)
-        missed = ", ".join(n for n, ok in zip(("NLL", "ECE", "AUROC"), inside, strict=True) if not ok)
-        print(f"{name:32s} {float(z.median()):5.2f} ({float(z.max()):5.1f}) {ratio:9.2f}  {nll1:7.4f} "
-              f"{min(nll):7.4f}-{max(nll):7.4f}  {ece1:7.4f} {min(ece):7.4f}-{max(ece):7.4f}  {auroc1:9.4f} "
-              f"{min(auroc):7.4f}-{max(auroc):7.4f}  {t_one / t_eval:8.2f} {t_mc / t_eval:10.1f}"
-              + ("" if all(inside) else f"  (outside K=100's spread on {missed})"), flush=True)
-        times.append(t_one / t_eval)
-    times = sorted(times) or [float("nan")]
-    median = times[len(times) // 2]
-    print(f"\none-pass: {within} of {len(models)} models within K=100's spread on NLL, ECE and AUROC "
-          f"({refused} refused); median time {median:.2f} eval forwards", flush=True)
+        for covariance in modes if not flat else ("diagonal",):  # a DropoutMLP's pass carries variances only
+            label = f"{name}, {covariance}"
+            try:
+                t_one, one = _timed(lambda m=model, x=x, k=one_kind, c=covariance: _moments(m, x, k, c))
+            except ValueError as exc:
+                refused[covariance] += 1
+                print(f"{label:44s} refused: {str(exc)[:150]}", flush=True)
+                continue
+            z = ((_E(one)[:50] - ref.mean) / ref.standard_error.clamp_min(1e-9)).abs()
+            ratio = float((_V(one)[:50] / ref.variance.clamp_min(1e-12)).median())
+            one_o = _moments(model, xo, one_kind, covariance)
+            nll1 = metrics.negative_log_likelihood(_E(one).float(), d.y_test)
+            ece1 = metrics.expected_calibration_error(_E(one).float(), d.y_test)
+            auroc1 = metrics.ood_scores(metrics.entropy(_E(one)), metrics.entropy(_E(one_o))).auroc
+            inside = [min(v) <= w <= max(v) for w, v in ((nll1, nll), (ece1, ece), (auroc1, auroc))]
+            within[covariance] += all(inside)
+            missed = ", ".join(n for n, ok in zip(("NLL", "ECE", "AUROC"), inside, strict=True) if not ok)
+            print(f"{label:44s} {float(z.median()):5.2f} ({float(z.max()):5.1f}) {ratio:9.2f}  {nll1:7.4f} "
+                  f"{min(nll):7.4f}-{max(nll):7.4f}  {ece1:7.4f} {min(ece):7.4f}-{max(ece):7.4f}  {auroc1:9.4f} "
+                  f"{min(auroc):7.4f}-{max(auroc):7.4f}  {t_one / t_eval:8.2f} {t_mc / t_eval:10.1f}"
+                  + ("" if all(inside) else f"  (outside K=100's spread on {missed})"), flush=True)
+            times[covariance].append(t_one / t_eval)
+    if args.figure:
+        mlp = models["MLP, dropout after every layer"]
+        draw_per_layer(per_layer(mlp, images["test"][:50], args.reference), args.figure)
+        print(f"figure: {args.figure}", flush=True)
+    for covariance in modes:
+        spent = sorted(times[covariance]) or [float("nan")]
+        counted = len(models) if covariance == "diagonal" else len(models) - 1  # (no full pass for a DropoutMLP)
+        print(("\none-pass" if covariance == "diagonal" else "one-pass (covariance='full')")
+              + f": {within[covariance]} of {counted} models within K=100's spread on NLL, ECE and AUROC "
+              f"({refused[covariance]} refused); median time {spent[len(spent) // 2]:.2f} eval forwards", flush=True)
 
 
 if __name__ == "__main__":
