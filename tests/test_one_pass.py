@@ -91,7 +91,7 @@ def _enumerate_covariance(model: nn.Module, x: torch.Tensor, drops: list[nn.Drop
     widths: dict[int, int] = {}
 
     def width(i: int, inputs: tuple) -> None:  # (a hook that returns None leaves the output alone)
-        widths[i] = inputs[0].shape[-1]
+        widths[i] = inputs[0][0].numel()  # one input's values at the site, whatever their shape
 
     hooks = [d.register_forward_hook(lambda m, a, o, i=i: width(i, a)) for i, d in enumerate(drops)]
     with torch.no_grad():
@@ -99,7 +99,8 @@ def _enumerate_covariance(model: nn.Module, x: torch.Tensor, drops: list[nn.Drop
     for h in hooks:
         h.remove()
     current: dict[int, torch.Tensor] = {}
-    hooks = [d.register_forward_hook(lambda m, a, o, i=i: a[0] * current[i] / (1 - m.p)) for i, d in enumerate(drops)]
+    hooks = [d.register_forward_hook(lambda m, a, o, i=i: a[0] * current[i].view(a[0].shape) / (1 - m.p))
+             for i, d in enumerate(drops)]
     n = [widths[i] for i in range(len(drops))]
     outs, probs = [], []
     with torch.no_grad():
@@ -137,6 +138,40 @@ def test_full_covariance_makes_a_deep_linear_network_exact():
     assert torch.allclose(out.c[0], _enumerate_covariance(model, x, drops), atol=1e-12)
     diagonal = ensemble.moments(model, x)
     assert torch.allclose(diagonal.mean, mean, atol=1e-12) and not torch.allclose(diagonal.variance, var, rtol=0.02)
+
+
+def test_a_flattened_feature_map_carries_its_covariance_from_the_first_linear_map():
+    """A dropout site on a feature map (B, C, H, W) gives independent entries; flattened and mapped by a linear
+    layer, the outputs share every entry, and under covariance='full' they carry W diag(v) W^T from that layer on:
+    exact against every one of the 2^8 masks (the diagonal pass has no covariance to give)."""
+    from droplab.ensemble._onepass import _Interpreter
+
+    torch.manual_seed(5)
+    model = nn.Sequential(nn.Unflatten(1, (2, 2, 2)), nn.Dropout(0.4), nn.Flatten(), nn.Linear(8, 3), nn.Dropout(0.3),
+                          nn.Linear(3, 2)).double().eval()
+    x = torch.randn(1, 8, dtype=torch.float64)
+    out = _Interpreter(torch.fx.symbolic_trace(model), full=True).run(x)
+    assert out.c is not None
+    assert torch.allclose(out.c[0], _enumerate_covariance(model, x, [model[1], model[4]]), atol=1e-12)
+    assert _Interpreter(torch.fx.symbolic_trace(model)).run(x).c is None
+
+
+def test_an_output_too_wide_for_its_covariance_keeps_exact_variances(monkeypatch):
+    """A linear map whose output is wider than FULL_LIMIT is carried with its variances alone, taken exactly from
+    the covariance before it (a linear network: against every mask); wider inputs are never given a covariance."""
+    from droplab.ensemble import _onepass
+
+    monkeypatch.setattr(_onepass, "FULL_LIMIT", 4)
+    torch.manual_seed(6)
+    model = nn.Sequential(nn.Dropout(0.3), nn.Linear(3, 3), nn.Dropout(0.5), nn.Linear(3, 5), nn.Linear(5, 2)).double()
+    x = torch.randn(1, 3, dtype=torch.float64)
+    mean, var = _enumerate(model.eval(), x, [model[0], model[2]])
+    out = _onepass._Interpreter(torch.fx.symbolic_trace(model), full=True).run(x)
+    assert out.c is None  # the 5 wide layer ended the covariance; its 2 outputs are diagonal again
+    wide = _onepass._Interpreter(torch.fx.symbolic_trace(model[:4]), full=True).run(x)
+    exact = _enumerate(model[:4], x, [model[0], model[2]])
+    assert wide.c is None and torch.allclose(wide.v, exact[1], atol=1e-12)
+    assert torch.allclose(out.m, mean, atol=1e-12)
 
 
 @pytest.mark.parametrize("rho", [-0.6, -0.2, 0.3, 0.7])

@@ -8,7 +8,9 @@ entries as well: exact through linear maps and dropout sites (a linear network's
 are then exact, as Section 3's recursions are), through elementwise nonlinearities by Mehler's expansion to
 second order in the covariance, Cov(f(X_i), f(X_j)) ~ E f'(X_i) E f'(X_j) C_ij + E f''(X_i) E f''(X_j) C_ij^2 / 2,
 and the class probabilities then from fixed Gaussian draws of the logits (``DRAWS``). Values of other shapes
-(feature maps) stay diagonal. It costs a product of n x n matrices per input and layer, so it is for MLP-sized
+(feature maps) stay diagonal; one flattened into (B, n) starts carrying its covariance at the first linear map it
+reaches (W diag(v) W^T), and a linear map's output wider than ``FULL_LIMIT`` is carried with its variances alone
+(exact from the covariance before it). It costs a product of n x n matrices per input and layer, so it is for MLP-sized
 layers; on an MLP with dropout after every layer it brings the logits' variance from a fifth of Monte Carlo's to
 within a few percent of it (``benchmarks/one_pass.py``). A dropout site turns (m, v) into the moments of the gated
 values; every other operation propagates them:
@@ -183,6 +185,12 @@ def _gelu(g: Gaussian) -> Gaussian:
 
 
 def _linear_map(fn: Any, weight: Tensor, bias: Tensor | None, g: Gaussian, **kwargs: Any) -> Gaussian:
+    if (g.c is not None or g.full) and fn is F.linear and g.m.dim() == 2 and weight.shape[0] > FULL_LIMIT:
+        # too wide an output to hold n x n numbers per input: its variances, exact from the covariance, then
+        # diagonal from here on (diag(W C W^T) = rowsum((W C) * W))
+        v = ((torch.matmul(weight, g.c) * weight).sum(-1) if g.c is not None
+             else F.linear(g.v, weight.square(), None)).clamp_min(0)
+        return Gaussian(fn(g.m, weight, bias), v)
     if (g.c is not None or g.full) and fn is F.linear and g.m.dim() == 2:
         # Cov(W X) = W Cov(X) W^T: exact for any covariance; W diag(v) W^T for a diagonal one
         c = torch.matmul(torch.matmul(weight, g.c), weight.T) if g.c is not None else \
@@ -314,7 +322,16 @@ class _Interpreter(torch.fx.Interpreter):
             return module(*args, **kwargs)
         if len(args) != 1 or kwargs:
             raise _Refused(f"moments: {type(module).__name__} at {target!r} takes several inputs, one random")
-        return _module_rule(target, module, args[0])
+        return _module_rule(target, module, self._carried(args[0]) if isinstance(module, nn.Linear) else args[0])
+
+    def _carried(self, value: Any) -> Any:
+        """Under covariance='full', a (B, n) value that reaches a linear map with its variances alone (a feature
+        map's, flattened) starts carrying its covariance there: the map's outputs share every input, and
+        W diag(v) W^T holds what they share."""
+        if (self.full and isinstance(value, Gaussian) and value.c is None and not value.full
+                and value.m.dim() == 2 and value.m.shape[1] <= FULL_LIMIT):
+            return Gaussian(value.m, value.v, None, True)
+        return value
 
     def call_function(self, target: Any, args: tuple, kwargs: dict) -> Any:
         randoms = [a for a in (*args, *kwargs.values()) if isinstance(a, Gaussian)]
@@ -324,6 +341,8 @@ class _Interpreter(torch.fx.Interpreter):
             return _dropout(args[0], float(p), self.full)
         if not randoms:
             return target(*args, **kwargs)
+        if target is F.linear and args:
+            args = (self._carried(args[0]), *args[1:])
         return _function_rule(getattr(target, "__name__", str(target)), target, args, kwargs)
 
     def call_method(self, target: str, args: tuple, kwargs: dict) -> Any:
