@@ -4,14 +4,16 @@ Five models are trained briefly on MNIST's 10,000 t10k digits (8,000 to train, 2
 MLP with dropout after every layer, a CNN with dropout after every block, a residual CNN with a dropout head, a
 small transformer encoder on 7x7 patches, and droplab's own DropoutMLP (whose one pass is ``gaussian_moments``).
 For each: the one-pass class probabilities' error in Monte Carlo standard errors at K = 10,000 (50 test digits),
-the variance ratio per output, NLL and ECE on the 2,000 test digits and the OOD AUROC against Fashion-MNIST's test
-images (predictive entropy) next to Monte Carlo at K = 100 over three seeds, and the time against one eval forward
-and against Monte Carlo at K = 100. Each torch model's pass runs twice: with the diagonal (``covariance="diagonal"``,
-the default) and with the full covariance of its (B, n) values (``covariance="full"``); a DropoutMLP's pass is
-diagonal only. A model the one pass refuses is counted as not within. ``--figure PATH`` draws, for the MLP, the
-one pass against Monte Carlo after each of its Linear layers (mean error in standard errors, variance ratio).
+the variance ratio per output, NLL, ECE and the Brier score on the 2,000 test digits and the OOD AUROC against
+Fashion-MNIST's test images (predictive entropy) next to Monte Carlo at K = 100 over three seeds (a model is within
+when its NLL, ECE and AUROC all are; the Brier score is shown), and the time against one eval forward and against
+Monte Carlo at K = 100. Each torch model's pass runs twice: with the diagonal (``covariance="diagonal"``, the
+default) and with the full covariance of its (B, n) values (``covariance="full"``); a DropoutMLP's pass is diagonal
+only. A model the one pass refuses is counted as not within. ``--figure PATH`` draws, for the MLP, the one pass
+against Monte Carlo after each of its Linear layers and at its class probabilities (mean error in standard errors,
+variance ratio), and prints those numbers.
 
-    python benchmarks/one_pass.py --figure docs/one_pass_layers.png   # about 12 minutes on 2 cores
+    python benchmarks/one_pass.py --figure docs/one_pass_layers.png   # about 13 minutes on 2 cores
 """
 
 from __future__ import annotations
@@ -180,7 +182,8 @@ def main() -> None:
     within, refused = dict.fromkeys(modes, 0), dict.fromkeys(modes, 0)
     times: dict[str, list[float]] = {c: [] for c in modes}
     print(f"\n{'model':44s} {'mean err/SE':>12s} {'var ratio':>9s}  {'NLL one':>7s} {'NLL MC100':>15s}  "
-          f"{'ECE one':>7s} {'ECE MC100':>15s}  {'AUROC one':>9s} {'AUROC MC100':>15s}  {'one/eval':>8s} "
+          f"{'ECE one':>7s} {'ECE MC100':>15s}  {'Brier one':>9s} {'Brier MC100':>15s}  {'AUROC one':>9s} "
+          f"{'AUROC MC100':>15s}  {'one/eval':>8s} "
           f"{'MC100/eval':>10s}", flush=True)
     for name, model in models.items():
         flat = isinstance(model, DropoutMLP)
@@ -205,6 +208,7 @@ def main() -> None:
                for s in range(3)]
         nll = [metrics.negative_log_likelihood(s.mean.float(), d.y_test) for s in mc]
         ece = [metrics.expected_calibration_error(s.mean.float(), d.y_test) for s in mc]
+        brier = [metrics.brier_score(s.mean.float(), d.y_test) for s in mc]
         auroc = [metrics.ood_scores(metrics.entropy(a.mean), metrics.entropy(b.mean)).auroc
                  for a, b in zip(mc, mco, strict=True)]
         for covariance in modes if not flat else ("diagonal",):  # a DropoutMLP's pass carries variances only
@@ -220,12 +224,14 @@ def main() -> None:
             one_o = _moments(model, xo, one_kind, covariance)
             nll1 = metrics.negative_log_likelihood(_E(one).float(), d.y_test)
             ece1 = metrics.expected_calibration_error(_E(one).float(), d.y_test)
+            brier1 = metrics.brier_score(_E(one).float(), d.y_test)
             auroc1 = metrics.ood_scores(metrics.entropy(_E(one)), metrics.entropy(_E(one_o))).auroc
             inside = [min(v) <= w <= max(v) for w, v in ((nll1, nll), (ece1, ece), (auroc1, auroc))]
             within[covariance] += all(inside)
             missed = ", ".join(n for n, ok in zip(("NLL", "ECE", "AUROC"), inside, strict=True) if not ok)
             print(f"{label:44s} {float(z.median()):5.2f} ({float(z.max()):5.1f}) {ratio:9.2f}  {nll1:7.4f} "
-                  f"{min(nll):7.4f}-{max(nll):7.4f}  {ece1:7.4f} {min(ece):7.4f}-{max(ece):7.4f}  {auroc1:9.4f} "
+                  f"{min(nll):7.4f}-{max(nll):7.4f}  {ece1:7.4f} {min(ece):7.4f}-{max(ece):7.4f}  "
+                  f"{brier1:9.4f} {min(brier):7.4f}-{max(brier):7.4f}  {auroc1:9.4f} "
                   f"{min(auroc):7.4f}-{max(auroc):7.4f}  {t_one / t_eval:8.2f} {t_mc / t_eval:10.1f}"
                   + ("" if all(inside) else f"  (outside K=100's spread on {missed})"), flush=True)
             times[covariance].append(t_one / t_eval)

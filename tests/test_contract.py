@@ -299,3 +299,23 @@ def test_two_bad_arguments_work_or_are_refused_by_name(name, a, la, b, lb):
         return
     if not (_held_nonfinite(kwargs[a]) or _held_nonfinite(kwargs[b])) and name not in NAN_BY_DESIGN:
         assert not _nonfinite(result), f"{name}({a}={la}, {b}={lb}) returned NaN or inf"
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_the_finiteness_check_refuses_nan_and_inf_and_keeps_finite_values_whose_sum_overflows(dtype):
+    """The contract reads a tensor once (its sum) to see that it is finite; a sum of finite values that overflows
+    (values near the dtype's largest) must not be refused, and one NaN or infinity anywhere must be."""
+    from droplab._contract import _finite
+    from droplab.means import weighted_mean  # a public function with a checked tensor argument
+
+    big = torch.finfo(dtype).max / 2
+    assert _finite(torch.full((64,), big, dtype=dtype))  # the sum is inf; every value is finite
+    assert _finite(torch.randn(50, 7).to(dtype))
+    for bad in (math.nan, math.inf, -math.inf):
+        t = torch.randn(50, 7).to(dtype)
+        t[13, 4] = bad
+        assert not _finite(t)
+    x = torch.randn(4, 3, dtype=torch.float64)
+    x[1, 2] = math.nan
+    with pytest.raises(ValueError, match="holds NaN or inf"):
+        weighted_mean(x)

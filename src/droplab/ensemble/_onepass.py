@@ -455,12 +455,14 @@ def expected_entropy(m: Tensor, v: Tensor) -> Tensor:
     nodes = torch.as_tensor(_HERMITE[0] * math.sqrt(2.0), dtype=m.dtype, device=m.device)
     weights = torch.as_tensor(_HERMITE[1] / math.sqrt(math.pi), dtype=m.dtype, device=m.device)
     c = m.shape[-1]
-    center = metrics.entropy(torch.softmax(m, -1), log_p=torch.log_softmax(m, -1))
+    log_p = torch.log_softmax(m, -1)  # (p from it: one exponential a value, not a second softmax)
+    center = metrics.entropy(log_p.exp(), log_p=log_p)
     # (..., k, j, c): the logits with the k-th one moved to m_k + sqrt(v_k) t_j
     shift = v.clamp_min(0).sqrt()[..., :, None] * nodes  # (..., k, j)
     eye = torch.eye(c, dtype=m.dtype, device=m.device)
     z = m[..., None, None, :] + shift[..., None] * eye[:, None, :]
-    h = metrics.entropy(torch.softmax(z, -1), log_p=torch.log_softmax(z, -1))  # (..., k, j)
+    log_q = torch.log_softmax(z, -1)
+    h = metrics.entropy(log_q.exp(), log_p=log_q)  # (..., k, j)
     return center + ((h * weights).sum(-1) - center[..., None]).sum(-1)
 
 
