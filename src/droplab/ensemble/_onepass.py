@@ -11,8 +11,9 @@ and the class probabilities then from fixed Gaussian draws of the logits (``DRAW
 (feature maps) stay diagonal; one flattened into (B, n) starts carrying its covariance at the first linear map it
 reaches (W diag(v) W^T), and a linear map's output wider than ``FULL_LIMIT`` is carried with its variances alone
 (exact from the covariance before it). It costs a product of n x n matrices per input and layer, so it is for MLP-sized
-layers; on an MLP with dropout after every layer it brings the logits' variance from a fifth of Monte Carlo's to
-within a few percent of it (``benchmarks/one_pass.py``). A dropout site turns (m, v) into the moments of the gated
+layers; on MLPs with dropout after every layer it brings the logits' variance from a fifth (scikit-learn's digits)
+or a half (MNIST) of Monte Carlo's to within a few percent of it (``tests/test_one_pass.py``,
+``benchmarks/one_pass.py``). A dropout site turns (m, v) into the moments of the gated
 values; every other operation propagates them:
 
 - **exactly** on independent inputs (what a dropout site gives): ``Linear``, convolutions, average pooling,
