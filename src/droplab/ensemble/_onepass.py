@@ -155,8 +155,7 @@ def _sigmoid(g: Gaussian) -> Gaussian:
     out = Gaussian(means.gaussian_expected_logistic(g.m, g.v), _hermite_variance(torch.sigmoid, g), None, g.full)
     if g.c is None:
         return out
-    return _elementwise_covariance(g, out, (_hermite_mean(lambda x: _sigmoid_slopes(x)[0], g),
-                                            _hermite_mean(lambda x: _sigmoid_slopes(x)[1], g)))
+    return _elementwise_covariance(g, out, _hermite_means(_sigmoid_slopes, g))
 
 
 def _tanh(g: Gaussian) -> Gaussian:
@@ -176,13 +175,11 @@ def _gelu(g: Gaussian) -> Gaussian:
     if g.c is None:
         return out
 
-    def phi(x: Tensor) -> Tensor:
-        return torch.exp(-0.5 * x.square()) / math.sqrt(2 * math.pi)
+    def slopes(x: Tensor) -> tuple[Tensor, Tensor]:  # GELU' = Phi(x) + x phi(x), GELU'' = phi(x) (2 - x^2)
+        phi = torch.exp(-0.5 * x.square()) / math.sqrt(2 * math.pi)
+        return 0.5 * torch.erfc(-x / math.sqrt(2)) + x * phi, phi * (2 - x.square())
 
-    # GELU' = Phi(x) + x phi(x), GELU'' = phi(x) (2 - x^2)
-    return _elementwise_covariance(g, out, (
-        _hermite_mean(lambda x: 0.5 * torch.erfc(-x / math.sqrt(2)) + x * phi(x), g),
-        _hermite_mean(lambda x: phi(x) * (2 - x.square()), g)))
+    return _elementwise_covariance(g, out, _hermite_means(slopes, g))
 
 
 def _linear_map(fn: Any, weight: Tensor, bias: Tensor | None, g: Gaussian, **kwargs: Any) -> Gaussian:
@@ -211,11 +208,12 @@ def _elementwise_covariance(g: Gaussian, out: Gaussian, slopes: tuple[Tensor, Te
     return Gaussian(out.m, out.v, _with_diagonal(c, out.v), True)
 
 
-def _hermite_mean(f: Any, g: Gaussian) -> Tensor:
-    """E f(X), X ~ N(m, v), by 48-point Gauss-Hermite quadrature."""
+def _hermite_means(f: Any, g: Gaussian) -> tuple[Tensor, ...]:
+    """E f_k(X), X ~ N(m, v), for each tensor of the tuple f returns, by 48-point Gauss-Hermite quadrature (the
+    functions share one evaluation at the nodes)."""
     t = torch.as_tensor(_NODES, dtype=g.m.dtype, device=g.m.device).view(-1, *([1] * g.m.dim()))
     w = torch.as_tensor(_WEIGHTS / math.sqrt(math.pi), dtype=g.m.dtype, device=g.m.device).view_as(t)
-    return (w * f(g.m + torch.sqrt(2 * g.v.clamp_min(0)) * t)).sum(0)
+    return tuple((w * value).sum(0) for value in f(g.m + torch.sqrt(2 * g.v.clamp_min(0)) * t))
 
 
 class _Refused(ValueError):
